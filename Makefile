@@ -1,0 +1,64 @@
+# The few commands a newcomer needs. `make run` serves the embedded catalog; `make test` is what CI runs.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := node_modules/.bin/buf
+PORT ?= 8080
+
+.PHONY: help
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-server.txt requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(BUF): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: setup
+setup: $(VENV)/.installed $(BUF) ## Create the virtualenv and install the tools (done by every target that needs it).
+
+.PHONY: run
+run: $(VENV)/.installed ## Serve the embedded catalog on :8080 (PORT=...) with reflection on.
+	PORT=$(PORT) ENABLE_REFLECTION=true $(PY) -m service
+
+.PHONY: proto
+proto: $(VENV)/.installed ## Regenerate catalog/ (messages, stubs, .pyi) from proto/.
+	$(PY) -m tools.genproto
+
+.PHONY: lint
+lint: setup ## ruff, mypy, buf, hadolint, actionlint.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/actionlint
+
+.PHONY: test
+test: lint ## Lint, then the whole test suite.
+	$(PY) -m pytest
+
+.PHONY: bench
+bench: $(VENV)/.installed ## Benchmark a 100k-product catalog against the seed's server (needs h2load).
+	$(PY) -m bench --compare
+
+.PHONY: fmt
+fmt: setup ## Format Python and proto in place.
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+	$(BUF) format --write
+
+.PHONY: clean
+clean: ## Remove the virtualenv, node_modules and caches.
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
