@@ -21,7 +21,8 @@ $(VENV)/.installed: requirements-server.txt requirements.txt requirements-dev.tx
 	touch $@
 
 $(BUF): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# `npm install`, not `npm ci`: npm ci rejects this lock, which lacks other platforms' optional buf binaries.
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 .PHONY: setup
