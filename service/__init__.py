@@ -1,0 +1,1 @@
+"""The catalog gRPC server that Cloud Run runs: `python -m service`."""

@@ -1,0 +1,115 @@
+"""Server settings, read once from the environment and validated before anything starts."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+# Cloud Run's per-instance concurrency goes up to 1000; the limit here mirrors it.
+MAX_CONCURRENCY = 1000
+# Cloud Run sends SIGKILL 10 s after SIGTERM: a longer grace would be cut short.
+MAX_SHUTDOWN_GRACE_SECONDS = 9.0
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the server cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the server runs. Defaults suit Cloud Run; `from_env` reads the documented variables."""
+
+    port: int = 8080
+    catalog_path: Path | None = None
+    enable_reflection: bool = False
+    max_concurrent_rpcs: int = 80
+    shutdown_grace_seconds: float = 8.0
+    log_level: str = "INFO"
+    project_id: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables; raise ConfigError naming the first bad one."""
+        defaults = cls()
+        catalog_path = env.get("CATALOG_PATH", "").strip()
+        return cls(
+            port=_read(env, "PORT", defaults.port, _parse_port),
+            catalog_path=Path(catalog_path) if catalog_path else None,
+            enable_reflection=_read(env, "ENABLE_REFLECTION", defaults.enable_reflection, _parse_bool),
+            max_concurrent_rpcs=_read(
+                env, "MAX_CONCURRENT_RPCS", defaults.max_concurrent_rpcs, _parse_concurrency
+            ),
+            shutdown_grace_seconds=_read(
+                env, "SHUTDOWN_GRACE_SECONDS", defaults.shutdown_grace_seconds, _parse_grace
+            ),
+            log_level=_read(env, "LOG_LEVEL", defaults.log_level, _parse_log_level),
+            project_id=env.get("GOOGLE_CLOUD_PROJECT", "").strip() or None,
+        )
+
+    @property
+    def log_level_number(self) -> int:
+        """The `logging` module's number for `log_level`."""
+        return logging.getLevelName(self.log_level)  # type: ignore[no-any-return]
+
+
+def _read(env: Mapping[str, str], name: str, default: _T, parse: Callable[[str], _T]) -> _T:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw.strip())
+    except ValueError as error:
+        raise ConfigError(f"{name}={raw!r} is invalid: {error}") from None
+
+
+def _parse_int(raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"expected a whole number from {low} to {high}") from None
+    if not low <= value <= high:
+        raise ValueError(f"expected a whole number from {low} to {high}")
+    return value
+
+
+def _parse_port(raw: str) -> int:
+    # 0 asks the OS for a free port (tests); Cloud Run always sets a real one.
+    return _parse_int(raw, 0, 65535)
+
+
+def _parse_concurrency(raw: str) -> int:
+    return _parse_int(raw, 1, MAX_CONCURRENCY)
+
+
+def _parse_bool(raw: str) -> bool:
+    try:
+        return _BOOLEANS[raw.lower()]
+    except KeyError:
+        raise ValueError("expected true or false") from None
+
+
+def _parse_grace(raw: str) -> float:
+    allowed = f"expected seconds from 0 to {MAX_SHUTDOWN_GRACE_SECONDS:g} (Cloud Run kills at 10)"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(allowed) from None
+    if not (math.isfinite(value) and 0 <= value <= MAX_SHUTDOWN_GRACE_SECONDS):
+        raise ValueError(allowed)
+    return value
+
+
+def _parse_log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+    return level
