@@ -1,0 +1,1 @@
+"""The command-line client for catalog.ProductCatalog: `python -m client --help`."""
