@@ -1,0 +1,1 @@
+"""Tests of the command-line client (client/), against real servers started by the tests."""

@@ -1,0 +1,54 @@
+"""Fixtures: the real catalog server on a free port, and the client's main() run with captured output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from client.cli import AUTH_ENV_VAR, main
+from service.config import Settings
+from service.server import run_server
+from service.store import load_catalog
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one invocation of the client did: exit status, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        """Stdout, line by line."""
+        return self.out.splitlines()
+
+
+Cli = Callable[..., Outcome]
+
+
+@pytest.fixture(autouse=True)
+def _no_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(AUTH_ENV_VAR, raising=False)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run `python -m client ARGS...` in-process and return what it did."""
+
+    def run(*argv: str) -> Outcome:
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Outcome(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def seed_target() -> Iterator[str]:
+    """`localhost:PORT` of the real server (service.server.run_server) with the embedded seed catalog."""
+    with run_server(Settings(port=0), load_catalog()) as server:
+        yield f"localhost:{server.port}"
