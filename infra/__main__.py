@@ -1,0 +1,73 @@
+"""The Pulumi program: validate the stack's config, declare the service and its CI identity, export."""
+
+from pathlib import Path
+
+import pulumi
+from catalog_infra import ci_identity, grpc_service
+from catalog_infra.apis import ProjectApis
+from catalog_infra.config import load
+
+# Pulumi runs this program from infra/; the Docker context is the repository root, found from this file.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The name the server marks SERVING once its catalog is loaded: what the startup probe waits for.
+HEALTH_SERVICE = "catalog.ProductCatalog"
+
+config = load()
+
+apis = ProjectApis(
+    "apis",
+    project=config.project,
+    apis=grpc_service.REQUIRED_APIS + (ci_identity.REQUIRED_APIS if config.github_repository else ()),
+)
+
+service = grpc_service.GrpcService(
+    "catalog",
+    grpc_service.GrpcServiceArgs(
+        project=config.project,
+        region=config.region,
+        service_name=config.service_name,
+        image=config.image
+        or grpc_service.ImageBuild(
+            context=REPO_ROOT, dockerfile=REPO_ROOT / "Dockerfile", tag=pulumi.get_stack()
+        ),
+        health_service=HEALTH_SERVICE,
+        min_instances=config.min_instances,
+        max_instances=config.max_instances,
+        concurrency=config.concurrency,
+        cpu=config.cpu,
+        memory=config.memory,
+        request_timeout_seconds=config.request_timeout_seconds,
+        ingress=config.ingress,
+        deletion_protection=config.deletion_protection,
+        allow_unauthenticated=config.allow_unauthenticated,
+        invokers=config.invokers,
+        env={
+            "ENABLE_REFLECTION": "true" if config.reflection else "false",
+            "LOG_LEVEL": config.log_level,
+        },
+        keep_images=config.keep_images,
+        depends_on=[apis],
+    ),
+)
+
+pulumi.export("url", service.url)
+pulumi.export("target", service.target)
+pulumi.export("image", service.image)
+pulumi.export("serviceName", service.service_name)
+pulumi.export("serviceAccount", service.service_account_email)
+pulumi.export("region", service.region)
+
+if config.github_repository:
+    ci = ci_identity.CiIdentity(
+        "ci",
+        ci_identity.CiIdentityArgs(
+            project=config.project,
+            github_repository=config.github_repository,
+            pool_id=f"github-{config.ci_pool_suffix}",
+            deployer_account_id=f"{config.service_name}-deployer",
+            runtime_service_account=service.service_account_name,
+            depends_on=[apis],
+        ),
+    )
+    pulumi.export("workloadIdentityProvider", ci.workload_identity_provider)
+    pulumi.export("deployerServiceAccount", ci.deployer_service_account)

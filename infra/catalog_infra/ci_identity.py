@@ -1,0 +1,127 @@
+"""CiIdentity: keyless access for one GitHub repository's workflows to deploy this program."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+REQUIRED_APIS = (
+    "iam.googleapis.com",
+    "iamcredentials.googleapis.com",  # the auth action mints the deployer's access token here
+    "sts.googleapis.com",  # and exchanges GitHub's OIDC token here first
+    "cloudresourcemanager.googleapis.com",  # project IAM bindings
+)
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+PROVIDER_ID = "github-actions"
+
+# What `pulumi up` of this program changes on a release, and no more: the Cloud Run service and its invoker
+# bindings, the registry (pushes, cleanup policy) and enabled APIs. Deliberately absent: project IAM admin,
+# workload identity pool admin and service account admin, any of which would let the deployer widen its own
+# access. Changes to this identity or to the runtime service account are applied by a human `pulumi up`.
+DEPLOYER_PROJECT_ROLES = (
+    "roles/run.admin",
+    "roles/artifactregistry.admin",
+    "roles/serviceusage.serviceUsageAdmin",
+)
+# Deploying a revision that runs as the runtime service account needs actAs on that account alone.
+DEPLOYER_RUNTIME_ACCOUNT_ROLE = "roles/iam.serviceAccountUser"
+
+
+@dataclass(frozen=True)
+class CiIdentityArgs:
+    """Which repository may deploy, and the ids and runtime account its deployer works with."""
+
+    project: str
+    github_repository: str
+    pool_id: str
+    deployer_account_id: str
+    runtime_service_account: pulumi.Input[str]  # full name: projects/P/serviceAccounts/EMAIL
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+def attribute_condition(repository: str) -> str:
+    """The provider's condition: only tokens minted for this repository's workflows are accepted."""
+    return f"assertion.repository == '{repository}'"
+
+
+class CiIdentity(pulumi.ComponentResource):
+    """A Workload Identity pool and GitHub OIDC provider, and the deployer the repository may impersonate."""
+
+    workload_identity_provider: pulumi.Output[str]
+    deployer_service_account: pulumi.Output[str]
+
+    def __init__(self, name: str, args: CiIdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("catalog:index:CiIdentity", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+
+        pool = gcp.iam.WorkloadIdentityPool(
+            f"{name}-pool",
+            project=args.project,
+            workload_identity_pool_id=args.pool_id,
+            display_name="GitHub Actions",
+            description=f"Workflows of {args.github_repository}",
+            opts=child,
+        )
+        provider = gcp.iam.WorkloadIdentityPoolProvider(
+            f"{name}-provider",
+            project=args.project,
+            workload_identity_pool_id=pool.workload_identity_pool_id,
+            workload_identity_pool_provider_id=PROVIDER_ID,
+            display_name="GitHub OIDC",
+            attribute_mapping={
+                "google.subject": "assertion.sub",
+                "attribute.repository": "assertion.repository",
+                "attribute.ref": "assertion.ref",
+            },
+            attribute_condition=attribute_condition(args.github_repository),
+            oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(issuer_uri=GITHUB_ISSUER),
+            opts=child,
+        )
+
+        deployer = gcp.serviceaccount.Account(
+            f"{name}-deployer",
+            project=args.project,
+            account_id=args.deployer_account_id,
+            display_name=f"Deployer for {args.github_repository}",
+            description="Runs pulumi preview/up from GitHub Actions through Workload Identity Federation.",
+            opts=child,
+        )
+        for role in DEPLOYER_PROJECT_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-deployer-{role.removeprefix('roles/').replace('.', '-')}",
+                project=args.project,
+                role=role,
+                member=deployer.member,
+                opts=child,
+            )
+        gcp.serviceaccount.IAMMember(
+            f"{name}-deployer-acts-as-runtime",
+            service_account_id=args.runtime_service_account,
+            role=DEPLOYER_RUNTIME_ACCOUNT_ROLE,
+            member=deployer.member,
+            opts=child,
+        )
+        repository_principals = pool.name.apply(
+            lambda pool_name: (
+                f"principalSet://iam.googleapis.com/{pool_name}/attribute.repository/{args.github_repository}"
+            )
+        )
+        gcp.serviceaccount.IAMMember(
+            f"{name}-repository-impersonates-deployer",
+            service_account_id=deployer.name,
+            role="roles/iam.workloadIdentityUser",
+            member=repository_principals,
+            opts=child,
+        )
+
+        self.workload_identity_provider = provider.name
+        self.deployer_service_account = deployer.email
+        self.register_outputs(
+            {
+                "workloadIdentityProvider": self.workload_identity_provider,
+                "deployerServiceAccount": self.deployer_service_account,
+            }
+        )
