@@ -55,9 +55,9 @@ class RunningServer:
         """
         with self._stopping:
             if self._stopped is None:
-                _log.info("shutting down: finishing in-flight calls for up to %g s", grace_seconds)
                 self.health.enter_graceful_shutdown()
                 self._stopped = self.server.stop(grace_seconds)
+                _log.info("shutting down: finishing in-flight calls for up to %g s", grace_seconds)
             return self._stopped
 
 
@@ -78,6 +78,8 @@ def run_server(
         interceptors=[interceptor],
         # A hard cap on everything (health and reflection included), above the catalog's own limit.
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs + SPARE_THREADS,
+        # gRPC shares ports by default: a second server on a busy port would start and split the traffic.
+        options=[("grpc.so_reuseport", 0)],
     )
     servicer = CatalogServicer()
     catalog_pb2_grpc.add_ProductCatalogServicer_to_server(servicer, server)

@@ -1,0 +1,1 @@
+"""Tests, mirroring the repository: service/, client/, infra/, proto/, container/, bench/."""

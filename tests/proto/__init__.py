@@ -1,0 +1,1 @@
+"""Tests of the API contract and its generated code."""

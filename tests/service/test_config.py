@@ -1,0 +1,66 @@
+"""Environment variables: defaults, accepted spellings, and a clear error naming each bad one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.config import ConfigError, Settings
+
+
+def test_defaults_suit_cloud_run() -> None:
+    assert Settings.from_env({}) == Settings(
+        port=8080,
+        catalog_path=None,
+        enable_reflection=False,
+        max_concurrent_rpcs=80,
+        shutdown_grace_seconds=8.0,
+        log_level="INFO",
+        project_id=None,
+    )
+
+
+def test_every_variable_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            "PORT": "9000",
+            "CATALOG_PATH": "/data/catalog.json",
+            "ENABLE_REFLECTION": "TRUE",
+            "MAX_CONCURRENT_RPCS": "250",
+            "SHUTDOWN_GRACE_SECONDS": "2.5",
+            "LOG_LEVEL": "debug",
+            "GOOGLE_CLOUD_PROJECT": "my-project",
+        }
+    )
+    assert settings == Settings(9000, Path("/data/catalog.json"), True, 250, 2.5, "DEBUG", "my-project")
+
+
+@pytest.mark.parametrize("raw", ["", "  "])
+def test_empty_values_mean_the_default(raw: str) -> None:
+    assert Settings.from_env({"PORT": raw, "ENABLE_REFLECTION": raw, "CATALOG_PATH": raw}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "allowed"),
+    [
+        ("PORT", "http", "whole number from 0 to 65535"),
+        ("PORT", "70000", "whole number from 0 to 65535"),
+        ("PORT", "-1", "whole number from 0 to 65535"),
+        ("ENABLE_REFLECTION", "yes please", "true or false"),
+        ("MAX_CONCURRENT_RPCS", "0", "whole number from 1 to 1000"),
+        ("MAX_CONCURRENT_RPCS", "1001", "whole number from 1 to 1000"),
+        ("MAX_CONCURRENT_RPCS", "8.5", "whole number from 1 to 1000"),
+        ("SHUTDOWN_GRACE_SECONDS", "10", "seconds from 0 to 9"),
+        ("SHUTDOWN_GRACE_SECONDS", "-1", "seconds from 0 to 9"),
+        ("SHUTDOWN_GRACE_SECONDS", "nan", "seconds from 0 to 9"),
+        ("LOG_LEVEL", "LOUD", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ],
+)
+def test_invalid_value_names_the_variable_the_value_and_what_is_allowed(
+    name: str, raw: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({name: raw})
+    assert str(raised.value).startswith(f"{name}={raw!r} is invalid")
+    assert allowed in str(raised.value)

