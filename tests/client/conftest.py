@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import google.oauth2.id_token
 import pytest
 
 from client.cli import AUTH_ENV_VAR, main
 from service.config import Settings
 from service.server import run_server
 from service.store import load_catalog
+from tests.client.servers import SelfSignedCert, make_self_signed_cert
+from tests.client.stubs import IdTokenStub
 
 
 @dataclass(frozen=True)
@@ -52,3 +56,25 @@ def seed_target() -> Iterator[str]:
     """`localhost:PORT` of the real server (service.server.run_server) with the embedded seed catalog."""
     with run_server(Settings(port=0), load_catalog()) as server:
         yield f"localhost:{server.port}"
+
+
+@pytest.fixture(scope="session")
+def cert() -> SelfSignedCert:
+    """A self-signed certificate for localhost, made once per test run."""
+    return make_self_signed_cert()
+
+
+@pytest.fixture
+def ca_file(cert: SelfSignedCert, tmp_path: Path) -> Path:
+    """`cert` as a PEM file, for --ca-cert."""
+    path = tmp_path / "ca.pem"
+    path.write_bytes(cert.cert_pem)
+    return path
+
+
+@pytest.fixture
+def id_tokens(monkeypatch: pytest.MonkeyPatch) -> IdTokenStub:
+    """google.oauth2.id_token.fetch_id_token_credentials replaced by a stub that hands out "id-N" tokens."""
+    stub = IdTokenStub()
+    monkeypatch.setattr(google.oauth2.id_token, "fetch_id_token_credentials", stub)
+    return stub

@@ -2,76 +2,16 @@
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import google.oauth2.id_token
 import pytest
-from google.auth import credentials as auth_credentials
 from google.auth import exceptions as auth_exceptions
 
 from client.cli import EXIT_OK, EXIT_RPC_ERROR, EXIT_SETUP, EXIT_USAGE
 from tests.client.conftest import Cli
-from tests.client.servers import SelfSignedCert, TokenCheck, make_self_signed_cert, serve
-
-LONG = datetime.timedelta(hours=1)
-# google-auth refreshes a token 3 min 45 s before it expires: one living 10 s is refreshed before each call.
-SHORT = datetime.timedelta(seconds=10)
-
-
-class StubIdTokenCredentials(auth_credentials.Credentials):  # type: ignore[misc]
-    """Hands out "id-N" tokens, N counting refreshes, each valid for `lifetime`."""
-
-    def __init__(self, lifetime: datetime.timedelta) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.lifetime = lifetime
-        self.refreshes = 0
-
-    def refresh(self, request: Any) -> None:
-        self.refreshes += 1
-        self.token = f"id-{self.refreshes}"
-        # google-auth compares naive UTC datetimes.
-        self.expiry = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) + self.lifetime
-
-
-@dataclass
-class IdTokenStub:
-    """Replaces google.oauth2.id_token.fetch_id_token_credentials; remembers the audiences asked for."""
-
-    lifetime: datetime.timedelta = LONG
-    error: Exception | None = None
-    audiences: list[str] = field(default_factory=list)
-    issued: list[StubIdTokenCredentials] = field(default_factory=list)
-
-    def __call__(self, audience: str, request: Any = None, **_: Any) -> StubIdTokenCredentials:
-        self.audiences.append(audience)
-        if self.error is not None:
-            raise self.error
-        credentials = StubIdTokenCredentials(self.lifetime)
-        self.issued.append(credentials)
-        return credentials
-
-
-@pytest.fixture
-def id_tokens(monkeypatch: pytest.MonkeyPatch) -> IdTokenStub:
-    stub = IdTokenStub()
-    monkeypatch.setattr(google.oauth2.id_token, "fetch_id_token_credentials", stub)
-    return stub
-
-
-@pytest.fixture(scope="module")
-def cert() -> SelfSignedCert:
-    return make_self_signed_cert()
-
-
-@pytest.fixture
-def ca_file(cert: SelfSignedCert, tmp_path: Path) -> Path:
-    path = tmp_path / "ca.pem"
-    path.write_bytes(cert.cert_pem)
-    return path
+from tests.client.servers import SelfSignedCert, TokenCheck, serve
+from tests.client.stubs import SHORT, IdTokenStub
 
 
 @pytest.fixture

@@ -19,23 +19,10 @@ from tests.client.servers import (
     SelfSignedCert,
     StallingServicer,
     TokenCheck,
-    make_self_signed_cert,
     serve,
 )
 
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture(scope="module")
-def cert() -> SelfSignedCert:
-    return make_self_signed_cert()
-
-
-@pytest.fixture
-def ca_file(cert: SelfSignedCert, tmp_path: Path) -> Path:
-    path = tmp_path / "ca.pem"
-    path.write_bytes(cert.cert_pem)
-    return path
 
 
 @pytest.fixture
