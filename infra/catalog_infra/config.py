@@ -96,9 +96,9 @@ class _Reader:
             raise ConfigError(self.key(name), value, allowed)
         return value
 
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
+    def integer(self, name: str, default: int, low: int, high: int, why: str = "") -> int:
         raw = self._config.get(name)
-        allowed = f"must be an integer from {low} to {high}"
+        allowed = f"must be an integer from {low} to {high}" + (f" ({why})" if why else "")
         if raw is None:
             return default
         try:
@@ -234,7 +234,13 @@ def load() -> StackConfig:
         "must be 2 to 21 lowercase letters, digits or hyphens, start with a letter and not end with a hyphen",
     )
     min_instances = read.integer("minInstances", 0, 0, 1000)
-    max_instances = read.integer("maxInstances", 10, max(1, min_instances), 1000)
+    max_instances = read.integer(
+        "maxInstances",
+        10,
+        max(1, min_instances),
+        1000,
+        f"at least 1 and at least minInstances, {min_instances}",
+    )
     concurrency = read.integer("concurrency", 80, 1, 1000)
     cpu = read.text("cpu", "1")
     cores = _check_cpu(read, cpu, concurrency)

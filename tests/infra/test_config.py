@@ -1,0 +1,147 @@
+"""Config the program must refuse before declaring anything, and the `image` and `invokers` options."""
+
+from __future__ import annotations
+
+import re
+
+import pulumi
+import pytest
+
+from tests.infra.harness import (
+    IMAGE,
+    INVOKER,
+    PROJECT,
+    SERVICE,
+    Mocks,
+    RecordingMonitor,
+    run_program,
+    stack_config,
+)
+
+BASE: dict[str, object] = {"gcp:project": "my-gcp-project-dev", "gcp:region": "us-central1"}
+PREBUILT = "europe-docker.pkg.dev/other-project/images/catalog@sha256:" + "a" * 64
+
+
+def with_config(**overrides: object) -> dict[str, object]:
+    return {**BASE, **{f"{PROJECT}:{key}": value for key, value in overrides.items()}}
+
+
+# (key, value, other settings, words the error must carry about what is allowed)
+INVALID: list[tuple[str, object, dict[str, object], str]] = [
+    ("minInstances", -1, {}, "from 0 to 1000"),
+    ("minInstances", "many", {}, "integer"),
+    ("maxInstances", 0, {}, "from 1 to 1000"),
+    ("maxInstances", 2, {"minInstances": 3}, "from 3 to 1000 (at least 1 and at least minInstances, 3)"),
+    ("concurrency", 0, {}, "from 1 to 1000"),
+    ("concurrency", 1001, {}, "from 1 to 1000"),
+    ("requestTimeoutSeconds", 0, {}, "from 1 to 3600"),
+    ("requestTimeoutSeconds", 3601, {}, "from 1 to 3600"),
+    ("cpu", "3", {}, "one of 1, 2, 4, 6, 8"),
+    ("cpu", "lots", {}, "one of 1, 2, 4, 6, 8"),
+    ("cpu", "0.05", {"concurrency": 1}, "0.08 to 0.99"),
+    ("cpu", "0.5", {}, "concurrency 1"),
+    ("memory", "lots", {}, "512Mi"),
+    ("memory", "512", {}, "512Mi"),
+    ("memory", "8Gi", {"cpu": "1"}, "128Mi to 4Gi"),
+    ("memory", "1Gi", {"cpu": "4"}, "2Gi to 16Gi"),
+    ("memory", "2Gi", {"cpu": "0.5", "concurrency": 1}, "128Mi to 1Gi"),
+    ("memory", "64Mi", {}, "128Mi to 4Gi"),
+    ("ingress", "public", {}, "INGRESS_TRAFFIC_ALL"),
+    ("logLevel", "TRACE", {}, "DEBUG, INFO, WARNING, ERROR"),
+    ("allowUnauthenticated", "yes", {}, "true or false"),
+    ("reflection", "1", {}, "true or false"),
+    ("deletionProtection", "no", {}, "true or false"),
+    ("invokers", "user:a@example.com", {}, "list of strings"),
+    ("invokers", ["alice@example.com"], {}, "IAM member"),
+    ("invokers", ["allUsers"], {}, "allowUnauthenticated"),
+    ("invokers", ["user:a@example.com", "user:a@example.com"], {}, "must not repeat"),
+    ("image", "gcr.io/project/catalog:latest", {}, "pinned by digest"),
+    ("keepImages", 0, {}, "from 1 to 1000"),
+    ("serviceName", "Catalog", {}, "lowercase"),
+    ("serviceName", "a-very-long-service-name", {}, "2 to 21"),
+    ("githubRepository", "catalog-grpc", {}, "owner/name"),
+    ("ciPoolSuffix", "Pool_1", {}, "lowercase letters or digits"),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "others", "allowed"),
+    INVALID,
+    ids=[f"{key}={value}" for key, value, _, _ in INVALID],
+)
+def test_invalid_config_fails_before_any_resource(
+    key: str, value: object, others: dict[str, object], allowed: str
+) -> None:
+    monitor = RecordingMonitor(Mocks())
+    with pytest.raises(pulumi.RunError) as failure:
+        run_program(with_config(**others, **{key: value}), monitor=monitor)
+    message = str(failure.value)
+    assert f"{PROJECT}:{key}" in message
+    assert str(value[0] if isinstance(value, list) else value) in message
+    assert allowed in message
+    assert monitor.declared == []
+
+
+@pytest.mark.parametrize(
+    ("config", "allowed"),
+    [
+        ({"gcp:region": "us-central1"}, "gcp:project"),
+        ({**BASE, "gcp:project": "X"}, "project id"),
+        ({**BASE, "gcp:region": "moon"}, "region"),
+    ],
+)
+def test_provider_config_is_checked_too(config: dict[str, object], allowed: str) -> None:
+    with pytest.raises(pulumi.RunError, match=re.escape(allowed)):
+        run_program(config)
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "concurrency"),
+    [
+        ("0.08", "512Mi", 1),
+        ("0.5", "1Gi", 1),
+        ("1", "4Gi", 80),
+        ("2", "8Gi", 80),
+        ("4", "2Gi", 80),
+        ("6", "24Gi", 80),
+        ("8", "32Gi", 1000),
+        ("1000m", "512Mi", 80),
+    ],
+)
+def test_cloud_run_cpu_memory_pairs_are_accepted(cpu: str, memory: str, concurrency: int) -> None:
+    deployment = run_program(with_config(cpu=cpu, memory=memory, concurrency=concurrency))
+    resources = deployment.one(SERVICE).inputs["template"]["containers"][0]["resources"]
+    assert resources["limits"] == {"cpu": cpu, "memory": memory}
+
+
+def test_prebuilt_image_is_deployed_as_is_and_nothing_is_built() -> None:
+    deployment = run_program(with_config(image=PREBUILT))
+    assert deployment.all(IMAGE) == []
+    assert deployment.one(SERVICE).inputs["template"]["containers"][0]["image"] == PREBUILT
+    assert deployment.outputs["image"] == PREBUILT
+
+
+def test_empty_image_builds() -> None:
+    # Pulumi.yaml's default "" reaches the program as a value: it means "build", not an invalid image.
+    deployment = run_program({**stack_config("dev"), f"{PROJECT}:image": ""})
+    assert len(deployment.all(IMAGE)) == 1
+
+
+def test_each_invoker_gets_the_invoker_role_and_private_means_no_public_binding() -> None:
+    invokers = [
+        "user:alice@example.com",
+        "group:catalog-readers@example.com",
+        "serviceAccount:c@p.iam.gserviceaccount.com",
+    ]
+    deployment = run_program(with_config(allowUnauthenticated=False, invokers=invokers))
+    bindings = deployment.all(INVOKER)
+    assert sorted(b.inputs["member"] for b in bindings) == sorted(invokers)
+    assert {b.inputs["role"] for b in bindings} == {"roles/run.invoker"}
+
+
+def test_public_service_adds_all_users_to_invokers() -> None:
+    deployment = run_program(with_config(allowUnauthenticated=True, invokers=["user:alice@example.com"]))
+    assert sorted(b.inputs["member"] for b in deployment.all(INVOKER)) == [
+        "allUsers",
+        "user:alice@example.com",
+    ]

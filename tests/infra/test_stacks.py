@@ -1,0 +1,247 @@
+"""Each committed stack file, run through the program under mocks: every resource property and output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.harness import (
+    ACCOUNT,
+    API,
+    DIGEST,
+    IMAGE,
+    INVOKER,
+    PROJECT,
+    REPO_ROOT,
+    REPOSITORY,
+    SECRET_MARKER,
+    SECRET_SIG,
+    SERVICE,
+    STACKS,
+    Deployment,
+    run_program,
+    stack_config,
+)
+
+
+def setting(stack: str, key: str, default: object) -> Any:
+    return stack_config(stack).get(f"{PROJECT}:{key}", default)
+
+
+def container(deployment: Deployment) -> dict[str, Any]:
+    containers = deployment.one(SERVICE).inputs["template"]["containers"]
+    assert len(containers) == 1
+    result: dict[str, Any] = containers[0]
+    return result
+
+
+def env_of(deployment: Deployment) -> dict[str, str]:
+    envs = container(deployment)["envs"]
+    names = [env["name"] for env in envs]
+    assert len(names) == len(set(names))
+    return {env["name"]: env["value"] for env in envs}
+
+
+@pytest.fixture(params=STACKS)
+def stack(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def deployment(stack: str) -> Deployment:
+    return run_program(stack_config(stack), stack=stack)
+
+
+def test_service_speaks_http2_end_to_end(deployment: Deployment) -> None:
+    assert container(deployment)["ports"] == {"name": "h2c", "containerPort": 8080}
+
+
+def test_startup_probe_waits_for_the_catalog_over_grpc(deployment: Deployment) -> None:
+    probe = container(deployment)["startupProbe"]
+    assert probe["grpc"] == {"port": 8080, "service": "catalog.ProductCatalog"}
+    assert "httpGet" not in probe
+    assert "tcpSocket" not in probe
+    # Fits a ~1-2 s start: checked every second, given up on after 10 s, far inside Cloud Run's 240 s.
+    assert probe["periodSeconds"] == 1
+    assert probe["timeoutSeconds"] <= probe["periodSeconds"]
+    assert 5 <= probe["periodSeconds"] * probe["failureThreshold"] <= 30
+
+
+def test_liveness_probe_asks_the_whole_server_over_grpc(deployment: Deployment) -> None:
+    probe = container(deployment)["livenessProbe"]
+    assert probe["grpc"] == {"port": 8080, "service": ""}
+    assert probe["timeoutSeconds"] <= probe["periodSeconds"]
+    assert probe["failureThreshold"] >= 2
+
+
+def test_scaling_concurrency_and_timeout_follow_the_stack(stack: str, deployment: Deployment) -> None:
+    template = deployment.one(SERVICE).inputs["template"]
+    assert template["scaling"] == {
+        "minInstanceCount": setting(stack, "minInstances", 0),
+        "maxInstanceCount": setting(stack, "maxInstances", 10),
+    }
+    assert template["maxInstanceRequestConcurrency"] == setting(stack, "concurrency", 80)
+    assert template["timeout"] == f"{setting(stack, 'requestTimeoutSeconds', 300)}s"
+
+
+def test_resources_are_explicit(stack: str, deployment: Deployment) -> None:
+    assert container(deployment)["resources"] == {
+        "limits": {"cpu": setting(stack, "cpu", "1"), "memory": setting(stack, "memory", "512Mi")},
+        "cpuIdle": True,
+        "startupCpuBoost": True,
+    }
+
+
+def test_environment_is_the_servers_and_never_port(stack: str, deployment: Deployment) -> None:
+    assert env_of(deployment) == {
+        "ENABLE_REFLECTION": "true" if setting(stack, "reflection", False) else "false",
+        "MAX_CONCURRENT_RPCS": str(setting(stack, "concurrency", 80)),
+        "GOOGLE_CLOUD_PROJECT": stack_config(stack)["gcp:project"],
+        "LOG_LEVEL": setting(stack, "logLevel", "INFO"),
+    }
+
+
+def test_service_runs_as_its_own_account(stack: str, deployment: Deployment) -> None:
+    project = stack_config(stack)["gcp:project"]
+    accounts = {account.name: account.inputs for account in deployment.all(ACCOUNT)}
+    runtime = accounts["catalog-sa"]
+    assert runtime["accountId"] == "catalog-grpc-run"
+    assert runtime["project"] == project
+    template = deployment.one(SERVICE).inputs["template"]
+    assert template["serviceAccount"] == runtime["email"]
+    assert "compute@developer" not in template["serviceAccount"]
+
+
+def test_runtime_account_gets_no_project_roles(deployment: Deployment) -> None:
+    runtime_member = next(a for a in deployment.all(ACCOUNT) if a.name == "catalog-sa").inputs["member"]
+    project_grants = [r for r in deployment.declared if r.type.startswith("gcp:projects/iAM")]
+    assert all(grant.inputs["member"] != runtime_member for grant in project_grants)
+
+
+def test_image_is_built_for_cloud_run_and_deployed_by_digest(stack: str, deployment: Deployment) -> None:
+    image = deployment.one(IMAGE).inputs
+    project = stack_config(stack)["gcp:project"]
+    registry = f"us-central1-docker.pkg.dev/{project}/catalog-grpc"
+    assert image["push"] is True
+    assert image["platforms"] == ["linux/amd64"]
+    assert image["tags"] == [f"{registry}/catalog-grpc:{stack}"]
+    assert image["context"] == {"location": str(REPO_ROOT)}
+    assert image["dockerfile"] == {"location": str(REPO_ROOT / "Dockerfile")}
+    # The token is a secret all the way into the state: the SDK wraps the whole list in the secret marker.
+    registries = image["registries"]
+    assert registries[SECRET_SIG] == SECRET_MARKER
+    assert registries["value"] == [
+        {
+            "address": "us-central1-docker.pkg.dev",
+            "username": "oauth2accesstoken",
+            "password": "mock-access-token",
+        }
+    ]
+    pinned = f"{registry}/catalog-grpc:{stack}@{DIGEST}"
+    assert container(deployment)["image"] == pinned
+    assert deployment.outputs["image"] == pinned
+
+
+def test_registry_keeps_the_newest_versions_and_deletes_the_rest(stack: str, deployment: Deployment) -> None:
+    repository = deployment.one(REPOSITORY).inputs
+    assert repository["format"] == "DOCKER"
+    assert repository["location"] == stack_config(stack)["gcp:region"]
+    assert repository["repositoryId"] == "catalog-grpc"
+    assert repository["cleanupPolicyDryRun"] is False
+    policies = {policy["id"]: policy for policy in repository["cleanupPolicies"]}
+    assert policies["keep-recent"] == {
+        "id": "keep-recent",
+        "action": "KEEP",
+        "mostRecentVersions": {"keepCount": setting(stack, "keepImages", 10)},
+    }
+    assert policies["delete-older"] == {
+        "id": "delete-older",
+        "action": "DELETE",
+        "condition": {"tagState": "ANY"},
+    }
+
+
+def test_invokers_follow_allow_unauthenticated_and_invokers(stack: str, deployment: Deployment) -> None:
+    expected = (["allUsers"] if setting(stack, "allowUnauthenticated", False) else []) + list(
+        setting(stack, "invokers", [])
+    )
+    bindings = deployment.all(INVOKER)
+    assert sorted(binding.inputs["member"] for binding in bindings) == sorted(expected)
+    for binding in bindings:
+        assert binding.inputs["role"] == "roles/run.invoker"
+        assert binding.inputs["name"] == "catalog-grpc"
+        assert binding.inputs["location"] == stack_config(stack)["gcp:region"]
+
+
+def test_service_settings(stack: str, deployment: Deployment) -> None:
+    service = deployment.one(SERVICE).inputs
+    assert service["name"] == "catalog-grpc"
+    assert service["project"] == stack_config(stack)["gcp:project"]
+    assert service["location"] == stack_config(stack)["gcp:region"]
+    assert service["deletionProtection"] is setting(stack, "deletionProtection", True)
+    assert service["ingress"] == setting(stack, "ingress", "INGRESS_TRAFFIC_ALL")
+
+
+def test_apis_are_enabled_and_waited_for(deployment: Deployment) -> None:
+    apis = {api.inputs["service"]: api for api in deployment.all(API)}
+    assert {"run.googleapis.com", "artifactregistry.googleapis.com", "iam.googleapis.com"} <= set(apis)
+    assert all(api.inputs["disableOnDestroy"] is False for api in apis.values())
+    api_urns = {api.urn for api in apis.values()}
+    for type_ in (SERVICE, REPOSITORY, IMAGE):
+        assert api_urns <= set(deployment.one(type_).dependencies), type_
+
+
+def test_every_resource_belongs_to_a_component(deployment: Deployment) -> None:
+    components = {r.urn for r in deployment.declared if r.type.startswith("catalog:index:")}
+    assert {urn.rsplit("::", 1)[-1] for urn in components} >= {"apis", "catalog"}
+    for resource in deployment.declared:
+        if not resource.type.startswith("catalog:index:"):
+            assert resource.parent in components, resource.name
+
+
+def test_outputs(stack: str, deployment: Deployment) -> None:
+    outputs = deployment.outputs
+    assert outputs["url"] == "https://catalog-grpc-abc123-uc.a.run.app"
+    assert outputs["target"] == "catalog-grpc-abc123-uc.a.run.app:443"
+    assert outputs["serviceName"] == "catalog-grpc"
+    assert (
+        outputs["serviceAccount"]
+        == f"catalog-grpc-run@{stack_config(stack)['gcp:project']}.iam.gserviceaccount.com"
+    )
+    assert outputs["region"] == stack_config(stack)["gcp:region"]
+
+
+def test_dev_is_public_debuggable_and_disposable() -> None:
+    config = stack_config("dev")
+    assert config[f"{PROJECT}:allowUnauthenticated"] is True
+    assert config[f"{PROJECT}:reflection"] is True
+    assert config[f"{PROJECT}:minInstances"] in (0, 1)
+    assert config[f"{PROJECT}:deletionProtection"] is False
+    deployment = run_program(config, stack="dev")
+    assert "allUsers" in {binding.inputs["member"] for binding in deployment.all(INVOKER)}
+    assert env_of(deployment)["ENABLE_REFLECTION"] == "true"
+    assert deployment.one(SERVICE).inputs["deletionProtection"] is False
+
+
+def test_prod_is_private_warm_and_protected() -> None:
+    config = stack_config("prod")
+    assert config[f"{PROJECT}:allowUnauthenticated"] is False
+    assert config[f"{PROJECT}:reflection"] is False
+    min_instances = config[f"{PROJECT}:minInstances"]
+    assert isinstance(min_instances, int)
+    assert min_instances >= 1
+    assert config[f"{PROJECT}:deletionProtection"] is True
+    deployment = run_program(config, stack="prod")
+    members = {binding.inputs["member"] for binding in deployment.all(INVOKER)}
+    assert "allUsers" not in members
+    assert "allAuthenticatedUsers" not in members
+    assert env_of(deployment)["ENABLE_REFLECTION"] == "false"
+    assert deployment.one(SERVICE).inputs["template"]["scaling"]["minInstanceCount"] >= 1
+    assert deployment.one(SERVICE).inputs["deletionProtection"] is True
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_stack_files_use_placeholder_projects(stack_name: str) -> None:
+    assert stack_config(stack_name)["gcp:project"] == f"my-gcp-project-{stack_name}"
