@@ -5,10 +5,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from catalog import catalog_pb2, catalog_pb2_grpc
 from client.auth import AuthError, bearer_token_credentials, id_token_credentials
@@ -27,9 +27,12 @@ AUTH_ENV_VAR = "CATALOG_TOKEN"
 DEFAULT_TIMEOUT_SECONDS = 10.0
 COMMANDS = ("get", "list", "search", "health")
 HEALTH_NAMES = ("", SERVICE_NAME)
+HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"
 
-# Global options that take a value: needed to find where the command starts (see _target_before_command).
+# The global options, to find where the command starts (see _target_before_command); a test keeps them in
+# step with the parser.
 _VALUE_OPTIONS = frozenset({"--stack", "--ca-cert", "--token", "--audience", "--timeout"})
+_FLAG_OPTIONS = frozenset({"-h", "--help", "--plaintext", "--id-token", "--json"})
 
 _DESCRIPTION = """\
 Call catalog.ProductCatalog on a local server or a deployed Cloud Run service.
@@ -176,7 +179,13 @@ def _target_before_command(parser: argparse.ArgumentParser, argv: Sequence[str])
         if arg == "--":
             return args
         if arg.startswith("-") and arg != "-":
-            index += 2 if arg in _VALUE_OPTIONS else 1
+            name, has_value, _ = arg.partition("=")
+            if name in _VALUE_OPTIONS:
+                index += 1 if has_value else 2
+            elif name in _FLAG_OPTIONS:
+                index += 1
+            else:
+                parser.error(f"unrecognized arguments: {arg}")
         elif arg in COMMANDS:
             break
         else:
@@ -268,11 +277,16 @@ def _search(stub: catalog_pb2_grpc.ProductCatalogStub, args: argparse.Namespace,
 
 
 def _health(channel: grpc.Channel, args: argparse.Namespace, printer: Printer) -> int:
-    stub: Any = health_pb2_grpc.HealthStub(channel)  # grpc_health ships no types for its stub
+    # Built by hand rather than with health_pb2_grpc.HealthStub, whose type stub declares no methods.
+    check = channel.unary_unary(
+        HEALTH_CHECK_METHOD,
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
     all_serving = True
     for name in HEALTH_NAMES:
         try:
-            response = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=args.timeout)
+            response = check(health_pb2.HealthCheckRequest(service=name), timeout=args.timeout)
             status = str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
         except grpc.RpcError as error:
             # The server is up but does not know this name: not serving it, rather than a failed call.
