@@ -158,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--max", type=_non_negative_int, default=0, metavar="N", help="at most N results (0: server default)"
     )
-    commands.add_parser("health", help="serving status", description=f'Check "" and {SERVICE_NAME}.')
-    for subparser in (get, listing, search):
+    health = commands.add_parser("health", help="serving status", description=f'Check "" and {SERVICE_NAME}.')
+    for subparser in (get, listing, search, health):
         _add_json(subparser, default=argparse.SUPPRESS)
     return parser
 

@@ -38,7 +38,7 @@ from tests.client.conftest import Cli
         (["--plaintext", "--ca-cert", "ca.pem", "localhost:1", "get", "1"], "not allowed with"),
         (["--token", "", "localhost:1", "get", "1"], "--token is empty"),
         (["localhost:1", "get", "1", "--timeout", "3"], "unrecognized arguments: --timeout 3"),
-        (["localhost:1", "health", "--json"], "unrecognized arguments: --json"),
+        (["localhost:1", "health", "extra"], "unrecognized arguments: extra"),
         (["--tim", "3", "localhost:1", "get", "1"], "unrecognized arguments: --tim\n"),
         (["--plaintext", "localhost:1", "--verbose", "get", "1"], "unrecognized arguments: --verbose\n"),
     ],

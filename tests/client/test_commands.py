@@ -165,7 +165,7 @@ def test_health_serving(cli: Cli, seed_target: str) -> None:
         ["(server)", "SERVING"],
         ["catalog.ProductCatalog", "SERVING"],
     ]
-    as_json = cli("--plaintext", "--json", seed_target, "health")
+    as_json = cli("--plaintext", seed_target, "health", "--json")
     assert [json.loads(line) for line in as_json.lines] == [
         {"service": "", "status": "SERVING"},
         {"service": "catalog.ProductCatalog", "status": "SERVING"},
