@@ -5,11 +5,14 @@ Plain Python over protobuf messages; nothing here knows about gRPC.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +48,7 @@ class CatalogStore:
             positions_by_category.setdefault(product.category, []).append(position)
         self._positions_by_category = {c: tuple(p) for c, p in positions_by_category.items()}
         self._all_positions = range(len(self._products))
-        # Lower-cased once here, so a search does no per-product work beyond the match itself.
-        self._search_texts = tuple((p.name.lower(), p.description.lower()) for p in self._products)
+        self._search_index = _SearchIndex(self._products)
         self.fingerprint = _fingerprint(self._products)
 
     @classmethod
@@ -72,19 +74,112 @@ class CatalogStore:
 
     def search(self, query: str, limit: int) -> Iterator[Product]:
         """Products whose lower-cased name or description contains query.lower(), in catalog order."""
-        needle = query.lower()
-        found = 0
-        for position, (name, description) in enumerate(self._search_texts):
-            if found >= limit:
-                return
-            if needle in name or needle in description:
-                found += 1
-                yield self._products[position]
+        # islice stops after `limit` without looking for one more match, as the seed's loop does.
+        for position in islice(self._search_index.matches(query.lower()), max(limit, 0)):
+            yield self._products[position]
 
     def _matching(self, category: str) -> Sequence[int]:
         if not category:
             return self._all_positions
         return self._positions_by_category.get(category, ())
+
+
+class _SearchIndex:
+    """Which products contain a lower-cased needle in their lower-cased name or description, in order.
+
+    A search must give the seed's answers: product p matches iff `needle in p.name.lower() or needle in
+    p.description.lower()`. Scanning every product for that costs the whole catalog per query; instead:
+
+    - Each field is split into whitespace-separated words, and each distinct word (the vocabulary, far
+      smaller than the catalog) lists the positions of the products that contain it.
+    - The needle's own whitespace-separated pieces can only occur inside words, so a product can match
+      only if, for every piece, one of its words contains that piece. Which words contain a piece comes
+      from an index of every 1-, 2- and 3-character substring of the vocabulary's words: exact for pieces
+      of up to 3 characters, an intersection checked against the words for longer ones.
+    - Those products, taken for the piece with the fewest, are the candidates; each one is checked
+      against the real text, so the index only ever narrows the search and never decides a match.
+
+    An absent substring, even one or two characters long, is answered without touching any product. A
+    needle whose candidates are a large share of the catalog (a very common fragment) is answered by
+    scanning in catalog order instead, which finds `limit` matches after a short stretch because they are
+    dense. A needle of whitespace only has no pieces and is scanned too.
+    """
+
+    # Candidates above this share of the catalog are scanned in order rather than collected and sorted.
+    DENSE_FRACTION = 8
+
+    def __init__(self, products: Sequence[Product]) -> None:
+        # Lower-cased once here, so a candidate check is two substring tests.
+        self._texts = tuple((p.name.lower(), p.description.lower()) for p in products)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # millions of short-lived containers: collection passes would double the build time
+        try:
+            positions_by_word: defaultdict[str, list[int]] = defaultdict(list)
+            for position, (name, description) in enumerate(self._texts):
+                for word in {*name.split(), *description.split()}:
+                    positions_by_word[word].append(position)
+            self._positions_by_word = dict(positions_by_word)
+            words_by_gram: defaultdict[str, list[str]] = defaultdict(list)
+            for word in self._positions_by_word:
+                for gram in _short_grams(word):
+                    words_by_gram[gram].append(word)
+            self._words_by_gram = dict(words_by_gram)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        self._dense = max(1, len(products) // self.DENSE_FRACTION)
+
+    def matches(self, needle: str) -> Iterator[int]:
+        """Positions of the products containing `needle` (already lower-cased), in catalog order."""
+        texts = self._texts
+        for position in self._candidates(needle):
+            name, description = texts[position]
+            if needle in name or needle in description:
+                yield position
+
+    def _candidates(self, needle: str) -> Iterable[int]:
+        pieces = needle.split()
+        if not pieces:
+            return range(len(self._texts))
+        best: list[list[int]] | None = None
+        best_total = 0
+        for piece in set(pieces):
+            postings = [self._positions_by_word[word] for word in self._words_containing(piece)]
+            total = sum(map(len, postings))
+            if total == 0:
+                return ()  # some piece occurs in no word: nothing can match
+            if best is None or total < best_total:
+                best, best_total = postings, total
+        assert best is not None
+        if len(best) == 1:
+            return best[0]  # one word's positions: already in catalog order
+        if best_total >= self._dense:
+            return range(len(self._texts))
+        return sorted(set().union(*best))
+
+    def _words_containing(self, piece: str) -> Iterable[str]:
+        if len(piece) <= _GRAM:
+            return self._words_by_gram.get(piece, ())
+        lists = []
+        for start in range(len(piece) - _GRAM + 1):
+            words = self._words_by_gram.get(piece[start : start + _GRAM])
+            if words is None:
+                return ()
+            lists.append(words)
+        lists.sort(key=len)
+        common = set(lists[0]).intersection(*lists[1:3])  # the rarest few narrow enough; then check
+        return [word for word in lists[0] if word in common and piece in word]
+
+
+_GRAM = 3
+
+
+def _short_grams(word: str) -> set[str]:
+    """Every substring of `word` of 1 to _GRAM characters."""
+    grams = set(word)
+    for size in range(2, _GRAM + 1):
+        grams.update(word[start : start + size] for start in range(len(word) - size + 1))
+    return grams
 
 
 def load_catalog(path: Path | None = None) -> CatalogStore:
@@ -102,7 +197,10 @@ def load_catalog(path: Path | None = None) -> CatalogStore:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise CatalogError(f"{source}: not valid JSON: {error}") from None
-    return CatalogStore(_decode_products(document, source), source)
+    del text  # the file's text and its parsed form are the peak of start-up memory: drop each when done
+    products = _decode_products(document, source)
+    del document
+    return CatalogStore(products, source)
 
 
 # JSON decoding by hand: json_format.ParseDict takes ~2 s for 100k products, this ~0.2 s. It follows the

@@ -1,0 +1,200 @@
+"""The indexed store gives the seed's answers: property tests against a straightforward reference.
+
+The reference is the seed's semantics written as plainly as possible: filter the catalog by category,
+slice it for a page; a product matches a search iff the lower-cased query is in its lower-cased name or
+description, in catalog order, first `limit` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from catalog import catalog_pb2
+from catalog.catalog_pb2 import Product
+from service.servicer import CatalogServicer
+from service.store import CatalogStore
+
+PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Characters that make case-insensitive matching interesting: case pairs, letters whose lower case is
+# longer ('İ' -> 'i̇') or context-dependent ('Σ'), ligatures, combining marks, and several kinds of
+# whitespace (the index splits text into words on whitespace).
+ALPHABET = "abcAB  \t\n\xa0\u2003-,.İiı̇ΣσςßẞǅǆﬁéE\u0301ж"  # noqa: RUF001  # look-alikes on purpose
+CATEGORIES = ("", "a", "b", "B", "kitchen")
+
+texts = st.text(alphabet=ALPHABET, max_size=12)
+
+
+@st.composite
+def catalogs(draw: st.DrawFn, max_size: int = 40) -> list[Product]:
+    count = draw(st.integers(min_value=0, max_value=max_size))
+    return [
+        Product(
+            id=f"id{i}",
+            name=draw(texts.filter(bool)),
+            description=draw(texts),
+            price=float(i),
+            category=draw(st.sampled_from(CATEGORIES)),
+            in_stock=draw(st.booleans()),
+        )
+        for i in range(count)
+    ]
+
+
+def reference_filter(products: Sequence[Product], category: str) -> list[Product]:
+    return [p for p in products if not category or p.category == category]
+
+
+def reference_search(products: Sequence[Product], query: str, limit: int) -> list[Product]:
+    needle = query.lower()
+    found = [p for p in products if needle in p.name.lower() or needle in p.description.lower()]
+    return found[: max(limit, 0)]
+
+
+@st.composite
+def queries(draw: st.DrawFn, products: Sequence[Product]) -> str:
+    """Present substrings (as written, upper- or swapped-case), random text, or whitespace."""
+    fields = [text for p in products for text in (p.name, p.description) if text]
+    kind = draw(st.sampled_from(["substring", "random", "whitespace"] if fields else ["random"]))
+    if kind == "substring":
+        field = draw(st.sampled_from(fields))
+        start = draw(st.integers(0, len(field) - 1))
+        end = draw(st.integers(start + 1, len(field)))
+        query = field[start:end]
+        cases: list[Callable[[str], str]] = [str, str.upper, str.lower, str.swapcase]
+        return draw(st.sampled_from(cases))(query)
+    if kind == "whitespace":
+        return draw(st.text(alphabet=" \t\n\xa0", min_size=1, max_size=3))
+    return draw(st.text(alphabet=ALPHABET + "xyz", min_size=1, max_size=6))
+
+
+@PROPERTY_SETTINGS
+@given(data=st.data(), products=catalogs())
+def test_search_matches_the_reference(data: st.DataObject, products: list[Product]) -> None:
+    store = CatalogStore.from_products(products)
+    query = data.draw(queries(products), label="query")
+    limit = data.draw(st.sampled_from([0, 1, 2, 3, 10, 1000]) | st.integers(-2, 50), label="limit")
+    assert list(store.search(query, limit)) == reference_search(products, query, limit)
+
+
+@PROPERTY_SETTINGS
+@given(products=catalogs(max_size=60), query=texts.filter(bool))
+def test_search_for_any_text_matches_the_reference(products: list[Product], query: str) -> None:
+    store = CatalogStore.from_products(products)
+    assert list(store.search(query, 1000)) == reference_search(products, query, 1000)
+
+
+def test_search_handles_unicode_case_mapping() -> None:
+    # 'İ'.lower() is 'i' + U+0307: a query for 'i̇' (or 'İ') finds it, a plain 'i' does too, as in the seed.
+    products = [
+        Product(id="1", name="İstanbul lamp", price=1),
+        Product(id="2", name="ΟΔΟΣ", description="straße", price=1),
+        Product(id="3", name="plain", description="i", price=1),
+    ]
+    store = CatalogStore.from_products(products)
+    queries = ("İ", "i̇", "i", "İSTANBUL LAMP", "οδος", "ς", "σ", "STRASSE", "straSSe", "ß", "ẞ", "amp")  # noqa: RUF001
+    for query in queries:
+        assert list(store.search(query, 10)) == reference_search(products, query, 10), query
+
+
+def test_absent_text_finds_nothing_and_common_text_stops_at_the_limit() -> None:
+    products = [
+        Product(id=str(i), name=f"item {i}", description="a common word", price=1) for i in range(500)
+    ]
+    store = CatalogStore.from_products(products)
+    assert list(store.search("zz", 10)) == []
+    assert list(store.search("q", 10)) == []
+    assert [p.id for p in store.search("COMMON", 3)] == ["0", "1", "2"]
+    assert [p.id for p in store.search("m 4", 1000)] == [str(i) for i in range(500) if "m 4" in f"item {i}"]
+    assert len(list(store.search("i", 1000))) == 500
+
+
+@PROPERTY_SETTINGS
+@given(
+    products=catalogs(),
+    category=st.sampled_from(CATEGORIES),
+    offset=st.integers(0, 45),
+    limit=st.integers(0, 45),
+)
+def test_pages_and_totals_match_the_reference(
+    products: list[Product], category: str, offset: int, limit: int
+) -> None:
+    store = CatalogStore.from_products(products)
+    expected = reference_filter(products, category)
+    assert store.count(category) == len(expected)
+    assert store.page(category, offset, limit) == expected[offset : offset + limit]
+
+
+class _AbortedError(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(code, details)
+        self.code = code
+
+
+class _Context:
+    """Just enough of grpc.ServicerContext to call the servicer's methods directly."""
+
+    def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+        raise _AbortedError(code, details)
+
+    def abort_with_status(self, status: Any) -> NoReturn:
+        raise _AbortedError(status.code, status.details)
+
+    def is_active(self) -> bool:
+        return True
+
+
+def walk(servicer: CatalogServicer, category: str, page_size: int) -> list[catalog_pb2.ListProductsResponse]:
+    pages = []
+    token = ""
+    while True:
+        request = catalog_pb2.ListProductsRequest(page_size=page_size, page_token=token, category=category)
+        page = servicer.ListProducts(request, _Context())  # type: ignore[arg-type]
+        pages.append(page)
+        token = page.next_page_token
+        if not token:
+            return pages
+        assert len(pages) <= 100, "the walk does not end"
+
+
+@PROPERTY_SETTINGS
+@given(
+    products=catalogs(),
+    category=st.sampled_from(CATEGORIES),
+    page_size=st.sampled_from([0, 1, 2, 3, 7, 1000, 5000]),
+)
+def test_page_walks_yield_the_filtered_catalog_once(
+    products: list[Product], category: str, page_size: int
+) -> None:
+    servicer = CatalogServicer(CatalogStore.from_products(products))
+    expected = reference_filter(products, category)
+    pages = walk(servicer, category, page_size)
+    size = min(page_size or 10, 1000)
+    assert [p for page in pages for p in page.products] == expected
+    assert {page.total_count for page in pages} == {len(expected)}
+    assert all(len(page.products) == size for page in pages[:-1])
+    assert len(pages) == max(1, -(-len(expected) // size))
+
+
+@PROPERTY_SETTINGS
+@given(data=st.data(), products=catalogs())
+def test_search_rpc_streams_the_reference(data: st.DataObject, products: list[Product]) -> None:
+    servicer = CatalogServicer(CatalogStore.from_products(products))
+    query = data.draw(queries(products), label="query")
+    max_results = data.draw(st.sampled_from([0, 1, 5, 1000, 5000]), label="max_results")
+    request = catalog_pb2.SearchRequest(query=query, max_results=max_results)
+    streamed = list(servicer.SearchProducts(request, _Context()))  # type: ignore[arg-type]
+    assert streamed == reference_search(products, query, min(max_results or 10, 1000))
+
+
+@pytest.mark.parametrize("query", ["", " "])
+def test_empty_and_blank_queries_in_the_store_follow_the_seed(query: str) -> None:
+    products = [Product(id="1", name="a b", price=1), Product(id="2", name="ab", price=1)]
+    store = CatalogStore.from_products(products)
+    assert list(store.search(query, 10)) == reference_search(products, query, 10)
