@@ -309,7 +309,8 @@ def _run(channel: grpc.Channel, args: argparse.Namespace, printer: Printer) -> i
 def status_line(error: grpc.RpcError) -> str:
     """`CODE: message`, the one line a failed call prints."""
     if isinstance(error, grpc.Call):
-        return f"{error.code().name}: {error.details() or '(no message)'}"
+        details = " ".join((error.details() or "(no message)").splitlines())
+        return f"{error.code().name}: {details}"
     return f"UNKNOWN: {error}"
 
 

@@ -217,3 +217,16 @@ class FlakyServicer(CatalogServicer):
         if self.calls <= self.failures:
             context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
         return super().GetProduct(request, context)
+
+
+class FailingServicer(CatalogServicer):
+    """GetProduct always fails with `code` and `message`."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(load_catalog())
+        self.code = code
+        self.message = message
+
+    def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+        context.abort(self.code, self.message)
+        raise AssertionError("abort() raises")

@@ -9,11 +9,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from client.cli import EXIT_OK, EXIT_RPC_ERROR, EXIT_USAGE, main
 from tests.client.conftest import Cli
 from tests.client.servers import (
+    FailingServicer,
     FlakyServicer,
     GatedSearchServicer,
     SelfSignedCert,
@@ -222,3 +224,11 @@ def test_plaintext_never_sends_a_token_across_the_network(cli: Cli, token_check:
     assert result.code == EXIT_RPC_ERROR
     assert result.err.startswith("UNAVAILABLE: ")
     assert token_check.seen == []  # refused before any call reached the server
+
+
+def test_a_multi_line_status_message_is_printed_on_one_line(cli: Cli) -> None:
+    servicer = FailingServicer(grpc.StatusCode.PERMISSION_DENIED, "caller lacks run.invoker\nask an admin")
+    with serve(servicer) as server:
+        result = cli("--plaintext", server.target, "get", "1")
+    assert result.code == EXIT_RPC_ERROR
+    assert result.err == "PERMISSION_DENIED: caller lacks run.invoker ask an admin\n"
