@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,8 @@ class Deployment:
 
     declared: list[Declared]
     outputs: dict[str, Any] = field(default_factory=dict)
+    # The globals infra/__main__.py ended with: its config and components, and the modules that define them.
+    namespace: dict[str, Any] = field(default_factory=dict)
 
     def all(self, type_: str) -> list[Declared]:
         return [resource for resource in self.declared if resource.type == type_]
@@ -127,9 +129,6 @@ class Deployment:
         found = self.all(type_)
         assert len(found) == 1, f"expected one {type_}, found {[r.name for r in found]}"
         return found[0]
-
-    def by_urn(self, urn: str) -> Declared:
-        return next(resource for resource in self.declared if resource.urn == urn)
 
 
 def wire_value(value: object) -> str:
@@ -150,9 +149,12 @@ def project_file() -> dict[str, Any]:
 
 
 def run_program(
-    config: Mapping[str, object], stack: str = "dev", monitor: RecordingMonitor | None = None
+    config: Mapping[str, object],
+    stack: str = "dev",
+    monitor: RecordingMonitor | None = None,
+    program: Callable[[], object] | None = None,
 ) -> Deployment:
-    """Run infra/ as `pulumi up` would (runpy of the directory) under mocks, with this stack config."""
+    """Run infra/ as `pulumi up` would (runpy of the directory), or `program` instead, under mocks."""
     monitor = monitor or RecordingMonitor(Mocks())
     pulumi.runtime.set_all_config({key: wire_value(value) for key, value in config.items()})
     settings.ROOT.set(None)
@@ -160,14 +162,17 @@ def run_program(
     deployment = Deployment(monitor.declared)
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
-    def program() -> pulumi.Output[None]:
-        runpy.run_path(str(INFRA_DIR), run_name="__main__")
+    def run() -> pulumi.Output[None]:
+        if program is None:
+            deployment.namespace.update(runpy.run_path(str(INFRA_DIR), run_name="__main__"))
+        else:
+            program()
         root = settings.get_root_resource()
         assert root is not None
         exported: dict[str, Any] = getattr(root, "outputs", {})
         return pulumi.Output.all(**exported).apply(deployment.outputs.update)
 
-    program()
+    run()
     return deployment
 
 
