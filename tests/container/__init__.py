@@ -1,0 +1,1 @@
+"""Build the server image with buildah and run it the way Cloud Run does."""
