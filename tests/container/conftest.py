@@ -10,6 +10,7 @@ import pytest
 
 from .images import (
     BASE_IMAGE,
+    SUMMARY,
     build_image,
     ensure_base_image,
     image_exists,
@@ -17,8 +18,6 @@ from .images import (
     missing_prerequisites,
     remove_image,
 )
-
-SUMMARY = pytest.StashKey[list[str]]()
 
 
 @pytest.fixture(scope="session")

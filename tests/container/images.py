@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 BASE_REPOSITORY = "localhost/catalog-base"
 # Bump when the packages or the recipe below change: a cached base with another tag is not reused.
@@ -29,6 +31,8 @@ BASE_PACKAGES = ("python3", "python3-venv", "python3-pip", "python-is-python3", 
 # pip inside the build reaches PyPI through whatever TLS the host trusts.
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 REQUIRED_TOOLS = ("buildah", "podman", "debootstrap")
+# Lines for the run's terminal summary (see conftest.py): sizes and times worth seeing without -s.
+SUMMARY = pytest.StashKey[list[str]]()
 
 DEBOOTSTRAP_TIMEOUT = 900.0
 BUILD_TIMEOUT = 900.0

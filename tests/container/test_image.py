@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from catalog import catalog_pb2, catalog_pb2_grpc
 
-from .images import QUICK_TIMEOUT
+from .images import QUICK_TIMEOUT, SUMMARY
 from .runner import Container, free_port, image_command, image_config
 
 SERVICE_NAME = "catalog.ProductCatalog"
@@ -81,9 +81,15 @@ def port_of(container: Container) -> int:
 
 
 @pytest.fixture(scope="module")
-def serving(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
+def serving(
+    image: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Container]:
     """One container for the checks that leave it running."""
+    started = time.monotonic()
     container = start_like_cloud_run(image, tmp_path_factory.mktemp("serving"))
+    request.config.stash.setdefault(SUMMARY, []).append(
+        f"SERVING {time.monotonic() - started:.1f} s after buildah from (container creation included)"
+    )
     try:
         yield container
     finally:
