@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,48 @@ def test_reflection_is_off_by_default() -> None:
         listed = run_grpcurl("-plaintext", f"localhost:{server.port}", "list")
     assert listed.returncode != 0
     assert "does not support the reflection API" in listed.stderr
+
+
+class _SlowStore(CatalogStore):
+    """A store whose search yields one product every 20 ms and counts what it produced."""
+
+    def __init__(self) -> None:
+        super().__init__(make_products(250))
+        self.produced = 0
+
+    def search(self, query: str, limit: int) -> Iterator[catalog_pb2.Product]:
+        for product in super().search(query, limit):
+            time.sleep(0.02)
+            self.produced += 1
+            yield product
+
+
+def _settled(store: _SlowStore) -> int:
+    """The store's count once it has stopped changing."""
+    while True:
+        before = store.produced
+        time.sleep(0.3)
+        if store.produced == before:
+            return before
+
+
+@pytest.mark.parametrize("ending", ["deadline", "cancel"])
+def test_search_stops_promptly_when_the_client_leaves(ending: str) -> None:
+    store = _SlowStore()
+    with (
+        run_server(Settings(port=0, max_concurrent_rpcs=1), store) as server,
+        grpc.insecure_channel(f"localhost:{server.port}") as channel,
+    ):
+        stub = catalog_pb2_grpc.ProductCatalogStub(channel)
+        request = catalog_pb2.SearchRequest(query="item", max_results=250)
+        stream = stub.SearchProducts(request, timeout=0.3 if ending == "deadline" else 10)
+        next(stream)
+        if ending == "cancel":
+            stream.cancel()
+        with pytest.raises(grpc.RpcError) as raised:
+            list(stream)
+        expected = grpc.StatusCode.DEADLINE_EXCEEDED if ending == "deadline" else grpc.StatusCode.CANCELLED
+        assert raised.value.code() is expected
+        assert _settled(store) < 250  # the server stopped searching rather than running to the end
+        # and gave back its only concurrency slot
+        assert stub.GetProduct(catalog_pb2.GetProductRequest(id="p1"), timeout=5).id == "p1"
