@@ -1,0 +1,265 @@
+"""Benchmark the catalog server on a synthetic catalog with h2load, optionally beside the seed's server.
+
+    python -m bench                 # our server, 100,000 products, every case
+    python -m bench --compare       # and the seed's server on the same catalog, with ratios and targets
+
+Each case's answer is checked over gRPC before and after it is loaded, against the seed's semantics.
+Our server runs as in production (`python -m service`, LOG_LEVEL=INFO, its access log to a file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import grpc
+
+from bench import cases, h2load
+from bench.catalog import generate, write_catalog
+from bench.servers import OURS, SEED, ServerKind, ServerProcess
+from catalog import catalog_pb2_grpc
+from catalog.catalog_pb2 import Product
+
+# The issue's targets, as ratios of ours to the seed's on the same machine, catalog and load.
+THROUGHPUT_TARGETS = {
+    "get": 1.5,
+    "list-category": 20,
+    "list-deep": 20,
+    "list-deep-all": 20,
+    "search-none": 20,
+    "search-none-short": 20,
+    "search-none-words": 20,
+    "search-100": 1.5,
+}
+STARTUP_DEFAULT_TARGET = 1.5  # ours with the default catalog, vs the seed's
+STARTUP_LARGE_TARGET = 8  # ours with N products, vs the seed's with the default catalog
+RSS_TARGET_MB = 300
+
+
+@dataclass
+class CaseResult:
+    """One case on one server: h2load's figures and the status codes the server logged meanwhile."""
+
+    load: h2load.LoadResult
+    status_codes: dict[str, int]
+
+
+@dataclass
+class ServerResult:
+    """Everything measured for one server."""
+
+    startup_default_s: float = 0.0
+    startup_catalog_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    cases: dict[str, CaseResult] = field(default_factory=dict)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its report; non-zero when a server gives a wrong answer."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.products < 10 or args.startup_runs < 1 or args.duration <= 0:
+        parser.error("--products must be at least 10, --startup-runs at least 1, --duration positive")
+    names = args.cases.split(",") if args.cases else list(cases.CASES)
+    unknown = sorted(set(names) - set(cases.CASES))
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(cases.CASES)}")
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="catalog-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    catalog = workdir / f"catalog-{args.products}.json"
+    _say(f"writing {args.products} products to {catalog}")
+    write_catalog(catalog, args.products, args.seed)
+    products = [_product(fields) for fields in generate(args.products, args.seed)]
+
+    results: dict[str, ServerResult] = {}
+    for kind in [OURS, SEED] if args.compare else [OURS]:
+        results[kind.name] = _measure(kind, catalog, products, names=names, workdir=workdir, args=args)
+    report = _report(results, names, args)
+    print(report)
+    if args.json:
+        document = {
+            "products": args.products,
+            "streams": args.streams,
+            "duration_s": args.duration,
+            "servers": {name: asdict(result) for name, result in results.items()},
+        }
+        Path(args.json).write_text(json.dumps(document, indent=2))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="cases:\n" + "\n".join(f"  {name:18} {what}" for name, what in cases.CASES.items()),
+    )
+    parser.add_argument("--products", type=int, default=100_000, help="catalog size (default 100000)")
+    parser.add_argument("--seed", type=int, default=1, help="catalog generator seed (default 1)")
+    parser.add_argument("--compare", action="store_true", help="also run the seed's server and compare")
+    parser.add_argument("--cases", help="comma-separated cases to load (default: all)")
+    parser.add_argument("--duration", type=float, default=8, help="seconds of load per case (default 8)")
+    parser.add_argument("--warmup", type=float, default=1, help="seconds of warm-up per case (default 1)")
+    parser.add_argument("--streams", type=int, default=80, help="concurrent streams (default 80)")
+    parser.add_argument("--clients", type=int, default=4, help="HTTP/2 connections (default 4)")
+    parser.add_argument(
+        "--startup-runs", type=int, default=3, help="starts per catalog to time, median reported (default 3)"
+    )
+    parser.add_argument(
+        "--max-concurrent-rpcs",
+        type=int,
+        default=80,
+        help="our server's MAX_CONCURRENT_RPCS (default 80, its production default)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        help="our server's LOG_LEVEL (default INFO: one access line per call, as in production)",
+    )
+    parser.add_argument("--workdir", help="where the catalog, logs and h2load files go (default: a temp dir)")
+    parser.add_argument("--json", help="also write the figures to this file as JSON")
+    return parser
+
+
+def _measure(
+    kind: ServerKind,
+    catalog: Path,
+    products: list[Product],
+    *,
+    names: list[str],
+    workdir: Path,
+    args: argparse.Namespace,
+) -> ServerResult:
+    env = {"LOG_LEVEL": args.log_level, "MAX_CONCURRENT_RPCS": str(args.max_concurrent_rpcs)}
+    env = env if kind == OURS else {}
+    result = ServerResult()
+    log = workdir / f"{kind.name}-server.log"
+    result.startup_default_s = statistics.median(_time_starts(kind, None, log, env, args.startup_runs))
+    _say(f"{kind.name}: SERVING after {result.startup_default_s:.3f} s with the default catalog")
+    catalog_starts = _time_starts(kind, catalog, log, env, args.startup_runs - 1)
+    with ServerProcess(kind, catalog, log, env) as server:
+        catalog_starts.append(server.wait_serving())  # the last timed start serves the load
+        result.startup_catalog_s = statistics.median(catalog_starts)
+        _say(f"{kind.name}: SERVING after {result.startup_catalog_s:.3f} s with {len(products)} products")
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = catalog_pb2_grpc.ProductCatalogStub(channel)
+            for name in names:
+                case = cases.build(name, products, kind, stub)
+                case.check(stub)
+                server.new_status_codes()  # forget the calls made so far
+                _say(f"{kind.name}: loading {name} for {args.duration:g} s")
+                load = h2load.run(
+                    server.port,
+                    case.method,
+                    case.request,
+                    workdir,
+                    streams=args.streams,
+                    clients=args.clients,
+                    duration_seconds=args.duration,
+                    warmup_seconds=args.warmup,
+                )
+                codes = dict(server.new_status_codes())
+                case.check(stub)  # still right after the load
+                result.cases[name] = CaseResult(load, codes)
+        result.peak_rss_mb = server.peak_rss_mb()
+    return result
+
+
+def _time_starts(
+    kind: ServerKind, catalog: Path | None, log: Path, env: dict[str, str], runs: int
+) -> list[float]:
+    """Seconds to SERVING for each of `runs` fresh starts."""
+    times = []
+    for _ in range(runs):
+        with ServerProcess(kind, catalog, log, env) as server:
+            times.append(server.wait_serving())
+    return times
+
+
+def _report(results: dict[str, ServerResult], names: list[str], args: argparse.Namespace) -> str:
+    ours, seed = results["ours"], results.get("seed")
+    lines = [
+        "",
+        f"{args.products} products, {args.streams} concurrent streams over {args.clients} connections, "
+        f"{args.duration:g} s per case after {args.warmup:g} s warm-up",
+        f"our server: LOG_LEVEL={args.log_level} (access log to a file), "
+        f"MAX_CONCURRENT_RPCS={args.max_concurrent_rpcs}",
+        "",
+        f"{'case':18} {'ours rps':>9} {'p50 ms':>7} {'p99 ms':>7} "
+        + (f"{'seed rps':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>7} {'target':>7}  " if seed else "")
+        + "non-OK (ours)",
+    ]
+    missed = []
+    for name in names:
+        mine = ours.cases[name]
+        row = (
+            f"{name:18} {mine.load.requests_per_second:9.0f} {mine.load.p50_ms:7.1f} {mine.load.p99_ms:7.1f} "
+        )
+        if seed:
+            theirs = seed.cases[name]
+            ratio = mine.load.requests_per_second / theirs.load.requests_per_second
+            target = THROUGHPUT_TARGETS[name]
+            met = ratio >= target
+            if not met:
+                missed.append(f"{name} throughput {ratio:.1f}x < {target:g}x")
+            row += (
+                f"{theirs.load.requests_per_second:9.0f} {theirs.load.p50_ms:7.1f} {theirs.load.p99_ms:7.1f} "
+                f"{ratio:6.1f}x {'>=' + format(target, 'g') + 'x':>7}  "
+            )
+        not_ok = {code: n for code, n in mine.status_codes.items() if code != "OK"}
+        row += ", ".join(f"{code} {n}" for code, n in sorted(not_ok.items())) or "none"
+        if mine.load.non_200 or mine.load.failed:
+            row += f"; h2load: {mine.load.failed} failed, {mine.load.non_200} non-200"
+        lines.append(row)
+    lines += [
+        "",
+        "non-OK counts come from our server's access log over the whole load (warm-up included); a few",
+        "CANCELLED are the streams h2load abandons when it stops.",
+        "",
+        f"time to SERVING, median of {args.startup_runs}: "
+        f"ours {ours.startup_default_s:.2f} s (default catalog), "
+        f"{ours.startup_catalog_s:.2f} s ({args.products} products)",
+    ]
+    if seed:
+        lines.append(
+            f"{'':27}seed {seed.startup_default_s:.2f} s (default catalog), "
+            f"{seed.startup_catalog_s:.2f} s ({args.products} products)"
+        )
+        default_ratio = ours.startup_default_s / seed.startup_default_s
+        large_ratio = ours.startup_catalog_s / seed.startup_default_s
+        lines.append(
+            f"  ours/seed default {default_ratio:.2f}x (target <= {STARTUP_DEFAULT_TARGET:g}x); "
+            f"ours {args.products}/seed default {large_ratio:.2f}x (target < {STARTUP_LARGE_TARGET:g}x)"
+        )
+        if default_ratio > STARTUP_DEFAULT_TARGET:
+            missed.append(f"start-up with the default catalog {default_ratio:.2f}x")
+        if large_ratio >= STARTUP_LARGE_TARGET:
+            missed.append(f"start-up with {args.products} products {large_ratio:.2f}x")
+    rss = f"peak RSS after the load: ours {ours.peak_rss_mb:.0f} MiB"
+    if seed:
+        rss += f", seed {seed.peak_rss_mb:.0f} MiB"
+    lines.append(rss + f" (target < {RSS_TARGET_MB} MB)")
+    if ours.peak_rss_mb >= RSS_TARGET_MB:
+        missed.append(f"peak RSS {ours.peak_rss_mb:.0f} MiB")
+    if seed:
+        lines += ["", "targets: all met" if not missed else "targets missed: " + "; ".join(missed)]
+    return "\n".join(lines)
+
+
+def _product(fields: dict[str, object]) -> Product:
+    fields = dict(fields)
+    fields["in_stock"] = fields.pop("inStock")
+    return Product(**fields)  # type: ignore[arg-type]
+
+
+def _say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

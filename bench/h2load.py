@@ -1,0 +1,116 @@
+"""Drive one gRPC unary or server-streaming method with h2load and summarise what it measured.
+
+h2load speaks HTTP/2, not gRPC: the body is the gRPC frame (0x00, a 4-byte big-endian length, the
+message) and the headers are gRPC's. It counts every HTTP 200 as a success even when the trailers carry a
+non-OK grpc-status, so callers check answers over gRPC separately.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import statistics
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf.message import Message
+
+_FINISHED = re.compile(r"finished in ([\d.]+)s, ([\d.]+) req/s")
+_REQUESTS = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed")
+
+
+class H2loadError(RuntimeError):
+    """h2load is missing, failed, or printed something this module cannot read."""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One h2load run: throughput, latency percentiles (ms) and HTTP-level failures."""
+
+    requests_per_second: float
+    requests: int
+    failed: int
+    non_200: int
+    unfinished: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+
+
+def grpc_frame(message: Message) -> bytes:
+    """The message as one uncompressed gRPC length-prefixed frame."""
+    payload = message.SerializeToString()
+    return b"\x00" + len(payload).to_bytes(4, "big") + payload
+
+
+def run(
+    port: int,
+    method: str,
+    request: Message,
+    workdir: Path,
+    *,
+    streams: int,
+    clients: int,
+    duration_seconds: float,
+    warmup_seconds: float,
+) -> LoadResult:
+    """Load `method` ("/package.Service/Method") with `streams` concurrent streams over `clients` connections.
+
+    Counts and percentiles cover the measured period only, after the warm-up.
+    """
+    executable = shutil.which("h2load")
+    if executable is None:
+        raise H2loadError("h2load not found: install Debian's nghttp2-client")
+    if streams % clients:
+        raise H2loadError(f"{streams} streams do not split evenly over {clients} connections")
+    body = workdir / "request.bin"
+    body.write_bytes(grpc_frame(request))
+    log = workdir / "h2load.log"
+    log.unlink(missing_ok=True)
+    command = [
+        executable,
+        f"--clients={clients}",
+        f"--max-concurrent-streams={streams // clients}",
+        "--threads=1",
+        f"--duration={round(duration_seconds * 1000)}ms",
+        f"--warm-up-time={round(warmup_seconds * 1000)}ms",
+        f"--data={body}",
+        "--header=content-type: application/grpc",
+        "--header=te: trailers",
+        f"--log-file={log}",
+        f"http://127.0.0.1:{port}{method}",
+    ]
+    finished = subprocess.run(command, capture_output=True, text=True, check=False)
+    if finished.returncode != 0:
+        raise H2loadError(f"h2load exited {finished.returncode}:\n{finished.stdout}\n{finished.stderr}")
+    return _summarise(finished.stdout, log)
+
+
+def _summarise(output: str, log: Path) -> LoadResult:
+    finished, requests = _FINISHED.search(output), _REQUESTS.search(output)
+    if finished is None or requests is None:
+        raise H2loadError(f"cannot read h2load's output:\n{output}")
+    # The log has one line per request of the measured period: start (us), HTTP status, duration (us).
+    # Status 0 marks a request still in flight when h2load stopped: not a latency, not an error.
+    durations_ms, non_200, unfinished = [], 0, 0
+    for line in log.read_text().splitlines():
+        _start, status, micros = line.split("\t")
+        if status == "0":
+            unfinished += 1
+            continue
+        durations_ms.append(int(micros) / 1000)
+        non_200 += status != "200"
+    if len(durations_ms) < 2:
+        raise H2loadError(f"h2load completed {len(durations_ms)} requests:\n{output}")
+    cuts = statistics.quantiles(durations_ms, n=100, method="inclusive")
+    return LoadResult(
+        requests_per_second=float(finished.group(2)),
+        requests=int(requests.group(3)),
+        failed=int(requests.group(5)),
+        non_200=non_200,
+        unfinished=unfinished,
+        p50_ms=cuts[49],
+        p90_ms=cuts[89],
+        p99_ms=cuts[98],
+    )
