@@ -11,6 +11,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from itertools import islice
 from pathlib import Path
@@ -111,9 +112,7 @@ class _SearchIndex:
     def __init__(self, products: Sequence[Product]) -> None:
         # Lower-cased once here, so a candidate check is two substring tests.
         self._texts = tuple((p.name.lower(), p.description.lower()) for p in products)
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # millions of short-lived containers: collection passes would double the build time
-        try:
+        with _gc_paused():
             positions_by_word: defaultdict[str, list[int]] = defaultdict(list)
             for position, (name, description) in enumerate(self._texts):
                 for word in {*name.split(), *description.split()}:
@@ -124,9 +123,6 @@ class _SearchIndex:
                 for gram in _short_grams(word):
                     words_by_gram[gram].append(word)
             self._words_by_gram = dict(words_by_gram)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
         self._dense = max(1, len(products) // self.DENSE_FRACTION)
 
     def matches(self, needle: str) -> Iterator[int]:
@@ -174,6 +170,22 @@ class _SearchIndex:
 _GRAM = 3
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside this block.
+
+    Loading allocates millions of objects that all survive; the collector's passes over them (none of
+    them garbage) cost about a quarter of the load time.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _short_grams(word: str) -> set[str]:
     """Every substring of `word` of 1 to _GRAM characters."""
     grams = set(word)
@@ -193,14 +205,15 @@ def load_catalog(path: Path | None = None) -> CatalogStore:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise CatalogError(f"{source}: cannot read: {error}") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CatalogError(f"{source}: not valid JSON: {error}") from None
-    del text  # the file's text and its parsed form are the peak of start-up memory: drop each when done
-    products = _decode_products(document, source)
-    del document
-    return CatalogStore(products, source)
+    with _gc_paused():
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise CatalogError(f"{source}: not valid JSON: {error}") from None
+        del text  # the file's text and its parsed form are the peak of start-up memory: drop each when done
+        products = _decode_products(document, source)
+        del document
+        return CatalogStore(products, source)
 
 
 # JSON decoding by hand: json_format.ParseDict takes ~2 s for 100k products, this ~0.2 s. It follows the
@@ -225,13 +238,46 @@ def _decode_products(document: Any, source: str) -> list[Product]:
         if not isinstance(item, dict):
             raise CatalogError(f"{source}: products[{position}]: expected a JSON object")
         try:
-            products.append(Product(**_product_fields(item)))
+            products.append(_plain_product(item) or Product(**_product_fields(item)))
         except ValueError as error:
             raw_id = item.get("id")
             raise CatalogError(
                 f"{source}: {_where(position, raw_id if isinstance(raw_id, str) else '')}: {error}"
             ) from None
     return products
+
+
+# The shape a generated or exported catalog has: every field, lowerCamel names.
+_PLAIN_KEYS = frozenset(("id", "name", "description", "price", "category", "inStock"))
+
+
+def _plain_product(item: dict[str, Any]) -> Product | None:
+    """The product, if the item has the plain shape with the JSON types the mapping wants; else None.
+
+    A fast path for start-up (about twice as fast as _product_fields): it accepts only what
+    _product_fields accepts the same way, and leaves everything else, errors included, to it.
+    """
+    if item.keys() != _PLAIN_KEYS:
+        return None
+    product_id, name, description = item["id"], item["name"], item["description"]
+    price, category, in_stock = item["price"], item["category"], item["inStock"]
+    if (
+        type(product_id) is str
+        and type(name) is str
+        and type(description) is str
+        and type(category) is str
+        and type(in_stock) is bool
+        and (type(price) is float or type(price) is int)
+    ):
+        return Product(
+            id=product_id,
+            name=name,
+            description=description,
+            price=float(price),
+            category=category,
+            in_stock=in_stock,
+        )
+    return None
 
 
 def _product_fields(item: dict[str, Any]) -> dict[str, Any]:

@@ -7,18 +7,20 @@ description, in catalog order, first `limit` only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import grpc
 import pytest
+from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalog import catalog_pb2
 from catalog.catalog_pb2 import Product
 from service.servicer import CatalogServicer
-from service.store import CatalogStore
+from service.store import CatalogStore, load_catalog
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -198,3 +200,33 @@ def test_empty_and_blank_queries_in_the_store_follow_the_seed(query: str) -> Non
     products = [Product(id="1", name="a b", price=1), Product(id="2", name="ab", price=1)]
     store = CatalogStore.from_products(products)
     assert list(store.search(query, 10)) == reference_search(products, query, 10)
+
+
+json_items = st.fixed_dictionaries(
+    {
+        "id": st.text(min_size=1, max_size=5),
+        "name": st.text(min_size=1, max_size=5),
+        "price": st.integers(0, 2**40) | st.floats(0, 1e12, allow_nan=False, allow_infinity=False),
+        "category": st.sampled_from(CATEGORIES),
+    },
+    optional={
+        "description": st.text(max_size=5) | st.none(),
+        "inStock": st.booleans() | st.none(),
+        "in_stock": st.booleans(),
+    },
+)
+
+
+@PROPERTY_SETTINGS
+@given(items=st.lists(json_items, max_size=20, unique_by=lambda item: item["id"]))
+def test_loading_follows_the_protobuf_json_mapping(
+    tmp_path_factory: pytest.TempPathFactory, items: list[dict[str, Any]]
+) -> None:
+    # load_catalog decodes the common shape on a fast path; it must agree with protobuf's own parser.
+    items = [item for item in items if not ("inStock" in item and "in_stock" in item)]
+    path = tmp_path_factory.mktemp("catalog") / "catalog.json"
+    path.write_text(json.dumps({"products": items}), encoding="utf-8")
+    expected = [json_format.ParseDict(item, Product()) for item in items]
+    store = load_catalog(path)
+    assert len(store) == len(expected)
+    assert [store.get(p.id) for p in expected] == expected
