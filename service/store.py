@@ -133,25 +133,35 @@ class _SearchIndex:
             if needle in name or needle in description:
                 yield position
 
-    def _candidates(self, needle: str) -> Iterable[int]:
-        pieces = needle.split()
-        if not pieces:
-            return range(len(self._texts))
+    def _candidates(self, needle: str) -> Sequence[int]:
         best: list[list[int]] | None = None
-        best_total = 0
-        for piece in set(pieces):
-            postings = [self._positions_by_word[word] for word in self._words_containing(piece)]
+        best_total = len(self._texts) + 1
+        for piece in set(needle.split()):
+            postings = self._postings(piece)
+            if postings is None:
+                continue  # a common fragment: it narrows the search too little to be worth collecting
             total = sum(map(len, postings))
             if total == 0:
                 return ()  # some piece occurs in no word: nothing can match
-            if best is None or total < best_total:
+            if total < best_total:
                 best, best_total = postings, total
-        assert best is not None
+        if best is None:
+            return range(len(self._texts))
         if len(best) == 1:
             return best[0]  # one word's positions: already in catalog order
-        if best_total >= self._dense:
-            return range(len(self._texts))
         return sorted(set().union(*best))
+
+    def _postings(self, piece: str) -> list[list[int]] | None:
+        """The positions lists of the words containing `piece`; None when they add up to a large share."""
+        postings: list[list[int]] = []
+        total = 0
+        for word in self._words_containing(piece):
+            positions = self._positions_by_word[word]
+            postings.append(positions)
+            total += len(positions)
+            if total >= self._dense and len(postings) > 1:
+                return None
+        return postings
 
     def _words_containing(self, piece: str) -> Iterable[str]:
         if len(piece) <= _GRAM:
