@@ -16,7 +16,7 @@ from pathlib import Path
 
 from google.protobuf.message import Message
 
-_FINISHED = re.compile(r"finished in ([\d.]+)s, ([\d.]+) req/s")
+_FINISHED = re.compile(r"finished in ([\d.]+)m?s, ([\d.]+) req/s")  # "2.00s" or, below a second, "700.66ms"
 _REQUESTS = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed")
 
 

@@ -1,0 +1,129 @@
+"""The benchmark's parts: catalog generation, gRPC framing, h2load parsing, and the cases' checks."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+
+from bench import cases, h2load, seed_server
+from bench.catalog import generate, write_catalog
+from bench.servers import OURS, SEED
+from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog.catalog_pb2 import Product
+from service.config import Settings
+from service.server import run_server
+from service.store import load_catalog
+
+ROOT = Path(__file__).resolve().parents[2]
+COUNT = 3000  # enough for 100 matches of the common word
+
+
+def test_the_generated_catalog_is_deterministic_and_loads(tmp_path: Path) -> None:
+    assert generate(50, seed=7) == generate(50, seed=7)
+    assert generate(50, seed=7) != generate(50, seed=8)
+    store = load_catalog(write_catalog(tmp_path / "catalog.json", 500))
+    assert len(store) == 500
+    assert store.get("p000499") is not None
+
+
+def test_a_grpc_frame_is_a_flag_a_length_and_the_message() -> None:
+    request = catalog_pb2.GetProductRequest(id="p1")
+    frame = h2load.grpc_frame(request)
+    assert frame[0] == 0
+    assert int.from_bytes(frame[1:5], "big") == len(frame) - 5
+    assert catalog_pb2.GetProductRequest.FromString(frame[5:]) == request
+
+
+def test_h2load_output_and_log_are_summarised(tmp_path: Path) -> None:
+    output = (
+        "finished in 700.66ms, 1234.50 req/s, 1.00MB/s\n"
+        "requests: 2470 total, 2470 started, 2469 done, 2469 succeeded, 1 failed, 0 errored, 0 timeout\n"
+    )
+    log = tmp_path / "h2load.log"
+    lines = [f"1700000000{i:06d}\t200\t{(i + 1) * 1000}" for i in range(100)]
+    log.write_text("\n".join([*lines, "1700000001000000\t0\t5", "1700000001000001\t503\t1000"]) + "\n")
+    result = h2load._summarise(output, log)
+    assert result.requests_per_second == 1234.5
+    assert (result.requests, result.failed, result.non_200, result.unfinished) == (2469, 1, 1, 1)
+    assert 49 <= result.p50_ms <= 52
+    assert 99 <= result.p99_ms <= 100
+
+
+@pytest.fixture(scope="module")
+def products() -> list[Product]:
+    return [
+        Product(**{("in_stock" if key == "inStock" else key): value for key, value in item.items()})
+        for item in generate(COUNT)
+    ]
+
+
+@pytest.fixture(scope="module")
+def catalog_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_catalog(tmp_path_factory.mktemp("bench") / "catalog.json", COUNT)
+
+
+@pytest.fixture(scope="module")
+def our_stub(catalog_file: Path) -> Iterator[cases.Stub]:
+    with (
+        run_server(Settings(port=0), load_catalog(catalog_file)) as server,
+        grpc.insecure_channel(f"localhost:{server.port}") as channel,
+    ):
+        yield catalog_pb2_grpc.ProductCatalogStub(channel)
+
+
+@pytest.fixture(scope="module")
+def seed_stub(catalog_file: Path) -> Iterator[cases.Stub]:
+    saved = seed_server.PRODUCTS
+    seed_server.PRODUCTS = seed_server.load_products(catalog_file)  # type: ignore[no-untyped-call]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    catalog_pb2_grpc.add_ProductCatalogServicer_to_server(seed_server.ProductCatalogServicer(), server)
+    port = server.add_insecure_port("localhost:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"localhost:{port}") as channel:
+            yield catalog_pb2_grpc.ProductCatalogStub(channel)
+    finally:
+        server.stop(0).wait()
+        seed_server.PRODUCTS = saved
+
+
+@pytest.mark.parametrize("name", list(cases.CASES))
+def test_both_servers_pass_every_case_check(
+    name: str, products: list[Product], our_stub: cases.Stub, seed_stub: cases.Stub
+) -> None:
+    cases.build(name, products, OURS, our_stub).check(our_stub)
+    cases.build(name, products, SEED, seed_stub).check(seed_stub)
+
+
+def test_a_case_check_catches_a_wrong_answer(products: list[Product], our_stub: cases.Stub) -> None:
+    case = cases.build("search-100", products[::-1], OURS, our_stub)  # expects the catalog backwards
+    with pytest.raises(cases.WrongAnswerError):
+        case.check(our_stub)
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is not installed")
+def test_the_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--products",
+        str(COUNT),
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.2",
+    ]
+    command += ["--startup-runs", "1", "--cases", "get,search-none", "--compare", "--workdir", str(tmp_path)]
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr
+    assert "time to SERVING" in finished.stdout
+    assert "search-none" in finished.stdout
+    assert "seed" in finished.stdout
