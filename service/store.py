@@ -8,7 +8,10 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import logging
 import math
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +24,8 @@ from catalog.catalog_pb2 import Product
 
 EMBEDDED_CATALOG = "data/products.json"
 
+_log = logging.getLogger(__name__)
+
 
 class CatalogError(ValueError):
     """The catalog cannot be served: the message names the file, the product and the field."""
@@ -30,9 +35,13 @@ class CatalogStore:
     """An immutable, validated catalog with the indexes behind every RPC.
 
     Build it with `load_catalog` (from JSON) or `from_products`; both refuse an invalid catalog whole.
+    With `index_in_background`, the search index (about half the build time) is built on a thread after
+    the constructor returns; until it is ready, searches scan the catalog, with the same answers.
     """
 
-    def __init__(self, products: Sequence[Product], source: str = "<memory>") -> None:
+    def __init__(
+        self, products: Sequence[Product], source: str = "<memory>", *, index_in_background: bool = False
+    ) -> None:
         for position, product in enumerate(products):
             problem = _product_problem(product)
             if problem:
@@ -49,8 +58,13 @@ class CatalogStore:
             positions_by_category.setdefault(product.category, []).append(position)
         self._positions_by_category = {c: tuple(p) for c, p in positions_by_category.items()}
         self._all_positions = range(len(self._products))
-        self._search_index = _SearchIndex(self._products)
         self.fingerprint = _fingerprint(self._products)
+        self._search_index: _SearchIndex | None = None
+        self._indexed = threading.Event()
+        if index_in_background:
+            threading.Thread(target=self._build_search_index, name="search-index", daemon=True).start()
+        else:
+            self._build_search_index()
 
     @classmethod
     def from_products(cls, products: Sequence[Product]) -> CatalogStore:
@@ -75,9 +89,37 @@ class CatalogStore:
 
     def search(self, query: str, limit: int) -> Iterator[Product]:
         """Products whose lower-cased name or description contains query.lower(), in catalog order."""
+        needle = query.lower()
+        index = self._search_index
+        matches = self._scan(needle) if index is None else index.matches(needle)
         # islice stops after `limit` without looking for one more match, as the seed's loop does.
-        for position in islice(self._search_index.matches(query.lower()), max(limit, 0)):
+        for position in islice(matches, max(limit, 0)):
             yield self._products[position]
+
+    def wait_indexed(self, timeout: float | None = None) -> bool:
+        """Wait for the search index (ready at once unless built in the background); False on timeout."""
+        return self._indexed.wait(timeout)
+
+    def _build_search_index(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._search_index = _SearchIndex(self._products)
+        except Exception:  # e.g. MemoryError: searches keep scanning, slower but right
+            _log.exception("cannot build the search index; searches will scan the catalog")
+            return
+        finally:
+            self._indexed.set()
+        _log.info(
+            "search index over %d products ready in %.2f s",
+            len(self._products),
+            time.perf_counter() - started,
+        )
+
+    def _scan(self, needle: str) -> Iterator[int]:
+        """The seed's search, for the moments before the index is ready."""
+        for position, product in enumerate(self._products):
+            if needle in product.name.lower() or needle in product.description.lower():
+                yield position
 
     def _matching(self, category: str) -> Sequence[int]:
         if not category:
@@ -110,9 +152,9 @@ class _SearchIndex:
     DENSE_FRACTION = 8
 
     def __init__(self, products: Sequence[Product]) -> None:
-        # Lower-cased once here, so a candidate check is two substring tests.
-        self._texts = tuple((p.name.lower(), p.description.lower()) for p in products)
         with _gc_paused():
+            # Lower-cased once here, so a candidate check is two substring tests.
+            self._texts = tuple((p.name.lower(), p.description.lower()) for p in products)
             positions_by_word: defaultdict[str, list[int]] = defaultdict(list)
             for position, (name, description) in enumerate(self._texts):
                 for word in {*name.split(), *description.split()}:
@@ -223,7 +265,9 @@ def load_catalog(path: Path | None = None) -> CatalogStore:
         del text  # the file's text and its parsed form are the peak of start-up memory: drop each when done
         products = _decode_products(document, source)
         del document
-        return CatalogStore(products, source)
+    # The server reports SERVING once this returns: products, ids, categories and page tokens are ready;
+    # the search index follows within a second (at 100k products) and searches scan until then.
+    return CatalogStore(products, source, index_in_background=True)
 
 
 # JSON decoding by hand: json_format.ParseDict takes ~2 s for 100k products, this ~0.2 s. It follows the

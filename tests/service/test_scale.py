@@ -31,8 +31,10 @@ def products() -> list[Product]:
 @pytest.fixture(scope="module")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
     path = write_catalog(Path(tmp_path_factory.mktemp("scale")) / "catalog.json", COUNT)
+    store = load_catalog(path)
+    assert store.wait_indexed(timeout=120)  # search through the index, not the scan that precedes it
     with (
-        run_server(Settings(port=0), load_catalog(path)) as server,
+        run_server(Settings(port=0), store) as server,
         grpc.insecure_channel(f"localhost:{server.port}") as channel,
     ):
         yield catalog_pb2_grpc.ProductCatalogStub(channel)

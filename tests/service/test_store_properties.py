@@ -86,6 +86,31 @@ def test_search_matches_the_reference(data: st.DataObject, products: list[Produc
 
 
 @PROPERTY_SETTINGS
+@given(data=st.data(), products=catalogs())
+def test_search_before_the_index_is_ready_matches_the_reference(
+    data: st.DataObject, products: list[Product]
+) -> None:
+    store = CatalogStore.from_products(products)
+    store._search_index = None  # as while load_catalog's background build runs: searches scan
+    query = data.draw(queries(products), label="query")
+    limit = data.draw(st.integers(-1, 50), label="limit")
+    assert list(store.search(query, limit)) == reference_search(products, query, limit)
+
+
+def test_a_store_indexed_in_the_background_answers_the_same_before_and_after() -> None:
+    products = [
+        Product(id=str(i), name=f"Item {i}", description=f"word{i % 7} common", price=1) for i in range(3000)
+    ]
+    store = CatalogStore(products, index_in_background=True)
+    queries = ("WORD3", "item 29", "common", "absent", "m 1")
+    before = [list(store.search(query, 100)) for query in queries]
+    assert store.wait_indexed(timeout=60)
+    assert store._search_index is not None
+    after = [list(store.search(query, 100)) for query in queries]
+    assert before == after == [reference_search(products, query, 100) for query in queries]
+
+
+@PROPERTY_SETTINGS
 @given(products=catalogs(max_size=60), query=texts.filter(bool))
 def test_search_for_any_text_matches_the_reference(products: list[Product], query: str) -> None:
     store = CatalogStore.from_products(products)
