@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -59,6 +61,7 @@ class ServerProcess:
             full_env["CATALOG_PATH"] = str(catalog)
         self._log = log_path.open("wb")
         self.started = time.perf_counter()
+        self._started_wall = time.time()
         self.process = subprocess.Popen(
             [sys.executable, "-m", kind.module],
             cwd=ROOT,
@@ -104,6 +107,20 @@ class ServerProcess:
                 if time.perf_counter() > deadline:
                     raise StartError(f"{self.kind.name} not SERVING after {timeout} s: see {self.log_path}")
                 time.sleep(0.002)
+
+    def wait_for_log(self, pattern: str, timeout: float = 60) -> float:
+        """Seconds from process start to the `time` of the first JSON log line whose message matches."""
+        compiled = re.compile(pattern)
+        deadline = time.perf_counter() + timeout
+        while True:
+            self._log.flush()
+            for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.startswith("{") and compiled.search(line):
+                    logged = datetime.fromisoformat(json.loads(line)["time"]).timestamp()
+                    return logged - self._started_wall
+            if self.process.poll() is not None or time.perf_counter() > deadline:
+                raise StartError(f"{self.kind.name} never logged {pattern!r}: see {self.log_path}")
+            time.sleep(0.01)
 
     def peak_rss_mb(self) -> float:
         """The process's peak resident set size so far (VmHWM), in MiB."""
