@@ -38,7 +38,8 @@ class RunningServer:
     servicer: CatalogServicer
 
     def __post_init__(self) -> None:
-        self._stopping = threading.Lock()
+        # Re-entrant: a signal handler may call begin_shutdown on the thread already inside it.
+        self._stopping = threading.RLock()
         self._stopped: threading.Event | None = None
 
     def serve_catalog(self, store: CatalogStore) -> None:
