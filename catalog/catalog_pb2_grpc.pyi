@@ -4,7 +4,8 @@ isort:skip_file
 The product catalog API.
 
 Wire- and JSON-compatible with the tutorial this project started from: same package, service, method and
-message names, field numbers and types. Change it only by adding fields or methods; `buf breaking` guards it.
+message names, field numbers and types. Change it only by adding fields or methods: a test runs
+`buf breaking` against the seed's file (tests/proto/seed_catalog.proto).
 """
 
 from catalog import catalog_pb2 as _catalog_pb2

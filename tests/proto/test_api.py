@@ -29,16 +29,25 @@ def buf() -> str:
     return str(path)
 
 
-@pytest.fixture
-def seed_proto(tmp_path: Path) -> Path:
-    """The seed tutorial's catalog.proto, as written there."""
+# The seed tutorial's catalog.proto, kept in the repository so the compatibility checks also run where the
+# tutorial is not beside the checkout (GitHub); a test keeps the copy equal to the tutorial where it is.
+SEED_PROTO = Path(__file__).with_name("seed_catalog.proto")
+
+
+def test_seed_proto_copy_matches_the_tutorial() -> None:
     if not SEED.exists():
         pytest.skip(f"the seed tutorial is not beside the repository ({SEED})")
     match = re.search(r"```protobuf\n(.*?)```", SEED.read_text(encoding="utf-8"), re.DOTALL)
     assert match, "the seed no longer holds a protobuf block"
+    assert SEED_PROTO.read_text(encoding="utf-8") == match.group(1)
+
+
+@pytest.fixture
+def seed_proto(tmp_path: Path) -> Path:
+    """The seed's catalog.proto in a scratch folder of its own."""
     path = tmp_path / "seed" / "catalog.proto"
     path.parent.mkdir()
-    path.write_text(match.group(1), encoding="utf-8")
+    shutil.copy(SEED_PROTO, path)
     return path
 
 
