@@ -5,9 +5,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2
 
-SERVICE_NAME = "catalog.ProductCatalog"
-HEALTH_SERVICE_NAME = "grpc.health.v1.Health"
+from catalog import catalog_pb2
+
+SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["ProductCatalog"].full_name
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 # Retry what a call could not even start: UNAVAILABLE is what a cold start, a revision roll-out or a dropped
 # connection at Cloud Run's edge looks like. Every method here is a read, so a retry is always safe; the

@@ -79,13 +79,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+_INT32_MAX = 2**31 - 1  # page_size and max_results are int32 on the wire
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
+    if not 0 <= value <= _INT32_MAX:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {_INT32_MAX}: {text!r}")
     return value
 
 
@@ -211,10 +214,16 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Nam
         parser.error("a TARGET (host:port) or --stack NAME is required")
     if args.audience and not args.id_token:
         parser.error("--audience goes with --id-token")
+    args.token_given = args.token is not None
     if args.token is None and not args.id_token:
         args.token = os.environ.get(AUTH_ENV_VAR) or None
     if args.token is not None and not args.token.strip():
         parser.error("--token is empty")
+    for name in ("id", "query", "category", "page_token"):
+        try:
+            getattr(args, name, "").encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes on the command line; protobuf strings are UTF-8
+            parser.error(f"{name.upper().replace('_', '-')} is not valid UTF-8 text")
     if args.target:
         try:
             args.target = parse_target(args.target)
@@ -321,6 +330,15 @@ def _connect_and_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
     except (TargetError, AuthError) as error:
         print(f"error: {error}", file=stderr)
         return EXIT_SETUP
+    if args.plaintext and call_credentials is not None and not target.is_loopback:
+        # gRPC would refuse with a puzzling "neither UDS or TCP loopback" UNAVAILABLE.
+        token_source = "--token" if args.token_given else f"${AUTH_ENV_VAR}" if args.token else "--id-token"
+        print(
+            f"error: {token_source} over --plaintext is sent only to a loopback address (localhost),"
+            f" never in the clear to {target.host}; use TLS (drop --plaintext)",
+            file=stderr,
+        )
+        return EXIT_USAGE
     printer = Printer(stdout, as_json=args.json)
     transport = Transport(plaintext=args.plaintext, ca_cert=args.ca_cert)
     try:

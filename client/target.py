@@ -1,5 +1,6 @@
 """Where the client connects: `host:port` from the command line, or the `target` output of a Pulumi stack."""
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -23,6 +24,16 @@ class Target:
 
     address: str
     host: str
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether the host is this machine (where a token may travel in cleartext)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def audience(self) -> str:

@@ -11,6 +11,7 @@ from client.cli import (
     EXIT_USAGE,
     _target_before_command,
     build_parser,
+    main,
 )
 from client.target import Target, TargetError, parse_target
 from tests.client.conftest import Cli
@@ -32,9 +33,9 @@ from tests.client.conftest import Cli
         (["https://x.run.app/path", "get", "1"], "must be just https://HOST"),
         (["--timeout", "0", "localhost:1", "get", "1"], "must be a positive number"),
         (["--timeout", "soon", "localhost:1", "get", "1"], "not a number"),
-        (["localhost:1", "list", "--page-size", "-1"], "must be 0 or more"),
+        (["localhost:1", "list", "--page-size", "-1"], "must be from 0 to 2147483647"),
         (["localhost:1", "list", "--page-size", "ten"], "not an integer"),
-        (["localhost:1", "search", "desk", "--max", "-5"], "must be 0 or more"),
+        (["localhost:1", "search", "desk", "--max", "-5"], "must be from 0 to 2147483647"),
         (["--plaintext", "--ca-cert", "ca.pem", "localhost:1", "get", "1"], "not allowed with"),
         (["--token", "", "localhost:1", "get", "1"], "--token is empty"),
         (["localhost:1", "get", "1", "--timeout", "3"], "unrecognized arguments: --timeout 3"),
@@ -127,3 +128,29 @@ def test_audience_is_the_https_url_of_the_host() -> None:
 def test_bad_targets(text: str) -> None:
     with pytest.raises(TargetError):
         parse_target(text)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--plaintext", "localhost:1", "list", "--page-size", "99999999999"], "--page-size"),
+        (["--plaintext", "localhost:1", "search", "x", "--max", "3000000000"], "--max"),
+        (["--plaintext", "localhost:1", "get", "\udcff"], "ID is not valid UTF-8"),
+        (["--plaintext", "localhost:1", "search", "\udcff"], "QUERY is not valid UTF-8"),
+    ],
+)
+def test_values_protobuf_cannot_carry_are_usage_errors(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_a_token_over_plaintext_to_another_host_is_refused_clearly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CATALOG_TOKEN", "secret")
+    assert main(["--plaintext", "192.0.2.2:8080", "get", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "$CATALOG_TOKEN over --plaintext is sent only to a loopback address" in err
+    assert "192.0.2.2" in err
