@@ -37,7 +37,7 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
             abort_invalid_argument(context, "id", "must not be empty")
         product = store.get(request.id)
         if product is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"product {request.id} not found")
+            context.abort(grpc.StatusCode.NOT_FOUND, f"product {_shortened(request.id)} not found")
         return product
 
     def ListProducts(
@@ -80,6 +80,11 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
         if self._store is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the catalog is still loading; retry shortly")
         return self._store
+
+
+def _shortened(text: str, limit: int = 100) -> str:
+    """Echo at most `limit` characters of client input: status messages travel in size-limited headers."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _limit(context: grpc.ServicerContext, field: str, requested: int) -> int:

@@ -260,7 +260,7 @@ def load_catalog(path: Path | None = None) -> CatalogStore:
     with _gc_paused():
         try:
             document = json.loads(text)
-        except json.JSONDecodeError as error:
+        except (ValueError, RecursionError) as error:  # also: integers past 4300 digits, deep nesting
             raise CatalogError(f"{source}: not valid JSON: {error}") from None
         del text  # the file's text and its parsed form are the peak of start-up memory: drop each when done
         products = _decode_products(document, source)
@@ -323,14 +323,17 @@ def _plain_product(item: dict[str, Any]) -> Product | None:
         and type(in_stock) is bool
         and (type(price) is float or type(price) is int)
     ):
-        return Product(
-            id=product_id,
-            name=name,
-            description=description,
-            price=float(price),
-            category=category,
-            in_stock=in_stock,
-        )
+        try:
+            return Product(
+                id=product_id,
+                name=name,
+                description=description,
+                price=float(price),
+                category=category,
+                in_stock=in_stock,
+            )
+        except OverflowError:  # an integer price beyond a double: _product_fields says so
+            return None
     return None
 
 
@@ -364,6 +367,8 @@ def _decode_value(name: str, value: Any) -> Any:
         return float(value)
     except ValueError:
         raise ValueError(f"price: expected a number, got {json.dumps(value)}") from None
+    except OverflowError:
+        raise ValueError(f"price: {str(value)[:20]}... is too large for a double") from None
 
 
 def _product_problem(product: Product) -> str | None:

@@ -65,6 +65,8 @@ def test_both_spellings_of_in_stock_and_string_prices_are_accepted(tmp_path: Pat
         ([{**GOOD, "price": "Infinity"}], "(id 'a'): price: must be a finite number >= 0, got inf"),
         ([{**GOOD, "price": "cheap"}], "products[0] (id 'a'): price: expected a number"),
         ([{**GOOD, "price": True}], "products[0] (id 'a'): price: expected a number"),
+        ([{**GOOD, "price": 10**400}], "products[0] (id 'a'): price: 10000000000000000000... is too large"),
+        ([{"id": "a", "name": "A", "price": 10**400}], "price: 10000000000000000000... is too large"),
         ([{**GOOD, "inStock": "yes"}], "products[0] (id 'a'): in_stock: expected true or false"),
         ([{**GOOD, "name": 7}], "products[0] (id 'a'): name: expected a string"),
         ([{**GOOD, "id": 7}], "products[0]: id: expected a string"),
@@ -91,6 +93,8 @@ def test_invalid_product_is_refused_naming_file_position_and_field(
         ('{"items": []}', 'expected a JSON object {"products": [...]}'),
         ('{"products": [], "extra": 1}', "unknown top-level field 'extra'"),
         (b"\xff\xfe".decode("latin-1"), "not valid JSON"),
+        ('{"products": [{"id": "a", "name": "A", "price": 1' + "0" * 5000 + "}]}", "not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
     ],
 )
 def test_invalid_file_is_refused(tmp_path: Path, content: str, expected: str) -> None:
