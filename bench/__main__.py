@@ -14,6 +14,7 @@ import json
 import statistics
 import sys
 import tempfile
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -81,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [OURS, SEED] if args.compare else [OURS]
     results = {kind.name: ServerResult() for kind in kinds}
     _time_starts(kinds, catalog, results, workdir, args)
-    for kind in kinds:
-        _measure(kind, catalog, products, results[kind.name], names=names, workdir=workdir, args=args)
+    _measure(kinds, catalog, products, results, names=names, workdir=workdir, args=args)
     report = _report(results, names, args)
     print(report)
     if args.json:
@@ -167,23 +167,30 @@ def _time_starts(
 
 
 def _measure(
-    kind: ServerKind,
+    kinds: list[ServerKind],
     catalog: Path,
     products: list[Product],
-    result: ServerResult,
+    results: dict[str, ServerResult],
     *,
     names: list[str],
     workdir: Path,
     args: argparse.Namespace,
 ) -> None:
-    log = workdir / f"{kind.name}-server.log"
-    with ServerProcess(kind, catalog, log, _server_env(kind, args)) as server:
-        server.wait_serving()
-        if kind == OURS:
-            server.wait_for_log(INDEX_READY)  # measure the steady state, not the scan before the index
-        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = catalog_pb2_grpc.ProductCatalogStub(channel)
-            for name in names:
+    """Load every case on every server, the servers taking turns case by case (the other one idle)."""
+    with ExitStack() as stack:
+        stubs: dict[str, cases.Stub] = {}
+        servers: dict[str, ServerProcess] = {}
+        for kind in kinds:
+            log = workdir / f"{kind.name}-server.log"
+            server = stack.enter_context(ServerProcess(kind, catalog, log, _server_env(kind, args)))
+            server.wait_serving()
+            if kind == OURS:
+                server.wait_for_log(INDEX_READY)  # measure the steady state, not the scan before the index
+            channel = stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+            servers[kind.name], stubs[kind.name] = server, catalog_pb2_grpc.ProductCatalogStub(channel)
+        for name in names:
+            for kind in kinds:
+                server, stub = servers[kind.name], stubs[kind.name]
                 case = cases.build(name, products, kind, stub)
                 case.check(stub)
                 server.new_status_codes()  # forget the calls made so far
@@ -200,8 +207,9 @@ def _measure(
                 )
                 codes = dict(server.new_status_codes())
                 case.check(stub)  # still right after the load
-                result.cases[name] = CaseResult(load, codes)
-        result.peak_rss_mb = server.peak_rss_mb()
+                results[kind.name].cases[name] = CaseResult(load, codes)
+        for kind in kinds:
+            results[kind.name].peak_rss_mb = servers[kind.name].peak_rss_mb()
 
 
 def _report(results: dict[str, ServerResult], names: list[str], args: argparse.Namespace) -> str:
