@@ -249,8 +249,8 @@ def _report(results: dict[str, ServerResult], names: list[str], args: argparse.N
         lines.append(row)
     lines += [
         "",
-        "non-OK counts come from our server's access log over the whole load (warm-up included); a few",
-        "CANCELLED are the streams h2load abandons when it stops.",
+        "non-OK counts come from our server's access log over the whole load (warm-up included); up to",
+        f"{args.streams} CANCELLED are the streams in flight that h2load abandons when it stops.",
         "",
         f"time to SERVING, median of {args.startup_runs}: "
         f"ours {ours.startup_default_s:.2f} s (default catalog), "
