@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +44,7 @@ def configure_logging(level: int) -> None:
     root.setLevel(level)
 
 
-def trace_resource(project_id: str | None, metadata: Sequence[tuple[str, str | bytes]]) -> str | None:
+def trace_resource(project_id: str | None, metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
     """`projects/P/traces/T` for the call's trace header, or None without a project or a valid header."""
     if not project_id:
         return None
