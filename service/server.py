@@ -80,6 +80,7 @@ class RunningServer:
         # Re-entrant: a signal handler may call begin_shutdown on the thread already inside it.
         self._stopping = threading.RLock()
         self._stopped: threading.Event | None = None
+        self._shutdown_begun = threading.Event()
 
     def serve_catalog(self, store: CatalogStore) -> None:
         """Answer from `store` and report SERVING on every health name."""
@@ -105,6 +106,7 @@ class RunningServer:
                 done.add_done_callback(lambda _: stopped.set())
                 begun.wait(timeout=5)  # a few milliseconds, unless the loop is stuck
                 _log.info("shutting down: finishing in-flight calls for up to %g s", grace_seconds)
+                self._shutdown_begun.set()
             return self._stopped
 
     async def _shut_down(self, grace_seconds: float, begun: threading.Event) -> None:
@@ -116,8 +118,9 @@ class RunningServer:
 
     def wait_for_termination(self) -> None:
         """Block until a shutdown has begun and finished (signal handlers still run meanwhile)."""
-        while not (self._stopped is not None and self._stopped.wait(timeout=1)):
-            pass
+        self._shutdown_begun.wait()
+        assert self._stopped is not None
+        self._stopped.wait()
 
 
 @contextmanager
