@@ -16,12 +16,12 @@ from typing import Any, NamedTuple, NoReturn, cast
 import grpc
 from grpc import aio
 
-from service.logs import FIELDS, TRACE_FIELD, trace_resource
+from service.logs import AccessLog, trace_resource
 
 CATALOG_PREFIX = "/catalog.ProductCatalog/"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
-access_log = logging.getLogger("service.access")
+access_log = AccessLog(logging.getLogger("service.access"))
 _log = logging.getLogger(__name__)
 
 _QUIET_CODES = {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT}
@@ -166,17 +166,8 @@ class CallGuard:
             level = logging.ERROR
         else:
             level = logging.WARNING
-        if not access_log.isEnabledFor(level):
-            return
-        fields: dict[str, Any] = {
-            "method": method,
-            "code": code.name,
-            "duration_ms": round(duration_ms, 3),
-            "peer": call.peer,
-        }
-        if call.trace:
-            fields[TRACE_FIELD] = call.trace
-        access_log.log(level, "%s %s %.2f ms", method, code.name, duration_ms, extra={FIELDS: fields})
+        if access_log.logger.isEnabledFor(level):
+            access_log.write(level, method, code.name, duration_ms, peer=call.peer, trace=call.trace)
 
 
 async def _reject_malformed(request: Any, context: Context) -> None:
