@@ -87,7 +87,8 @@ class CallGuard:
             code = grpc.StatusCode.OK
             admitted = False
             try:
-                await _reject_malformed(request, context)
+                if type(request) is _Malformed:
+                    await _reject_malformed(request, context)
                 if limited:
                     if self._in_flight >= self._limit:
                         await self._refuse(context)
@@ -117,7 +118,8 @@ class CallGuard:
             code = grpc.StatusCode.OK
             admitted = False
             try:
-                await _reject_malformed(request, context)
+                if type(request) is _Malformed:
+                    await _reject_malformed(request, context)
                 if limited:
                     if self._in_flight >= self._limit:
                         await self._refuse(context)
@@ -170,12 +172,11 @@ class CallGuard:
             access_log.write(level, method, code.name, duration_ms, peer=call.peer, trace=call.trace)
 
 
-async def _reject_malformed(request: Any, context: Context) -> None:
-    if isinstance(request, _Malformed):
-        await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"the request body is not a valid {request.message_name} message",
-        )
+async def _reject_malformed(request: _Malformed, context: Context) -> NoReturn:
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT, f"the request body is not a valid {request.message_name} message"
+    )
+    raise AssertionError("abort returns only by raising")  # pragma: no cover
 
 
 def _aborted_code(context: Context) -> grpc.StatusCode:
