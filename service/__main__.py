@@ -44,7 +44,7 @@ def main() -> int:
                 _log.critical("invalid catalog, not serving: %s", error)
                 return 1
             running.serve_catalog(store)
-            running.server.wait_for_termination()
+            running.wait_for_termination()
     except (OSError, RuntimeError) as error:  # gRPC reports a port it cannot bind as RuntimeError
         _log.critical("cannot start: %s", error)
         return 1

@@ -1,28 +1,35 @@
 """What every catalog call shares: request decoding, the concurrency limit, the access log, clean errors.
 
-One server interceptor makes sure no call ends in UNKNOWN or leaks an exception's text.
+`CallGuard.wrap` wraps a method's handler once, when the server is built, rather than an interceptor
+looking it up on every call: on grpc.aio an interceptor is one more coroutine per call, and a call here
+costs little more than that. Everything runs on the server's one event loop thread, so the bookkeeping
+is plain attributes, without locks.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NamedTuple, NoReturn, cast
 
 import grpc
+from grpc import aio
 
-from service.logs import FIELDS, TRACE_FIELD, trace_resource
+from service.logs import AccessLog, trace_resource
 
 CATALOG_PREFIX = "/catalog.ProductCatalog/"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
-access_log = logging.getLogger("service.access")
+access_log = AccessLog(logging.getLogger("service.access"))
 _log = logging.getLogger(__name__)
 
 _QUIET_CODES = {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT}
 _SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
+
+Context = aio.ServicerContext[Any, Any]
+UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
+StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
 
 
 class _Malformed:
@@ -32,134 +39,128 @@ class _Malformed:
         self.message_name = message_name
 
 
-class CatalogInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class _CallFacts(NamedTuple):
+    """What the access line needs from a call's context, read when the call starts."""
+
+    peer: str
+    time_remaining: float | None
+    trace: str | None
+
+
+class CallGuard:
     """Wraps catalog methods fully and health checks for the access log; leaves the rest untouched.
 
-    The concurrency limit is ours rather than grpc.server's `maximum_concurrent_rpcs` so that it counts
+    The concurrency limit is ours rather than the server's `maximum_concurrent_rpcs` so that it counts
     only catalog calls: Cloud Run's probes must still get an answer when the catalog is at its limit.
     """
 
     def __init__(self, max_concurrent_calls: int, project_id: str | None) -> None:
-        self._slots = threading.BoundedSemaphore(max_concurrent_calls)
         self._limit = max_concurrent_calls
+        self._in_flight = 0
         self._project_id = project_id
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        """Return the wrapped handler for catalog methods and health checks, the original otherwise."""
-        handler = continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None:
-            return None
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+        """The handler for `method` with this guard around it, or `handler` itself if not ours to guard."""
         is_catalog = method.startswith(CATALOG_PREFIX)
         if not (is_catalog or method == HEALTH_CHECK):
             return handler
-        call = _Call(self, method, handler_call_details.invocation_metadata, limited=is_catalog)
         deserializer = _safe_deserializer(handler.request_deserializer)
+        # On grpc.aio the behaviours are coroutine functions (unary) and async generators (streams).
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                call.wrap_unary(handler.unary_unary),
+                self._wrap_unary(method, cast(UnaryBehavior, handler.unary_unary), limited=is_catalog),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                call.wrap_stream(handler.unary_stream),
+                self._wrap_stream(method, cast(StreamBehavior, handler.unary_stream), limited=is_catalog),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler  # the catalog has no client-streaming methods
 
-    def try_acquire(self, context: grpc.ServicerContext) -> None:
-        """Take a slot for this call, released when the call ends however it ends."""
-        if not self._slots.acquire(blocking=False):
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"the server is at its limit of {self._limit} concurrent calls; retry with backoff",
-            )
-        released = threading.Event()
-
-        def release() -> None:
-            if not released.is_set():
-                released.set()
-                self._slots.release()
-
-        if not context.add_callback(release):  # the call already ended
-            release()
-
-    @property
-    def project_id(self) -> str | None:
-        """The project for trace resources in log lines."""
-        return self._project_id
-
-
-class _Call:
-    """One call's bookkeeping: its start time, its status code, its access line."""
-
-    def __init__(
-        self,
-        interceptor: CatalogInterceptor,
-        method: str,
-        metadata: Any,
-        limited: bool,
-    ) -> None:
-        self._interceptor = interceptor
-        self._method = method
-        self._metadata = tuple(metadata or ())
-        self._limited = limited
-
-    def wrap_unary(self, behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
-        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+    def _wrap_unary(self, method: str, behavior: UnaryBehavior, limited: bool) -> UnaryBehavior:
+        async def unary(request: Any, context: Context) -> Any:
             started = time.perf_counter()
+            call = self._begin(context)
+            code = grpc.StatusCode.OK
+            admitted = False
             try:
-                self._admit(request, context)
-                return behavior(request, context)
+                if type(request) is _Malformed:
+                    await _reject_malformed(request, context)
+                if limited:
+                    if self._in_flight >= self._limit:
+                        await self._refuse(context)
+                    self._in_flight += 1
+                    admitted = True
+                return await behavior(request, context)
+            except aio.AbortError:
+                code = _aborted_code(context)
+                raise
             except Exception:
-                self._fail_cleanly(context)
+                code = grpc.StatusCode.INTERNAL
+                await _fail_cleanly(method, context)
+            except BaseException:  # asyncio.CancelledError: the client left or time ran out
+                code = _abandoned_code(call, started)
                 raise
             finally:
-                self._log(context, started)
+                if admitted:
+                    self._in_flight -= 1
+                self._log(method, code, call, started)
 
         return unary
 
-    def wrap_stream(
-        self, behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]]
-    ) -> Callable[..., Iterator[Any]]:
-        def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def _wrap_stream(self, method: str, behavior: StreamBehavior, limited: bool) -> StreamBehavior:
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
             started = time.perf_counter()
+            call = self._begin(context)
+            code = grpc.StatusCode.OK
+            admitted = False
             try:
-                self._admit(request, context)
-                yield from behavior(request, context)
-            except Exception:
-                self._fail_cleanly(context)
+                if type(request) is _Malformed:
+                    await _reject_malformed(request, context)
+                if limited:
+                    if self._in_flight >= self._limit:
+                        await self._refuse(context)
+                    self._in_flight += 1
+                    admitted = True
+                async for response in behavior(request, context):
+                    yield response
+            except aio.AbortError:
+                code = _aborted_code(context)
                 raise
-            finally:  # also on GeneratorExit, when gRPC drops a cancelled stream
-                self._log(context, started)
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                await _fail_cleanly(method, context)
+            except BaseException:  # CancelledError, or GeneratorExit when gRPC drops a cancelled stream
+                code = _abandoned_code(call, started)
+                raise
+            finally:
+                if admitted:
+                    self._in_flight -= 1
+                self._log(method, code, call, started)
 
         return stream
 
-    def _admit(self, request: Any, context: grpc.ServicerContext) -> None:
-        if isinstance(request, _Malformed):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the request body is not a valid {request.message_name} message",
-            )
-        if self._limited:
-            self._interceptor.try_acquire(context)
+    async def _refuse(self, context: Context) -> NoReturn:
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the server is at its limit of {self._limit} concurrent calls; retry with backoff",
+        )
+        raise AssertionError("abort returns only by raising")  # pragma: no cover
 
-    def _fail_cleanly(self, context: grpc.ServicerContext) -> None:
-        """Turn an unexpected exception into INTERNAL; gRPC would answer UNKNOWN with its text."""
-        if context.code() is None:  # type: ignore[attr-defined]  # not an abort(): a bug. Log it whole, tell the client little.
-            _log.exception("unexpected error in %s", self._method)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server's logs")
+    def _begin(self, context: Context) -> _CallFacts:
+        # Read now: a cancelled stream's generator is closed after gRPC has freed the call, when
+        # asking the context would touch freed memory.
+        trace = None
+        if self._project_id:  # the trace field needs a project: only then read the metadata
+            trace = trace_resource(self._project_id, context.invocation_metadata() or ())
+        return _CallFacts(context.peer(), context.time_remaining(), trace)
 
-    def _log(self, context: grpc.ServicerContext, started: float) -> None:
+    def _log(self, method: str, code: grpc.StatusCode, call: _CallFacts, started: float) -> None:
         duration_ms = (time.perf_counter() - started) * 1000
-        code = _final_code(context)
-        if self._method == HEALTH_CHECK:
+        if method == HEALTH_CHECK:
             level = logging.DEBUG
         elif code in _QUIET_CODES:
             level = logging.INFO
@@ -167,29 +168,36 @@ class _Call:
             level = logging.ERROR
         else:
             level = logging.WARNING
-        if not access_log.isEnabledFor(level):
-            return
-        fields: dict[str, Any] = {
-            "method": self._method,
-            "code": code.name,
-            "duration_ms": round(duration_ms, 3),
-            "peer": context.peer(),
-        }
-        trace = trace_resource(self._interceptor.project_id, self._metadata)
-        if trace:
-            fields[TRACE_FIELD] = trace
-        access_log.log(level, "%s %s %.2f ms", self._method, code.name, duration_ms, extra={FIELDS: fields})
+        if access_log.logger.isEnabledFor(level):
+            access_log.write(level, method, code.name, duration_ms, peer=call.peer, trace=call.trace)
 
 
-def _final_code(context: grpc.ServicerContext) -> grpc.StatusCode:
-    code: grpc.StatusCode | None = context.code()  # type: ignore[attr-defined]
-    if code is not None:
-        return code
-    if not context.is_active():  # ended without a status of ours: the client left or time ran out
-        remaining = context.time_remaining()
-        expired = remaining is not None and remaining <= 0
-        return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
-    return grpc.StatusCode.OK
+async def _reject_malformed(request: _Malformed, context: Context) -> NoReturn:
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT, f"the request body is not a valid {request.message_name} message"
+    )
+    raise AssertionError("abort returns only by raising")  # pragma: no cover
+
+
+def _aborted_code(context: Context) -> grpc.StatusCode:
+    code: grpc.StatusCode | None = context.code()
+    return grpc.StatusCode.UNKNOWN if code is None else code
+
+
+def _abandoned_code(call: _CallFacts, started: float) -> grpc.StatusCode:
+    remaining = call.time_remaining
+    expired = remaining is not None and time.perf_counter() - started >= remaining
+    return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+
+
+async def _fail_cleanly(method: str, context: Context) -> NoReturn:
+    """End a call whose behaviour raised unexpectedly with INTERNAL: a bug, logged whole here.
+
+    gRPC would answer UNKNOWN with the exception's text; the client learns nothing of the internals.
+    """
+    _log.exception("unexpected error in %s", method)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server's logs")
+    raise AssertionError("abort returns only by raising")  # pragma: no cover
 
 
 def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:

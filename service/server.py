@@ -1,65 +1,126 @@
-"""Server bootstrap: gRPC server, health, reflection, interceptor. Knows nothing about products."""
+"""Server bootstrap: gRPC server, health, reflection, call guard. Knows nothing about products.
+
+The server is grpc.aio on an event loop of its own, on a background thread. A call then costs one
+coroutine on that thread, where grpc.server would hand it to a worker thread and back (and once more
+for every message of a stream): for calls as cheap as this catalog's, those hand-offs were most of the
+cost. Callers stay synchronous (`python -m service`, the tests): `run_server` is a plain context manager
+and `RunningServer`'s methods pass their work to the loop and wait for it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import threading
-from collections.abc import Iterator
-from concurrent import futures
+from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import grpc
+from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from catalog import catalog_pb2, catalog_pb2_grpc
 from service.config import Settings
-from service.interceptors import CatalogInterceptor
+from service.interceptors import CallGuard
 from service.servicer import CatalogServicer
 from service.store import CatalogStore
 
 SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["ProductCatalog"].full_name
 # Health names a probe may ask for: the whole server ("") and the catalog service.
 HEALTH_NAMES = ("", SERVICE_NAME)
-# Threads beyond the catalog's limit, so health checks and reflection are served when it is full.
-SPARE_THREADS = 4
+# Calls beyond the catalog's limit, so health checks and reflection are served when it is full.
+SPARE_CALLS = 4
 
+_T = TypeVar("_T")
 _log = logging.getLogger(__name__)
 
 
-@dataclass
+class EventLoopThread:
+    """An asyncio event loop running on a daemon thread, driven from synchronous code."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, coroutine: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
+        """Start `coroutine` on the loop; safe from any thread, signal handlers included."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run `coroutine` on the loop and wait for its result (or its exception)."""
+        return self.submit(coroutine).result()
+
+    def close(self) -> None:
+        """Stop the loop and its thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
 class RunningServer:
     """A started server: its bound port, and the switches that bring it up and down."""
 
-    server: grpc.Server
-    port: int
-    health: health.HealthServicer
-    servicer: CatalogServicer
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        loop: EventLoopThread,
+        server: aio.Server,
+        port: int,
+        health_servicer: health.aio.HealthServicer,
+        servicer: CatalogServicer,
+    ) -> None:
+        self.port = port
+        self._loop = loop
+        self._server = server
+        self._health = health_servicer
+        self._servicer = servicer
         # Re-entrant: a signal handler may call begin_shutdown on the thread already inside it.
         self._stopping = threading.RLock()
         self._stopped: threading.Event | None = None
+        self._shutdown_begun = threading.Event()
 
     def serve_catalog(self, store: CatalogStore) -> None:
         """Answer from `store` and report SERVING on every health name."""
-        self.servicer.install(store)
-        for name in HEALTH_NAMES:
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._servicer.install(store)
+        self._loop.run(self._report_serving())
         _log.info("serving %d products on port %d", len(store), self.port)
+
+    async def _report_serving(self) -> None:
+        for name in HEALTH_NAMES:
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def begin_shutdown(self, grace_seconds: float) -> threading.Event:
         """NOT_SERVING at once, refuse new calls, let in-flight ones finish within the grace period.
 
-        Safe to call more than once (SIGTERM then SIGINT): later calls return the first call's event.
+        Returns once new calls are refused, with an event set once the server has stopped. Safe to call
+        more than once (SIGTERM then SIGINT): later calls return the first call's event.
         """
         with self._stopping:
             if self._stopped is None:
-                self.health.enter_graceful_shutdown()
-                self._stopped = self.server.stop(grace_seconds)
+                begun, stopped = threading.Event(), threading.Event()
+                self._stopped = stopped
+                done = self._loop.submit(self._shut_down(grace_seconds, begun))
+                done.add_done_callback(lambda _: stopped.set())
+                begun.wait(timeout=5)  # a few milliseconds, unless the loop is stuck
                 _log.info("shutting down: finishing in-flight calls for up to %g s", grace_seconds)
+                self._shutdown_begun.set()
             return self._stopped
+
+    async def _shut_down(self, grace_seconds: float, begun: threading.Event) -> None:
+        await self._health.enter_graceful_shutdown()
+        stopping = asyncio.ensure_future(self._server.stop(grace_seconds))
+        await asyncio.sleep(0)  # stop() runs up to its first wait, and by then new calls are refused
+        begun.set()
+        await stopping
+
+    def wait_for_termination(self) -> None:
+        """Block until a shutdown has begun and finished (signal handlers still run meanwhile)."""
+        self._shutdown_begun.wait()
+        assert self._stopped is not None
+        self._stopped.wait()
 
 
 @contextmanager
@@ -71,35 +132,15 @@ def run_server(
     Health stays NOT_SERVING and catalog calls answer UNAVAILABLE until a catalog is installed, with
     `store` here or later with `serve_catalog`, so a probe never sees SERVING before products are.
     """
-    interceptor = CatalogInterceptor(settings.max_concurrent_rpcs, settings.project_id)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(
-            max_workers=settings.max_concurrent_rpcs + SPARE_THREADS, thread_name_prefix="rpc"
-        ),
-        interceptors=[interceptor],
-        # A hard cap on everything (health and reflection included), above the catalog's own limit.
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs + SPARE_THREADS,
-        # gRPC shares ports by default: a second server on a busy port would start and split the traffic.
-        options=[("grpc.so_reuseport", 0)],
-    )
-    servicer = CatalogServicer()
-    catalog_pb2_grpc.add_ProductCatalogServicer_to_server(servicer, server)
-    health_servicer = health.HealthServicer()
-    for name in HEALTH_NAMES:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if settings.enable_reflection:
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
-    port = server.add_insecure_port(f"{host}:{settings.port}")
-    if port == 0:
-        raise OSError(f"cannot listen on {host}:{settings.port}")
-    server.start()
-    running = RunningServer(server, port, health_servicer, servicer)
+    loop = EventLoopThread("grpc-server")
+    try:
+        running = loop.run(_start(settings, host, loop))
+    except BaseException:
+        loop.close()
+        raise
     _log.info(
         "listening on port %d (reflection %s, at most %d concurrent calls)",
-        port,
+        running.port,
         "on" if settings.enable_reflection else "off",
         settings.max_concurrent_rpcs,
     )
@@ -109,3 +150,67 @@ def run_server(
         yield running
     finally:
         running.begin_shutdown(0).wait()
+        loop.close()
+
+
+async def _start(settings: Settings, host: str, loop: EventLoopThread) -> RunningServer:
+    """Build, bind and start the server on the loop (grpc.aio objects belong to the loop that made them)."""
+    guard = CallGuard(settings.max_concurrent_rpcs, settings.project_id)
+    servicer = CatalogServicer()
+    health_servicer = health.aio.HealthServicer()
+    for name in HEALTH_NAMES:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    handlers = _Handlers()
+    # _Handlers has the two methods these call on a server.
+    catalog_pb2_grpc.add_ProductCatalogServicer_to_server(servicer, cast(aio.Server, handlers))
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, cast(aio.Server, handlers))
+    server = aio.server(
+        handlers=[handlers.guarded(guard)],
+        # A hard cap on everything (health and reflection included), above the catalog's own limit.
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs + SPARE_CALLS,
+        # gRPC shares ports by default: a second server on a busy port would start and split the traffic.
+        options=[("grpc.so_reuseport", 0)],
+    )
+    if settings.enable_reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+    port = server.add_insecure_port(f"{host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"cannot listen on {host}:{settings.port}")
+    await server.start()
+    return RunningServer(loop, server, port, health_servicer, servicer)
+
+
+class _Handlers:
+    """Collects the method handlers the generated `add_*_to_server` functions register.
+
+    So each handler can be wrapped by the call guard once, here, instead of on every call.
+    """
+
+    def __init__(self) -> None:
+        self._by_method: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def add_generic_rpc_handlers(self, _handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        """Ignored: the same handlers come by service name in add_registered_method_handlers."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        """Keep the service's handlers under their full method names."""
+        for name, handler in handlers.items():
+            self._by_method[f"/{service}/{name}"] = handler
+
+    def guarded(self, guard: CallGuard) -> grpc.GenericRpcHandler:
+        """One handler for every collected method, each wrapped by `guard`."""
+        return _GuardedHandlers({method: guard.wrap(method, h) for method, h in self._by_method.items()})
+
+
+class _GuardedHandlers(grpc.GenericRpcHandler):
+    def __init__(self, by_method: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
+        self._by_method = by_method
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        return self._by_method.get(handler_call_details.method)

@@ -1,13 +1,18 @@
-"""The gRPC face of the catalog: validate each request, ask the store, map the answer to protobuf."""
+"""The gRPC face of the catalog: validate each request, ask the store, map the answer to protobuf.
+
+Methods are coroutines for grpc.aio. The store is plain synchronous Python and answers in microseconds,
+so it is called on the event loop directly: handing it to a thread would cost more than the answer.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import NoReturn
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc import aio
 from grpc_status import rpc_status
 
 from catalog import catalog_pb2, catalog_pb2_grpc
@@ -16,6 +21,8 @@ from service.store import CatalogStore
 
 DEFAULT_PAGE_SIZE = 10  # the seed's default, for both page_size and max_results
 MAX_PAGE_SIZE = 1000  # larger requests are coerced down (AIP-158), not refused
+
+Context = aio.ServicerContext[Any, Any]
 
 
 class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
@@ -28,33 +35,37 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
         """Start answering from `store` (the server loads the catalog after it starts listening)."""
         self._store = store
 
-    def GetProduct(
-        self, request: catalog_pb2.GetProductRequest, context: grpc.ServicerContext
+    async def GetProduct(
+        self, request: catalog_pb2.GetProductRequest, context: Context
     ) -> catalog_pb2.Product:
         """Return one product by id."""
-        store = self._require_store(context)
+        store = self._store
+        if store is None:
+            await _still_loading(context)
         if not request.id:
-            abort_invalid_argument(context, "id", "must not be empty")
+            await abort_invalid_argument(context, "id", "must not be empty")
         product = store.get(request.id)
         if product is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"product {_shortened(request.id)} not found")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"product {_shortened(request.id)} not found")
         return product
 
-    def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: grpc.ServicerContext
+    async def ListProducts(
+        self, request: catalog_pb2.ListProductsRequest, context: Context
     ) -> catalog_pb2.ListProductsResponse:
         """Return one page of products in catalog order, optionally filtered by category."""
-        store = self._require_store(context)
-        page_size = _limit(context, "page_size", request.page_size)
+        store = self._store
+        if store is None:
+            await _still_loading(context)
+        page_size = await _limit(context, "page_size", request.page_size)
         offset = 0
         if request.page_token:
             try:
                 offset = decode_page_token(request.page_token, request.category, store.fingerprint)
             except InvalidPageTokenError as error:
-                abort_invalid_argument(context, "page_token", str(error))
+                await abort_invalid_argument(context, "page_token", str(error))
         total = store.count(request.category)
         if offset >= total and request.page_token:
-            abort_invalid_argument(context, "page_token", "points past the end of the list")
+            await abort_invalid_argument(context, "page_token", "points past the end of the list")
         end = offset + page_size
         next_token = encode_page_token(end, request.category, store.fingerprint) if end < total else ""
         return catalog_pb2.ListProductsResponse(
@@ -63,23 +74,28 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
             total_count=total,
         )
 
-    def SearchProducts(
-        self, request: catalog_pb2.SearchRequest, context: grpc.ServicerContext
-    ) -> Iterator[catalog_pb2.Product]:
-        """Stream products whose name or description contains the query, case-insensitively."""
-        store = self._require_store(context)
+    async def SearchProducts(
+        self, request: catalog_pb2.SearchRequest, context: Context
+    ) -> AsyncIterator[catalog_pb2.Product]:
+        """Stream products whose name or description contains the query, case-insensitively.
+
+        The store's search is lazy: each product is found just before it is sent, and sending it hands
+        the loop back to other calls, so a long search never holds the loop for long. A client that
+        leaves (cancel, deadline) cancels this generator at its next send, which ends the search.
+        """
+        store = self._store
+        if store is None:
+            await _still_loading(context)
         if not request.query:
-            abort_invalid_argument(context, "query", "must not be empty")
-        max_results = _limit(context, "max_results", request.max_results)
+            await abort_invalid_argument(context, "query", "must not be empty")
+        max_results = await _limit(context, "max_results", request.max_results)
         for product in store.search(request.query, max_results):
-            if not context.is_active():  # cancelled or past its deadline: stop searching
-                return
             yield product
 
-    def _require_store(self, context: grpc.ServicerContext) -> CatalogStore:
-        if self._store is None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "the catalog is still loading; retry shortly")
-        return self._store
+
+async def _still_loading(context: Context) -> NoReturn:
+    await context.abort(grpc.StatusCode.UNAVAILABLE, "the catalog is still loading; retry shortly")
+    raise AssertionError("abort returns only by raising")  # pragma: no cover
 
 
 def _shortened(text: str, limit: int = 100) -> str:
@@ -87,14 +103,14 @@ def _shortened(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def _limit(context: grpc.ServicerContext, field: str, requested: int) -> int:
+async def _limit(context: Context, field: str, requested: int) -> int:
     """AIP-158 sizes: 0 means the default, above the maximum is coerced down, negative is an error."""
     if requested < 0:
-        abort_invalid_argument(context, field, f"must not be negative, got {requested}")
+        await abort_invalid_argument(context, field, f"must not be negative, got {requested}")
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-def abort_invalid_argument(context: grpc.ServicerContext, field: str, description: str) -> NoReturn:
+async def abort_invalid_argument(context: Context, field: str, description: str) -> NoReturn:
     """End the call with INVALID_ARGUMENT and a google.rpc.BadRequest detail naming the field."""
     detail = any_pb2.Any()
     detail.Pack(
@@ -107,5 +123,6 @@ def abort_invalid_argument(context: grpc.ServicerContext, field: str, descriptio
     status = status_pb2.Status(
         code=code_pb2.INVALID_ARGUMENT, message=f"invalid {field}: {description}", details=[detail]
     )
-    context.abort_with_status(rpc_status.to_status(status))
-    raise AssertionError("abort_with_status returns only by raising")  # pragma: no cover
+    grpc_status = rpc_status.to_status(status)  # the details travel in the trailing metadata
+    await context.abort(grpc_status.code, grpc_status.details, grpc_status.trailing_metadata)
+    raise AssertionError("abort returns only by raising")  # pragma: no cover

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent import futures
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +16,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from catalog import catalog_pb2, catalog_pb2_grpc
-from service.servicer import CatalogServicer
+from service.server import EventLoopThread
+from service.servicer import CatalogServicer, Context
 from service.store import CatalogStore, load_catalog
 
 SERVICE_NAME = "catalog.ProductCatalog"
@@ -68,28 +70,28 @@ def make_self_signed_cert() -> SelfSignedCert:
 
 
 @dataclass
-class TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]
+class TokenCheck(aio.ServerInterceptor):
     """Answers UNAUTHENTICATED unless `authorization: Bearer <accepted>`; records every header it saw."""
 
     accepted: Callable[[str], bool]
     seen: list[str | None] = field(default_factory=list)
 
-    def intercept_service(
+    async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         metadata = dict(handler_call_details.invocation_metadata or ())
         header = metadata.get("authorization")
         self.seen.append(header if isinstance(header, str) else None)
-        handler = continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
         if handler is None or (
             isinstance(header, str) and header.startswith("Bearer ") and self.accepted(header[7:])
         ):
             return handler
 
-        def deny(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+        async def deny(request: Any, context: Context) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
 
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(deny, handler.request_deserializer)
@@ -101,7 +103,7 @@ class Started:
     """A test server's port and what its health servicer reports."""
 
     port: int
-    health: health.HealthServicer
+    health: health.aio.HealthServicer
 
     @property
     def target(self) -> str:
@@ -113,28 +115,42 @@ class Started:
 def serve(
     servicer: catalog_pb2_grpc.ProductCatalogServicer | None = None,
     *,
-    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    interceptors: Sequence[aio.ServerInterceptor] = (),
     tls: SelfSignedCert | None = None,
     host: str = "localhost",
     health_names: Sequence[str] = ("", SERVICE_NAME),
 ) -> Iterator[Started]:
-    """A grpc.server on a free port with `servicer` (default: the seed catalog); `health_names` SERVING."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=list(interceptors))
-    catalog_pb2_grpc.add_ProductCatalogServicer_to_server(servicer or CatalogServicer(load_catalog()), server)
-    health_servicer = health.HealthServicer()
-    for name in health_names:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if tls is None:
-        port = server.add_insecure_port(f"{host}:0")
-    else:
-        credentials = grpc.ssl_server_credentials([(tls.key_pem, tls.cert_pem)])
-        port = server.add_secure_port(f"{host}:0", credentials)
-    server.start()
+    """A grpc.aio server on a free port with `servicer` (default: the seed catalog); `health_names` SERVING.
+
+    The catalog servicer is asynchronous, so this runs grpc.aio on a loop thread, as the service does.
+    """
+
+    async def start() -> tuple[aio.Server, Started]:
+        server = aio.server(interceptors=list(interceptors))
+        catalog_pb2_grpc.add_ProductCatalogServicer_to_server(
+            servicer or CatalogServicer(load_catalog()), server
+        )
+        health_servicer = health.aio.HealthServicer()
+        for name in health_names:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        if tls is None:
+            port = server.add_insecure_port(f"{host}:0")
+        else:
+            credentials = grpc.ssl_server_credentials([(tls.key_pem, tls.cert_pem)])
+            port = server.add_secure_port(f"{host}:0", credentials)
+        await server.start()
+        return server, Started(port, health_servicer)
+
+    loop = EventLoopThread("test-server")
     try:
-        yield Started(port, health_servicer)
+        server, started = loop.run(start())
+        try:
+            yield started
+        finally:
+            loop.run(server.stop(0))
     finally:
-        server.stop(0).wait()
+        loop.close()
 
 
 def seed_product(product_id: str) -> catalog_pb2.Product:
@@ -168,9 +184,9 @@ class StallingServicer(CatalogServicer):
         super().__init__(load_catalog())
         self.release = threading.Event()
 
-    def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
-        self.release.wait(30)
-        return super().GetProduct(request, context)
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+        await asyncio.to_thread(self.release.wait, 30)
+        return await super().GetProduct(request, context)
 
 
 class RepeatingTokenServicer(CatalogServicer):
@@ -180,7 +196,7 @@ class RepeatingTokenServicer(CatalogServicer):
         super().__init__(load_catalog())
         self.calls = 0
 
-    def ListProducts(
+    async def ListProducts(
         self, request: catalog_pb2.ListProductsRequest, context: Any
     ) -> catalog_pb2.ListProductsResponse:
         self.calls += 1
@@ -195,12 +211,14 @@ class GatedSearchServicer(CatalogServicer):
         super().__init__(load_catalog())
         self.delivered = threading.Event()
 
-    def SearchProducts(
+    async def SearchProducts(
         self, request: catalog_pb2.SearchRequest, context: Any
-    ) -> Iterator[catalog_pb2.Product]:
+    ) -> AsyncIterator[catalog_pb2.Product]:
         yield seed_product("3")
-        if not self.delivered.wait(10):
-            context.abort(grpc.StatusCode.ABORTED, "the client did not print the first product on arrival")
+        if not await asyncio.to_thread(self.delivered.wait, 10):
+            await context.abort(
+                grpc.StatusCode.ABORTED, "the client did not print the first product on arrival"
+            )
         yield seed_product("5")
 
 
@@ -212,11 +230,11 @@ class FlakyServicer(CatalogServicer):
         self.failures = failures
         self.calls = 0
 
-    def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
         self.calls += 1
         if self.calls <= self.failures:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
-        return super().GetProduct(request, context)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
+        return await super().GetProduct(request, context)
 
 
 class FailingServicer(CatalogServicer):
@@ -227,6 +245,6 @@ class FailingServicer(CatalogServicer):
         self.code = code
         self.message = message
 
-    def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
-        context.abort(self.code, self.message)
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+        await context.abort(self.code, self.message)
         raise AssertionError("abort() raises")

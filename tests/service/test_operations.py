@@ -70,32 +70,40 @@ def test_health_of_an_unknown_service_is_not_found(channel: grpc.Channel) -> Non
     assert raised.value.code() is grpc.StatusCode.NOT_FOUND
 
 
-class _GatedStore(CatalogStore):
-    """A store whose searches wait at a gate, to hold calls in flight."""
+class _HeldStore(CatalogStore):
+    """A store whose searches return far more than a flow-control window: unread, they stay in flight.
+
+    (The server runs the store on its event loop, so a store that blocked to hold a call would stop the
+    whole server; a client that does not read holds it instead.)
+    """
+
+    COUNT = 1000
 
     def __init__(self) -> None:
-        super().__init__(make_products(5))
-        self.gate = threading.Event()
+        super().__init__(
+            [
+                catalog_pb2.Product(id=f"p{i}", name=f"Item {i}", description="oak " * 500, price=1.0)
+                for i in range(self.COUNT)
+            ]
+        )
         self.entered = threading.Semaphore(0)
 
     def search(self, query: str, limit: int) -> Iterator[catalog_pb2.Product]:
         self.entered.release()
-        self.gate.wait(timeout=20)
         yield from super().search(query, limit)
 
 
 def test_calls_beyond_the_limit_are_refused_at_once_while_health_still_answers() -> None:
-    store = _GatedStore()
+    store = _HeldStore()
+    everything = [f"p{i}" for i in range(_HeldStore.COUNT)]
+    request = catalog_pb2.SearchRequest(query="item", max_results=_HeldStore.COUNT)
     with (
         run_server(Settings(port=0, max_concurrent_rpcs=2), store) as server,
-        grpc.insecure_channel(f"localhost:{server.port}") as channel,
+        # Without BDP probes the receive window stays small, so an unread stream stays in flight.
+        grpc.insecure_channel(f"localhost:{server.port}", options=[("grpc.http2.bdp_probe", 0)]) as channel,
     ):
         stub = catalog_pb2_grpc.ProductCatalogStub(channel)
-        held = [stub.SearchProducts(catalog_pb2.SearchRequest(query="item"), timeout=20) for _ in range(2)]
-        results: list[list[str]] = []
-        readers = [threading.Thread(target=lambda s=s: results.append([p.id for p in s])) for s in held]
-        for reader in readers:
-            reader.start()
+        held = [stub.SearchProducts(request, timeout=20) for _ in range(2)]
         for _ in held:
             assert store.entered.acquire(timeout=10)  # both calls are inside the server
 
@@ -105,29 +113,23 @@ def test_calls_beyond_the_limit_are_refused_at_once_while_health_still_answers()
         assert "limit of 2 concurrent calls" in str(raised.value.details())
         assert check(channel, "catalog.ProductCatalog") == SERVING  # probes are not starved
 
-        store.gate.set()
-        for reader in readers:
-            reader.join(timeout=10)
-        assert results == [[f"p{i}" for i in range(5)]] * 2
+        results = [[p.id for p in stream] for stream in held]
+        assert results == [everything] * 2
         # Slots come back when calls end, including refused and cancelled ones: afterwards both can again
         # be held at once (one leaked slot would refuse the second).
         for _ in range(5):
             assert stub.GetProduct(catalog_pb2.GetProductRequest(id="p1"), timeout=5).id == "p1"
-        cancelled = stub.SearchProducts(catalog_pb2.SearchRequest(query="item"), timeout=5)
+        cancelled = stub.SearchProducts(request, timeout=5)
         assert store.entered.acquire(timeout=10)
         cancelled.cancel()
-        store.gate.clear()
         time.sleep(0.2)  # let the cancelled call finish on the server
-        held = [stub.SearchProducts(catalog_pb2.SearchRequest(query="item"), timeout=20) for _ in range(2)]
-        readers = [threading.Thread(target=lambda s=s: results.append([p.id for p in s])) for s in held]
-        for reader in readers:
-            reader.start()
+        held = [stub.SearchProducts(request, timeout=20) for _ in range(2)]
         for _ in held:
             assert store.entered.acquire(timeout=10)
-        store.gate.set()
-        for reader in readers:
-            reader.join(timeout=10)
-        assert results[2:] == [[f"p{i}" for i in range(5)]] * 2
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.GetProduct(catalog_pb2.GetProductRequest(id="p1"), timeout=5)
+        assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert [[p.id for p in stream] for stream in held] == [everything] * 2
 
 
 def grpcurl() -> str:

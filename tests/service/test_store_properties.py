@@ -7,6 +7,7 @@ description, in catalog order, first `limit` only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -165,16 +166,10 @@ class _AbortedError(Exception):
 
 
 class _Context:
-    """Just enough of grpc.ServicerContext to call the servicer's methods directly."""
+    """Just enough of grpc.aio.ServicerContext to call the servicer's methods directly."""
 
-    def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> NoReturn:
         raise _AbortedError(code, details)
-
-    def abort_with_status(self, status: Any) -> NoReturn:
-        raise _AbortedError(status.code, status.details)
-
-    def is_active(self) -> bool:
-        return True
 
 
 def walk(servicer: CatalogServicer, category: str, page_size: int) -> list[catalog_pb2.ListProductsResponse]:
@@ -182,7 +177,7 @@ def walk(servicer: CatalogServicer, category: str, page_size: int) -> list[catal
     token = ""
     while True:
         request = catalog_pb2.ListProductsRequest(page_size=page_size, page_token=token, category=category)
-        page = servicer.ListProducts(request, _Context())  # type: ignore[arg-type]
+        page = asyncio.run(servicer.ListProducts(request, _Context()))  # type: ignore[arg-type]
         pages.append(page)
         token = page.next_page_token
         if not token:
@@ -216,7 +211,11 @@ def test_search_rpc_streams_the_reference(data: st.DataObject, products: list[Pr
     query = data.draw(queries(products), label="query")
     max_results = data.draw(st.sampled_from([0, 1, 5, 1000, 5000]), label="max_results")
     request = catalog_pb2.SearchRequest(query=query, max_results=max_results)
-    streamed = list(servicer.SearchProducts(request, _Context()))  # type: ignore[arg-type]
+
+    async def stream() -> list[Product]:
+        return [p async for p in servicer.SearchProducts(request, _Context())]  # type: ignore[arg-type]
+
+    streamed = asyncio.run(stream())
     assert streamed == reference_search(products, query, min(max_results or 10, 1000))
 
 
