@@ -11,6 +11,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from catalog.catalog_pb2 import Product
+
 CATEGORIES = (
     "electronics",
     "furniture",
@@ -82,6 +84,14 @@ def generate(count: int, seed: int = 1) -> list[dict[str, Any]]:
             }
         )
     return products
+
+
+def generate_products(count: int, seed: int = 1) -> list[Product]:
+    """The same products as `generate`, as protobuf messages (what the server holds after loading)."""
+    return [
+        Product(**{("in_stock" if key == "inStock" else key): value for key, value in item.items()})
+        for item in generate(count, seed)
+    ]
 
 
 def write_catalog(path: Path, count: int, seed: int = 1) -> Path:

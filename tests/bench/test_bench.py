@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from bench import cases, h2load, seed_server
-from bench.catalog import generate, write_catalog
+from bench.catalog import generate, generate_products, write_catalog
 from bench.servers import OURS, SEED
 from catalog import catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
@@ -58,10 +58,7 @@ def test_h2load_output_and_log_are_summarised(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def products() -> list[Product]:
-    return [
-        Product(**{("in_stock" if key == "inStock" else key): value for key, value in item.items()})
-        for item in generate(COUNT)
-    ]
+    return generate_products(COUNT)
 
 
 @pytest.fixture(scope="module")

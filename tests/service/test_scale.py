@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from bench.cases import reference_search
-from bench.catalog import generate, write_catalog
+from bench.catalog import generate_products, write_catalog
 from catalog import catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 from service.config import Settings
@@ -22,10 +22,7 @@ Stub = catalog_pb2_grpc.ProductCatalogStub
 
 @pytest.fixture(scope="module")
 def products() -> list[Product]:
-    return [
-        Product(**{("in_stock" if key == "inStock" else key): value for key, value in item.items()})
-        for item in generate(COUNT)
-    ]
+    return generate_products(COUNT)
 
 
 @pytest.fixture(scope="module")
