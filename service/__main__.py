@@ -32,8 +32,7 @@ def main() -> int:
         with run_server(settings) as running:
 
             def on_signal(signum: int, _frame: FrameType | None) -> None:
-                _log.info("received %s", signal.Signals(signum).name)
-                running.begin_shutdown(settings.shutdown_grace_seconds)
+                running.shutdown_soon(signal.Signals(signum).name, settings.shutdown_grace_seconds)
 
             signal.signal(signal.SIGTERM, on_signal)
             signal.signal(signal.SIGINT, on_signal)

@@ -8,6 +8,7 @@ is plain attributes, without locks.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -57,6 +58,7 @@ class CallGuard:
     def __init__(self, max_concurrent_calls: int, project_id: str | None) -> None:
         self._limit = max_concurrent_calls
         self._in_flight = 0
+        self._refusing = False
         self._project_id = project_id
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
@@ -90,9 +92,7 @@ class CallGuard:
                 if type(request) is _Malformed:
                     await _reject_malformed(request, context)
                 if limited:
-                    if self._in_flight >= self._limit:
-                        await self._refuse(context)
-                    self._in_flight += 1
+                    await self._admit(context)
                     admitted = True
                 return await behavior(request, context)
             except aio.AbortError:
@@ -121,9 +121,7 @@ class CallGuard:
                 if type(request) is _Malformed:
                     await _reject_malformed(request, context)
                 if limited:
-                    if self._in_flight >= self._limit:
-                        await self._refuse(context)
-                    self._in_flight += 1
+                    await self._admit(context)
                     admitted = True
                 async for response in behavior(request, context):
                     yield response
@@ -143,12 +141,25 @@ class CallGuard:
 
         return stream
 
-    async def _refuse(self, context: Context) -> NoReturn:
-        await context.abort(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"the server is at its limit of {self._limit} concurrent calls; retry with backoff",
-        )
-        raise AssertionError("abort returns only by raising")  # pragma: no cover
+    def refuse_new_calls(self) -> None:
+        """From now on, answer new catalog calls UNAVAILABLE (the server is shutting down)."""
+        self._refusing = True
+
+    async def idle(self) -> None:
+        """Return once no catalog call is in flight."""
+        while self._in_flight:
+            await asyncio.sleep(0.01)
+
+    async def _admit(self, context: Context) -> None:
+        """Count the call in, or end it: UNAVAILABLE while shutting down, RESOURCE_EXHAUSTED when full."""
+        if self._refusing:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry")
+        if self._in_flight >= self._limit:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server is at its limit of {self._limit} concurrent calls; retry with backoff",
+            )
+        self._in_flight += 1
 
     def _begin(self, context: Context) -> _CallFacts:
         # Read now: a cancelled stream's generator is closed after gRPC has freed the call, when

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections.abc import Coroutine, Iterator, Sequence
@@ -66,21 +67,24 @@ class RunningServer:
 
     def __init__(
         self,
+        *,
         loop: EventLoopThread,
         server: aio.Server,
         port: int,
         health_servicer: health.aio.HealthServicer,
         servicer: CatalogServicer,
+        guard: CallGuard,
     ) -> None:
         self.port = port
+        self._guard = guard
         self._loop = loop
         self._server = server
         self._health = health_servicer
         self._servicer = servicer
-        # Re-entrant: a signal handler may call begin_shutdown on the thread already inside it.
-        self._stopping = threading.RLock()
-        self._stopped: threading.Event | None = None
-        self._shutdown_begun = threading.Event()
+        # Shutdown state lives on the loop thread, which alone starts and finishes a shutdown.
+        self._shutdown: asyncio.Task[None] | None = None
+        self._refusing = asyncio.Event()  # set once new calls are refused
+        self._stopped = threading.Event()  # set once the server has stopped
 
     def serve_catalog(self, store: CatalogStore) -> None:
         """Answer from `store` and report SERVING on every health name."""
@@ -96,31 +100,55 @@ class RunningServer:
         """NOT_SERVING at once, refuse new calls, let in-flight ones finish within the grace period.
 
         Returns once new calls are refused, with an event set once the server has stopped. Safe to call
-        more than once (SIGTERM then SIGINT): later calls return the first call's event.
+        more than once: a later call joins the first shutdown. Not for signal handlers: see shutdown_soon.
         """
-        with self._stopping:
-            if self._stopped is None:
-                begun, stopped = threading.Event(), threading.Event()
-                self._stopped = stopped
-                done = self._loop.submit(self._shut_down(grace_seconds, begun))
-                done.add_done_callback(lambda _: stopped.set())
-                begun.wait(timeout=5)  # a few milliseconds, unless the loop is stuck
-                _log.info("shutting down: finishing in-flight calls for up to %g s", grace_seconds)
-                self._shutdown_begun.set()
-            return self._stopped
+        return self._loop.run(self._begin_shutdown(grace_seconds))
 
-    async def _shut_down(self, grace_seconds: float, begun: threading.Event) -> None:
+    def shutdown_soon(self, reason: str, grace_seconds: float) -> None:
+        """Begin a shutdown without waiting for anything: safe in a signal handler.
+
+        A handler runs on the main thread between two of its bytecodes; one that waited, or even logged,
+        could block on a lock that the interrupted code holds. This only hands the work to the loop.
+        """
+        self._loop.loop.call_soon_threadsafe(self._shutdown_for, reason, grace_seconds)
+
+    def _shutdown_for(self, reason: str, grace_seconds: float) -> None:
+        _log.info("received %s", reason)
+        self._start_shutdown(grace_seconds)
+
+    async def _begin_shutdown(self, grace_seconds: float) -> threading.Event:
+        self._start_shutdown(grace_seconds)
+        await self._refusing.wait()
+        return self._stopped
+
+    def _start_shutdown(self, grace_seconds: float) -> None:
+        """Start the shutdown on the loop, once: a second signal or call joins the first."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.ensure_future(self._shut_down(grace_seconds))
+            self._shutdown.add_done_callback(lambda _: self._stopped.set())
+
+    async def _shut_down(self, grace_seconds: float) -> None:
+        # The guard refuses new catalog calls with UNAVAILABLE (retryable) while the in-flight ones finish;
+        # only then does gRPC itself stop. Stopping gRPC at once would race calls already on their way:
+        # those it had accepted but not yet handed over end CANCELLED, which clients do not retry.
+        deadline = asyncio.get_running_loop().time() + grace_seconds
         await self._health.enter_graceful_shutdown()
-        stopping = asyncio.ensure_future(self._server.stop(grace_seconds))
-        await asyncio.sleep(0)  # stop() runs up to its first wait, and by then new calls are refused
-        begun.set()
-        await stopping
+        self._guard.refuse_new_calls()
+        self._refusing.set()
+        _log.info("shutting down: finishing in-flight calls for up to %g s", grace_seconds)
+        with contextlib.suppress(TimeoutError):  # past the grace, the server's stop cancels what is left
+            await asyncio.wait_for(self._guard.idle(), timeout=grace_seconds)
+        await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
 
     def wait_for_termination(self) -> None:
-        """Block until a shutdown has begun and finished (signal handlers still run meanwhile)."""
-        self._shutdown_begun.wait()
-        assert self._stopped is not None
-        self._stopped.wait()
+        """Block until a shutdown has begun and finished.
+
+        Waits in short slices: the kernel may deliver SIGTERM to one of gRPC's threads, and Python runs
+        the handler only when the main thread next runs bytecode, so an untimed wait could sleep through
+        it (seen in tests under load: a signal handled only after the test's 20 s deadline).
+        """
+        while not self._stopped.wait(timeout=0.2):
+            pass
 
 
 @contextmanager
@@ -179,7 +207,9 @@ async def _start(settings: Settings, host: str, loop: EventLoopThread) -> Runnin
     if port == 0:
         raise OSError(f"cannot listen on {host}:{settings.port}")
     await server.start()
-    return RunningServer(loop, server, port, health_servicer, servicer)
+    return RunningServer(
+        loop=loop, server=server, port=port, health_servicer=health_servicer, servicer=servicer, guard=guard
+    )
 
 
 class _Handlers:
