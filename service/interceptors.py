@@ -92,7 +92,9 @@ class CallGuard:
                 if type(request) is _Malformed:
                     await _reject_malformed(request, context)
                 if limited:
-                    await self._admit(context)
+                    if self._refusing or self._in_flight >= self._limit:
+                        await self._refuse(context)
+                    self._in_flight += 1
                     admitted = True
                 return await behavior(request, context)
             except aio.AbortError:
@@ -121,7 +123,9 @@ class CallGuard:
                 if type(request) is _Malformed:
                     await _reject_malformed(request, context)
                 if limited:
-                    await self._admit(context)
+                    if self._refusing or self._in_flight >= self._limit:
+                        await self._refuse(context)
+                    self._in_flight += 1
                     admitted = True
                 async for response in behavior(request, context):
                     yield response
@@ -150,16 +154,18 @@ class CallGuard:
         while self._in_flight:
             await asyncio.sleep(0.01)
 
-    async def _admit(self, context: Context) -> None:
-        """Count the call in, or end it: UNAVAILABLE while shutting down, RESOURCE_EXHAUSTED when full."""
+    async def _refuse(self, context: Context) -> NoReturn:
+        """End a call the guard does not admit: the server is shutting down, or at its limit.
+
+        Only this rare path awaits: an admitted call costs no coroutine beyond its own.
+        """
         if self._refusing:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry")
-        if self._in_flight >= self._limit:
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"the server is at its limit of {self._limit} concurrent calls; retry with backoff",
-            )
-        self._in_flight += 1
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the server is at its limit of {self._limit} concurrent calls; retry with backoff",
+        )
+        raise AssertionError("abort returns only by raising")  # pragma: no cover
 
     def _begin(self, context: Context) -> _CallFacts:
         # Read now: a cancelled stream's generator is closed after gRPC has freed the call, when
