@@ -82,6 +82,8 @@ class CallGuard:
             )
         return handler  # the catalog has no client-streaming methods
 
+    # _wrap_unary and _wrap_stream spell out the same steps on purpose: sharing them through a context
+    # manager or helper coroutine would add an object or a coroutine to every call on the hot path.
     def _wrap_unary(self, method: str, behavior: UnaryBehavior, limited: bool) -> UnaryBehavior:
         async def unary(request: Any, context: Context) -> Any:
             started = time.perf_counter()
