@@ -9,11 +9,18 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
+
+from catalog import catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
+from service.config import Settings
+from service.server import run_server
+from service.store import CatalogStore
 
 ROOT = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(r"listening on port (\d+)")
@@ -32,6 +39,16 @@ def make_products(count: int, categories: Sequence[str] = ("tools", "toys", "boo
         )
         for i in range(count)
     ]
+
+
+@contextmanager
+def serving(store: CatalogStore) -> Iterator[catalog_pb2_grpc.ProductCatalogStub]:
+    """A catalog stub to an in-process server over `store` on a free port; both close on exit."""
+    with (
+        run_server(Settings(port=0), store) as server,
+        grpc.insecure_channel(f"localhost:{server.port}") as channel,
+    ):
+        yield catalog_pb2_grpc.ProductCatalogStub(channel)
 
 
 def write_catalog(path: Path, products: Sequence[Mapping[str, Any]]) -> Path:

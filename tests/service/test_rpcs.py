@@ -10,10 +10,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from catalog import catalog_pb2, catalog_pb2_grpc
-from service.config import Settings
-from service.server import run_server
 from service.store import CatalogStore
-from tests.service.helpers import make_products
+from tests.service.helpers import make_products, serving
 
 Stub = catalog_pb2_grpc.ProductCatalogStub
 
@@ -42,11 +40,8 @@ def expect_invalid(call: object, field: str) -> grpc.RpcError:
 @pytest.fixture
 def big_stub() -> Iterator[Stub]:
     """A server over 250 products in 3 categories."""
-    with (
-        run_server(Settings(port=0), CatalogStore.from_products(make_products(250))) as server,
-        grpc.insecure_channel(f"localhost:{server.port}") as channel,
-    ):
-        yield catalog_pb2_grpc.ProductCatalogStub(channel)
+    with serving(CatalogStore.from_products(make_products(250))) as stub:
+        yield stub
 
 
 # GetProduct
@@ -120,13 +115,8 @@ def test_walking_all_pages_yields_each_match_once_in_order(
 
 
 def test_list_page_size_above_maximum_is_coerced_to_1000() -> None:
-    with (
-        run_server(Settings(port=0), CatalogStore.from_products(make_products(1500))) as server,
-        grpc.insecure_channel(f"localhost:{server.port}") as channel,
-    ):
-        page = catalog_pb2_grpc.ProductCatalogStub(channel).ListProducts(
-            catalog_pb2.ListProductsRequest(page_size=5000), timeout=10
-        )
+    with serving(CatalogStore.from_products(make_products(1500))) as stub:
+        page = stub.ListProducts(catalog_pb2.ListProductsRequest(page_size=5000), timeout=10)
     assert len(page.products) == 1000
     assert page.next_page_token
 
@@ -154,30 +144,16 @@ def test_list_page_token_from_another_filter_is_invalid(big_stub: Stub) -> None:
 
 
 def test_list_page_token_from_another_catalog_is_invalid(big_stub: Stub) -> None:
-    with (
-        run_server(Settings(port=0), CatalogStore.from_products(make_products(251))) as other,
-        grpc.insecure_channel(f"localhost:{other.port}") as channel,
-    ):
-        token = (
-            catalog_pb2_grpc.ProductCatalogStub(channel)
-            .ListProducts(catalog_pb2.ListProductsRequest(), timeout=5)
-            .next_page_token
-        )
+    with serving(CatalogStore.from_products(make_products(251))) as stub:
+        token = stub.ListProducts(catalog_pb2.ListProductsRequest(), timeout=5).next_page_token
     with pytest.raises(grpc.RpcError) as raised:
         big_stub.ListProducts(catalog_pb2.ListProductsRequest(page_token=token), timeout=5)
     expect_invalid(raised.value, "page_token")
 
 
 def test_page_tokens_work_across_servers_with_the_same_catalog(big_stub: Stub) -> None:
-    with (
-        run_server(Settings(port=0), CatalogStore.from_products(make_products(250))) as twin,
-        grpc.insecure_channel(f"localhost:{twin.port}") as channel,
-    ):
-        token = (
-            catalog_pb2_grpc.ProductCatalogStub(channel)
-            .ListProducts(catalog_pb2.ListProductsRequest(page_size=100), timeout=5)
-            .next_page_token
-        )
+    with serving(CatalogStore.from_products(make_products(250))) as stub:
+        token = stub.ListProducts(catalog_pb2.ListProductsRequest(page_size=100), timeout=5).next_page_token
     page = big_stub.ListProducts(catalog_pb2.ListProductsRequest(page_size=100, page_token=token), timeout=5)
     assert page.products[0].id == "p100"
 
@@ -210,11 +186,8 @@ def test_search_max_results_defaults_to_ten_and_caps_at_1000(big_stub: Stub) -> 
 
 
 def test_search_max_results_coerced_to_1000() -> None:
-    with (
-        run_server(Settings(port=0), CatalogStore.from_products(make_products(1200))) as server,
-        grpc.insecure_channel(f"localhost:{server.port}") as channel,
-    ):
-        assert len(search_ids(catalog_pb2_grpc.ProductCatalogStub(channel), "item", 5000)) == 1000
+    with serving(CatalogStore.from_products(make_products(1200))) as stub:
+        assert len(search_ids(stub, "item", 5000)) == 1000
 
 
 def test_search_empty_query_is_invalid(stub: Stub) -> None:
@@ -286,13 +259,10 @@ class _BrokenStore(CatalogStore):
 def test_a_bug_is_internal_without_its_text() -> None:
     store = _BrokenStore(make_products(3))
     with (
-        run_server(Settings(port=0), store) as server,
-        grpc.insecure_channel(f"localhost:{server.port}") as channel,
+        serving(store) as stub,
         pytest.raises(grpc.RpcError) as raised,
     ):
-        catalog_pb2_grpc.ProductCatalogStub(channel).GetProduct(
-            catalog_pb2.GetProductRequest(id="p1"), timeout=5
-        )
+        stub.GetProduct(catalog_pb2.GetProductRequest(id="p1"), timeout=5)
     assert raised.value.code() is grpc.StatusCode.INTERNAL
     assert "secret" not in str(raised.value.details())
 
