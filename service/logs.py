@@ -14,33 +14,36 @@ from datetime import UTC, datetime
 from typing import Any
 
 TRACE_FIELD = "logging.googleapis.com/trace"
-# Log records carry their structured fields under this `extra` key.
-FIELDS = "fields"
 
 _CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/|$)")  # x-cloud-trace-context: TRACE_ID/SPAN_ID;o=1
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")  # W3C
 
 
 class JsonFormatter(logging.Formatter):
-    """Format a record as one JSON object with `severity`, `message`, `time` and its `fields`."""
+    """Format a record as one JSON object with `severity`, `message`, `time` and `logger`."""
 
     def format(self, record: logging.LogRecord) -> str:
         """Render the record; exceptions go into `message` so the error and its traceback stay together."""
         message = record.getMessage()
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
-        return json_line(record.levelname, message, record.created, record.name, getattr(record, FIELDS, {}))
+        return json_line(record.levelname, message, record.created, record.name)
 
 
-def json_line(severity: str, message: str, created: float, logger: str, fields: Mapping[str, Any]) -> str:
-    """One log line as Cloud Logging reads it: the format of every line this server writes."""
+def json_line(
+    severity: str, message: str, created: float, logger: str, fields: Mapping[str, Any] | None = None
+) -> str:
+    """One log line as Cloud Logging reads it: the format of every line this server writes.
+
+    `fields` are the extra keys of an access line (AccessLog writes those itself; a test compares).
+    """
     entry: dict[str, Any] = {
         "severity": severity,
         "message": message,
         "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="microseconds"),
         "logger": logger,
     }
-    entry.update(fields)
+    entry.update(fields or {})
     return json.dumps(entry, ensure_ascii=False, default=str)
 
 
