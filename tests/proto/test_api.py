@@ -61,17 +61,15 @@ def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
     assert not stale, f"catalog/{stale} differ from proto/: run `make proto` and commit"
 
 
+def run_buf(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run buf on the repository's module, capturing its output."""
+    return subprocess.run([buf(), *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_buf_lint_and_format_are_clean() -> None:
-    lint = subprocess.run([buf(), "lint"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    lint = run_buf("lint")
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    fmt = subprocess.run(
-        [buf(), "format", "--diff", "--exit-code"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    fmt = run_buf("format", "--diff", "--exit-code")
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
@@ -80,14 +78,7 @@ def test_api_is_wire_and_json_compatible_with_the_seed(seed_proto: Path) -> None
     against = seed_proto.parent.parent / "against"
     (against / "catalog").mkdir(parents=True)
     shutil.copy(seed_proto, against / "catalog" / "catalog.proto")
-    result = subprocess.run(
-        [buf(), "breaking", "--against", str(against)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_buf("breaking", "--against", str(against))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
