@@ -27,6 +27,18 @@ _log = logging.getLogger(__name__)
 
 _QUIET_CODES = {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT}
 _SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
+# Each code's access-line level and name, looked up once per call (an Enum's hash and name are Python code).
+_ACCESS_LINE = {
+    code: (
+        logging.INFO
+        if code in _QUIET_CODES
+        else logging.ERROR
+        if code in _SERVER_FAULTS
+        else logging.WARNING,
+        code.name,
+    )
+    for code in grpc.StatusCode
+}
 
 Context = aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
@@ -179,16 +191,11 @@ class CallGuard:
 
     def _log(self, method: str, code: grpc.StatusCode, call: _CallFacts, started: float) -> None:
         duration_ms = (time.perf_counter() - started) * 1000
+        level, name = _ACCESS_LINE[code]
         if method == HEALTH_CHECK:
             level = logging.DEBUG
-        elif code in _QUIET_CODES:
-            level = logging.INFO
-        elif code in _SERVER_FAULTS:
-            level = logging.ERROR
-        else:
-            level = logging.WARNING
         if access_log.logger.isEnabledFor(level):
-            access_log.write(level, method, code.name, duration_ms, peer=call.peer, trace=call.trace)
+            access_log.write(level, method, name, duration_ms, peer=call.peer, trace=call.trace)
 
 
 async def _reject_malformed(request: _Malformed, context: Context) -> NoReturn:

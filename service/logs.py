@@ -54,40 +54,69 @@ _quote = json.encoder.encode_basestring
 class AccessLog:
     """The access line of each call, written straight to stdout: the same JSON as `json_line` writes.
 
-    A GetProduct call costs the server's event loop about 0.15 ms, and going through `logging` and
-    json.dumps for its access line cost a third as much again (measured under load: a LogRecord, the
-    formatter, a JSON encoder set up per call, the handler's lock, and a flush per line, each flush a
-    system call that hands the GIL to gRPC's threads and waits to get it back). So for this one line
-    on the hot path the same text is put together directly (tests/service/test_logs.py checks it
-    against `json_line`), and the lines of one turn of the event loop are written and flushed
-    together. Levels still come from the logger, so LOG_LEVEL applies as to every other line. Call
-    only from the event loop's thread.
+    The event loop that runs every call is the server's bottleneck, so this line costs it as little as
+    possible (each step measured under load):
+    - Not through `logging` and json.dumps: a LogRecord, the formatter, a JSON encoder set up per call,
+      the handler's lock and a flush per line cost a third as much again as the call itself. The same
+      text is put together directly (tests/service/test_logs.py checks it against `json_line`), with
+      the parts that repeat rendered once.
+    - Written in batches, FLUSH_SECONDS apart, rather than a write per line or per turn of the loop:
+      each write is a system call that hands the GIL to gRPC's threads; batching gave 8% more calls
+      per second. `flush` writes what is pending at once, when the server stops.
+    Levels still come from the logger, so LOG_LEVEL applies as to every other line. Call only from the
+    event loop's thread.
     """
+
+    FLUSH_SECONDS = 0.02
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
         self._pending: list[str] = []
+        # The parts of a line that repeat, rendered once: per (level, method, code), and per second.
+        self._heads: dict[tuple[int, str, str], tuple[str, str]] = {}
+        self._second = -1
+        self._second_text = ""
 
     def write(
         self, level: int, method: str, code: str, duration_ms: float, *, peer: str, trace: str | None
     ) -> None:
         """Write one call's line (the caller has checked `logger.isEnabledFor(level)`)."""
-        now = datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="microseconds")
+        heads = self._heads.get((level, method, code))
+        if heads is None:
+            heads = self._heads[(level, method, code)] = self._render_heads(level, method, code)
+        message_head, fields_head = heads
         trace_field = "" if trace is None else f", {_quote(TRACE_FIELD)}: {_quote(trace)}"
         self._pending.append(
-            f'{{"severity": "{logging.getLevelName(level)}", '
-            f'"message": {_quote(f"{method} {code} {duration_ms:.2f} ms")}, '
-            f'"time": "{now}", "logger": {_quote(self.logger.name)}, '
-            f'"method": {_quote(method)}, "code": "{code}", "duration_ms": {round(duration_ms, 3)!r}, '
-            f'"peer": {_quote(peer)}{trace_field}}}\n'
+            f'{message_head}{duration_ms:.2f} ms", "time": "{self._now()}"{fields_head}'
+            f'{round(duration_ms, 3)!r}, "peer": {_quote(peer)}{trace_field}}}\n'
         )
         if len(self._pending) == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
 
-    def _flush(self) -> None:
-        lines, self._pending = self._pending, []
-        sys.stdout.write("".join(lines))
-        sys.stdout.flush()
+    def _render_heads(self, level: int, method: str, code: str) -> tuple[str, str]:
+        """The line up to the message's duration, and from after the time up to the duration field."""
+        message = _quote(f"{method} {code} ")[:-1]  # without the closing quote: the duration follows
+        return (
+            f'{{"severity": "{logging.getLevelName(level)}", "message": {message}',
+            f', "logger": {_quote(self.logger.name)}, "method": {_quote(method)}, '
+            f'"code": {_quote(code)}, "duration_ms": ',
+        )
+
+    def _now(self) -> str:
+        """The current time as `datetime.isoformat` writes it in UTC, the date rendered once a second."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = datetime.fromtimestamp(second, UTC).isoformat()[:-6]  # without "+00:00"
+        return f"{self._second_text}.{int((now - second) * 1_000_000):06d}+00:00"
+
+    def flush(self) -> None:
+        """Write the pending lines now."""
+        if self._pending:
+            lines, self._pending = self._pending, []
+            sys.stdout.write("".join(lines))
+            sys.stdout.flush()
 
 
 def configure_logging(level: int) -> None:

@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from catalog import catalog_pb2, catalog_pb2_grpc
 from service.config import Settings
-from service.interceptors import CallGuard
+from service.interceptors import CallGuard, access_log
 from service.servicer import CatalogServicer
 from service.store import CatalogStore
 
@@ -178,6 +178,8 @@ def run_server(
         yield running
     finally:
         running.begin_shutdown(0).wait()
+        # Access lines wait up to AccessLog.FLUSH_SECONDS on the loop: write them before it stops.
+        loop.loop.call_soon_threadsafe(access_log.flush)
         loop.close()
 
 
