@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from service.config import ConfigError, Settings
@@ -33,7 +31,7 @@ def test_every_variable_is_read() -> None:
             "GOOGLE_CLOUD_PROJECT": "my-project",
         }
     )
-    assert settings == Settings(9000, Path("/data/catalog.json"), True, 250, 2.5, "DEBUG", "my-project")
+    assert settings == Settings(9000, "/data/catalog.json", True, 250, 2.5, "DEBUG", "my-project")
 
 
 @pytest.mark.parametrize("raw", ["", "  "])
