@@ -6,6 +6,7 @@ so it is called on the event loop directly: handing it to a thread would cost mo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
@@ -79,9 +80,10 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
     ) -> AsyncIterator[catalog_pb2.Product]:
         """Stream products whose name or description contains the query, case-insensitively.
 
-        The store's search is lazy: each product is found just before it is sent, and sending it hands
-        the loop back to other calls, so a long search never holds the loop for long. A client that
-        leaves (cancel, deadline) cancels this generator at its next send, which ends the search.
+        The store's search is lazy: each product is found just before it is sent, and each send hands
+        the loop back to other calls, as does each stretch of the catalog checked without a match (the
+        store's None), so a long search never holds the loop for long. A client that leaves (cancel,
+        deadline) cancels this generator at its next send or pause, which ends the search.
         """
         store = self._store
         if store is None:
@@ -89,8 +91,11 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
         if not request.query:
             await abort_invalid_argument(context, "query", "must not be empty")
         max_results = await _limit(context, "max_results", request.max_results)
-        for product in store.search(request.query, max_results):
-            yield product
+        for product in store.search_in_steps(request.query, max_results):
+            if product is None:
+                await asyncio.sleep(0)
+            else:
+                yield product
 
 
 async def _still_loading(context: Context) -> NoReturn:

@@ -88,9 +88,9 @@ class _HeldStore(CatalogStore):
         )
         self.entered = threading.Semaphore(0)
 
-    def search(self, query: str, limit: int) -> Iterator[catalog_pb2.Product]:
+    def search_in_steps(self, query: str, limit: int) -> Iterator[catalog_pb2.Product | None]:
         self.entered.release()
-        yield from super().search(query, limit)
+        yield from super().search_in_steps(query, limit)
 
 
 def test_calls_beyond_the_limit_are_refused_at_once_while_health_still_answers() -> None:
@@ -188,10 +188,11 @@ class _SlowStore(CatalogStore):
         super().__init__(make_products(250))
         self.produced = 0
 
-    def search(self, query: str, limit: int) -> Iterator[catalog_pb2.Product]:
-        for product in super().search(query, limit):
-            time.sleep(0.02)
-            self.produced += 1
+    def search_in_steps(self, query: str, limit: int) -> Iterator[catalog_pb2.Product | None]:
+        for product in super().search_in_steps(query, limit):
+            if product is not None:
+                time.sleep(0.02)
+                self.produced += 1
             yield product
 
 
@@ -224,3 +225,37 @@ def test_search_stops_promptly_when_the_client_leaves(ending: str) -> None:
         assert _settled(store) < 250  # the server stopped searching rather than running to the end
         # and gave back its only concurrency slot
         assert stub.GetProduct(catalog_pb2.GetProductRequest(id="p1"), timeout=5).id == "p1"
+
+
+class _EndlessSearchStore(CatalogStore):
+    """A store whose search checks and finds nothing for 20 s, or until released: a needle at its worst."""
+
+    def __init__(self) -> None:
+        super().__init__(make_products(3))
+        self.pauses = 0
+        self.released = threading.Event()
+
+    def search_in_steps(self, query: str, limit: int) -> Iterator[catalog_pb2.Product | None]:
+        deadline = time.monotonic() + 20
+        while not self.released.is_set() and time.monotonic() < deadline:
+            self.pauses += 1
+            yield None
+
+
+def test_a_long_search_leaves_the_loop_to_other_calls() -> None:
+    store = _EndlessSearchStore()
+    with (
+        run_server(Settings(port=0), store) as server,
+        grpc.insecure_channel(f"localhost:{server.port}") as channel,
+    ):
+        stub = catalog_pb2_grpc.ProductCatalogStub(channel)
+        search = stub.SearchProducts(catalog_pb2.SearchRequest(query="anything"), timeout=30)
+        while store.pauses == 0:  # the search is running on the server's loop
+            time.sleep(0.01)
+        try:
+            # Were the search holding the loop, this call would not start before its deadline.
+            assert stub.GetProduct(catalog_pb2.GetProductRequest(id="p1"), timeout=10).id == "p1"
+            assert not store.released.is_set()
+        finally:
+            store.released.set()
+        assert list(search) == []

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from catalog import catalog_pb2
 from catalog.catalog_pb2 import Product
 from service.servicer import CatalogServicer
-from service.store import CatalogStore, load_catalog
+from service.store import SEARCH_STEP, CatalogStore, load_catalog
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -254,3 +254,26 @@ def test_loading_follows_the_protobuf_json_mapping(
     store = load_catalog(path)
     assert len(store) == len(expected)
     assert [store.get(p.id) for p in expected] == expected
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed", "scanning"])
+def test_a_search_that_checks_the_whole_catalog_pauses_every_step(indexed: bool) -> None:
+    count = 2 * SEARCH_STEP + 7
+    products = [
+        Product(id=str(i), name=f"Item {i}", description=f"Description {i}", price=1) for i in range(count)
+    ]
+    store = CatalogStore.from_products(products)
+    if not indexed:
+        store._search_index = None  # as while load_catalog's background build runs
+    # Both pieces are in every product, so the index cannot narrow; the whole needle is in none.
+    steps = list(store.search_in_steps("em desc", 10))
+    assert steps == [None] * 3  # one pause per SEARCH_STEP products checked, the last step shorter
+    # Matches come between the pauses, in catalog order, and the search stops at the limit.
+    steps = list(store.search_in_steps("item", 2 * SEARCH_STEP + 1))
+    assert [p.id if p else None for p in steps] == [
+        *map(str, range(SEARCH_STEP)),
+        None,
+        *map(str, range(SEARCH_STEP, 2 * SEARCH_STEP)),
+        None,
+        str(2 * SEARCH_STEP),
+    ]
