@@ -130,6 +130,14 @@ def test_fingerprint_follows_content() -> None:
     )
 
 
+def test_a_loaded_catalog_is_fingerprinted_by_its_file(tmp_path: Path) -> None:
+    items = [{"id": "a", "name": "A", "price": 1}, {"id": "b", "name": "B", "price": 2}]
+    first = load_catalog(write_catalog(tmp_path / "first.json", items))
+    same = load_catalog(write_catalog(tmp_path / "same.json", items))
+    other = load_catalog(write_catalog(tmp_path / "other.json", [*items[:1], {**items[1], "price": 3}]))
+    assert first.fingerprint == same.fingerprint != other.fingerprint
+
+
 def test_a_file_written_from_the_json_mapping_round_trips(tmp_path: Path) -> None:
     products = make_products(20)
     document = json_format.MessageToDict(ListProductsResponse(products=products, total_count=20))
