@@ -37,6 +37,10 @@ THROUGHPUT_TARGETS = {
     "search-none-words": 20,
     "search-100": 1.5,
 }
+# Cases beyond the five, measured against the same ratio but reported apart. The seed answers an
+# unfiltered page with one C-level slice (about 1 ms at 100k products): 20x of that is more calls per second
+# than gRPC in Python serves on this machine for any call, GetProduct included (README, Benchmark).
+EXTRA_CASES = {"list-deep-all"}
 STARTUP_DEFAULT_TARGET = 1.5  # ours with the default catalog, vs the seed's
 STARTUP_LARGE_TARGET = 8  # ours with N products, vs the seed's with the default catalog
 RSS_TARGET_MB = 300
@@ -225,7 +229,8 @@ def _report(results: dict[str, ServerResult], names: list[str], args: argparse.N
         + (f"{'seed rps':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>7} {'target':>7}  " if seed else "")
         + "non-OK (ours)",
     ]
-    missed = []
+    missed: list[str] = []
+    extra_below: list[str] = []
     for name in names:
         mine = ours.cases[name]
         row = (
@@ -235,12 +240,13 @@ def _report(results: dict[str, ServerResult], names: list[str], args: argparse.N
             theirs = seed.cases[name]
             ratio = mine.load.requests_per_second / theirs.load.requests_per_second
             target = THROUGHPUT_TARGETS[name]
-            met = ratio >= target
-            if not met:
-                missed.append(f"{name} throughput {ratio:.1f}x < {target:g}x")
+            if ratio < target:
+                below = extra_below if name in EXTRA_CASES else missed
+                below.append(f"{name} throughput {ratio:.1f}x < {target:g}x")
+            shown = f"({target:g}x)" if name in EXTRA_CASES else f">={target:g}x"
             row += (
                 f"{theirs.load.requests_per_second:9.0f} {theirs.load.p50_ms:7.1f} {theirs.load.p99_ms:7.1f} "
-                f"{ratio:6.1f}x {'>=' + format(target, 'g') + 'x':>7}  "
+                f"{ratio:6.1f}x {shown:>7}  "
             )
         not_ok = {code: n for code, n in mine.status_codes.items() if code != "OK"}
         row += ", ".join(f"{code} {n}" for code, n in sorted(not_ok.items())) or "none"
@@ -280,6 +286,8 @@ def _report(results: dict[str, ServerResult], names: list[str], args: argparse.N
         missed.append(f"peak RSS {ours.peak_rss_mb:.0f} MiB")
     if seed:
         lines += ["", "targets: all met" if not missed else "targets missed: " + "; ".join(missed)]
+        if extra_below:
+            lines.append("extra cases, in parentheses, below that ratio: " + "; ".join(extra_below))
     return "\n".join(lines)
 
 
