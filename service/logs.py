@@ -64,7 +64,7 @@ class AccessLog:
       each write is a system call that hands the GIL to gRPC's threads; batching gave 8% more calls
       per second. `flush` writes what is pending at once, when the server stops.
     Levels still come from the logger, so LOG_LEVEL applies as to every other line. Call only from the
-    event loop's thread.
+    event loop's thread, or, for `flush`, once that loop has stopped.
     """
 
     FLUSH_SECONDS = 0.02
@@ -103,7 +103,10 @@ class AccessLog:
         )
 
     def _now(self) -> str:
-        """The current time as `datetime.isoformat` writes it in UTC, the date rendered once a second."""
+        """The current UTC time as `datetime.isoformat` writes it, the date rendered once a second.
+
+        Microseconds are truncated, where datetime rounds them: a line may read 1 us early.
+        """
         now = time.time()
         second = int(now)
         if second != self._second:

@@ -179,9 +179,11 @@ def run_server(
         yield running
     finally:
         running.begin_shutdown(0).wait()
-        # Access lines wait up to AccessLog.FLUSH_SECONDS on the loop: write them before it stops.
-        loop.loop.call_soon_threadsafe(access_log.flush)
         loop.close()
+        # Access lines wait up to AccessLog.FLUSH_SECONDS for the loop's timer, which will not run now. With
+        # the loop's thread gone, this one may write them, and with them any that calls cancelled by the
+        # stop added while they unwound.
+        access_log.flush()
 
 
 async def _start(settings: Settings, host: str, loop: EventLoopThread) -> RunningServer:
