@@ -101,7 +101,7 @@ class CatalogStore:
         return (product for product in self.search_in_steps(query, limit) if product is not None)
 
     def search_in_steps(self, query: str, limit: int) -> Iterator[Product | None]:
-        """`search`, with a None after every SEARCH_STEP products checked, matching or not.
+        """`search`, with a None between every two stretches of SEARCH_STEP products checked.
 
         A needle the index cannot narrow (only very common fragments, or any needle before the index
         is ready) checks much of the catalog, about 15 ms at 100k products; the Nones are where an
@@ -141,14 +141,15 @@ class CatalogStore:
         )
 
     def _scan(self, needle: str) -> Iterator[int | None]:
-        """The seed's search, for the moments before the index is ready; a None every SEARCH_STEP."""
+        """The seed's search, for the moments before the index is ready; a None between steps."""
         products = self._products
         for start in range(0, len(products), SEARCH_STEP):
+            if start:
+                yield None
             for position in range(start, min(start + SEARCH_STEP, len(products))):
                 product = products[position]
                 if needle in product.name.lower() or needle in product.description.lower():
                     yield position
-            yield None
 
     def _matching(self, category: str) -> Sequence[int]:
         if not category:
@@ -211,16 +212,17 @@ class _SearchIndex:
     def matches(self, needle: str) -> Iterator[int | None]:
         """Positions of the products containing `needle` (already lower-cased), in catalog order.
 
-        A None after every SEARCH_STEP candidates checked: see CatalogStore.search_in_steps.
+        A None between every two stretches of SEARCH_STEP candidates: see CatalogStore.search_in_steps.
         """
         texts = self._texts
         candidates = self._candidates(needle)
         for start in range(0, len(candidates), SEARCH_STEP):
+            if start:
+                yield None
             for position in candidates[start : start + SEARCH_STEP]:
                 name, description = texts[position]
                 if needle in name or needle in description:
                     yield position
-            yield None
 
     def _candidates(self, needle: str) -> Sequence[int]:
         best: list[list[int]] | None = None
