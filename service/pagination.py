@@ -2,7 +2,7 @@
 
 A token carries an offset into the filtered list, authenticated with an HMAC keyed by the catalog's
 fingerprint and covering the category. So the server resumes in O(1), rejects tokens it did not issue or
-issued for another filter, and every instance serving the same catalog accepts every other's tokens.
+issued for another filter, and every instance serving the same catalog file accepts every other's tokens.
 """
 
 from __future__ import annotations
