@@ -57,9 +57,19 @@ class EventLoopThread:
         return self.submit(coroutine).result()
 
     def close(self) -> None:
-        """Stop the loop and its thread."""
+        """Stop the loop and its thread, then finish what is left on the loop, as asyncio.run does.
+
+        A server stopped while streams wait on flow control leaves their generators' aclose() tasks
+        queued; closed unrun, each would log "Task was destroyed but it is pending!" at ERROR.
+        """
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
+        left = asyncio.all_tasks(self.loop)
+        if left:  # gather() of nothing would take this thread's loop, not self.loop
+            for task in left:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from catalog import catalog_pb2, catalog_pb2_grpc
 from service.config import Settings
-from service.server import HEALTH_NAMES, RunningServer, run_server
+from service.server import HEALTH_NAMES, EventLoopThread, RunningServer, run_server
 from service.store import CatalogStore, load_catalog
 from tests.service.helpers import make_products
 
@@ -259,3 +260,21 @@ def test_a_long_search_leaves_the_loop_to_other_calls() -> None:
         finally:
             store.released.set()
         assert list(search) == []
+
+
+def test_closing_the_loop_finishes_the_tasks_left_on_it() -> None:
+    loop = EventLoopThread("test-loop")
+    started = threading.Event()
+    finished: list[str] = []
+
+    async def left_behind() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            finished.append("cleaned up")
+
+    loop.submit(left_behind())
+    assert started.wait(timeout=10)
+    loop.close()  # as a stopped server leaves its streams' aclose() tasks
+    assert finished == ["cleaned up"]
