@@ -65,9 +65,12 @@ if config.github_repository:
             github_repository=config.github_repository,
             pool_id=f"github-{config.ci_pool_suffix}",
             deployer_account_id=f"{config.service_name}-deployer",
+            previewer_account_id=f"{config.service_name}-preview",
             runtime_service_account=service.service_account_name,
+            deploy_environment=config.github_deploy_environment,
             depends_on=[apis],
         ),
     )
     pulumi.export("workloadIdentityProvider", ci.workload_identity_provider)
     pulumi.export("deployerServiceAccount", ci.deployer_service_account)
+    pulumi.export("previewerServiceAccount", ci.previewer_service_account)

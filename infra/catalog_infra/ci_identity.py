@@ -1,4 +1,9 @@
-"""CiIdentity: keyless access for one GitHub repository's workflows to deploy this program."""
+"""CiIdentity: keyless access for one GitHub repository's workflows to preview and deploy this program.
+
+Two service accounts: a previewer with read-only roles, which any workflow of the repository may use (pull
+request previews), and a deployer, which only jobs with one OIDC subject may use: pushes to main, or jobs
+of one GitHub environment (prod's `production`, whose reviewers approve each deploy).
+"""
 
 from __future__ import annotations
 
@@ -28,17 +33,27 @@ DEPLOYER_PROJECT_ROLES = (
 )
 # Deploying a revision that runs as the runtime service account needs actAs on that account alone.
 DEPLOYER_RUNTIME_ACCOUNT_ROLE = "roles/iam.serviceAccountUser"
+# What `pulumi preview` needs: an access token (for the image build's registry login) and reads. It changes
+# nothing, so a pull request from any branch may use it.
+PREVIEWER_PROJECT_ROLES = (
+    "roles/run.viewer",
+    "roles/artifactregistry.reader",
+    "roles/serviceusage.serviceUsageViewer",
+)
 
 
 @dataclass(frozen=True)
 class CiIdentityArgs:
-    """Which repository may deploy, and the ids and runtime account its deployer works with."""
+    """Which repository may preview and deploy, from where it deploys, and the accounts' ids."""
 
     project: str
     github_repository: str
     pool_id: str
     deployer_account_id: str
+    previewer_account_id: str
     runtime_service_account: pulumi.Input[str]  # full name: projects/P/serviceAccounts/EMAIL
+    # The GitHub environment whose jobs deploy; None: jobs run by pushes to main.
+    deploy_environment: str | None = None
     depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -47,11 +62,23 @@ def attribute_condition(repository: str) -> str:
     return f"assertion.repository == '{repository}'"
 
 
+def deploy_subject(repository: str, environment: str | None) -> str:
+    """The `sub` claim of GitHub's OIDC token for the jobs that may deploy (GitHub's default format).
+
+    A job that names an environment gets `repo:OWNER/REPO:environment:NAME`; one run by a push to main,
+    without an environment, gets `repo:OWNER/REPO:ref:refs/heads/main`.
+    """
+    if environment:
+        return f"repo:{repository}:environment:{environment}"
+    return f"repo:{repository}:ref:refs/heads/main"
+
+
 class CiIdentity(pulumi.ComponentResource):
-    """A Workload Identity pool and GitHub OIDC provider, and the deployer the repository may impersonate."""
+    """A Workload Identity pool and GitHub OIDC provider, a previewer and a deployer for the repository."""
 
     workload_identity_provider: pulumi.Output[str]
     deployer_service_account: pulumi.Output[str]
+    previewer_service_account: pulumi.Output[str]
 
     def __init__(self, name: str, args: CiIdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("catalog:index:CiIdentity", name, None, opts)
@@ -104,14 +131,44 @@ class CiIdentity(pulumi.ComponentResource):
             member=deployer.member,
             opts=child,
         )
+        deployers = pool.name.apply(
+            lambda pool_name: (
+                f"principal://iam.googleapis.com/{pool_name}/subject/"
+                + deploy_subject(args.github_repository, args.deploy_environment)
+            )
+        )
+        gcp.serviceaccount.IAMMember(
+            f"{name}-deploy-jobs-impersonate-deployer",
+            service_account_id=deployer.name,
+            role="roles/iam.workloadIdentityUser",
+            member=deployers,
+            opts=child,
+        )
+
+        previewer = gcp.serviceaccount.Account(
+            f"{name}-previewer",
+            project=args.project,
+            account_id=args.previewer_account_id,
+            display_name=f"Previewer for {args.github_repository}",
+            description="Runs pulumi preview from GitHub Actions pull requests; read-only.",
+            opts=child,
+        )
+        for role in PREVIEWER_PROJECT_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-previewer-{role.removeprefix('roles/').replace('.', '-')}",
+                project=args.project,
+                role=role,
+                member=previewer.member,
+                opts=child,
+            )
         repository_principals = pool.name.apply(
             lambda pool_name: (
                 f"principalSet://iam.googleapis.com/{pool_name}/attribute.repository/{args.github_repository}"
             )
         )
         gcp.serviceaccount.IAMMember(
-            f"{name}-repository-impersonates-deployer",
-            service_account_id=deployer.name,
+            f"{name}-repository-impersonates-previewer",
+            service_account_id=previewer.name,
             role="roles/iam.workloadIdentityUser",
             member=repository_principals,
             opts=child,
@@ -119,9 +176,11 @@ class CiIdentity(pulumi.ComponentResource):
 
         self.workload_identity_provider = provider.name
         self.deployer_service_account = deployer.email
+        self.previewer_service_account = previewer.email
         self.register_outputs(
             {
                 "workloadIdentityProvider": self.workload_identity_provider,
                 "deployerServiceAccount": self.deployer_service_account,
+                "previewerServiceAccount": self.previewer_service_account,
             }
         )

@@ -1,6 +1,8 @@
-"""The CI identity: only with githubRepository, pinned to that repository, with an explicit role list."""
+"""The CI identity: only with githubRepository; a read-only previewer and a deployer for one subject."""
 
 from __future__ import annotations
+
+import pytest
 
 from tests.infra.harness import (
     ACCOUNT,
@@ -20,6 +22,7 @@ GCP_PROJECT = "my-gcp-project-dev"
 BASE: dict[str, object] = {"gcp:project": GCP_PROJECT, "gcp:region": "us-central1"}
 POOL_NAME = f"projects/{POOL_NUMBER}/locations/global/workloadIdentityPools/github-1"
 DEPLOYER = f"catalog-grpc-deployer@{GCP_PROJECT}.iam.gserviceaccount.com"
+PREVIEWER = f"catalog-grpc-preview@{GCP_PROJECT}.iam.gserviceaccount.com"
 RUNTIME = f"catalog-grpc-run@{GCP_PROJECT}.iam.gserviceaccount.com"
 CI_TYPES = (POOL, PROVIDER, PROJECT_IAM, ACCOUNT_IAM)
 
@@ -37,6 +40,7 @@ def test_no_repository_no_ci_identity() -> None:
     assert [account.name for account in deployment.all(ACCOUNT)] == ["catalog-sa"]
     assert "workloadIdentityProvider" not in deployment.outputs
     assert "deployerServiceAccount" not in deployment.outputs
+    assert "previewerServiceAccount" not in deployment.outputs
     assert {api.inputs["service"] for api in deployment.all(API)} == {
         "run.googleapis.com",
         "artifactregistry.googleapis.com",
@@ -58,34 +62,68 @@ def test_provider_trusts_github_and_pins_the_repository() -> None:
     assert provider["attributeMapping"]["google.subject"] == "assertion.sub"
 
 
-def test_deployer_roles_are_listed_explicitly_and_exclude_iam_administration() -> None:
-    deployment = with_ci()
+def roles_of(deployment: Deployment, email: str) -> list[str]:
+    """The project roles granted to one service account, sorted."""
     grants = deployment.all(PROJECT_IAM)
-    assert {grant.inputs["member"] for grant in grants} == {f"serviceAccount:{DEPLOYER}"}
     assert {grant.inputs["project"] for grant in grants} == {GCP_PROJECT}
-    assert sorted(grant.inputs["role"] for grant in grants) == [
+    return sorted(g.inputs["role"] for g in grants if g.inputs["member"] == f"serviceAccount:{email}")
+
+
+def test_project_roles_are_listed_explicitly_and_exclude_iam_administration() -> None:
+    deployment = with_ci()
+    assert roles_of(deployment, DEPLOYER) == [
         "roles/artifactregistry.admin",
         "roles/run.admin",
         "roles/serviceusage.serviceUsageAdmin",
     ]
+    assert roles_of(deployment, PREVIEWER) == [
+        "roles/artifactregistry.reader",
+        "roles/run.viewer",
+        "roles/serviceusage.serviceUsageViewer",
+    ]
+    assert {g.inputs["member"] for g in deployment.all(PROJECT_IAM)} == {
+        f"serviceAccount:{DEPLOYER}",
+        f"serviceAccount:{PREVIEWER}",
+    }
+
+
+def bindings_on(deployment: Deployment, email: str) -> dict[str, str]:
+    """Role -> member of the IAM bindings on one service account."""
+    name = f"projects/{GCP_PROJECT}/serviceAccounts/{email}"
+    return {
+        b.inputs["role"]: b.inputs["member"]
+        for b in deployment.all(ACCOUNT_IAM)
+        if b.inputs["serviceAccountId"] == name
+    }
 
 
 def test_deployer_acts_as_the_runtime_account_only() -> None:
-    bindings = {b.inputs["role"]: b.inputs for b in with_ci().all(ACCOUNT_IAM)}
-    act_as = bindings["roles/iam.serviceAccountUser"]
-    assert act_as["serviceAccountId"] == f"projects/{GCP_PROJECT}/serviceAccounts/{RUNTIME}"
-    assert act_as["member"] == f"serviceAccount:{DEPLOYER}"
+    deployment = with_ci()
+    assert bindings_on(deployment, RUNTIME) == {"roles/iam.serviceAccountUser": f"serviceAccount:{DEPLOYER}"}
+    acting = [b for b in deployment.all(ACCOUNT_IAM) if b.inputs["role"] == "roles/iam.serviceAccountUser"]
+    assert len(acting) == 1
 
 
-def test_only_the_repository_may_impersonate_the_deployer() -> None:
-    bindings = {b.inputs["role"]: b.inputs for b in with_ci().all(ACCOUNT_IAM)}
-    impersonate = bindings["roles/iam.workloadIdentityUser"]
-    assert impersonate["serviceAccountId"] == f"projects/{GCP_PROJECT}/serviceAccounts/{DEPLOYER}"
-    assert (
-        impersonate["member"]
-        == f"principalSet://iam.googleapis.com/{POOL_NAME}/attribute.repository/{REPOSITORY}"
-    )
-    assert set(bindings) == {"roles/iam.serviceAccountUser", "roles/iam.workloadIdentityUser"}
+def test_any_workflow_of_the_repository_may_preview() -> None:
+    assert bindings_on(with_ci(), PREVIEWER) == {
+        "roles/iam.workloadIdentityUser": (
+            f"principalSet://iam.googleapis.com/{POOL_NAME}/attribute.repository/{REPOSITORY}"
+        )
+    }
+
+
+@pytest.mark.parametrize(
+    ("environment", "subject"),
+    [
+        (None, f"repo:{REPOSITORY}:ref:refs/heads/main"),
+        ("production", f"repo:{REPOSITORY}:environment:production"),
+    ],
+)
+def test_only_the_deploy_jobs_may_impersonate_the_deployer(environment: str | None, subject: str) -> None:
+    deployment = with_ci(githubDeployEnvironment=environment) if environment else with_ci()
+    assert bindings_on(deployment, DEPLOYER) == {
+        "roles/iam.workloadIdentityUser": f"principal://iam.googleapis.com/{POOL_NAME}/subject/{subject}"
+    }
 
 
 def test_token_exchange_apis_are_enabled_and_waited_for() -> None:
@@ -104,6 +142,7 @@ def test_outputs_feed_the_workflows() -> None:
     outputs = with_ci().outputs
     assert outputs["workloadIdentityProvider"] == f"{POOL_NAME}/providers/github-actions"
     assert outputs["deployerServiceAccount"] == DEPLOYER
+    assert outputs["previewerServiceAccount"] == PREVIEWER
 
 
 def test_ci_resources_belong_to_the_ci_component() -> None:

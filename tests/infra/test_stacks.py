@@ -8,6 +8,7 @@ import pytest
 
 from tests.infra.harness import (
     ACCOUNT,
+    ACCOUNT_IAM,
     API,
     DIGEST,
     IMAGE,
@@ -240,6 +241,19 @@ def test_prod_is_private_warm_and_protected() -> None:
     assert env_of(deployment)["ENABLE_REFLECTION"] == "false"
     assert deployment.one(SERVICE).inputs["template"]["scaling"]["minInstanceCount"] >= 1
     assert deployment.one(SERVICE).inputs["deletionProtection"] is True
+    # Only jobs of the `production` environment, whose reviewers approve each deploy, may act as its deployer.
+    project = config["gcp:project"]
+    deployer_id = (
+        f"projects/{project}/serviceAccounts/catalog-grpc-deployer@{project}.iam.gserviceaccount.com"
+    )
+    (impersonation,) = [
+        binding.inputs
+        for binding in deployment.all(ACCOUNT_IAM)
+        if binding.inputs["serviceAccountId"] == deployer_id
+        and binding.inputs["role"] == "roles/iam.workloadIdentityUser"
+    ]
+    repository = config[f"{PROJECT}:githubRepository"]
+    assert impersonation["member"].endswith(f"/subject/repo:{repository}:environment:production")
 
 
 @pytest.mark.parametrize("stack_name", STACKS)
