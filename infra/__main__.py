@@ -67,7 +67,6 @@ if config.github_repository:
             deployer_account_id=f"{config.service_name}-deployer",
             previewer_account_id=f"{config.service_name}-preview",
             runtime_service_account=service.service_account_name,
-            deploy_environment=config.github_deploy_environment,
             depends_on=[apis],
         ),
     )

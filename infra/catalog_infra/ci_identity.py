@@ -1,8 +1,8 @@
 """CiIdentity: keyless access for one GitHub repository's workflows to preview and deploy this program.
 
 Two service accounts: a previewer with read-only roles, which any workflow of the repository may use (pull
-request previews), and a deployer, which only jobs with one OIDC subject may use: pushes to main, or jobs
-of one GitHub environment (prod's `production`, whose reviewers approve each deploy).
+request previews), and a deployer, which only jobs running main's code may use (dev's deploy on a push to
+main; prod's dispatch from main, which the `production` environment's reviewers approve too).
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ REQUIRED_APIS = (
 )
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 PROVIDER_ID = "github-actions"
+# The deployer trusts the token's `ref` claim rather than its `sub`, whose default format GitHub changed
+# for repositories created or renamed after mid-2026 (immutable owner and repository ids); `ref`'s is fixed.
+DEPLOY_REF = "refs/heads/main"
 
 # What `pulumi up` of this program changes on a release, and no more: the Cloud Run service and its invoker
 # bindings, the registry (pushes, cleanup policy) and enabled APIs. Deliberately absent: project IAM admin,
@@ -44,7 +47,7 @@ PREVIEWER_PROJECT_ROLES = (
 
 @dataclass(frozen=True)
 class CiIdentityArgs:
-    """Which repository may preview and deploy, from where it deploys, and the accounts' ids."""
+    """Which repository may preview and deploy, and the ids and runtime account its accounts work with."""
 
     project: str
     github_repository: str
@@ -52,25 +55,12 @@ class CiIdentityArgs:
     deployer_account_id: str
     previewer_account_id: str
     runtime_service_account: pulumi.Input[str]  # full name: projects/P/serviceAccounts/EMAIL
-    # The GitHub environment whose jobs deploy; None: jobs run by pushes to main.
-    deploy_environment: str | None = None
     depends_on: Sequence[pulumi.Resource] = ()
 
 
 def attribute_condition(repository: str) -> str:
     """The provider's condition: only tokens minted for this repository's workflows are accepted."""
     return f"assertion.repository == '{repository}'"
-
-
-def deploy_subject(repository: str, environment: str | None) -> str:
-    """The `sub` claim of GitHub's OIDC token for the jobs that may deploy (GitHub's default format).
-
-    A job that names an environment gets `repo:OWNER/REPO:environment:NAME`; one run by a push to main,
-    without an environment, gets `repo:OWNER/REPO:ref:refs/heads/main`.
-    """
-    if environment:
-        return f"repo:{repository}:environment:{environment}"
-    return f"repo:{repository}:ref:refs/heads/main"
 
 
 class CiIdentity(pulumi.ComponentResource):
@@ -131,17 +121,15 @@ class CiIdentity(pulumi.ComponentResource):
             member=deployer.member,
             opts=child,
         )
-        deployers = pool.name.apply(
-            lambda pool_name: (
-                f"principal://iam.googleapis.com/{pool_name}/subject/"
-                + deploy_subject(args.github_repository, args.deploy_environment)
-            )
+        # The provider admits this repository's tokens only: of those, the ones for main's code.
+        main_jobs = pool.name.apply(
+            lambda pool_name: f"principalSet://iam.googleapis.com/{pool_name}/attribute.ref/{DEPLOY_REF}"
         )
         gcp.serviceaccount.IAMMember(
-            f"{name}-deploy-jobs-impersonate-deployer",
+            f"{name}-main-impersonates-deployer",
             service_account_id=deployer.name,
             role="roles/iam.workloadIdentityUser",
-            member=deployers,
+            member=main_jobs,
             opts=child,
         )
 

@@ -44,8 +44,6 @@ _MEMBER = re.compile(r"(user|serviceAccount|group|domain|principal|principalSet)
 _GITHUB_REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
 # The pool id is "github-<suffix>": 4 to 32 characters.
 _POOL_SUFFIX = re.compile(r"[a-z0-9]{1,25}")
-# A GitHub environment name, as it appears in the OIDC token's subject (no ':' there, nor spaces here).
-_GITHUB_ENVIRONMENT = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
 class ConfigError(pulumi.RunError):
@@ -78,7 +76,6 @@ class StackConfig:
     keep_images: int
     log_level: str
     github_repository: str | None
-    github_deploy_environment: str | None
     ci_pool_suffix: str
 
 
@@ -288,13 +285,6 @@ def load() -> StackConfig:
         keep_images=read.integer("keepImages", 10, 1, 1000),
         log_level=log_level,
         github_repository=github_repository or None,
-        github_deploy_environment=read.text(
-            "githubDeployEnvironment",
-            "",
-            _GITHUB_ENVIRONMENT,
-            "must be a GitHub environment name: 1 to 100 letters, digits, '.', '_' or '-'",
-        )
-        or None,
         ci_pool_suffix=read.text(
             "ciPoolSuffix", "1", _POOL_SUFFIX, "must be 1 to 25 lowercase letters or digits"
         ),

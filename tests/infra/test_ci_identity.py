@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.infra.harness import (
     ACCOUNT,
     ACCOUNT_IAM,
@@ -112,17 +110,13 @@ def test_any_workflow_of_the_repository_may_preview() -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("environment", "subject"),
-    [
-        (None, f"repo:{REPOSITORY}:ref:refs/heads/main"),
-        ("production", f"repo:{REPOSITORY}:environment:production"),
-    ],
-)
-def test_only_the_deploy_jobs_may_impersonate_the_deployer(environment: str | None, subject: str) -> None:
-    deployment = with_ci(githubDeployEnvironment=environment) if environment else with_ci()
-    assert bindings_on(deployment, DEPLOYER) == {
-        "roles/iam.workloadIdentityUser": f"principal://iam.googleapis.com/{POOL_NAME}/subject/{subject}"
+def test_only_jobs_running_mains_code_may_impersonate_the_deployer() -> None:
+    # By the `ref` claim, within a provider that admits this repository's tokens only.
+    assert with_ci().one(PROVIDER).inputs["attributeMapping"]["attribute.ref"] == "assertion.ref"
+    assert bindings_on(with_ci(), DEPLOYER) == {
+        "roles/iam.workloadIdentityUser": (
+            f"principalSet://iam.googleapis.com/{POOL_NAME}/attribute.ref/refs/heads/main"
+        )
     }
 
 

@@ -61,8 +61,6 @@ INVALID: list[tuple[str, object, dict[str, object], str]] = [
     ("serviceName", "a-very-long-service-name", {}, "2 to 21"),
     ("githubRepository", "catalog-grpc", {}, "owner/name"),
     ("ciPoolSuffix", "Pool_1", {}, "lowercase letters or digits"),
-    ("githubDeployEnvironment", "prod env", {}, "GitHub environment name"),
-    ("githubDeployEnvironment", "a:b", {}, "GitHub environment name"),
 ]
 
 

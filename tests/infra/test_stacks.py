@@ -241,7 +241,7 @@ def test_prod_is_private_warm_and_protected() -> None:
     assert env_of(deployment)["ENABLE_REFLECTION"] == "false"
     assert deployment.one(SERVICE).inputs["template"]["scaling"]["minInstanceCount"] >= 1
     assert deployment.one(SERVICE).inputs["deletionProtection"] is True
-    # Only jobs of the `production` environment, whose reviewers approve each deploy, may act as its deployer.
+    # Only main's code may act as its deployer; pull requests preview prod as the read-only previewer.
     project = config["gcp:project"]
     deployer_id = (
         f"projects/{project}/serviceAccounts/catalog-grpc-deployer@{project}.iam.gserviceaccount.com"
@@ -252,8 +252,7 @@ def test_prod_is_private_warm_and_protected() -> None:
         if binding.inputs["serviceAccountId"] == deployer_id
         and binding.inputs["role"] == "roles/iam.workloadIdentityUser"
     ]
-    repository = config[f"{PROJECT}:githubRepository"]
-    assert impersonation["member"].endswith(f"/subject/repo:{repository}:environment:production")
+    assert impersonation["member"].endswith("/attribute.ref/refs/heads/main")
 
 
 @pytest.mark.parametrize("stack_name", STACKS)
