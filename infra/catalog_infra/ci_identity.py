@@ -1,8 +1,9 @@
 """CiIdentity: keyless access for one GitHub repository's workflows to preview and deploy this program.
 
 Two service accounts: a previewer with read-only roles, which any workflow of the repository may use (pull
-request previews), and a deployer, which only jobs running main's code may use (dev's deploy on a push to
-main; prod's dispatch from main, which the `production` environment's reviewers approve too).
+request previews), and a deployer, which only tokens for the main branch may use (dev's deploy on a push to
+main, prod's dispatch from main). IAM enforces the branch; prod's approval by the `production` environment's
+reviewers is enforced by GitHub, in the workflow, not here.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ DEPLOYER_PROJECT_ROLES = (
 )
 # Deploying a revision that runs as the runtime service account needs actAs on that account alone.
 DEPLOYER_RUNTIME_ACCOUNT_ROLE = "roles/iam.serviceAccountUser"
-# What `pulumi preview` needs: an access token (for the image build's registry login) and reads. It changes
-# nothing, so a pull request from any branch may use it.
+# What `pulumi preview` needs: an access token (for the image build's registry login; a preview builds but
+# does not push) and reads of what it shows. It changes nothing, so a pull request from any branch may use it.
+# `pulumi preview --refresh` would also need to read IAM policies and the identity pool: not granted.
 PREVIEWER_PROJECT_ROLES = (
     "roles/run.viewer",
     "roles/artifactregistry.reader",
@@ -103,7 +105,7 @@ class CiIdentity(pulumi.ComponentResource):
             project=args.project,
             account_id=args.deployer_account_id,
             display_name=f"Deployer for {args.github_repository}",
-            description="Runs pulumi preview/up from GitHub Actions through Workload Identity Federation.",
+            description="Runs pulumi up from GitHub Actions, for the main branch only.",
             opts=child,
         )
         for role in DEPLOYER_PROJECT_ROLES:
@@ -121,7 +123,8 @@ class CiIdentity(pulumi.ComponentResource):
             member=deployer.member,
             opts=child,
         )
-        # The provider admits this repository's tokens only: of those, the ones for main's code.
+        # Principal sets span the pool, whose one provider admits this repository's tokens only: of those,
+        # the ones for the main branch.
         main_jobs = pool.name.apply(
             lambda pool_name: f"principalSet://iam.googleapis.com/{pool_name}/attribute.ref/{DEPLOY_REF}"
         )

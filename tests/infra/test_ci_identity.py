@@ -1,4 +1,4 @@
-"""The CI identity: only with githubRepository; a read-only previewer and a deployer for one subject."""
+"""The CI identity: only with githubRepository; a read-only previewer and a deployer for the main branch."""
 
 from __future__ import annotations
 
@@ -85,39 +85,43 @@ def test_project_roles_are_listed_explicitly_and_exclude_iam_administration() ->
     }
 
 
-def bindings_on(deployment: Deployment, email: str) -> dict[str, str]:
-    """Role -> member of the IAM bindings on one service account."""
+def bindings_on(deployment: Deployment, email: str) -> list[tuple[str, str]]:
+    """(role, member) of every IAM binding on one service account, sorted: a duplicate role shows."""
     name = f"projects/{GCP_PROJECT}/serviceAccounts/{email}"
-    return {
-        b.inputs["role"]: b.inputs["member"]
+    return sorted(
+        (b.inputs["role"], b.inputs["member"])
         for b in deployment.all(ACCOUNT_IAM)
         if b.inputs["serviceAccountId"] == name
-    }
+    )
 
 
 def test_deployer_acts_as_the_runtime_account_only() -> None:
     deployment = with_ci()
-    assert bindings_on(deployment, RUNTIME) == {"roles/iam.serviceAccountUser": f"serviceAccount:{DEPLOYER}"}
+    assert bindings_on(deployment, RUNTIME) == [
+        ("roles/iam.serviceAccountUser", f"serviceAccount:{DEPLOYER}")
+    ]
     acting = [b for b in deployment.all(ACCOUNT_IAM) if b.inputs["role"] == "roles/iam.serviceAccountUser"]
     assert len(acting) == 1
 
 
 def test_any_workflow_of_the_repository_may_preview() -> None:
-    assert bindings_on(with_ci(), PREVIEWER) == {
-        "roles/iam.workloadIdentityUser": (
-            f"principalSet://iam.googleapis.com/{POOL_NAME}/attribute.repository/{REPOSITORY}"
+    assert bindings_on(with_ci(), PREVIEWER) == [
+        (
+            "roles/iam.workloadIdentityUser",
+            f"principalSet://iam.googleapis.com/{POOL_NAME}/attribute.repository/{REPOSITORY}",
         )
-    }
+    ]
 
 
 def test_only_jobs_running_mains_code_may_impersonate_the_deployer() -> None:
     # By the `ref` claim, within a provider that admits this repository's tokens only.
     assert with_ci().one(PROVIDER).inputs["attributeMapping"]["attribute.ref"] == "assertion.ref"
-    assert bindings_on(with_ci(), DEPLOYER) == {
-        "roles/iam.workloadIdentityUser": (
-            f"principalSet://iam.googleapis.com/{POOL_NAME}/attribute.ref/refs/heads/main"
+    assert bindings_on(with_ci(), DEPLOYER) == [
+        (
+            "roles/iam.workloadIdentityUser",
+            f"principalSet://iam.googleapis.com/{POOL_NAME}/attribute.ref/refs/heads/main",
         )
-    }
+    ]
 
 
 def test_token_exchange_apis_are_enabled_and_waited_for() -> None:

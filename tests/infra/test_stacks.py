@@ -13,6 +13,7 @@ from tests.infra.harness import (
     DIGEST,
     IMAGE,
     INVOKER,
+    POOL_NUMBER,
     PROJECT,
     REPO_ROOT,
     REPOSITORY,
@@ -241,18 +242,19 @@ def test_prod_is_private_warm_and_protected() -> None:
     assert env_of(deployment)["ENABLE_REFLECTION"] == "false"
     assert deployment.one(SERVICE).inputs["template"]["scaling"]["minInstanceCount"] >= 1
     assert deployment.one(SERVICE).inputs["deletionProtection"] is True
-    # Only main's code may act as its deployer; pull requests preview prod as the read-only previewer.
+    # Only tokens for the main branch may act as its deployer; pull requests preview prod as the previewer.
     project = config["gcp:project"]
     deployer_id = (
         f"projects/{project}/serviceAccounts/catalog-grpc-deployer@{project}.iam.gserviceaccount.com"
     )
-    (impersonation,) = [
-        binding.inputs
+    impersonations = [
+        binding.inputs["member"]
         for binding in deployment.all(ACCOUNT_IAM)
         if binding.inputs["serviceAccountId"] == deployer_id
         and binding.inputs["role"] == "roles/iam.workloadIdentityUser"
     ]
-    assert impersonation["member"].endswith("/attribute.ref/refs/heads/main")
+    pool = f"projects/{POOL_NUMBER}/locations/global/workloadIdentityPools/github-1"
+    assert impersonations == [f"principalSet://iam.googleapis.com/{pool}/attribute.ref/refs/heads/main"]
 
 
 @pytest.mark.parametrize("stack_name", STACKS)

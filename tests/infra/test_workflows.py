@@ -100,3 +100,16 @@ def test_previews_use_the_read_only_previewer_and_deploys_the_deployer() -> None
     for job, stack in (("up-dev", "DEV"), ("up-prod", "PROD")):
         (auth,) = steps_using(jobs[job], "google-github-actions/auth")
         assert auth["with"]["service_account"] == f"${{{{ vars.GCP_DEPLOYER_SERVICE_ACCOUNT_{stack} }}}}"
+
+
+def test_only_the_pulumi_jobs_ask_for_cloud_tokens_and_no_workflow_runs_foreign_code_on_main() -> None:
+    # The deployer trusts any token for the main branch. Events that run main's workflows on behalf of a pull
+    # request (pull_request_target, workflow_run) could hand such a token to a fork's code: none is used.
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        document = workflow(path.name)
+        triggers = document["on"] if isinstance(document["on"], dict) else dict.fromkeys(document["on"])
+        assert not {"pull_request_target", "workflow_run"} & set(triggers), path.name
+        assert document.get("permissions", {}).get("id-token") != "write", path.name
+        for name, job in document["jobs"].items():
+            wants_token = job.get("permissions", {}).get("id-token") == "write"
+            assert wants_token == (path.name == "pulumi.yml"), f"{path.name}: {name}"
