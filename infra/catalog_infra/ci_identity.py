@@ -100,22 +100,24 @@ class CiIdentity(pulumi.ComponentResource):
             opts=child,
         )
 
-        deployer = gcp.serviceaccount.Account(
-            f"{name}-deployer",
-            project=args.project,
+        # Principal sets span the pool, whose one provider admits this repository's tokens only.
+        def tokens_with(attribute: str, value: str) -> pulumi.Output[str]:
+            return pool.name.apply(
+                lambda pool_name: (
+                    f"principalSet://iam.googleapis.com/{pool_name}/attribute.{attribute}/{value}"
+                )
+            )
+
+        deployer = _ci_account(
+            name,
+            "deployer",
+            args,
             account_id=args.deployer_account_id,
-            display_name=f"Deployer for {args.github_repository}",
             description="Runs pulumi up from GitHub Actions, for the main branch only.",
+            project_roles=DEPLOYER_PROJECT_ROLES,
+            impersonators=("main", tokens_with("ref", DEPLOY_REF)),
             opts=child,
         )
-        for role in DEPLOYER_PROJECT_ROLES:
-            gcp.projects.IAMMember(
-                f"{name}-deployer-{role.removeprefix('roles/').replace('.', '-')}",
-                project=args.project,
-                role=role,
-                member=deployer.member,
-                opts=child,
-            )
         gcp.serviceaccount.IAMMember(
             f"{name}-deployer-acts-as-runtime",
             service_account_id=args.runtime_service_account,
@@ -123,45 +125,14 @@ class CiIdentity(pulumi.ComponentResource):
             member=deployer.member,
             opts=child,
         )
-        # Principal sets span the pool, whose one provider admits this repository's tokens only: of those,
-        # the ones for the main branch.
-        main_jobs = pool.name.apply(
-            lambda pool_name: f"principalSet://iam.googleapis.com/{pool_name}/attribute.ref/{DEPLOY_REF}"
-        )
-        gcp.serviceaccount.IAMMember(
-            f"{name}-main-impersonates-deployer",
-            service_account_id=deployer.name,
-            role="roles/iam.workloadIdentityUser",
-            member=main_jobs,
-            opts=child,
-        )
-
-        previewer = gcp.serviceaccount.Account(
-            f"{name}-previewer",
-            project=args.project,
+        previewer = _ci_account(
+            name,
+            "previewer",
+            args,
             account_id=args.previewer_account_id,
-            display_name=f"Previewer for {args.github_repository}",
             description="Runs pulumi preview from GitHub Actions pull requests; read-only.",
-            opts=child,
-        )
-        for role in PREVIEWER_PROJECT_ROLES:
-            gcp.projects.IAMMember(
-                f"{name}-previewer-{role.removeprefix('roles/').replace('.', '-')}",
-                project=args.project,
-                role=role,
-                member=previewer.member,
-                opts=child,
-            )
-        repository_principals = pool.name.apply(
-            lambda pool_name: (
-                f"principalSet://iam.googleapis.com/{pool_name}/attribute.repository/{args.github_repository}"
-            )
-        )
-        gcp.serviceaccount.IAMMember(
-            f"{name}-repository-impersonates-previewer",
-            service_account_id=previewer.name,
-            role="roles/iam.workloadIdentityUser",
-            member=repository_principals,
+            project_roles=PREVIEWER_PROJECT_ROLES,
+            impersonators=("repository", tokens_with("repository", args.github_repository)),
             opts=child,
         )
 
@@ -175,3 +146,45 @@ class CiIdentity(pulumi.ComponentResource):
                 "previewerServiceAccount": self.previewer_service_account,
             }
         )
+
+
+def _ci_account(
+    name: str,
+    kind: str,
+    args: CiIdentityArgs,
+    *,
+    account_id: str,
+    description: str,
+    project_roles: Sequence[str],
+    impersonators: tuple[str, pulumi.Output[str]],
+    opts: pulumi.ResourceOptions,
+) -> gcp.serviceaccount.Account:
+    """A CI service account ("deployer", "previewer"), its project roles, and who may impersonate it.
+
+    `impersonators` is a short name for the resource and the principal set of the pool allowed to.
+    """
+    account = gcp.serviceaccount.Account(
+        f"{name}-{kind}",
+        project=args.project,
+        account_id=account_id,
+        display_name=f"{kind.capitalize()} for {args.github_repository}",
+        description=description,
+        opts=opts,
+    )
+    for role in project_roles:
+        gcp.projects.IAMMember(
+            f"{name}-{kind}-{role.removeprefix('roles/').replace('.', '-')}",
+            project=args.project,
+            role=role,
+            member=account.member,
+            opts=opts,
+        )
+    who, principals = impersonators
+    gcp.serviceaccount.IAMMember(
+        f"{name}-{who}-impersonates-{kind}",
+        service_account_id=account.name,
+        role="roles/iam.workloadIdentityUser",
+        member=principals,
+        opts=opts,
+    )
+    return account
