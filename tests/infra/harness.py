@@ -153,12 +153,13 @@ def run_program(
     stack: str = "dev",
     monitor: RecordingMonitor | None = None,
     program: Callable[[], object] | None = None,
+    preview: bool = False,
 ) -> Deployment:
-    """Run infra/ as `pulumi up` would (runpy of the directory), or `program` instead, under mocks."""
+    """Run infra/ as `pulumi up` (or preview) would (runpy of the directory), or `program`, under mocks."""
     monitor = monitor or RecordingMonitor(Mocks())
     pulumi.runtime.set_all_config({key: wire_value(value) for key, value in config.items()})
     settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     deployment = Deployment(monitor.declared)
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
