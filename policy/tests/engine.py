@@ -84,11 +84,14 @@ def pack_config(stack: str) -> dict[str, Any]:
 def _level_and_config(
     policy: ResourceValidationPolicy, config: Config
 ) -> tuple[EnforcementLevel, dict[str, Any]]:
+    """A policy's effective level and properties: its own entry, over `all`, over its declared level."""
     level = policy.enforcement_level or EnforcementLevel.MANDATORY  # the pack's default (__main__.py)
-    entry = config.get(policy.name, config.get("all"))
+    if "all" in config:
+        level = EnforcementLevel(config["all"])
+    entry = config.get(policy.name, {})
     if isinstance(entry, str):
         return EnforcementLevel(entry), {}
-    properties = dict(entry or {})
+    properties = dict(entry)
     if "enforcementLevel" in properties:
         level = EnforcementLevel(properties.pop("enforcementLevel"))
     return level, properties

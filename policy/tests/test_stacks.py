@@ -72,3 +72,21 @@ def test_an_enforcement_level_in_the_config_wins() -> None:
     config = {**pack_config("prod"), "cloudrun-max-instances": {"enforcementLevel": "mandatory"}}
     found = violations(analyze(prod, config))
     assert [(d.policy, d.level) for d in found] == [("cloudrun-max-instances", EnforcementLevel.MANDATORY)]
+
+
+def test_all_sets_every_level_and_a_policy_entry_wins_over_it() -> None:
+    prod = resources("prod")
+    for resource in prod:
+        if resource["type"] == "gcp:cloudrunv2/service:Service":
+            resource["props"]["template"]["scaling"]["minInstanceCount"] = 0
+            resource["props"]["deletionProtection"] = False
+    config = {
+        **pack_config("prod"),
+        "all": "advisory",
+        "cloudrun-warm-instance": {"enforcementLevel": "mandatory"},
+    }
+    found = {(d.policy, d.level) for d in violations(analyze(prod, config))}
+    assert found == {
+        ("cloudrun-deletion-protection", EnforcementLevel.ADVISORY),
+        ("cloudrun-warm-instance", EnforcementLevel.MANDATORY),
+    }
