@@ -172,15 +172,19 @@ def image_size(name: str) -> int:
 def write_sbom(image: str, path: Path) -> dict[str, Any]:
     """Write the image's software bill of materials (CycloneDX JSON, by syft) to `path`, and return it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # syft reads an OCI archive without a container engine's API; local storage can write one.
+    # syft reads an OCI layout without a container engine's API; local storage writes one. Uncompressed
+    # layers, because compressing them only for syft to unpack them again took most of the time.
     with tempfile.TemporaryDirectory(prefix="catalog-sbom-", dir="/var/tmp") as work:
-        archive = Path(work) / "image.tar"
+        layout = Path(work) / "image"
         run(
-            ["podman", "save", "--format", "oci-archive", "--output", str(archive), image],
+            ["podman", "save", "--format", "oci-dir", "--uncompressed", "--output", str(layout), image],
             timeout=BUILD_TIMEOUT,
         )
+        # The SBOM names the image (localhost/catalog-server:TAG -> catalog-server), not the directory.
+        name = image.rpartition(":")[0].rpartition("/")[2]
+        command = [str(SYFT), "scan", f"oci-dir:{layout}", "--quiet", "--source-name", name]
         run(
-            [str(SYFT), "scan", f"oci-archive:{archive}", "--quiet", "--output", f"cyclonedx-json={path}"],
+            [*command, "--output", f"cyclonedx-json={path}"],
             timeout=SBOM_TIMEOUT,
             env={**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"},  # no network here, nor a reason to ask
         )

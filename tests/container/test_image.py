@@ -212,6 +212,7 @@ def pinned_server_requirements() -> dict[str, str]:
 def test_sbom_lists_the_pinned_runtime(image: str) -> None:
     sbom = json.loads(SBOM_PATH.read_text())
     assert sbom["bomFormat"] == "CycloneDX", sbom.get("bomFormat")
+    assert sbom["metadata"]["component"]["name"] == "catalog-server", sbom["metadata"]["component"]
     installed: dict[str, set[str]] = {}
     for component in sbom.get("components", []):
         purl = str(component.get("purl", ""))
