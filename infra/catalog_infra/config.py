@@ -225,7 +225,7 @@ def _check_invokers(reader: _Reader, invokers: tuple[str, ...]) -> None:
 
 def _check_access(read: _Reader, public: bool, invoker_iam_disabled: bool, invokers: tuple[str, ...]) -> None:
     # Two ways to a public service: an allUsers binding (refused where Domain Restricted Sharing is enforced)
-    # or no invoker check at all. Together they say the same thing twice, and the second one hides the first.
+    # or no invoker check at all. Both at once still needs the binding, and fails wherever that is refused.
     if invoker_iam_disabled and public:
         raise ConfigError(
             read.key("invokerIamDisabled"),
