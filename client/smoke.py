@@ -156,9 +156,10 @@ def _list_pages(calls: _Calls, page_size: int, products: list[catalog_pb2.Produc
         tokens.add(token)
     if total == 0 and not seen:
         raise _CheckFailedError("the catalog is empty: ListProducts lists no product (total_count 0)")
+    walked = f"{len(seen)} products over {pages} page{'' if pages == 1 else 's'}"
     if len(seen) != total:
-        raise _CheckFailedError(f"{len(seen)} products over {pages} pages, but total_count says {total}")
-    return f"{total} products over {pages} pages agree with total_count"
+        raise _CheckFailedError(f"{walked}, but total_count says {total}")
+    return f"{walked} agree with total_count"
 
 
 def _get_product(calls: _Calls, listed: catalog_pb2.Product) -> str:

@@ -42,7 +42,7 @@ def test_smoke_passes_against_the_real_server(cli: Cli, seed_target: str) -> Non
     assert [line.split()[:2] for line in lines[:-1]] == [["PASS", f"{name}:"] for name in CHECKS]
     assert lines[-1] == f"smoke: all {len(CHECKS)} checks passed"
     assert 'PASS health: "" (the server) and catalog.ProductCatalog SERVING' in lines
-    assert "PASS list-pages: 5 products over 1 pages agree with total_count" in lines
+    assert "PASS list-pages: 5 products over 1 page agree with total_count" in lines
 
 
 def test_smoke_json_lines(cli: Cli, seed_target: str) -> None:
@@ -178,7 +178,7 @@ def seed(servicer: Callable[[CatalogStore], catalog_pb2_grpc.ProductCatalogServi
 @pytest.mark.parametrize(
     ("make_servicer", "failed", "message"),
     [
-        (seed(WrongTotal), [LIST_PAGES], "FAIL list-pages: 5 products over 1 pages, but total_count says 6"),
+        (seed(WrongTotal), [LIST_PAGES], "FAIL list-pages: 5 products over 1 page, but total_count says 6"),
         (
             lambda: RepeatingToken(many_products(1500)),
             [LIST_PAGES],
