@@ -326,8 +326,9 @@ def _command(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> Com
             return Search(parsed.query, parsed.max)
         case "health":
             return Health()
-        case _:
+        case "smoke":
             return Smoke()
+    raise AssertionError(f"argparse let an unknown command through: {parsed.command!r}")
 
 
 def _call_credentials(invocation: Invocation, target: Target) -> grpc.CallCredentials | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,7 +27,8 @@ from client.smoke import (
 from service.servicer import CatalogServicer, Context
 from service.store import CatalogStore, load_catalog
 from tests.client.conftest import Cli
-from tests.client.servers import StallingServicer, many_products, serve
+from tests.client.servers import SelfSignedCert, StallingServicer, TokenCheck, many_products, serve
+from tests.client.stubs import IdTokenStub
 from tests.client.test_transport import free_port
 
 
@@ -69,6 +71,37 @@ def test_smoke_passes_against_another_catalog(cli: Cli) -> None:
     assert result.code == EXIT_OK, result.out
     assert "PASS list-pages: 2500 products over 3 pages agree with total_count" in result.lines
     assert "PASS search: a search for 'Item 0' finds product 'p0000'" in result.lines
+
+
+def test_smoke_over_tls_with_an_id_token(
+    cli: Cli, cert: SelfSignedCert, ca_file: Path, id_tokens: IdTokenStub
+) -> None:
+    # The transport and auth options apply to smoke as to every command: each of its calls carries the token.
+    token_check = TokenCheck(accepted=lambda token: token == "id-1")
+    with serve(tls=cert, interceptors=[token_check]) as server:
+        result = cli(
+            "--ca-cert",
+            str(ca_file),
+            "--id-token",
+            "--audience",
+            "https://shop.example",
+            server.target,
+            "smoke",
+        )
+    assert result.code == EXIT_OK, result.out
+    assert id_tokens.audiences == ["https://shop.example"]
+    assert token_check.seen == ["Bearer id-1"] * 7
+
+
+def test_smoke_without_the_token_a_private_server_wants(
+    cli: Cli, cert: SelfSignedCert, ca_file: Path
+) -> None:
+    with serve(tls=cert, interceptors=[TokenCheck(accepted=lambda token: True)]) as server:
+        result = cli("--ca-cert", str(ca_file), server.target, "smoke")
+    assert result.code == EXIT_SMOKE_FAILED
+    assert (
+        "FAIL health: Health/Check failed: UNAUTHENTICATED: missing or invalid bearer token" in result.lines
+    )
 
 
 # Servers that break one check each.
