@@ -13,6 +13,7 @@ same error ratio the dashboard shows (`candidate_error_ratio`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NotRequired, TypedDict
@@ -404,7 +405,7 @@ def dashboard(inputs: DashboardInputs) -> DashboardJson:
                             calls_filter(calls), "ALIGN_RATE", "REDUCE_SUM", [method, code]
                         )
                     },
-                    "${metric.label.method} ${metric.label.code}",
+                    "${metric.labels.method} ${metric.labels.code}",
                     "STACKED_AREA",
                 ),
             ),
@@ -422,7 +423,7 @@ def dashboard(inputs: DashboardInputs) -> DashboardJson:
             _chart(
                 "Latency p50 / p95 / p99 by method (ms)",
                 "ms",
-                *_percentiles(latency, method, "metric.label.method", (50, 95, 99)),
+                *_percentiles(latency, method, "metric.labels.method", (50, 95, 99)),
             ),
         ),
         (
@@ -439,7 +440,7 @@ def dashboard(inputs: DashboardInputs) -> DashboardJson:
                             ["metric.label.state"],
                         )
                     },
-                    "${metric.label.state}",
+                    "${metric.labels.state}",
                     "STACKED_AREA",
                 ),
             ),
@@ -478,7 +479,7 @@ def dashboard(inputs: DashboardInputs) -> DashboardJson:
                             ["metric.label.probe_type", "resource.label.revision_name"],
                         )
                     },
-                    "${metric.label.probe_type} ${resource.label.revision_name}",
+                    "${metric.labels.probe_type} ${resource.labels.revision_name}",
                 ),
             ),
         ),
@@ -493,7 +494,7 @@ def dashboard(inputs: DashboardInputs) -> DashboardJson:
                             calls_filter(calls), "ALIGN_RATE", "REDUCE_SUM", [revision]
                         )
                     },
-                    "${metric.label.revision}",
+                    "${metric.labels.revision}",
                 ),
             ),
         ),
@@ -502,7 +503,7 @@ def dashboard(inputs: DashboardInputs) -> DashboardJson:
             _chart(
                 "Error ratio by revision",
                 "ratio",
-                _line(_error_ratio(calls, [revision]), "${metric.label.revision}"),
+                _line(_error_ratio(calls, [revision]), "${metric.labels.revision}"),
             ),
         ),
         (
@@ -510,7 +511,7 @@ def dashboard(inputs: DashboardInputs) -> DashboardJson:
             _chart(
                 f"Latency p95 by revision (ms; the unary SLO's limit is {inputs.latency_threshold_ms} ms)",
                 "ms",
-                *_percentiles(latency, revision, "metric.label.revision", (95,)),
+                *_percentiles(latency, revision, "metric.labels.revision", (95,)),
             ),
         ),
         (
@@ -529,7 +530,7 @@ def dashboard(inputs: DashboardInputs) -> DashboardJson:
                             ["metric.label.response_code"],
                         )
                     },
-                    "${metric.label.response_code}",
+                    "${metric.labels.response_code}",
                 ),
             ),
         ),
@@ -550,6 +551,11 @@ def _place(widgets: Sequence[tuple[int, Widget]], height: int = 16) -> list[Tile
         x += width
         row_height = tile_height
     return tiles
+
+
+def _slug(text: str) -> str:
+    """A resource-name-safe form of an email address: a new address is a new channel, an old one stays."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def dashboard_url(dashboard_id: str, project: str) -> str:
@@ -720,14 +726,14 @@ class Observability(pulumi.ComponentResource):
 
         channels: list[pulumi.Input[str]] = [
             gcp.monitoring.NotificationChannel(
-                f"{name}-email-{index}",
+                f"{name}-email-{_slug(email)}",
                 project=args.project,
                 type="email",
                 display_name=f"{args.service_name} alerts: {email}",
                 labels={"email_address": email},
                 opts=child,
             ).name
-            for index, email in enumerate(args.alert_emails)
+            for email in args.alert_emails
         ]
         channels += list(args.notification_channels)
 

@@ -694,3 +694,12 @@ def test_slo_methods_are_methods_the_server_writes(server_lines: list[dict[str, 
     deployment = run_program(stack_config("dev"))
     written = {line.get("method") for line in server_lines}
     assert set(deployment.namespace["UNARY_METHODS"]) <= written
+
+
+def test_every_legend_names_labels_its_lines_are_grouped_by(deployment: Deployment) -> None:
+    for title, widget in widgets(dashboard_of(deployment)).items():
+        for data_set in widget.get("xyChart", {}).get("dataSets", []):
+            query = data_set["timeSeriesQuery"]
+            grouped = query.get("timeSeriesFilter") or query["timeSeriesFilterRatio"]["numerator"]
+            fields = {f.replace(".label.", ".labels.") for f in grouped["aggregation"].get("groupByFields", [])}
+            assert set(re.findall(r"\$\{([a-z_.]+)\}", data_set["legendTemplate"])) == fields, title
