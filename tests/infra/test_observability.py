@@ -701,5 +701,6 @@ def test_every_legend_names_labels_its_lines_are_grouped_by(deployment: Deployme
         for data_set in widget.get("xyChart", {}).get("dataSets", []):
             query = data_set["timeSeriesQuery"]
             grouped = query.get("timeSeriesFilter") or query["timeSeriesFilterRatio"]["numerator"]
-            fields = {f.replace(".label.", ".labels.") for f in grouped["aggregation"].get("groupByFields", [])}
+            group_by = grouped["aggregation"].get("groupByFields", [])
+            fields = {f.replace(".label.", ".labels.") for f in group_by}
             assert set(re.findall(r"\$\{([a-z_.]+)\}", data_set["legendTemplate"])) == fields, title
