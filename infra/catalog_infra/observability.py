@@ -62,7 +62,7 @@ LATENCY_BOUNDS_MS = tuple(round(step * 10.0**decade, 4) for decade in range(-1, 
 
 @dataclass(frozen=True)
 class BurnAlert:
-    """One multi-window burn-rate alert (Google SRE workbook, "Alerting on SLOs", table 5-8).
+    """One multi-window, multi-burn-rate alert (Google SRE workbook, chapter "Alerting on SLOs").
 
     It fires when the share `budget_share` of the whole window's error budget is being spent within
     `long_window_s`, and still within `short_window_s` (so it resets soon after the burn stops).
@@ -294,10 +294,10 @@ class Widget(TypedDict, total=False):
 
 
 class Tile(TypedDict):
-    """A widget's place on the grid (48 columns wide)."""
+    """A widget's place on the grid (48 columns wide). A zero position is left out, as the API returns it."""
 
-    xPos: int
-    yPos: int
+    xPos: NotRequired[int]
+    yPos: NotRequired[int]
     width: int
     height: int
     widget: Widget
@@ -547,7 +547,13 @@ def _place(widgets: Sequence[tuple[int, Widget]], height: int = 16) -> list[Tile
         if x + width > 48:
             x, y = 0, y + row_height
         tile_height = 6 if "text" in widget else height
-        tiles.append({"xPos": x, "yPos": y, "width": width, "height": tile_height, "widget": widget})
+        tile: Tile = {"width": width, "height": tile_height, "widget": widget}
+        # The API drops zero-valued fields from what it returns; writing them would show as a change forever.
+        if x:
+            tile["xPos"] = x
+        if y:
+            tile["yPos"] = y
+        tiles.append(tile)
         x += width
         row_height = tile_height
     return tiles
@@ -581,9 +587,9 @@ may, over both the last {long} and the last {short}: at this pace {share:.0%} of
 within {long}.
 
 1. Open the dashboard. Per revision: if only the newest revision's line is up, roll traffic back to the
-   previous revision (`gcloud run services update-traffic {service} --to-revisions=PREVIOUS=100`).
+   previous one (`gcloud run services update-traffic {service} --region REGION --to-revisions=PREVIOUS=100`).
 2. Otherwise read the ERROR lines: `resource.labels.service_name="{service}" AND severity>=ERROR`.
-3. See {runbook}, "{slo} burn".
+3. See {runbook}, "Availability or latency burn".
 """
 
 
