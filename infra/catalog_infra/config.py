@@ -347,3 +347,79 @@ def load() -> StackConfig:
         github_repository_owner_id=github_repository_owner_id,
         deploy_environment=deploy_environment or None,
     )
+
+
+# ---- Observability (SLOs and alerts): validated on their own, after load(), before any resource ----
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_CHANNEL = re.compile(r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]+")
+_GOAL = re.compile(r"0\.[0-9]+")
+# The windows Cloud Monitoring's rolling SLOs take, and burn-rate alerting is tuned for (see observability).
+SLO_WINDOW_DAYS = (7, 14, 28, 30)
+# Access lines of successful calls are written at INFO: above it the SLOs would count only failures.
+_ACCESS_LOG_LEVELS = ("DEBUG", "INFO")
+
+
+@dataclass(frozen=True)
+class ObservabilityConfig:
+    """The objectives and who is told when they are at risk, already validated."""
+
+    availability_goal: float
+    latency_goal: float
+    latency_threshold_ms: int
+    slo_window_days: int
+    alert_emails: tuple[str, ...]
+    alert_channels: tuple[str, ...]
+
+
+def _goal(reader: _Reader, name: str) -> float:
+    raw = reader.text(name)
+    allowed = 'must be a share strictly between 0 and 1, written as a string such as "0.999"'
+    if not _GOAL.fullmatch(raw) or float(raw) == 0:
+        raise ConfigError(reader.key(name), raw, allowed)
+    return float(raw)
+
+
+def load_observability(stack: StackConfig) -> ObservabilityConfig:
+    """Read and validate the SLO and alerting keys; raise ConfigError on the first invalid value."""
+    read = _Reader(pulumi.Config())
+    if stack.log_level not in _ACCESS_LOG_LEVELS:
+        raise ConfigError(
+            read.key("logLevel"),
+            stack.log_level,
+            "the SLOs are computed from the INFO access line of every call: use DEBUG or INFO",
+        )
+    window = read.integer("sloWindowDays", min(SLO_WINDOW_DAYS), max(SLO_WINDOW_DAYS))
+    if window not in SLO_WINDOW_DAYS:
+        raise ConfigError(
+            read.key("sloWindowDays"), window, f"must be one of {', '.join(map(str, SLO_WINDOW_DAYS))} (days)"
+        )
+    longest_ms = stack.request_timeout_seconds * 1000
+    threshold = read.integer(
+        "latencyThresholdMs", 1, longest_ms, "no call lasts longer than requestTimeoutSeconds"
+    )
+    emails = read.strings("alertEmails")
+    for email in emails:
+        if not _EMAIL.fullmatch(email):
+            raise ConfigError(
+                read.key("alertEmails"), email, "each must be an email address such as oncall@example.com"
+            )
+    channels = read.strings("alertChannels")
+    for channel in channels:
+        if not _CHANNEL.fullmatch(channel):
+            raise ConfigError(
+                read.key("alertChannels"),
+                channel,
+                "each must be a notification channel name: projects/PROJECT_ID/notificationChannels/NUMBER",
+            )
+    for key, values in (("alertEmails", emails), ("alertChannels", channels)):
+        if len(set(values)) != len(values):
+            raise ConfigError(read.key(key), list(values), "entries must not repeat")
+    return ObservabilityConfig(
+        availability_goal=_goal(read, "availabilityGoal"),
+        latency_goal=_goal(read, "latencyGoal"),
+        latency_threshold_ms=threshold,
+        slo_window_days=window,
+        alert_emails=emails,
+        alert_channels=channels,
+    )

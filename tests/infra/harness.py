@@ -12,6 +12,7 @@ import json
 import os
 import runpy
 import sys
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,13 @@ POOL = "gcp:iam/workloadIdentityPool:WorkloadIdentityPool"
 PROVIDER = "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
 SLEEP = "time:index/sleep:Sleep"
 CLIENT_CONFIG = "gcp:organizations/getClientConfig:getClientConfig"
+LOG_METRIC = "gcp:logging/metric:Metric"
+DASHBOARD = "gcp:monitoring/dashboard:Dashboard"
+CUSTOM_SERVICE = "gcp:monitoring/customService:CustomService"
+SLO = "gcp:monitoring/slo:Slo"
+ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+NOTIFICATION_CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
+DASHBOARD_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 # How a secret value arrives in a mock's inputs: {SECRET_SIG: SECRET_MARKER, "value": ...}.
 SECRET_SIG = rpc._special_sig_key
 SECRET_MARKER = rpc._special_secret_sig
@@ -73,6 +81,19 @@ class Mocks(pulumi.runtime.Mocks):
                 f"projects/{POOL_NUMBER}/locations/global/workloadIdentityPools/"
                 f"{state['workloadIdentityPoolId']}/providers/{state['workloadIdentityPoolProviderId']}"
             )
+        elif args.typ == CUSTOM_SERVICE:
+            state["name"] = f"projects/{POOL_NUMBER}/services/{state['serviceId']}"
+        elif args.typ == SLO:
+            state["name"] = (
+                f"projects/{POOL_NUMBER}/services/{state['service']}/serviceLevelObjectives/{state['sloId']}"
+            )
+        elif args.typ == NOTIFICATION_CHANNEL:
+            state["name"] = (
+                f"projects/{state['project']}/notificationChannels/{zlib.crc32(args.name.encode())}"
+            )
+        elif args.typ == DASHBOARD:
+            # The provider's id is the dashboard's name: projects/NUMBER/dashboards/ID.
+            return f"projects/{POOL_NUMBER}/dashboards/{DASHBOARD_ID}", state
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:

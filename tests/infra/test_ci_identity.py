@@ -56,6 +56,8 @@ def test_no_repository_no_ci_identity() -> None:
         "run.googleapis.com",
         "artifactregistry.googleapis.com",
         "iam.googleapis.com",
+        "monitoring.googleapis.com",
+        "logging.googleapis.com",
     }
 
 
