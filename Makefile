@@ -53,7 +53,7 @@ lint: setup $(SCAN_VENV)/.installed ## ruff, mypy, buf, hadolint, actionlint, zi
 	$(BUF) format --diff --exit-code
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/actionlint
-	$(SCAN_VENV)/bin/zizmor --offline --quiet .github/workflows
+	$(SCAN_VENV)/bin/zizmor --offline --quiet .
 	$(SCAN_VENV)/bin/python .ci/checkov_scan.py
 
 .PHONY: test

@@ -149,7 +149,9 @@ def test_each_pulumi_job_exchanges_its_oidc_token_for_its_own_team_token(job_nam
         "organization": ORG,
         "requested-token-type": "urn:pulumi:token-type:access_token:team",
         "scope": f"team:${{{{ vars.{team} }}}}",
+        "token-expiration": 3600,
     }
+    assert job["timeout-minutes"] * 60 < auth["with"]["token-expiration"]
     assert job["permissions"]["id-token"] == "write"
     assert step_index(job, "pulumi/auth-actions") < step_index(job, "pulumi/actions")
 
@@ -459,6 +461,6 @@ def test_make_lint_runs_both_scanners_beside_actionlint() -> None:
     lint = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
     commands = [line.strip() for line in lint.splitlines()[1:]]
     assert "$(VENV)/bin/actionlint" in commands
-    assert "$(SCAN_VENV)/bin/zizmor --offline --quiet .github/workflows" in commands
+    assert "$(SCAN_VENV)/bin/zizmor --offline --quiet ." in commands
     assert "$(SCAN_VENV)/bin/python .ci/checkov_scan.py" in commands
     assert "$(SCAN_VENV)/.installed" in lint.splitlines()[0]
