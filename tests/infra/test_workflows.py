@@ -271,9 +271,12 @@ def test_every_preview_and_deploy_runs_the_policy_pack_from_its_own_virtualenv()
         job = jobs[name]
         (step,) = steps_using(job, "pulumi/actions")
         assert step["with"]["policyPacks"] == "policy"
+        # The stack's pack config: dev may be public, prod is production; unconfigured, the pack is strict.
+        stack = DEPLOYS.get(name, "${{ matrix.stack }}")
+        assert step["with"]["policyPackConfigs"] == f"policy/config/{stack}.json"
         assert "continue-on-error" not in step  # a mandatory violation fails the job
         (install,) = [i for i, s in enumerate(job["steps"]) if "policy/requirements.txt" in s.get("run", "")]
-        assert "python -m venv policy/venv" in job["steps"][install]["run"]
+        assert "python -m venv policy/.venv" in job["steps"][install]["run"]
         assert install < step_index(job, "pulumi/actions")
 
 
@@ -283,8 +286,10 @@ def test_the_policy_virtualenv_is_where_the_pack_says() -> None:
         pytest.skip("policy/PulumiPolicy.yaml comes with the policy pack")
     runtime = yaml.safe_load(pack.read_text())["runtime"]
     assert runtime["name"] == "python"
-    assert runtime["options"]["virtualenv"] == "venv"
+    assert runtime["options"]["virtualenv"] == ".venv"  # policy/.venv, where the workflow installs it
     assert (REPO_ROOT / "policy" / "requirements.txt").exists()
+    for stack in ("dev", "prod"):
+        assert (REPO_ROOT / "policy" / "config" / f"{stack}.json").exists(), stack
 
 
 # --- provenance of the deployed image (issue 17) --------------------------------------------------
