@@ -469,3 +469,37 @@ def test_make_lint_runs_both_scanners_beside_actionlint() -> None:
     assert "$(SCAN_VENV)/bin/zizmor --offline --quiet ." in commands
     assert "$(SCAN_VENV)/bin/python .ci/checkov_scan.py" in commands
     assert "$(SCAN_VENV)/.installed" in lint.splitlines()[0]
+
+
+# --- docs/ci-cd.md says what the workflows need ---------------------------------------------------
+
+
+DOCS = REPO_ROOT / "docs" / "ci-cd.md"
+
+
+def test_the_docs_list_every_repository_variable_the_workflows_read_and_no_other() -> None:
+    used = {
+        match
+        for path in sorted(WORKFLOWS.glob("*.yml"))
+        for match in re.findall(r"vars\.(\w+)", path.read_text())
+    }
+    rows = re.findall(r"^\| `(\w+)`(?:, `(_\w+)`)? \|", DOCS.read_text(), re.MULTILINE)
+    documented = {name for name, _ in rows} | {
+        name[: name.rfind("_")] + suffix for name, suffix in rows if suffix
+    }
+    assert used == documented
+    assert "secrets." not in "".join(path.read_text() for path in WORKFLOWS.glob("*.yml")).replace(
+        "secrets.GITHUB_TOKEN", ""
+    )
+
+
+def test_the_docs_table_of_pins_matches_the_workflows() -> None:
+    pinned = {
+        (match["action"], match["version"], match["sha"])
+        for _, line in uses_lines()
+        if (match := PINNED.fullmatch(line))
+    }
+    table = set(
+        re.findall(r"^\| `([\w./-]+)` \| (v[\d.]+) \| `([0-9a-f]{40})` \|$", DOCS.read_text(), re.MULTILINE)
+    )
+    assert table == pinned
