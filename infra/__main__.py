@@ -1,23 +1,30 @@
-"""The Pulumi program: validate the stack's config, declare the service and its CI identity, export."""
+"""The Pulumi program: validate the config, declare the service, its observability and CI identity, export."""
 
+import os
 from pathlib import Path
 
 import pulumi
-from catalog_infra import ci_identity, grpc_service
+from catalog_infra import ci_identity, grpc_service, observability
 from catalog_infra.apis import ProjectApis
-from catalog_infra.config import load
+from catalog_infra.config import load, load_observability
 
-# Pulumi runs this program from infra/; the Docker context is the repository root, found from this file.
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The Docker context is the repository root, found from this file and passed relative to the working
+# directory (infra/, where Pulumi runs the program and its providers): the same in every checkout.
+REPO_ROOT = Path(os.path.relpath(Path(__file__).resolve().parent.parent))
 # The name the server marks SERVING once its catalog is loaded: what the startup probe waits for.
 HEALTH_SERVICE = "catalog.ProductCatalog"
+# The catalog's unary methods: the latency SLO's (SearchProducts streams, and its duration is the stream's).
+UNARY_METHODS = ("/catalog.ProductCatalog/GetProduct", "/catalog.ProductCatalog/ListProducts")
 
 config = load()
+objectives = load_observability(config)
 
 apis = ProjectApis(
     "apis",
     project=config.project,
-    apis=grpc_service.REQUIRED_APIS + (ci_identity.REQUIRED_APIS if config.github_repository else ()),
+    apis=grpc_service.REQUIRED_APIS
+    + observability.REQUIRED_APIS
+    + (ci_identity.REQUIRED_APIS if config.github_repository else ()),
 )
 
 service = grpc_service.GrpcService(
@@ -41,6 +48,7 @@ service = grpc_service.GrpcService(
         deletion_protection=config.deletion_protection,
         allow_unauthenticated=config.allow_unauthenticated,
         invokers=config.invokers,
+        invoker_iam_disabled=config.invoker_iam_disabled,
         env={
             "ENABLE_REFLECTION": "true" if config.reflection else "false",
             "LOG_LEVEL": config.log_level,
@@ -57,12 +65,36 @@ pulumi.export("serviceName", service.service_name)
 pulumi.export("serviceAccount", service.service_account_email)
 pulumi.export("region", service.region)
 
+observed = observability.Observability(
+    "observability",
+    observability.ObservabilityArgs(
+        project=config.project,
+        service_name=config.service_name,
+        unary_methods=UNARY_METHODS,
+        availability_goal=objectives.availability_goal,
+        latency_goal=objectives.latency_goal,
+        latency_threshold_ms=objectives.latency_threshold_ms,
+        slo_window_days=objectives.slo_window_days,
+        min_instances=config.min_instances,
+        alert_emails=objectives.alert_emails,
+        notification_channels=objectives.alert_channels,
+        depends_on=[apis],
+    ),
+)
+pulumi.export("dashboardUrl", observed.dashboard_url)
+# What the release gate reads: the call counter's metric type (see docs/observability.md, "Release gate").
+pulumi.export("callsMetric", observed.calls_metric)
+pulumi.export("latencyMetric", observed.latency_metric)
+
 if config.github_repository:
     ci = ci_identity.CiIdentity(
         "ci",
         ci_identity.CiIdentityArgs(
             project=config.project,
             github_repository=config.github_repository,
+            github_repository_id=config.github_repository_id,
+            github_repository_owner_id=config.github_repository_owner_id,
+            deploy_environment=config.deploy_environment,
             pool_id=f"github-{config.ci_pool_suffix}",
             deployer_account_id=f"{config.service_name}-deployer",
             previewer_account_id=f"{config.service_name}-preview",
