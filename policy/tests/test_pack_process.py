@@ -104,9 +104,13 @@ def test_the_engine_gets_violations_and_preview_notes(analyzer: Any) -> None:
 
 
 def test_dev_config_reaches_the_pack(analyzer: Any) -> None:
-    invoker = next(
-        r for r in resources("dev") if r["type"] == "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
-    )
+    member_type = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
+    invoker = {
+        "type": member_type,
+        "name": "catalog-invoker-allUsers",
+        "urn": f"urn:pulumi:dev::catalog-grpc::{member_type}::catalog-invoker-allUsers",
+        "props": {"name": "catalog-grpc", "role": "roles/run.invoker", "member": "allUsers"},
+    }
     configure(analyzer, pack_config("prod"))
     assert [d.policyName for d in analyze(analyzer, invoker)] == ["cloudrun-private"]
     configure(analyzer, pack_config("dev"))
