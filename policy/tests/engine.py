@@ -12,7 +12,7 @@ import copy
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -147,11 +147,6 @@ def violations(diagnostics: Iterable[Diagnostic], level: EnforcementLevel | None
     return [d for d in diagnostics if not d.unknown and (level is None or d.level == level)]
 
 
-def one(found: list[Resource], type_: str, name_contains: str = "") -> Resource:
-    """The only resource of a type (whose name contains a fragment), to change in a test."""
-    matches = [r for r in found if r["type"] == type_ and name_contains in r["name"]]
-    assert len(matches) == 1, [r["name"] for r in matches]
-    return matches[0]
-
-
-Mutation = Callable[[list[Resource]], None]
+def first(found: list[Resource], type_: str) -> Resource:
+    """The first resource of a type, to change in a test (a program may declare several, one per region)."""
+    return next(r for r in found if r["type"] == type_)

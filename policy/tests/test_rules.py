@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from engine import BY_NAME, Resource, analyze, one, pack_config, resources, violations
+from engine import BY_NAME, Resource, analyze, first, pack_config, resources, violations
 from pulumi_policy import EnforcementLevel
 
 SERVICE = "gcp:cloudrunv2/service:Service"
@@ -33,7 +33,7 @@ def new(found: list[Resource], type_: str, name: str, props: dict[str, Any]) -> 
 
 
 def service(found: list[Resource]) -> dict[str, Any]:
-    props: dict[str, Any] = one(found, SERVICE)["props"]
+    props: dict[str, Any] = first(found, SERVICE)["props"]
     return props
 
 
@@ -114,7 +114,7 @@ def _public_invoker(found: list[Resource]) -> None:
 def _project_role(role: str) -> Callable[[list[Resource]], None]:
     def change(found: list[Resource]) -> None:
         # Any project grant will do: the CI identity's are the program's own.
-        next(r for r in found if r["type"] == PROJECT_IAM)["props"]["role"] = role
+        first(found, PROJECT_IAM)["props"]["role"] = role
 
     return change
 
@@ -131,7 +131,7 @@ def _owner_in_policy(found: list[Resource]) -> None:
 
 def _condition(condition: str | None) -> Callable[[list[Resource]], None]:
     def change(found: list[Resource]) -> None:
-        props = one(found, PROVIDER)["props"]
+        props = first(found, PROVIDER)["props"]
         if condition is None:
             del props["attributeCondition"]
         else:
@@ -143,7 +143,7 @@ def _condition(condition: str | None) -> Callable[[list[Resource]], None]:
 def _bucket(key: str, value: Any) -> Callable[[list[Resource]], None]:
     def change(found: list[Resource]) -> None:
         compliant_bucket(found)
-        one(found, BUCKET)["props"][key] = value
+        first(found, BUCKET)["props"][key] = value
 
     return change
 
@@ -295,13 +295,13 @@ CASES = [
     Case(
         "no-cleanup",
         "artifact-registry-cleanup",
-        _drop(lambda f: one(f, REPOSITORY)["props"], "cleanupPolicies"),
+        _drop(lambda f: first(f, REPOSITORY)["props"], "cleanupPolicies"),
         "has no cleanupPolicies",
     ),
     Case(
         "cleanup-dry-run",
         "artifact-registry-cleanup",
-        _set(lambda f: one(f, REPOSITORY)["props"], "cleanupPolicyDryRun", True),
+        _set(lambda f: first(f, REPOSITORY)["props"], "cleanupPolicyDryRun", True),
         "cleanupPolicyDryRun is true",
     ),
     Case(
