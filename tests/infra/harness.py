@@ -235,6 +235,7 @@ def run_program(
     monitor: RecordingMonitor | None = None,
     program: Callable[[], object] | None = None,
     root: Path = REPO_ROOT,
+    *,
     preview: bool = False,
 ) -> Deployment:
     """Run the program of the project at `root` (infra/ here) as `pulumi up` (or preview) would, under mocks.
