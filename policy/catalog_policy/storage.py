@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
 
-from .props import get, text
+from .props import PUBLIC_MEMBERS, get, iam_grants, is_iam_resource, text
 from .rule import rule
 
 BUCKET = "gcp:storage/bucket:Bucket"
@@ -23,6 +23,15 @@ def _uniform_access(args: ResourceValidationArgs) -> Iterator[str]:
 
 
 def _public_access_prevention(args: ResourceValidationArgs) -> Iterator[str]:
+    if args.resource_type.startswith("gcp:storage/bucketIAM") and is_iam_resource(args.resource_type):
+        # Enforced prevention makes such a grant fail at `pulumi up`: say so at preview instead.
+        for role, member in iam_grants(args.resource_type, args.props):
+            if member in PUBLIC_MEMBERS:
+                yield (
+                    f"grants {role} to {member} on a bucket; grant it to the identities that read the bucket "
+                    "(public access prevention refuses public grants)."
+                )
+        return
     if args.resource_type != BUCKET:
         return
     prevention = text(get(args.props, "publicAccessPrevention"))
@@ -41,7 +50,7 @@ POLICIES = [
     ),
     ResourceValidationPolicy(
         name="storage-public-access-prevention",
-        description="Cloud Storage buckets enforce public access prevention.",
+        description="Cloud Storage buckets enforce public access prevention and have no public grants.",
         validate=rule(_public_access_prevention),
     ),
 ]

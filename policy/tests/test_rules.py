@@ -97,6 +97,18 @@ def _public_repository(found: list[Resource]) -> None:
     )
 
 
+def _public_bucket_reader(found: list[Resource]) -> None:
+    compliant_bucket(found)
+    props = {"bucket": "catalog-data", "role": "roles/storage.objectViewer", "member": "allUsers"}
+    new(found, "gcp:storage/bucketIAMMember:BucketIAMMember", "catalog-data-public", props)
+
+
+def _public_pull_binding(found: list[Resource]) -> None:
+    members = ["serviceAccount:ci@p.iam.gserviceaccount.com", "allAuthenticatedUsers"]
+    props = {"repository": "catalog-grpc", "role": "roles/artifactregistry.reader", "members": members}
+    new(found, "gcp:artifactregistry/repositoryIamBinding:RepositoryIamBinding", "catalog-pullers", props)
+
+
 def _public_invoker(found: list[Resource]) -> None:
     new(
         found,
@@ -309,6 +321,18 @@ CASES = [
         "artifact-registry-private",
         _public_repository,
         "grants roles/artifactregistry.reader to allUsers",
+    ),
+    Case(
+        "public-pull-binding",
+        "artifact-registry-private",
+        _public_pull_binding,
+        "grants roles/artifactregistry.reader to allAuthenticatedUsers",
+    ),
+    Case(
+        "public-bucket-reader",
+        "storage-public-access-prevention",
+        _public_bucket_reader,
+        "grants roles/storage.objectViewer to allUsers on a bucket",
     ),
     Case(
         "key",
