@@ -77,9 +77,9 @@ services = [service] + [
     for region in config.regions[1:]
 ]
 
-pulumi.export("url", service.url)
-if config.domain:
-    door = front_door.FrontDoor(
+# With a domain, one global load balancer in front of every region.
+door = (
+    front_door.FrontDoor(
         "front-door",
         front_door.FrontDoorArgs(
             project=config.project,
@@ -92,12 +92,16 @@ if config.domain:
             depends_on=[apis],
         ),
     )
-    pulumi.export("target", door.target)
+    if config.domain
+    else None
+)
+
+pulumi.export("url", service.url)
+pulumi.export("target", door.target if door else service.target)
+if door:
     pulumi.export("audience", door.audience)
     pulumi.export("address", door.address)
     pulumi.export("certificate", door.certificate)
-else:
-    pulumi.export("target", service.target)
 pulumi.export("image", service.image)
 pulumi.export("serviceName", service.service_name)
 pulumi.export("serviceAccount", service.service_account_email)
