@@ -1,10 +1,12 @@
-"""The Pulumi program: validate the config, declare the service, its observability and CI identity, export."""
+"""The Pulumi program: validate the config, declare the services, their front door, observability and CI
+identity, export."""
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pulumi
-from catalog_infra import ci_identity, grpc_service, observability
+from catalog_infra import ci_identity, container_image, front_door, grpc_service, observability
 from catalog_infra.apis import ProjectApis
 from catalog_infra.config import load, load_observability
 
@@ -24,7 +26,25 @@ apis = ProjectApis(
     project=config.project,
     apis=grpc_service.REQUIRED_APIS
     + observability.REQUIRED_APIS
+    + container_image.REQUIRED_APIS
+    + (front_door.REQUIRED_APIS if config.domain else ())
     + (ci_identity.REQUIRED_APIS if config.github_repository else ()),
+)
+
+# One repository and one build in the home region (gcp:region): Cloud Run pulls across regions.
+image = container_image.ContainerImage(
+    "catalog",
+    container_image.ContainerImageArgs(
+        project=config.project,
+        region=config.region,
+        repository_id=config.service_name,
+        image=config.image
+        or container_image.ImageBuild(
+            context=REPO_ROOT, dockerfile=REPO_ROOT / "Dockerfile", tag=pulumi.get_stack()
+        ),
+        keep_images=config.keep_images,
+        depends_on=[apis],
+    ),
 )
 
 service = grpc_service.GrpcService(
@@ -33,10 +53,7 @@ service = grpc_service.GrpcService(
         project=config.project,
         region=config.region,
         service_name=config.service_name,
-        image=config.image
-        or grpc_service.ImageBuild(
-            context=REPO_ROOT, dockerfile=REPO_ROOT / "Dockerfile", tag=pulumi.get_stack()
-        ),
+        image=image.image,
         health_service=HEALTH_SERVICE,
         min_instances=config.min_instances,
         max_instances=config.max_instances,
@@ -53,17 +70,49 @@ service = grpc_service.GrpcService(
             "ENABLE_REFLECTION": "true" if config.reflection else "false",
             "LOG_LEVEL": config.log_level,
         },
-        keep_images=config.keep_images,
+        custom_audiences=(f"https://{config.domain}",) if config.domain else (),
         depends_on=[apis],
     ),
 )
+# The other regions: the same image and settings, run as the same account; their names carry the region.
+services = [service] + [
+    grpc_service.GrpcService(
+        f"catalog-{region}", dataclasses.replace(service.args, region=region, service_account=service.account)
+    )
+    for region in config.regions[1:]
+]
+
+# With a domain, one global load balancer in front of every region.
+door = (
+    front_door.FrontDoor(
+        "front-door",
+        front_door.FrontDoorArgs(
+            project=config.project,
+            domain=config.domain,
+            services={regional.region: regional.service_name for regional in services},
+            rate_limit_requests=config.rate_limit_requests,
+            rate_limit_interval_seconds=config.rate_limit_interval_seconds,
+            ban_duration_seconds=config.ban_duration_seconds,
+            denied_ip_ranges=config.denied_ip_ranges,
+            depends_on=[apis],
+        ),
+    )
+    if config.domain
+    else None
+)
 
 pulumi.export("url", service.url)
-pulumi.export("target", service.target)
+pulumi.export("target", door.target if door else service.target)
+if door:
+    pulumi.export("audience", door.audience)
+    pulumi.export("address", door.address)
+    pulumi.export("certificate", door.certificate)
 pulumi.export("image", service.image)
 pulumi.export("serviceName", service.service_name)
 pulumi.export("serviceAccount", service.service_account_email)
 pulumi.export("region", service.region)
+pulumi.export("regions", [regional.region for regional in services])
+pulumi.export("urls", {regional.region: regional.url for regional in services})
 
 observed = observability.Observability(
     "observability",

@@ -49,6 +49,16 @@ SLO = "gcp:monitoring/slo:Slo"
 ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
 NOTIFICATION_CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
 DASHBOARD_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
+BACKEND = "gcp:compute/backendService:BackendService"
+URL_MAP = "gcp:compute/uRLMap:URLMap"
+CERTIFICATE = "gcp:compute/managedSslCertificate:ManagedSslCertificate"
+HTTPS_PROXY = "gcp:compute/targetHttpsProxy:TargetHttpsProxy"
+GLOBAL_ADDRESS = "gcp:compute/globalAddress:GlobalAddress"
+FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+SECURITY_POLICY = "gcp:compute/securityPolicy:SecurityPolicy"
+# What the mocks give a global address, as Google would reserve one.
+ADDRESS = "203.0.113.7"
 # How a secret value arrives in a mock's inputs: {SECRET_SIG: SECRET_MARKER, "value": ...}.
 SECRET_SIG = rpc._special_sig_key
 SECRET_MARKER = rpc._special_secret_sig
@@ -94,6 +104,11 @@ class Mocks(pulumi.runtime.Mocks):
         elif args.typ == DASHBOARD:
             # The provider's id is the dashboard's name: projects/NUMBER/dashboards/ID.
             return f"projects/{POOL_NUMBER}/dashboards/{DASHBOARD_ID}", state
+        elif args.typ == GLOBAL_ADDRESS:
+            state["address"] = ADDRESS
+        elif args.typ.startswith("gcp:compute/") and "name" not in state:
+            # A compute resource declared without a name gets one generated, as Pulumi's auto-naming does.
+            state["name"] = f"{args.name}-1a2b3c4"
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -109,7 +124,11 @@ class Mocks(pulumi.runtime.Mocks):
 
 @dataclass(frozen=True)
 class Declared:
-    """One resource the program declared: its type, name, inputs as sent, parent and explicit dependencies."""
+    """One resource the program declared: its type, name, inputs as sent, parent and explicit dependencies.
+
+    `id` is what the mocks gave it (what other resources' inputs refer to it by); `aliases` are the URNs it
+    claims to have had before (`aliases=` in its options).
+    """
 
     urn: str
     type: str
@@ -117,6 +136,8 @@ class Declared:
     inputs: dict[str, Any]
     parent: str
     dependencies: tuple[str, ...]
+    id: str = ""
+    aliases: tuple[str, ...] = ()
 
 
 class RecordingMonitor(MockMonitor):
@@ -138,9 +159,23 @@ class RecordingMonitor(MockMonitor):
                     inputs=self.resources[urn].state if request.custom else {},
                     parent=request.parent,
                     dependencies=tuple(request.dependencies),
+                    id=getattr(response, "id", ""),
+                    aliases=self._alias_urns(request),
                 )
             )
         return response
+
+    def _alias_urns(self, request: Any) -> tuple[str, ...]:
+        """The URNs of a registration's aliases, resolved as the engine does for an alias spec."""
+        urns = []
+        for alias in request.aliases:
+            if alias.urn:
+                urns.append(alias.urn)
+                continue
+            spec = alias.spec
+            parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+            urns.append(self.make_urn(parent, spec.type or request.type, spec.name or request.name))
+        return tuple(urns)
 
 
 @dataclass
