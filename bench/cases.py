@@ -9,11 +9,11 @@ from typing import Any
 from google.protobuf.message import Message
 
 from bench.servers import OURS, SEED, ServerKind
-from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 
 Stub = catalog_pb2_grpc.ProductCatalogStub
-SERVICE = "/catalog.ProductCatalog/"
+SERVICE = f"/{SERVICE_NAME}/"
 CALL_TIMEOUT = 30
 
 PAGE_SIZE = 20
@@ -51,10 +51,14 @@ class Case:
 
 
 def reference_search(products: Sequence[Product], query: str, limit: int) -> list[Product]:
-    """The seed's search: lower-cased substring of name or description, catalog order, first `limit`."""
+    """The seed's search, as plainly as possible: the reference the benchmark and the tests check against.
+
+    Lower-cased query in the lower-cased name or description, catalog order, the first `limit` (none if
+    `limit` is not positive).
+    """
     needle = query.lower()
     found = [p for p in products if needle in p.name.lower() or needle in p.description.lower()]
-    return found[:limit]
+    return found[: max(limit, 0)]
 
 
 def build(name: str, products: Sequence[Product], kind: ServerKind, stub: Stub) -> Case:

@@ -17,9 +17,9 @@ from bench.catalog import generate, generate_products, write_catalog
 from bench.servers import OURS, SEED
 from catalog import catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
+from service.catalog_file import load_catalog
 from service.config import Settings
-from service.server import run_server
-from service.store import load_catalog
+from tests.servers import in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNT = 3000  # enough for 100 matches of the common word
@@ -69,7 +69,7 @@ def catalog_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def our_stub(catalog_file: Path) -> Iterator[cases.Stub]:
     with (
-        run_server(Settings(port=0), load_catalog(catalog_file)) as server,
+        in_process(Settings(port=0), load_catalog(catalog_file)) as server,
         grpc.insecure_channel(f"localhost:{server.port}") as channel,
     ):
         yield catalog_pb2_grpc.ProductCatalogStub(channel)

@@ -11,7 +11,8 @@ import pytest
 from google.protobuf import json_format
 
 from catalog.catalog_pb2 import ListProductsResponse, Product
-from service.store import CatalogError, CatalogStore, load_catalog
+from service.catalog_file import CatalogError, load_catalog
+from service.store import CatalogStore
 from tests.service.helpers import make_products, write_catalog
 
 GOOD = {
