@@ -12,7 +12,7 @@ PORT ?= 8080
 
 .PHONY: help
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements-server.txt requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ lint: setup ## ruff, mypy, buf, hadolint, actionlint.
 .PHONY: test
 test: lint ## Lint, then the whole test suite.
 	$(PY) -m pytest
+
+.PHONY: test-fast
+test-fast: $(VENV)/.installed ## The inner loop: the tests without the image build and 100k-product catalogs.
+	$(PY) -m pytest -m "not slow" -q
 
 .PHONY: bench
 bench: $(VENV)/.installed ## Benchmark a 100k-product catalog against the seed's server (needs h2load).

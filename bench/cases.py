@@ -23,16 +23,33 @@ SEARCH_ABSENT_SHORT = "qx"  # two letters that never occur together in the gener
 SEARCH_ABSENT_WORDS = "bamboo toaster"  # two words of the vocabulary that never occur side by side
 SEARCH_COMMON = "wireless"
 
-# name: what it measures (the README and --help show these)
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """What a case measures, and the throughput it must reach, as a ratio of ours to the seed's."""
+
+    description: str
+    target: float
+    # Beyond the issue's list: measured against its ratio, but reported apart and never a failure. The seed
+    # answers an unfiltered page with one C-level slice (about 1 ms at 100k products): 20x of that is more
+    # calls per second than gRPC in Python serves on this machine for any call, GetProduct included.
+    extra: bool = False
+
+
+# Every case: the one table the benchmark's report, targets, exit status and --help read.
 CASES = {
-    "get": "GetProduct by id",
-    "list-category": f"ListProducts, first page of {PAGE_SIZE} in category {CATEGORY!r}",
-    "list-deep": f"ListProducts, a page of {PAGE_SIZE} at 90% of category {CATEGORY!r} via a page token",
-    "list-deep-all": f"ListProducts, a page of {PAGE_SIZE} at 90% of the whole catalog via a page token",
-    "search-none": f"SearchProducts {SEARCH_ABSENT!r}: no match",
-    "search-none-short": f"SearchProducts {SEARCH_ABSENT_SHORT!r}: no match, 2 characters",
-    "search-none-words": f"SearchProducts {SEARCH_ABSENT_WORDS!r}: no match, both words common",
-    "search-100": f"SearchProducts {SEARCH_COMMON!r}, max_results=100: 100 matches",
+    "get": CaseSpec("GetProduct by id", 1.5),
+    "list-category": CaseSpec(f"ListProducts, first page of {PAGE_SIZE} in category {CATEGORY!r}", 20),
+    "list-deep": CaseSpec(
+        f"ListProducts, a page of {PAGE_SIZE} at 90% of category {CATEGORY!r} via a page token", 20
+    ),
+    "list-deep-all": CaseSpec(
+        f"ListProducts, a page of {PAGE_SIZE} at 90% of the whole catalog via a page token", 20, extra=True
+    ),
+    "search-none": CaseSpec(f"SearchProducts {SEARCH_ABSENT!r}: no match", 20),
+    "search-none-short": CaseSpec(f"SearchProducts {SEARCH_ABSENT_SHORT!r}: no match, 2 characters", 20),
+    "search-none-words": CaseSpec(f"SearchProducts {SEARCH_ABSENT_WORDS!r}: no match, both words common", 20),
+    "search-100": CaseSpec(f"SearchProducts {SEARCH_COMMON!r}, max_results=100: 100 matches", 1.5),
 }
 
 

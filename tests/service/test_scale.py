@@ -16,6 +16,8 @@ from service.catalog_file import load_catalog
 from service.config import Settings
 from tests.servers import in_process
 
+pytestmark = pytest.mark.slow
+
 COUNT = 100_000
 Stub = catalog_pb2_grpc.ProductCatalogStub
 
