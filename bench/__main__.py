@@ -241,7 +241,7 @@ def render_report(
             spec = cases.CASES[name]
             if ratio < spec.target:
                 below = extra_below if spec.extra else missed
-                below.append(f"{name} throughput {ratio:.1f}x < {spec.target:g}x")
+                below.append(f"{name} throughput {ratio:.2f}x < {spec.target:g}x")
             shown = f"({spec.target:g}x)" if spec.extra else f">={spec.target:g}x"
             row += (
                 f"{theirs.load.requests_per_second:9.0f} {theirs.load.p50_ms:7.1f} {theirs.load.p99_ms:7.1f} "
