@@ -100,3 +100,19 @@ def test_a_stopping_server_writes_its_last_access_lines(
     # No wait after the call: the server's stop wrote the line still waiting for its batch.
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"method"' in line]
     assert [(line["method"], line["code"]) for line in lines] == [(f"/{SERVICE_NAME}/GetProduct", "OK")]
+
+
+def test_a_closed_access_log_writes_each_line_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    access = AccessLog(logging.getLogger("service.access"))
+
+    async def write() -> list[str]:
+        access.write(logging.INFO, "/m/Pending", "OK", 1.0, peer="p", trace=None)
+        access.close()  # writes the pending line
+        written = [capsys.readouterr().out]
+        access.write(logging.WARNING, "/m/Late", "CANCELLED", 1.0, peer="p", trace=None)
+        written.append(capsys.readouterr().out)  # no batch timer: a stopped server's loop may not run it
+        return written
+
+    pending, late = asyncio.run(write())
+    assert json.loads(pending)["method"] == "/m/Pending"
+    assert json.loads(late)["method"] == "/m/Late"
