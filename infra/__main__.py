@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import pulumi
-from catalog_infra import ci_identity, container_image, front_door, grpc_service, observability
+from catalog_infra import catalog_data, ci_identity, container_image, front_door, grpc_service, observability
 from catalog_infra.apis import ProjectApis
 from catalog_infra.config import load, load_observability
 
@@ -19,6 +19,10 @@ UNARY_METHODS = ("/catalog.ProductCatalog/GetProduct", "/catalog.ProductCatalog/
 
 config = load()
 objectives = load_observability(config)
+# The catalog file, checked by the server's own loader (and against `memory`) before any resource.
+catalog = (
+    catalog_data.check_catalog(REPO_ROOT, config.catalog_file, config.memory) if config.catalog_file else None
+)
 
 apis = ProjectApis(
     "apis",
@@ -27,7 +31,8 @@ apis = ProjectApis(
     + observability.REQUIRED_APIS
     + container_image.REQUIRED_APIS
     + (front_door.REQUIRED_APIS if config.domain else ())
-    + (ci_identity.REQUIRED_APIS if config.github_repository else ()),
+    + (ci_identity.REQUIRED_APIS if config.github_repository else ())
+    + (catalog_data.REQUIRED_APIS if catalog else ()),
 )
 
 # One repository and one build in the home region (gcp:region): Cloud Run pulls across regions.
@@ -44,6 +49,24 @@ image = container_image.ContainerImage(
         keep_images=config.keep_images,
         depends_on=[apis],
     ),
+)
+
+# With a catalog file: one bucket in the home region, which every region's service mounts.
+data = (
+    catalog_data.CatalogData(
+        "catalog-data",
+        catalog_data.CatalogDataArgs(
+            project=config.project,
+            region=config.region,
+            bucket_name=f"{config.project}-{config.service_name}-catalogs",
+            catalog=catalog,
+            source=REPO_ROOT / catalog.path,
+            deletion_protection=config.deletion_protection,
+            depends_on=[apis],
+        ),
+    )
+    if catalog
+    else None
 )
 
 service = grpc_service.GrpcService(
@@ -70,13 +93,22 @@ service = grpc_service.GrpcService(
             "LOG_LEVEL": config.log_level,
         },
         custom_audiences=(f"https://{config.domain}",) if config.domain else (),
-        depends_on=[apis],
+        # A service starts reading its catalog at once: the object must be there.
+        depends_on=[apis, *([data] if data else [])],
+        catalog=data.mount if data else None,
     ),
 )
-# The other regions: the same image and settings, run as the same account; their names carry the region.
+# The other regions: the same image and settings, run as the same account (and its catalog grant); their
+# names carry the region.
 services = [service] + [
     grpc_service.GrpcService(
-        f"catalog-{region}", dataclasses.replace(service.args, region=region, service_account=service.account)
+        f"catalog-{region}",
+        dataclasses.replace(
+            service.args,
+            region=region,
+            service_account=service.account,
+            depends_on=[*service.args.depends_on, *service.catalog_readers],
+        ),
     )
     for region in config.regions[1:]
 ]
@@ -112,6 +144,9 @@ pulumi.export("serviceAccount", service.service_account_email)
 pulumi.export("region", service.region)
 pulumi.export("regions", [regional.region for regional in services])
 pulumi.export("urls", {regional.region: regional.url for regional in services})
+if data:
+    pulumi.export("catalogBucket", data.bucket_name)
+    pulumi.export("catalogObject", data.object_name)
 
 observed = observability.Observability(
     "observability",
@@ -147,6 +182,7 @@ if config.github_repository:
             deployer_account_id=f"{config.service_name}-deployer",
             previewer_account_id=f"{config.service_name}-preview",
             runtime_service_account=service.service_account_name,
+            catalog_bucket=data.bucket_name if data else None,
             depends_on=[apis],
         ),
     )

@@ -1,6 +1,7 @@
 """Entry point: read the environment, then serve (service.server.serve) until SIGTERM or SIGINT.
 
-Exit codes: 0 after a graceful shutdown, 1 when the environment or the catalog is invalid (nothing served).
+Exit codes: 0 after a graceful shutdown, 1 when the environment or the catalog is invalid, or the catalog
+cannot be read within CATALOG_READ_TIMEOUT_SECONDS (nothing served).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 
 import uvloop
 
+from service.catalog_file import CatalogUnreadableError
 from service.config import ConfigError, Settings
 from service.logs import configure_logging
 from service.server import serve
@@ -31,6 +33,9 @@ def main() -> int:
     try:
         # uvloop: the loop's own work per call (callbacks, futures, polling) is in C, not Python.
         uvloop.run(serve(settings))
+    except CatalogUnreadableError as error:
+        _log.critical("cannot read the catalog, not serving: %s", error)
+        return 1
     except CatalogError as error:
         _log.critical("invalid catalog, not serving: %s", error)
         return 1

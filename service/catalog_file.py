@@ -18,29 +18,48 @@ from typing import Any
 from catalog.catalog_pb2 import Product
 from service.store import CatalogError, CatalogStore, Indexing, gc_paused, where
 
-__all__ = ["EMBEDDED_CATALOG", "CatalogError", "load_catalog", "parse_catalog"]
+__all__ = ["EMBEDDED_CATALOG", "CatalogError", "CatalogUnreadableError", "load_catalog", "parse_catalog"]
 
 # Found beside this file rather than through importlib.resources, which costs 5% of start-up to import.
 EMBEDDED_CATALOG = os.path.join(os.path.dirname(__file__), "data", "products.json")
 
 
+class CatalogUnreadableError(CatalogError):
+    """The file could not be read whole: missing, unreadable, or not the bytes CATALOG_SHA256 names.
+
+    Unlike any other CatalogError, it may pass: a file on a Cloud Storage mount can be missing or fail
+    to read for a moment while the mount starts (service.server retries these for a bounded time).
+    """
+
+
 def load_catalog(
-    path: str | os.PathLike[str] | None = None, *, search_index: Indexing = "background"
+    path: str | os.PathLike[str] | None = None,
+    *,
+    search_index: Indexing = "background",
+    expected_sha256: str | None = None,
 ) -> CatalogStore:
     """Read and validate a catalog file; None loads the embedded one. Raises CatalogError.
 
     The store is ready for every call when this returns; by default its search index follows on a thread
     (within a second at 100k products), and searches scan until then, with the same answers.
+    `expected_sha256` (hex) refuses, as CatalogUnreadableError, bytes with another digest: a read cut short,
+    or a file other than the one deployed, is never parsed, let alone served.
     """
     source = f"embedded catalog {EMBEDDED_CATALOG}" if path is None else os.fspath(path)
     try:
         with open(EMBEDDED_CATALOG if path is None else path, "rb") as file:
             data = file.read()
     except OSError as error:
-        raise CatalogError(f"{source}: cannot read: {error}") from None
+        raise CatalogUnreadableError(f"{source}: cannot read: {error}") from None
+    digest = hashlib.sha256(data).digest()
+    if expected_sha256 is not None and digest.hex() != expected_sha256:
+        raise CatalogUnreadableError(
+            f"{source}: read {len(data)} bytes with SHA-256 {digest.hex()}, expected {expected_sha256} "
+            "(CATALOG_SHA256): the read was cut short, or this is not the file that was deployed"
+        )
     owned = [data]
     del data
-    return _parse(owned, source, search_index)
+    return _parse(owned, source, search_index, digest)
 
 
 def parse_catalog(data: bytes, source: str, *, search_index: Indexing = "background") -> CatalogStore:
@@ -48,7 +67,9 @@ def parse_catalog(data: bytes, source: str, *, search_index: Indexing = "backgro
     return _parse([data], source, search_index)
 
 
-def _parse(owned: list[bytes], source: str, search_index: Indexing) -> CatalogStore:
+def _parse(
+    owned: list[bytes], source: str, search_index: Indexing, digest: bytes | None = None
+) -> CatalogStore:
     """Parse the bytes in `owned`, a list it empties so that it holds their only reference.
 
     The file's bytes, its text and its parsed form are the peak of start-up memory: each is dropped as
@@ -61,7 +82,7 @@ def _parse(owned: list[bytes], source: str, search_index: Indexing) -> CatalogSt
         raise CatalogError(f"{source}: cannot read: {error}") from None
     # The file's digest, not the products': every instance of a revision reads the same file, and hashing
     # its bytes takes 12 ms at 100k products where serializing each product took 70.
-    fingerprint = hashlib.sha256(data).digest()
+    fingerprint = hashlib.sha256(data).digest() if digest is None else digest
     del data
     with gc_paused():
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,6 +18,10 @@ _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 MAX_CONCURRENCY = 1000
 # Cloud Run sends SIGKILL 10 s after SIGTERM: a longer grace would be cut short.
 MAX_SHUTDOWN_GRACE_SECONDS = 9.0
+# How long the server may keep retrying an unreadable catalog file: at most a Cloud Run startup probe's
+# longest window (failure threshold x period <= 240 s). The Pulumi program sets less than its own probe's.
+MAX_CATALOG_READ_TIMEOUT_SECONDS = 240.0
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ConfigError(ValueError):
@@ -34,6 +39,11 @@ class Settings:
     shutdown_grace_seconds: float = 8.0
     log_level: str = "INFO"
     project_id: str | None = None
+    # The file's expected digest (hex): other bytes are an incomplete read, retried, never served.
+    catalog_sha256: str | None = None
+    # How long to keep retrying a catalog file that cannot be read (a Cloud Storage mount warming up);
+    # 0 reads once.
+    catalog_read_timeout_seconds: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -52,6 +62,13 @@ class Settings:
             ),
             log_level=_read(env, "LOG_LEVEL", defaults.log_level, _parse_log_level),
             project_id=env.get("GOOGLE_CLOUD_PROJECT", "").strip() or None,
+            catalog_sha256=_read(env, "CATALOG_SHA256", defaults.catalog_sha256, _parse_sha256),
+            catalog_read_timeout_seconds=_read(
+                env,
+                "CATALOG_READ_TIMEOUT_SECONDS",
+                defaults.catalog_read_timeout_seconds,
+                _parse_read_timeout,
+            ),
         )
 
     @property
@@ -105,6 +122,28 @@ def _parse_grace(raw: str) -> float:
     if not (math.isfinite(value) and 0 <= value <= MAX_SHUTDOWN_GRACE_SECONDS):
         raise ValueError(allowed)
     return value
+
+
+def _parse_seconds(raw: str, high: float, why: str = "") -> float:
+    allowed = f"expected seconds from 0 to {high:g}" + (f" ({why})" if why else "")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(allowed) from None
+    if not (math.isfinite(value) and 0 <= value <= high):
+        raise ValueError(allowed)
+    return value
+
+
+def _parse_read_timeout(raw: str) -> float:
+    return _parse_seconds(raw, MAX_CATALOG_READ_TIMEOUT_SECONDS, "a startup probe's longest window")
+
+
+def _parse_sha256(raw: str) -> str:
+    digest = raw.lower()
+    if not _SHA256.fullmatch(digest):
+        raise ValueError("expected a SHA-256 digest: 64 hexadecimal digits")
+    return digest
 
 
 def _parse_log_level(raw: str) -> str:

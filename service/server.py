@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from catalog import HEALTH_NAMES, HEALTH_SERVICE_NAME, SERVICE_NAME, catalog_pb2_grpc
 from service.call_guard import CallGuard, GuardedHandlers
-from service.catalog_file import load_catalog
+from service.catalog_file import CatalogUnreadableError, load_catalog
 from service.config import Settings
 from service.logs import AccessLog
 from service.servicer import Catalog, CatalogServicer, LoadingServicer
@@ -28,6 +28,10 @@ from service.servicer import Catalog, CatalogServicer, LoadingServicer
 # Calls beyond the catalog's limit, so health checks and reflection are served when it is full.
 SPARE_CALLS = 4
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Pauses between reads of a catalog file that cannot be read yet (CATALOG_READ_TIMEOUT_SECONDS bounds them
+# all): short at first, for a mount a moment from ready, then one read and one log line a second.
+FIRST_RETRY_SECONDS = 0.1
+MAX_RETRY_SECONDS = 1.0
 
 _log = logging.getLogger(__name__)
 
@@ -45,12 +49,46 @@ async def serve(settings: Settings) -> None:
         try:
             # Listening already, with health NOT_SERVING, while the catalog loads (see CatalogServer). On a
             # thread, so the loop answers probes and signals meanwhile; the store is then only read.
-            store = await asyncio.to_thread(load_catalog, settings.catalog_path)
-            await server.serve_catalog(store)
+            store = await _load_catalog(server, settings)
+            if store is not None:
+                await server.serve_catalog(store)
             await server.wait_for_termination()
         finally:
             for signum in SIGNALS:
                 loop.remove_signal_handler(signum)
+
+
+async def _load_catalog(server: CatalogServer, settings: Settings) -> Catalog | None:
+    """The catalog, read on a thread; a file that cannot be read yet is read again until the timeout.
+
+    Only CatalogUnreadableError is retried (missing, failing to read, or not the bytes CATALOG_SHA256 names):
+    what a Cloud Storage mount does for a moment at start-up. A file read whole (its digest as expected)
+    that is invalid stays invalid, so it fails at once. None: a shutdown began while waiting.
+    """
+    loop = asyncio.get_running_loop()
+    timeout = settings.catalog_read_timeout_seconds
+    deadline = loop.time() + timeout
+    delay = FIRST_RETRY_SECONDS
+    reads = 0
+    while True:
+        reads += 1
+        try:
+            return await asyncio.to_thread(
+                load_catalog, settings.catalog_path, expected_sha256=settings.catalog_sha256
+            )
+        except CatalogUnreadableError as error:
+            left = deadline - loop.time()
+            if left <= 0:
+                if timeout == 0:
+                    raise
+                raise CatalogUnreadableError(
+                    f"{error} (still failing after {reads} reads in {timeout:g} s)"
+                ) from None
+            _log.warning("catalog not readable yet, NOT_SERVING; retrying for %.1f s more: %s", left, error)
+        await asyncio.sleep(min(delay, left))
+        delay = min(delay * 2, MAX_RETRY_SECONDS)
+        if server.shutting_down:
+            return None
 
 
 class CatalogServer:
@@ -92,6 +130,11 @@ class CatalogServer:
         for name in HEALTH_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         _log.info("serving %d products on port %d", len(store), self.port)
+
+    @property
+    def shutting_down(self) -> bool:
+        """Whether the shutdown has begun."""
+        return self._shutdown is not None
 
     def stop_on_signal(self, signum: int, grace_seconds: float) -> None:
         """The signal handler (run by the loop, as a callback): log the signal and begin the shutdown."""

@@ -81,6 +81,11 @@ class CatalogStore:
     def __len__(self) -> int:
         return len(self._products)
 
+    @property
+    def categories(self) -> list[str]:
+        """The catalog's category names, sorted (products without one have none)."""
+        return sorted(category for category in self._positions_by_category if category)
+
     def get(self, product_id: str) -> Product | None:
         """The product with this id, or None."""
         position = self._positions_by_id.get(product_id)

@@ -42,6 +42,8 @@ DEPLOYER_PROJECT_ROLES = (
 )
 # Deploying a revision that runs as the runtime service account needs actAs on that account alone.
 DEPLOYER_RUNTIME_ACCOUNT_ROLE = "roles/iam.serviceAccountUser"
+# Creating (and reading back) catalog objects in the catalog bucket alone.
+DEPLOYER_CATALOG_BUCKET_ROLE = "roles/storage.objectUser"
 # What `pulumi preview` needs: an access token (for the image build's registry login; a preview builds but
 # does not push) and reads of what it shows. It changes nothing, so a pull request from any branch may use it.
 # `pulumi preview --refresh` would also need to read IAM policies and the identity pool: not granted (see
@@ -68,6 +70,8 @@ class CiIdentityArgs:
     # The GitHub environment a deploy job must declare (its token's `environment` claim); None: any on main.
     deploy_environment: str | None = None
     depends_on: Sequence[pulumi.Resource] = ()
+    # The catalog bucket (catalog_data), whose objects a release uploads; None: no catalog file.
+    catalog_bucket: pulumi.Input[str] | None = None
 
 
 def attribute_condition(repository: str, repository_id: int, owner_id: int) -> str:
@@ -159,6 +163,16 @@ class CiIdentity(pulumi.ComponentResource):
             member=deployer.member,
             opts=child,
         )
+        if args.catalog_bucket is not None:
+            # A new catalog is a new object in the stack's bucket, so a release writes objects there; the
+            # bucket itself (and who reads it) changes with a human `pulumi up`, like the runtime account.
+            gcp.storage.BucketIAMMember(
+                f"{name}-deployer-catalog-objects",
+                bucket=args.catalog_bucket,
+                role=DEPLOYER_CATALOG_BUCKET_ROLE,
+                member=deployer.member,
+                opts=child,
+            )
         previewer = _ci_account(
             name,
             "previewer",

@@ -6,6 +6,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from pathlib import PurePosixPath
 
 import pulumi
 
@@ -157,6 +158,8 @@ class StackConfig:
     rate_limit_interval_seconds: int
     ban_duration_seconds: int
     denied_ip_ranges: tuple[str, ...]
+    # The catalog file to ship, relative to the repository root; None serves the image's embedded one.
+    catalog_file: str | None
 
 
 class _Reader:
@@ -440,6 +443,24 @@ def _check_ingress(read: _Reader, ingress: str, domain: str | None) -> str:
     return ingress
 
 
+def _check_catalog_file(read: _Reader, path: str) -> str | None:
+    """The catalog file's path, relative to the repository root and inside it; "" (the default) is None.
+
+    Only its form: the file itself is checked by the server's loader (catalog_data.check_catalog).
+    """
+    if path == "":
+        return None
+    parts = PurePosixPath(path).parts
+    if path.startswith("/") or "\\" in path or ".." in parts or path.endswith("/"):
+        raise ConfigError(
+            read.key("catalogFile"),
+            path,
+            "must be a file's path relative to the repository root, inside it, with / separators "
+            "(e.g. data/catalog.json)",
+        )
+    return str(PurePosixPath(path))
+
+
 def load() -> StackConfig:
     """Read the stack's config and validate it; raise ConfigError on the first invalid value."""
     gcp = _Reader(pulumi.Config("gcp"))
@@ -534,6 +555,7 @@ def load() -> StackConfig:
         rate_limit_interval_seconds=front_door.rate_limit_interval_seconds,
         ban_duration_seconds=front_door.ban_duration_seconds,
         denied_ip_ranges=front_door.denied_ip_ranges,
+        catalog_file=_check_catalog_file(read, read.text("catalogFile")),
     )
 
 

@@ -28,6 +28,32 @@ LIVENESS_PERIOD_SECONDS = 10
 LIVENESS_TIMEOUT_SECONDS = 2
 LIVENESS_FAILURE_THRESHOLD = 3
 
+# Where a catalog bucket is mounted, and how long the server retries a catalog it cannot read there yet
+# (a Cloud Storage FUSE mount can fail or lag for a moment at start-up): half the startup probe's window,
+# leaving the rest for parsing the catalog once read (4 s at 1M products: docs/catalog.md). Past it the
+# server exits 1 with the reason, before the probe gives up on it without one.
+CATALOG_MOUNT_PATH = "/mnt/catalog"
+CATALOG_VOLUME = "catalog"
+CATALOG_READ_TIMEOUT_SECONDS = STARTUP_PERIOD_SECONDS * STARTUP_FAILURE_THRESHOLD // 2
+
+
+@dataclass(frozen=True)
+class CatalogMount:
+    """A catalog file in a Cloud Storage bucket, for the service to mount read-only and serve.
+
+    `sha256` is the file's digest: the server refuses other bytes (CATALOG_SHA256), and it is part of the
+    revision's template, so a new catalog is a new revision.
+    """
+
+    bucket: pulumi.Input[str]
+    object_name: str
+    sha256: str
+
+    @property
+    def path(self) -> str:
+        """The file's path inside the container."""
+        return f"{CATALOG_MOUNT_PATH}/{self.object_name}"
+
 
 @dataclass(frozen=True)
 class GrpcServiceArgs:
@@ -66,6 +92,9 @@ class GrpcServiceArgs:
     cpu_idle: bool = True
     startup_cpu_boost: bool = True
     depends_on: Sequence[pulumi.Resource] = ()
+    # A catalog to serve from a bucket instead of the image's embedded one; the component grants its own
+    # runtime account read access to that bucket (an account shared from another region has it already).
+    catalog: CatalogMount | None = None
 
 
 def grpc_target(uri: str) -> str:
@@ -118,6 +147,44 @@ class GrpcService(pulumi.ComponentResource):
             "MAX_CONCURRENT_RPCS": str(args.concurrency),
             "GOOGLE_CLOUD_PROJECT": args.project,
         }
+        volumes: list[gcp.cloudrunv2.ServiceTemplateVolumeArgs] = []
+        volume_mounts: list[gcp.cloudrunv2.ServiceTemplateContainerVolumeMountArgs] = []
+        service_opts = child
+        self.catalog_readers: list[gcp.storage.BucketIAMMember] = []
+        if args.catalog is not None:
+            env |= {
+                "CATALOG_PATH": args.catalog.path,
+                "CATALOG_SHA256": args.catalog.sha256,
+                "CATALOG_READ_TIMEOUT_SECONDS": str(CATALOG_READ_TIMEOUT_SECONDS),
+            }
+            volumes.append(
+                gcp.cloudrunv2.ServiceTemplateVolumeArgs(
+                    name=CATALOG_VOLUME,
+                    gcs=gcp.cloudrunv2.ServiceTemplateVolumeGcsArgs(
+                        bucket=args.catalog.bucket, read_only=True
+                    ),
+                )
+            )
+            volume_mounts.append(
+                gcp.cloudrunv2.ServiceTemplateContainerVolumeMountArgs(
+                    name=CATALOG_VOLUME, mount_path=CATALOG_MOUNT_PATH
+                )
+            )
+            if args.service_account is None:
+                # Objects of this bucket only, and nothing in the project: the account still has no roles.
+                self.catalog_readers.append(
+                    gcp.storage.BucketIAMMember(
+                        f"{name}-catalog-reader",
+                        bucket=args.catalog.bucket,
+                        role="roles/storage.objectViewer",
+                        member=account.member,
+                        opts=child,
+                    )
+                )
+            # The first instance mounts the bucket as the account: the grant comes first.
+            service_opts = pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(depends_on=self.catalog_readers)
+            )
         service = gcp.cloudrunv2.Service(
             f"{name}-service",
             name=args.service_name,
@@ -135,6 +202,11 @@ class GrpcService(pulumi.ComponentResource):
                     min_instance_count=args.min_instances,
                     max_instance_count=args.max_instances,
                 ),
+                # Cloud Storage volumes are a network file system, which the second generation offers;
+                # set, not left to Cloud Run's choice, so the template says what runs. Only with a catalog:
+                # the first generation starts faster and allows less memory.
+                execution_environment="EXECUTION_ENVIRONMENT_GEN2" if args.catalog else None,
+                volumes=volumes or None,
                 containers=[
                     gcp.cloudrunv2.ServiceTemplateContainerArgs(
                         image=image,
@@ -146,6 +218,7 @@ class GrpcService(pulumi.ComponentResource):
                             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=key, value=value)
                             for key, value in sorted(env.items())
                         ],
+                        volume_mounts=volume_mounts or None,
                         resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
                             limits={"cpu": args.cpu, "memory": args.memory},
                             cpu_idle=args.cpu_idle,
@@ -171,7 +244,7 @@ class GrpcService(pulumi.ComponentResource):
                     )
                 ],
             ),
-            opts=child,
+            opts=service_opts,
         )
 
         members = (["allUsers"] if args.allow_unauthenticated else []) + list(args.invokers)

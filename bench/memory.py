@@ -1,0 +1,122 @@
+"""What a product costs in the running server: memory and time to SERVING at 10k, 100k and 1M products.
+
+    python -m bench.memory                      # 10,000, 100,000 and 1,000,000 products
+    python -m bench.memory --products 10000,50000
+
+Each size runs `python -m service` (as in production) on a generated catalog (bench.catalog) and reads
+/proc/PID/status: VmHWM, the peak (loading holds the file's bytes, its text and its parsed JSON at once),
+and VmRSS once the search index is built (what the server keeps). "Per product" subtracts the server's
+memory on the embedded five-product catalog. The last column is what `service.catalog.memory_needed`
+says the catalog needs, the figure the Pulumi program compares with the `memory` setting: it must
+stay above the measured peak, and the exit status is 3 when it does not (the model's constants are stale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.catalog import write_catalog
+from bench.servers import OURS, ServerProcess
+from service.catalog import memory_needed
+
+MIB = 2**20
+INDEX_READY = r"search index over \d+ products ready"
+EXIT_MODEL_TOO_LOW = 3
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One server start on one catalog."""
+
+    products: int
+    file_bytes: int
+    serving_s: float
+    index_ready_s: float
+    peak_bytes: int
+    steady_bytes: int
+
+
+def measure(catalog: Path | None, products: int, workdir: Path) -> Measurement:
+    """Start the server on `catalog` (None: the embedded one), wait for its index, read its memory."""
+    log = workdir / f"server-{products}.log"
+    with ServerProcess(OURS, catalog, log) as server:
+        serving = server.wait_serving(timeout=300)
+        index_ready = server.wait_for_log(INDEX_READY, timeout=300) if catalog is not None else serving
+        status = _status(server.process.pid)
+    return Measurement(
+        products=products,
+        file_bytes=catalog.stat().st_size if catalog is not None else 0,
+        serving_s=serving,
+        index_ready_s=index_ready,
+        peak_bytes=status["VmHWM"],
+        steady_bytes=status["VmRSS"],
+    )
+
+
+def _status(pid: int) -> dict[str, int]:
+    """VmHWM and VmRSS of a process, in bytes."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            found[key] = int(value.split()[0]) * 1024
+    return found
+
+
+def render(base: Measurement, rows: list[Measurement]) -> tuple[str, bool]:
+    """The table, and whether the model covers every measured peak."""
+    lines = [
+        f"baseline (embedded catalog): peak {base.peak_bytes / MIB:.0f} MiB, "
+        f"steady {base.steady_bytes / MIB:.0f} MiB, SERVING in {base.serving_s:.2f} s",
+        "",
+        "| products | file | SERVING | index ready | peak RSS | steady RSS | per product (steady) "
+        "| per product (peak) | model (memory_needed) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    covered = True
+    for row in rows:
+        model = memory_needed(row.products, row.file_bytes)
+        covered = covered and model >= row.peak_bytes
+        lines.append(
+            f"| {row.products:,} | {row.file_bytes / MIB:.1f} MiB | {row.serving_s:.2f} s "
+            f"| {row.index_ready_s:.2f} s | {row.peak_bytes / MIB:.0f} MiB "
+            f"| {row.steady_bytes / MIB:.0f} MiB "
+            f"| {(row.steady_bytes - base.steady_bytes) / row.products:.0f} B "
+            f"| {(row.peak_bytes - base.peak_bytes) / row.products:.0f} B "
+            f"| {model / MIB:.0f} MiB{'' if model >= row.peak_bytes else ' (below the peak!)'} |"
+        )
+    return "\n".join(lines), covered
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure each size and print the table; the exit status (see the module's docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n")[0])
+    parser.add_argument("--products", default="10000,100000,1000000", help="comma-separated sizes")
+    parser.add_argument("--workdir", help="where catalogs and logs go (default: a new temporary directory)")
+    args = parser.parse_args(argv)
+    try:
+        sizes = [int(size) for size in args.products.split(",")]
+    except ValueError:
+        parser.error("--products must be whole numbers separated by commas")
+    if any(size < 1 for size in sizes):
+        parser.error("--products must be at least 1")
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="catalog-memory-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = measure(None, 5, workdir)
+    rows = []
+    for size in sizes:
+        catalog = write_catalog(workdir / f"catalog-{size}.json", size)
+        print(f"measuring {size:,} products ({catalog.stat().st_size / MIB:.0f} MiB)", file=sys.stderr)
+        rows.append(measure(catalog, size, workdir))
+        catalog.unlink()
+    table, covered = render(base, rows)
+    print(table)
+    return 0 if covered else EXIT_MODEL_TOO_LOW
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The catalog as data: the file checked by the server's own loader, then a bucket and the uploaded object.
+
+`check_catalog` runs before any resource is declared and refuses a file the server would refuse (with the
+server's message) or a `memory` setting that cannot hold it. `CatalogData` is the bucket (one per stack,
+in the home region) and the catalog object in it; every region's GrpcService mounts it (`mount`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_gcp as gcp
+
+from catalog_infra.config import ConfigError, parse_memory
+from catalog_infra.grpc_service import CatalogMount
+
+REQUIRED_APIS = ("storage.googleapis.com",)
+# Cloud Storage volumes run in Cloud Run's second generation execution environment (network file systems),
+# whose smallest memory is 512 MiB (cloud.google.com/run/docs/about-execution-environments).
+GEN2_MIN_MEMORY = 512 * 2**20
+# A 1M-product catalog takes about 10 s to check here; the limit only stops a wedged check.
+CHECK_TIMEOUT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class CheckedCatalog:
+    """A catalog file the server's loader accepted, and what it holds."""
+
+    path: str  # relative to the repository root, as configured
+    products: int
+    categories: int
+    bytes: int
+    sha256: str
+    memory_needed: int  # bytes, service.catalog.memory_needed's estimate with its margin
+
+
+def check_catalog(repo_root: Path, path: str, memory: str) -> CheckedCatalog:
+    """Check `path` (relative to `repo_root`) with the server's checker; raise ConfigError if it refuses.
+
+    The checker is `python -m service.catalog check`, run as a child process from the repository root,
+    not imported: Pulumi runs this program with infra/ (not the root, where `service` lives) on sys.path,
+    and the project edits no sys.path (STYLE.md). The child is the same command people and CI run, on the
+    same interpreter (the stack's virtualenv, which holds the server's requirements), and the memory it
+    takes to parse a large catalog is returned when it exits rather than held for the whole deployment.
+    """
+    key = pulumi.Config().full_key("catalogFile")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "service.catalog", "check", path, "--json"],
+            cwd=repo_root,
+            capture_output=True,
+            text=True,
+            timeout=CHECK_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ConfigError(key, path, f"checking it took over {CHECK_TIMEOUT_SECONDS} s") from None
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        raise ConfigError(
+            key,
+            path,
+            f"the catalog checker failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}",
+        ) from None
+    if not report["ok"]:
+        raise ConfigError(key, path, f"the server would refuse it: {report['error']}")
+    checked = CheckedCatalog(
+        path=path,
+        products=report["products"],
+        categories=report["categories"],
+        bytes=report["bytes"],
+        sha256=report["sha256"],
+        memory_needed=report["memory_needed"],
+    )
+    _check_memory(checked, memory)
+    return checked
+
+
+def _check_memory(catalog: CheckedCatalog, memory: str) -> None:
+    configured = parse_memory(memory)
+    assert configured is not None, "config.load() has validated memory"
+    needed = max(catalog.memory_needed, GEN2_MIN_MEMORY)
+    if configured < needed:
+        mib = 2**20
+        raise ConfigError(
+            pulumi.Config().full_key("memory"),
+            memory,
+            f"{catalog.path} ({catalog.products} products, {catalog.bytes} bytes) needs at least "
+            f"{-(-needed // mib)}Mi, and {memory} is {configured // mib}Mi: set memory to at least "
+            f"{-(-needed // mib)}Mi (measured cost per product with a margin, and Cloud Storage volumes "
+            "need Cloud Run's second generation environment, 512Mi or more: docs/catalog.md)",
+        )
+
+
+@dataclass(frozen=True)
+class CatalogDataArgs:
+    """Where the catalog bucket lives and which checked file goes into it.
+
+    `source` is the file as the program's working directory (infra/) reaches it, relative like the image's
+    build context, so the state holds the same path in every checkout.
+    """
+
+    project: str
+    region: str
+    bucket_name: str
+    catalog: CheckedCatalog
+    source: Path
+    deletion_protection: bool
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class CatalogData(pulumi.ComponentResource):
+    """The stack's catalog bucket (private, versioned) and the catalog object, named by its SHA-256."""
+
+    mount: CatalogMount
+    bucket_name: pulumi.Output[str]
+    object_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: CatalogDataArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("catalog:index:CatalogData", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+        bucket = gcp.storage.Bucket(
+            f"{name}-bucket",
+            name=args.bucket_name,
+            project=args.project,
+            # Cloud Storage reports locations in upper case: given so, the state matches what it reads back.
+            location=args.region.upper(),
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            # A catalog deleted or overwritten by hand can be restored from its noncurrent version.
+            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
+            # Where the stack may be deleted, its bucket goes too, with every catalog in it.
+            force_destroy=not args.deletion_protection,
+            opts=child,
+        )
+        # Named by content: a new file is a new object (and a new revision reads it), the same bytes are the
+        # same object, whatever the file is called. Kept when replaced (retain_on_delete): the revision
+        # before still reads its own catalog, so rolling traffic back to it works, also on new instances.
+        object_name = f"catalogs/{args.catalog.sha256}.json"
+        catalog_object = gcp.storage.BucketObject(
+            f"{name}-object",
+            bucket=bucket.name,
+            name=object_name,
+            source=pulumi.FileAsset(str(args.source)),
+            content_type="application/json",
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+        )
+        self.bucket_name = bucket.name
+        self.object_name = catalog_object.name
+        self.mount = CatalogMount(bucket=bucket.name, object_name=object_name, sha256=args.catalog.sha256)
+        self.register_outputs({"bucket": self.bucket_name, "object": self.object_name})

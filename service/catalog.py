@@ -1,0 +1,105 @@
+"""The catalog-file checker: `python -m service.catalog check FILE` loads a file as the server would.
+
+Not to be confused with the top-level `catalog` package, which is the generated gRPC API. This module
+is for people and CI (and the Pulumi program, which runs it before it ships a file):
+
+    python -m service.catalog check products.json          # exit 0: one summary line
+    python -m service.catalog check products.json --json   # the same as one JSON object
+
+It exits 1 with the server's own message (the file, `products[3] (id '42')`, the field) for a file the
+server would refuse, because it is the server's loader (service.catalog_file) that reads it. Like that
+module, it imports protobuf but not grpc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from service.catalog_file import CatalogError, load_catalog
+
+MIB = 2**20
+# What the server needs to load a catalog, from `python -m bench.memory` (docs/catalog.md has the table).
+# The peak is while loading: the file's bytes, its text and its parsed JSON are alive together with the
+# products, and then the search index is built beside them. It grows with the number of products
+# (objects, index entries) and with their text; the model takes whichever of the two measured rates
+# gives more, so a catalog of long descriptions is not judged by the benchmark's short ones.
+BASELINE_BYTES = 48 * MIB  # the server on the embedded catalog: 42 MiB measured
+PEAK_BYTES_PER_PRODUCT = 1_500  # measured 1,300 to 1,500 (10k to 1M products)
+PEAK_BYTES_PER_FILE_BYTE = 8  # measured 6.2 to 7.3 (the benchmark's products are ~210 bytes of JSON)
+# Cloud Storage FUSE runs inside the instance's memory: a 32 MB stat cache, a 4 MiB type cache and a
+# 1 MiB buffer per file read (cloud.google.com/run/docs/configuring/services/cloud-storage-volume-mounts).
+FUSE_BYTES = 40 * MIB
+# Headroom over the model for what it does not see: calls in flight, allocator fragmentation.
+MARGIN = 1.25
+
+
+def memory_needed(products: int, file_bytes: int) -> int:
+    """Bytes of instance memory a catalog of this size needs to load and serve, with the margin."""
+    peak = max(products * PEAK_BYTES_PER_PRODUCT, file_bytes * PEAK_BYTES_PER_FILE_BYTE)
+    return int((BASELINE_BYTES + FUSE_BYTES + peak) * MARGIN)
+
+
+@dataclass(frozen=True)
+class CatalogSummary:
+    """What a valid catalog file holds."""
+
+    path: str
+    products: int
+    categories: int
+    bytes: int
+    sha256: str
+    memory_needed: int
+
+    def line(self) -> str:
+        """The one summary line a person reads."""
+        return (
+            f"{self.path}: OK, {self.products} products, {self.categories} categories, {self.bytes} bytes, "
+            f"sha256 {self.sha256}; needs about {self.memory_needed // MIB}Mi of memory to serve"
+        )
+
+
+def check(path: str) -> CatalogSummary:
+    """Load `path` as the server does (without the search index); raise CatalogError as it would."""
+    store = load_catalog(path, search_index="never")
+    # The store's fingerprint is the SHA-256 of the bytes it parsed, so the size is read from the same
+    # file right after: a file replaced meanwhile is caught by the server's CATALOG_SHA256 check.
+    size = os.path.getsize(path)
+    return CatalogSummary(
+        path=path,
+        products=len(store),
+        categories=len(store.categories),
+        bytes=size,
+        sha256=store.fingerprint.hex(),
+        memory_needed=memory_needed(len(store), size),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 valid, 1 refused, 2 usage)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m service.catalog", description="Check catalog files as the server loads them."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    check_command = commands.add_parser("check", help="load FILE as the server would; exit 1 if it refuses")
+    check_command.add_argument("file", help="the catalog file (JSON, the server's CATALOG_PATH format)")
+    check_command.add_argument("--json", action="store_true", help="print one JSON object instead")
+    args = parser.parse_args(argv)
+    try:
+        summary = check(args.file)
+    except CatalogError as error:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(error)}))
+        else:
+            print(error, file=sys.stderr)
+        return 1
+    print(json.dumps({"ok": True, **asdict(summary)}) if args.json else summary.line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
