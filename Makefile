@@ -55,6 +55,12 @@ setup: $(VENV)/.installed $(BUF) ## Create the virtualenv and install the tools 
 run: $(VENV)/.installed ## Serve the embedded catalog on :8080 (PORT=...) with reflection on.
 	PORT=$(PORT) ENABLE_REFLECTION=true $(PY) -m service
 
+FILE ?=
+.PHONY: check-catalog
+check-catalog: $(VENV)/.installed ## Check a catalog file as the server loads it: make check-catalog FILE=...
+	@test -n "$(FILE)" || { echo "usage: make check-catalog FILE=path/to/catalog.json" >&2; exit 2; }
+	@$(PY) -m service.catalog check "$(FILE)"
+
 .PHONY: proto
 proto: $(VENV)/.installed ## Regenerate catalog/ (messages, stubs, .pyi) from proto/.
 	$(PY) -m tools.genproto

@@ -15,17 +15,9 @@ from google.protobuf import json_format
 from catalog.catalog_pb2 import ListProductsResponse, Product
 from service.catalog_file import CatalogError, load_catalog, parse_catalog
 from service.store import CatalogStore
+from tests.catalog_files import BAD_CONTENTS, BAD_PRODUCTS, GOOD
 from tests.servers import ROOT
 from tests.service.helpers import make_products, write_catalog
-
-GOOD = {
-    "id": "a",
-    "name": "Anvil",
-    "description": "Heavy",
-    "price": 10.5,
-    "category": "tools",
-    "inStock": True,
-}
 
 
 def test_embedded_catalog_is_the_seeds_five_products() -> None:
@@ -58,27 +50,7 @@ def test_both_spellings_of_in_stock_and_string_prices_are_accepted(tmp_path: Pat
     assert store.get("c") == Product(id="c", name="C")
 
 
-@pytest.mark.parametrize(
-    ("products", "expected"),
-    [
-        ([{**GOOD, "id": ""}], "products[0]: id: must not be empty"),
-        ([{**GOOD, "name": ""}], "products[0] (id 'a'): name: must not be empty"),
-        ([GOOD, {**GOOD, "name": "x"}], "products[1] (id 'a'): id: duplicates products[0]"),
-        ([{**GOOD, "price": -1}], "products[0] (id 'a'): price: must be a finite number >= 0, got -1.0"),
-        ([{**GOOD, "price": "NaN"}], "products[0] (id 'a'): price: must be a finite number >= 0, got nan"),
-        ([{**GOOD, "price": "Infinity"}], "(id 'a'): price: must be a finite number >= 0, got inf"),
-        ([{**GOOD, "price": "cheap"}], "products[0] (id 'a'): price: expected a number"),
-        ([{**GOOD, "price": True}], "products[0] (id 'a'): price: expected a number"),
-        ([{**GOOD, "price": 10**400}], "products[0] (id 'a'): price: 10000000000000000000... is too large"),
-        ([{"id": "a", "name": "A", "price": 10**400}], "price: 10000000000000000000... is too large"),
-        ([{**GOOD, "inStock": "yes"}], "products[0] (id 'a'): in_stock: expected true or false"),
-        ([{**GOOD, "name": 7}], "products[0] (id 'a'): name: expected a string"),
-        ([{**GOOD, "id": 7}], "products[0]: id: expected a string"),
-        ([{**GOOD, "colour": "red"}], "products[0] (id 'a'): colour: unknown field"),
-        ([{**GOOD, "in_stock": True}], "products[0] (id 'a'): in_stock: given twice"),
-        ([GOOD, "nope"], "products[1]: expected a JSON object"),
-    ],
-)
+@pytest.mark.parametrize(("products", "expected"), BAD_PRODUCTS)
 def test_invalid_product_is_refused_naming_file_position_and_field(
     tmp_path: Path, products: list[Any], expected: str
 ) -> None:
@@ -89,18 +61,7 @@ def test_invalid_product_is_refused_naming_file_position_and_field(
     assert expected in str(raised.value)
 
 
-@pytest.mark.parametrize(
-    ("content", "expected"),
-    [
-        ("{not json", "not valid JSON"),
-        ("[]", 'expected a JSON object {"products": [...]}'),
-        ('{"items": []}', 'expected a JSON object {"products": [...]}'),
-        ('{"products": [], "extra": 1}', "unknown top-level field 'extra'"),
-        (b"\xff\xfe".decode("latin-1"), "not valid JSON"),
-        ('{"products": [{"id": "a", "name": "A", "price": 1' + "0" * 5000 + "}]}", "not valid JSON"),
-        ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
-    ],
-)
+@pytest.mark.parametrize(("content", "expected"), BAD_CONTENTS)
 def test_invalid_file_is_refused(tmp_path: Path, content: str, expected: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(content, encoding="utf-8")

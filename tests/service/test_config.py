@@ -16,6 +16,8 @@ def test_defaults_suit_cloud_run() -> None:
         shutdown_grace_seconds=8.0,
         log_level="INFO",
         project_id=None,
+        catalog_sha256=None,
+        catalog_read_timeout_seconds=0.0,
     )
 
 
@@ -29,9 +31,13 @@ def test_every_variable_is_read() -> None:
             "SHUTDOWN_GRACE_SECONDS": "2.5",
             "LOG_LEVEL": "debug",
             "GOOGLE_CLOUD_PROJECT": "my-project",
+            "CATALOG_SHA256": "AB" * 32,
+            "CATALOG_READ_TIMEOUT_SECONDS": "15",
         }
     )
-    assert settings == Settings(9000, "/data/catalog.json", True, 250, 2.5, "DEBUG", "my-project")
+    assert settings == Settings(
+        9000, "/data/catalog.json", True, 250, 2.5, "DEBUG", "my-project", "ab" * 32, 15.0
+    )
 
 
 @pytest.mark.parametrize("raw", ["", "  "])
@@ -53,6 +59,12 @@ def test_empty_values_mean_the_default(raw: str) -> None:
         ("SHUTDOWN_GRACE_SECONDS", "-1", "seconds from 0 to 9"),
         ("SHUTDOWN_GRACE_SECONDS", "nan", "seconds from 0 to 9"),
         ("LOG_LEVEL", "LOUD", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("CATALOG_SHA256", "abc", "64 hexadecimal digits"),
+        ("CATALOG_SHA256", "g" * 64, "64 hexadecimal digits"),
+        ("CATALOG_READ_TIMEOUT_SECONDS", "-1", "seconds from 0 to 240"),
+        ("CATALOG_READ_TIMEOUT_SECONDS", "241", "seconds from 0 to 240"),
+        ("CATALOG_READ_TIMEOUT_SECONDS", "soon", "seconds from 0 to 240"),
+        ("CATALOG_READ_TIMEOUT_SECONDS", "inf", "seconds from 0 to 240"),
     ],
 )
 def test_invalid_value_names_the_variable_the_value_and_what_is_allowed(
