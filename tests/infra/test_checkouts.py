@@ -7,13 +7,16 @@ from pathlib import Path
 
 from tests.infra.harness import IMAGE, REPO_ROOT, SERVICE, run_program, stack_config
 
-# What `pulumi up` reads from a checkout: the project file, the program, and the image's build inputs.
+# What `pulumi up` reads from a checkout: the project file, the program, and the image's build inputs;
+# and the packages the catalog checker runs from (with dev's catalog file, service/data/products.json).
 PROJECT_FILES = ("Pulumi.yaml", "Dockerfile", ".dockerignore")
+PROJECT_DIRS = ("infra", "service", "catalog")
 
 
 def checkout(at: Path) -> Path:
     """A copy of the repository's Pulumi project at `at`."""
-    shutil.copytree(REPO_ROOT / "infra", at / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    for directory in PROJECT_DIRS:
+        shutil.copytree(REPO_ROOT / directory, at / directory, ignore=shutil.ignore_patterns("__pycache__"))
     for name in PROJECT_FILES:
         shutil.copy2(REPO_ROOT / name, at / name)
     return at

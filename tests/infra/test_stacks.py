@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -102,11 +103,23 @@ def test_resources_are_explicit(stack: str, deployment: Deployment) -> None:
 
 
 def test_environment_is_the_servers_and_never_port(stack: str, deployment: Deployment) -> None:
+    catalog_file = setting(stack, "catalogFile")
+    sha256 = hashlib.sha256((REPO_ROOT / catalog_file).read_bytes()).hexdigest() if catalog_file else ""
     assert env_of(deployment) == {
         "ENABLE_REFLECTION": "true" if setting(stack, "reflection") else "false",
         "MAX_CONCURRENT_RPCS": str(setting(stack, "concurrency")),
         "GOOGLE_CLOUD_PROJECT": stack_config(stack)["gcp:project"],
         "LOG_LEVEL": setting(stack, "logLevel"),
+        # With a catalog file (dev): the mounted object, its digest, and how long to wait for the mount.
+        **(
+            {
+                "CATALOG_PATH": f"/mnt/catalog/catalogs/{sha256}.json",
+                "CATALOG_SHA256": sha256,
+                "CATALOG_READ_TIMEOUT_SECONDS": "15",
+            }
+            if catalog_file
+            else {}
+        ),
     }
 
 
