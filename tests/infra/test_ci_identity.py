@@ -217,3 +217,21 @@ def test_ci_resources_belong_to_the_ci_component() -> None:
     ci = next(r for r in deployment.declared if r.type == "catalog:index:CiIdentity")
     for type_ in CI_TYPES:
         assert {resource.parent for resource in deployment.all(type_)} == {ci.urn}, type_
+
+
+def test_with_a_catalog_file_the_deployer_may_write_catalog_objects_in_that_bucket_only() -> None:
+    bucket_grants = "gcp:storage/bucketIAMMember:BucketIAMMember"
+    deployment = with_ci(catalogFile="service/data/products.json")
+    deployer_grants = [
+        g.inputs for g in deployment.all(bucket_grants) if g.inputs["member"] == f"serviceAccount:{DEPLOYER}"
+    ]
+    assert deployer_grants == [
+        {
+            "bucket": f"{GCP_PROJECT}-catalog-grpc-catalogs",
+            "role": "roles/storage.objectUser",
+            "member": f"serviceAccount:{DEPLOYER}",
+        }
+    ]
+    # Nothing on the project: the roles above are all it has there.
+    assert "roles/storage.objectUser" not in roles_of(deployment, DEPLOYER)
+    assert with_ci().all(bucket_grants) == []
