@@ -150,7 +150,7 @@ class Page:
         return tables
 
     def sentences(self) -> list[str]:
-        """The prose outside tables, paragraphs joined, split into sentences and `;` clauses."""
+        """The prose outside tables, each paragraph on one line, split into sentences and `;` clauses."""
         paragraphs: list[str] = []
         current: list[str] = []
         for line in self.prose:
@@ -162,7 +162,7 @@ class Page:
                 current.append(line.strip())
         if current:
             paragraphs.append(" ".join(current))
-        return [part for paragraph in paragraphs for part in re.split(r"(?<=[.;:])\s+", paragraph)]
+        return [part for paragraph in paragraphs for part in re.split(r"(?<=[.;])\s+", paragraph)]
 
 
 def _cells(line: str) -> tuple[str, ...]:

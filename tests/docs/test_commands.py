@@ -41,12 +41,17 @@ def _commands(page: Page) -> list[list[str]]:
 
 
 def make_invocations(page: Page) -> list[list[str]]:
-    """The targets of each `make ...` the page shows (variables such as PORT=9090 left out)."""
-    return [
+    """The targets of each `make ...` the page shows (variables such as PORT=9090 left out).
+
+    Commands in shell blocks and code spans, and a backticked `make X` anywhere else (a tree's comments).
+    """
+    invocations = [
         [word for word in command[1:] if "=" not in word and not word.startswith("-")]
         for command in _commands(page)
         if command[0] == "make"
     ]
+    invocations += [[match[1]] for match in re.finditer(r"`make ([a-z][\w-]*)", page.text)]
+    return invocations
 
 
 def client_invocations(page: Page) -> list[list[str]]:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from catalog_infra import grpc_service
 
 from tests.docs.markdown import Page, Table, pages
@@ -88,18 +89,24 @@ def _table_mismatches(table: Table) -> list[str]:
 
 
 def stated_figures(page: Page) -> list[str]:
-    """Each sentence that names a kind of probe and a figure in seconds not among that probe's timings."""
+    """Each figure in seconds a sentence gives a kind of probe that is not among that probe's timings.
+
+    A figure belongs to the probe named last before it in the sentence (or, before any, to the first named),
+    so "the startup probe waits up to 10 s, the liveness probe every 10 s" is caught for the startup probe.
+    """
     probes = declared_probes()
+    mention = re.compile(rf"\b({'|'.join(probes)}) probe", re.IGNORECASE)
     wrong: list[str] = []
     for sentence in page.sentences():
-        lowered = sentence.lower()
-        kinds = [kind for kind in probes if f"{kind} probe" in lowered]
-        if not kinds:
+        mentions = [(match.start(), match[1].lower()) for match in mention.finditer(sentence)]
+        if not mentions:
             continue
-        allowed = CLOUD_RUN_FIGURES.union(*(probes[kind].figures for kind in kinds))
-        figures = {float(figure) for figure in _FIGURE.findall(sentence)}
-        if not figures <= allowed:
-            wrong.append(f"{sentence!r}: {sorted(figures - allowed)} s is none of {sorted(allowed)}")
+        for figure in _FIGURE.finditer(sentence):
+            before = [kind for start, kind in mentions if start < figure.start()]
+            kind = before[-1] if before else mentions[0][1]
+            allowed = CLOUD_RUN_FIGURES | probes[kind].figures
+            if float(figure[1]) not in allowed:
+                wrong.append(f"{sentence!r}: {figure[0]} for the {kind} probe, which has {sorted(allowed)} s")
     return wrong
 
 
@@ -115,11 +122,28 @@ def test_every_probe_timing_a_page_states_is_the_codes() -> None:
     assert [problem for page in PAGES for problem in stated_figures(page)] == []
 
 
-def test_a_wrong_figure_is_caught(tmp_path: Path) -> None:
-    startup = declared_probes()["startup"]
+@pytest.mark.parametrize(
+    ("sentence", "wrong"),
+    [
+        ("The startup probe asks every 1 s, for up to 30 s (Cloud Run allows 240 s).", 0),
+        ("The startup probe asks every 1 s, for up to 35 s.", 1),
+        # 10 s is the liveness probe's period, not a figure of the startup probe it follows
+        ("A startup probe waits (every second, up to 10 s), a liveness probe asks every 10 s.", 1),
+        ("Every 10 s the liveness probe asks, with a 2 s timeout; 3 failures take 30 s.", 0),
+    ],
+)
+def test_figures_are_given_to_the_probe_they_follow(
+    sentence: str, wrong: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "STARTUP_PERIOD_SECONDS": 1,
+        "STARTUP_TIMEOUT_SECONDS": 1,
+        "STARTUP_FAILURE_THRESHOLD": 30,
+        "LIVENESS_PERIOD_SECONDS": 10,
+        "LIVENESS_TIMEOUT_SECONDS": 2,
+        "LIVENESS_FAILURE_THRESHOLD": 3,
+    }.items():
+        monkeypatch.setattr(grpc_service, name, value)
     path = tmp_path / "page.md"
-    path.write_text(
-        f"# Probes\n\nThe startup probe asks every {startup.period} s, for {startup.gives_up_after + 5} s.\n",
-        encoding="utf-8",
-    )
-    assert len(stated_figures(Page.read(path))) == 1
+    path.write_text(f"# Probes\n\n{sentence}\n", encoding="utf-8")
+    assert len(stated_figures(Page.read(path))) == wrong
