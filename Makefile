@@ -15,7 +15,7 @@ POLICY_VENV := policy/.venv
 
 .PHONY: help
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements-server.txt requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,10 @@ lint: setup policy-setup $(SCAN_VENV)/.installed ## ruff, mypy, buf, hadolint, a
 .PHONY: test
 test: lint policy-test ## Lint, then the whole test suite (the policy pack's in its own venv).
 	$(PY) -m pytest
+
+.PHONY: test-fast
+test-fast: $(VENV)/.installed ## The inner loop: the tests without the image build and 100k-product catalogs.
+	$(PY) -m pytest -m "not slow" -q
 
 .PHONY: bench
 bench: $(VENV)/.installed ## Benchmark a 100k-product catalog against the seed's server (needs h2load).

@@ -1,5 +1,4 @@
-"""The Pulumi program: validate the config, declare the services, their front door, observability and CI
-identity, export."""
+"""The Pulumi program: validate config, declare services, front door, observability, CI identity, export."""
 
 import dataclasses
 import os

@@ -24,8 +24,9 @@ from client.smoke import (
     SEARCH,
     run_smoke,
 )
+from service.catalog_file import load_catalog
 from service.servicer import CatalogServicer, Context
-from service.store import CatalogStore, load_catalog
+from service.store import CatalogStore
 from tests.client.conftest import Cli
 from tests.client.servers import SelfSignedCert, StallingServicer, TokenCheck, many_products, serve
 from tests.client.stubs import IdTokenStub

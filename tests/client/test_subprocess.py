@@ -10,8 +10,8 @@ from pathlib import Path
 
 from client.cli import EXIT_OK, EXIT_RPC_ERROR, EXIT_SETUP, EXIT_SMOKE_FAILED, EXIT_USAGE
 from service.config import Settings
-from service.server import run_server
 from tests.client.servers import SelfSignedCert, many_products, serve
+from tests.servers import in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +88,7 @@ def test_setup_error(tmp_path: Path) -> None:
 
 def test_output_cut_short_by_the_reader() -> None:
     # `python -m client ... | head -1`: the reader leaves early; the client stops without a traceback.
-    with run_server(Settings(port=0), many_products(5000)) as server:
+    with in_process(Settings(port=0), many_products(5000)) as server:
         target = f"localhost:{server.port}"
         command = [
             sys.executable,

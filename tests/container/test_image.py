@@ -17,12 +17,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 
 from .images import QUICK_TIMEOUT, REPO, SBOM_PATH, SUMMARY
 from .runner import Container, free_port, image_command, image_config
 
-SERVICE_NAME = "catalog.ProductCatalog"
 # Cloud Run sends SIGKILL this long after SIGTERM.
 CLOUD_RUN_KILL_AFTER = 10.0
 STARTUP_TIMEOUT = 30.0

@@ -38,7 +38,7 @@ from tests.infra.harness import (
     run_program,
     stack_config,
 )
-from tests.service.helpers import ServerProcess
+from tests.servers import ServerProcess
 
 SERVICE_NAME = "catalog-grpc"
 CALLS_TYPE = "logging.googleapis.com/user/catalog_grpc_calls"
