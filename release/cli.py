@@ -1,0 +1,202 @@
+"""The command line: `python -m release COMMAND [options]` (promote, rollback, pr-deploy, pr-remove).
+
+Which service comes from options or, simplest, from the stack: `pulumi stack output release --json` is a
+JSON object with project, region, service, steps, pauseSeconds and private, which `--plan FILE` (or `-`
+for stdin) reads; options given as well win over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import grpc
+
+from client.auth import AuthError, bearer_token_credentials, id_token_credentials
+from client.channel import Transport, open_channel
+from client.target import TargetError, parse_target
+from release import pr, rollout, traffic
+from release.cloudrun import CloudRun, CloudRunError, ServiceRef, connect
+from release.gates import ChannelFactory, Gate, ReadyGate, SmokeGate
+
+# The client's reusable smoke check replaces this stand-in once it lands (see release/smoke.py).
+from release.smoke import run_smoke
+from release.traffic import TrafficError
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # a check failed: traffic is back on the stable revision (or the PR revision is bad)
+EXIT_USAGE = 2
+EXIT_CLOUD_RUN = 3  # the service could not be read or changed, or its tags do not allow a release
+
+_EPILOG = """\
+commands:
+  promote     check the revision tagged candidate, move traffic to it in --steps, each step gated by the
+              checks after --pause-seconds; on the first failed check put all traffic back on the
+              revision tagged stable and exit 1 with one line naming the check
+  rollback    every request back on the revision tagged previous (after a completed release)
+  pr-deploy   deploy --image as a no-traffic revision tagged pr-N (--pr N), check it, print its URL
+  pr-remove   remove the tag pr-N (--pr N)
+
+exit status: 0 done, 1 a check failed (rolled back), 2 bad arguments, 3 Cloud Run refused or the service's
+tags do not allow it (nothing changed)
+
+example (CI, after `pulumi up`):
+  pulumi stack output release --json | python -m release promote --plan -"""
+
+
+def _steps(text: str) -> tuple[int, ...]:
+    try:
+        return traffic.check_steps([int(part) for part in text.split(",")])
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be 0 to 86400 seconds: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command and option."""
+    parser = argparse.ArgumentParser(
+        prog="python -m release",
+        description="Safe releases of the catalog on Cloud Run (docs/releases.md).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=("promote", "rollback", "pr-deploy", "pr-remove"))
+    where = parser.add_argument_group("which service")
+    where.add_argument(
+        "--plan", metavar="FILE", help="JSON of `pulumi stack output release --json` (- = stdin)"
+    )
+    where.add_argument("--project")
+    where.add_argument("--region")
+    where.add_argument("--service")
+    how = parser.add_argument_group("promote")
+    how.add_argument("--steps", type=_steps, help="percentages, as 10,50,100 (default: the plan's)")
+    how.add_argument("--pause-seconds", type=_seconds, help="wait after each step before its checks")
+    checks = parser.add_argument_group("checks")
+    checks.add_argument(
+        "--ready-timeout", type=_seconds, default=120.0, help="wait for SERVING (default 120)"
+    )
+    checks.add_argument("--timeout", type=_seconds, default=10.0, help="deadline of each check call (10)")
+    checks.add_argument(
+        "--id-token", action="store_true", help="send an ID token (default: the plan's private)"
+    )
+    checks.add_argument("--token-env", metavar="VAR", help="send the bearer token held in $VAR instead")
+    prs = parser.add_argument_group("pull requests")
+    prs.add_argument("--pr", type=int, metavar="N", help="the pull request's number")
+    prs.add_argument("--image", help="the pull request's image, by digest")
+    api = parser.add_argument_group("Cloud Run Admin API")
+    api.add_argument("--api-endpoint", metavar="HOST:PORT", help="another endpoint (an emulator)")
+    api.add_argument("--insecure-api", action="store_true", help="cleartext to --api-endpoint (localhost)")
+    return parser
+
+
+def _read_plan(source: str, stdin: TextIO) -> dict[str, Any]:
+    text = stdin.read() if source == "-" else Path(source).read_text()
+    plan = json.loads(text)
+    if not isinstance(plan, dict):
+        raise ValueError("the plan must be a JSON object (pulumi stack output release --json)")
+    return plan
+
+
+def _resolve(args: argparse.Namespace, plan: dict[str, Any], parser: argparse.ArgumentParser) -> None:
+    """Fill unset options from the plan; exit 2 naming whatever is still missing or wrong."""
+    for option, key in (("project", "project"), ("region", "region"), ("service", "service")):
+        if getattr(args, option) is None:
+            setattr(args, option, plan.get(key))
+        if not isinstance(getattr(args, option), str) or not getattr(args, option):
+            parser.error(f"--{option} (or the plan's {key!r}) is required")
+    if args.steps is None:
+        try:
+            args.steps = traffic.check_steps(plan.get("steps", [10, 50, 100]))
+        except (TypeError, ValueError) as error:
+            parser.error(f"the plan's steps: {error}")
+    if args.pause_seconds is None:
+        args.pause_seconds = float(plan.get("pauseSeconds", 60))
+    if not args.id_token and args.token_env is None:
+        args.id_token = bool(plan.get("private", False))
+    if args.command.startswith("pr-") and args.pr is None:
+        parser.error(f"{args.command} needs --pr N")
+    if args.command == "pr-deploy" and not args.image:
+        parser.error("pr-deploy needs --image REGISTRY/PATH@sha256:...")
+    if args.insecure_api and not args.api_endpoint:
+        parser.error("--insecure-api needs --api-endpoint")
+
+
+def tls_channels(args: argparse.Namespace) -> ChannelFactory:
+    """Channels to tag URLs over TLS, with an ID token for that URL or the bearer token from --token-env."""
+
+    def open_to(uri: str) -> grpc.Channel:
+        target = parse_target(uri)
+        credentials = None
+        if args.token_env:
+            credentials = bearer_token_credentials(os.environ.get(args.token_env, "").strip())
+        elif args.id_token:
+            credentials = id_token_credentials(target.audience)
+        return open_channel(target.address, Transport(), credentials)
+
+    return open_to
+
+
+def _gates(args: argparse.Namespace, channels: ChannelFactory) -> list[Gate]:
+    # The error-ratio gate (release.gates.ErrorRatioGate) joins these once the observability work provides
+    # the candidate's gRPC error ratio as a metric; until then the smoke check gates every step.
+    return [
+        ReadyGate(channels, timeout=args.ready_timeout, call_timeout=args.timeout),
+        SmokeGate(channels, run_smoke, call_timeout=args.timeout),
+    ]
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    channels: ChannelFactory | None = None,
+    stdin: TextIO | None = None,
+) -> int:
+    """Run one command; returns the exit status. `channels` replaces TLS to tag URLs (tests)."""
+    stdout, stderr = sys.stdout, sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        plan = _read_plan(args.plan, stdin or sys.stdin) if args.plan else {}
+    except (OSError, ValueError) as error:
+        parser.error(f"--plan {args.plan}: {error}")
+    _resolve(args, plan, parser)
+
+    def log(line: str) -> None:
+        print(line, file=stderr, flush=True)
+
+    run = CloudRun(
+        connect(args.api_endpoint, insecure=args.insecure_api),
+        ServiceRef(project=args.project, region=args.region, service=args.service),
+    )
+    gates = _gates(args, channels or tls_channels(args))
+    try:
+        if args.command == "promote":
+            outcome = rollout.release(run, args.steps, args.pause_seconds, gates, log=log)
+        elif args.command == "rollback":
+            outcome = rollout.rollback(run, log=log)
+        elif args.command == "pr-deploy":
+            outcome = pr.deploy(run, args.pr, args.image, gates, log=log)
+        else:
+            outcome = pr.remove(run, args.pr)
+    except (CloudRunError, TrafficError, TargetError, AuthError, ValueError) as error:
+        print(f"error: {error}", file=stderr)
+        return EXIT_CLOUD_RUN
+    if not outcome.ok:
+        print(outcome.line, file=stderr)
+        return EXIT_CHECK_FAILED
+    print(outcome.line, file=stdout)
+    return EXIT_OK

@@ -1,0 +1,86 @@
+"""The fake Cloud Run, real catalog servers standing for its revisions, and the edge between them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+from google.cloud import run_v2
+
+from release.cloudrun import CloudRun, ServiceRef, connect
+from release.traffic import CANDIDATE, STABLE, Route
+from service.config import Settings
+from service.server import RunningServer, run_server
+from service.store import CatalogStore, load_catalog
+from tests.release.fake_run import FakeCloudRun, serve
+
+REF = ServiceRef(project="my-gcp-project-prod", region="us-central1", service="catalog-grpc")
+OLD = "catalog-grpc-0ld0ld0ld0"
+NEW = "catalog-grpc-4e74e74e74"
+
+
+def template(revision: str, image: str = "") -> run_v2.RevisionTemplate:
+    """A revision template like the program's: one container, by digest."""
+    image = image or f"us-central1-docker.pkg.dev/p/catalog-grpc/catalog-grpc@sha256:{revision[-10:]:0>64}"
+    return run_v2.RevisionTemplate(revision=revision, containers=[run_v2.Container(image=image)])
+
+
+@dataclass
+class Edge:
+    """Cloud Run's front end for the tests: a tag URL reaches the local server of the revision it names."""
+
+    fake: FakeCloudRun
+    servers: dict[str, RunningServer] = field(default_factory=dict)
+    opened: list[str] = field(default_factory=list)
+
+    def __call__(self, uri: str) -> grpc.Channel:
+        host = uri.removeprefix("https://")
+        tag = host.split("---", 1)[0]
+        revision = self.fake.revision_of(REF.path, tag)
+        self.opened.append(f"{tag}->{revision}")
+        return grpc.insecure_channel(f"127.0.0.1:{self.servers[revision].port}")
+
+
+@pytest.fixture(scope="session")
+def catalog() -> CatalogStore:
+    return load_catalog()
+
+
+@pytest.fixture
+def fake() -> FakeCloudRun:
+    fake = FakeCloudRun()
+    # A stack deployed before: OLD serves everything; `pulumi up` just deployed NEW as the candidate.
+    fake.deploy(REF.path, template(OLD), [Route(OLD, 100, STABLE), Route(OLD, 0, CANDIDATE)])
+    fake.deploy(REF.path, template(NEW), [Route(OLD, 100, STABLE), Route(NEW, 0, CANDIDATE)])
+    return fake
+
+
+@pytest.fixture
+def api(fake: FakeCloudRun) -> Iterator[str]:
+    with serve(fake) as address:
+        yield address
+
+
+@pytest.fixture
+def run(api: str) -> CloudRun:
+    """The real Admin API client, pointed at the fake."""
+    return CloudRun(connect(api, insecure=True), REF, timeout=10)
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[..., RunningServer]]:
+    """Start a real catalog server (with `store`, or none: never SERVING); stopped after the test."""
+    with ExitStack() as stack:
+
+        def start(store: CatalogStore | None) -> RunningServer:
+            return stack.enter_context(run_server(Settings(port=0), store=store, host="127.0.0.1"))
+
+        yield start
+
+
+@pytest.fixture
+def edge(fake: FakeCloudRun) -> Edge:
+    return Edge(fake)

@@ -1,0 +1,352 @@
+"""Release drills against the fake Cloud Run, with real catalog servers behind the tags.
+
+A good candidate is promoted step by step; one that answers wrongly, one that never becomes ready and one
+that breaks at the second step are each rolled back: traffic back on the old revision, the command failing
+with a line that names the check.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+
+import pytest
+
+from catalog import catalog_pb2
+from release import rollout
+from release.cli import EXIT_CHECK_FAILED, EXIT_CLOUD_RUN, EXIT_OK, main
+from release.cloudrun import CloudRun
+from release.gates import Candidate, ErrorRatioGate, Gate, ReadyGate, SmokeGate
+from release.smoke import run_smoke
+from release.traffic import CANDIDATE, PREVIOUS, STABLE, Route, TrafficError
+from service.server import RunningServer
+from service.store import CatalogStore
+from tests.release.conftest import NEW, OLD, REF, Edge, template
+from tests.release.fake_run import FakeCloudRun
+
+StartServer = Callable[[CatalogStore | None], RunningServer]
+STEPS = (10, 50, 100)
+
+
+@dataclass
+class Clock:
+    """Time that passes only when someone sleeps: the ready gate's timeout without the wait."""
+
+    now: float = 0.0
+    slept: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class WrongStore(CatalogStore):
+    """A catalog that answers GetProduct with another product: a regression in a handler."""
+
+    def get(self, product_id: str) -> catalog_pb2.Product | None:
+        product = super().get(product_id)
+        if product is None:
+            return None
+        return catalog_pb2.Product(id=product.id, name=product.name + " (wrong)")
+
+
+def gates(edge: Edge, clock: Clock) -> list[Gate]:
+    return [
+        ReadyGate(edge, timeout=5, call_timeout=2, sleep=clock.sleep, clock=clock),
+        SmokeGate(edge, run_smoke, 5),
+    ]
+
+
+@dataclass
+class Pauses:
+    """The pause between steps; `at[n]` runs at the n-th pause (counted from 1), as a fault injection."""
+
+    at: dict[int, Callable[[], object]] = field(default_factory=dict)
+    count: int = 0
+
+    def __call__(self, _seconds: float) -> None:
+        self.count += 1
+        if self.count in self.at:
+            self.at[self.count]()
+
+
+def written_splits(fake: FakeCloudRun) -> list[list[tuple[str, int, str]]]:
+    """Each traffic write's split, as (revision, percent, tag)."""
+    return [[(t.revision, t.percent, t.tag) for t in write.service.traffic] for write in fake.writes]
+
+
+def test_a_good_candidate_is_promoted_step_by_step(
+    run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
+) -> None:
+    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
+    pauses = Pauses()
+    outcome = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=pauses)
+
+    assert outcome.ok, outcome.line
+    assert [split[:2] for split in written_splits(fake)] == [
+        [(OLD, 90, STABLE), (NEW, 10, CANDIDATE)],
+        [(OLD, 50, STABLE), (NEW, 50, CANDIDATE)],
+        [(OLD, 0, STABLE), (NEW, 100, CANDIDATE)],
+        [(NEW, 100, STABLE), (NEW, 0, CANDIDATE)],
+    ]
+    assert fake.routes(REF.path) == [
+        Route(NEW, 100, STABLE),
+        Route(NEW, 0, CANDIDATE),
+        Route(OLD, 0, PREVIOUS),
+    ]
+    assert pauses.count == 3
+    # Every check went through the candidate's tag, to the candidate's server.
+    assert set(edge.opened) == {f"candidate->{NEW}"}
+    # Once released, running it again moves nothing.
+    writes = len(fake.writes)
+    again = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=pauses)
+    assert again.ok
+    assert "already serves all traffic" in again.line
+    assert len(fake.writes) == writes
+
+
+def assert_rolled_back(fake: FakeCloudRun) -> None:
+    assert fake.routes(REF.path)[:2] == [Route(OLD, 100, STABLE), Route(NEW, 0, CANDIDATE)]
+
+
+def test_a_candidate_that_answers_wrongly_never_gets_traffic(
+    run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
+) -> None:
+    edge.servers = {
+        OLD: servers(catalog),
+        NEW: servers(WrongStore.from_products(list(catalog.page("", 0, 50)))),
+    }
+    outcome = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=Pauses())
+
+    assert not outcome.ok
+    assert outcome.line.startswith(f"release of {NEW} failed: check smoke at 0%: GetProduct")
+    assert "not the one listed" in outcome.line
+    assert f"all traffic is back on {OLD}" in outcome.line
+    assert_rolled_back(fake)
+    # It never had a share: the only write is the rollback, which leaves the split as it was.
+    assert written_splits(fake) == [[(OLD, 100, STABLE), (NEW, 0, CANDIDATE)]]
+
+
+def test_a_candidate_that_never_becomes_ready_is_rolled_back(
+    run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
+) -> None:
+    edge.servers = {OLD: servers(catalog), NEW: servers(None)}  # never installs a catalog: NOT_SERVING
+    clock = Clock()
+    outcome = rollout.release(run, STEPS, 30, gates(edge, clock), log=lambda _: None, sleep=Pauses())
+
+    assert not outcome.ok
+    assert outcome.line.startswith(
+        f"release of {NEW} failed: check ready at 0%: catalog.ProductCatalog not SERVING"
+    )
+    assert "last answer: NOT_SERVING" in outcome.line
+    assert sum(clock.slept) >= 5
+    assert_rolled_back(fake)
+
+
+def test_a_candidate_that_breaks_at_the_second_step_is_rolled_back(
+    run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
+) -> None:
+    new = servers(catalog)
+    edge.servers = {OLD: servers(catalog), NEW: new}
+    # At the second step's pause the candidate starts shutting down: NOT_SERVING, then gone.
+    pauses = Pauses(at={2: lambda: new.begin_shutdown(0.0).wait()})
+    outcome = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=pauses)
+
+    assert not outcome.ok
+    assert outcome.line.startswith(f"release of {NEW} failed: check ready at 50%")
+    assert [split[:2] for split in written_splits(fake)] == [
+        [(OLD, 90, STABLE), (NEW, 10, CANDIDATE)],
+        [(OLD, 50, STABLE), (NEW, 50, CANDIDATE)],
+        [(OLD, 100, STABLE), (NEW, 0, CANDIDATE)],
+    ]
+    assert_rolled_back(fake)
+
+
+@dataclass
+class Ratios:
+    """An error ratio per call, as the observability metric would report it."""
+
+    values: list[float | None]
+    asked: list[str] = field(default_factory=list)
+
+    def error_ratio(self, service: str, revision: str, window_seconds: float) -> float | None:
+        self.asked.append(revision)
+        return self.values.pop(0)
+
+
+def test_a_rising_error_ratio_rolls_back(
+    run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
+) -> None:
+    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
+    ratios = Ratios([None, 0.0, 0.2])  # no calls before traffic, fine at 10%, 20% failing at 50%
+    checks = [*gates(edge, Clock()), ErrorRatioGate(ratios, max_ratio=0.01)]
+    outcome = rollout.release(run, STEPS, 30, checks, log=lambda _: None, sleep=Pauses())
+
+    assert not outcome.ok
+    assert "check error-ratio at 50%: 20.0% of calls failed" in outcome.line
+    assert ratios.asked == [NEW, NEW, NEW]
+    assert_rolled_back(fake)
+
+
+def test_a_later_release_of_the_rolled_back_revision_only_retries_it(
+    run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
+) -> None:
+    """A second run checks the same candidate again (a retry); it never resurrects traffic on its own."""
+    edge.servers = {OLD: servers(catalog), NEW: servers(None)}
+    clock = Clock()
+    for _ in range(2):
+        outcome = rollout.release(run, STEPS, 30, gates(edge, clock), log=lambda _: None, sleep=Pauses())
+        assert not outcome.ok
+        assert_rolled_back(fake)
+
+
+def test_an_interrupted_release_resumes_from_its_share(
+    run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
+) -> None:
+    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
+    run.set_traffic(run.get(), [Route(OLD, 50, STABLE), Route(NEW, 50, CANDIDATE)])
+    fake.writes.clear()
+    outcome = rollout.release(run, STEPS, 0, gates(edge, Clock()), log=lambda _: None)
+    assert outcome.ok
+    assert [split[:2] for split in written_splits(fake)] == [
+        [(OLD, 0, STABLE), (NEW, 100, CANDIDATE)],
+        [(NEW, 100, STABLE), (NEW, 0, CANDIDATE)],
+    ]
+
+
+def test_a_first_deploy_has_nothing_to_move(
+    run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
+) -> None:
+    fake.deploy(REF.path, template(NEW), [Route(NEW, 100, STABLE), Route(NEW, 0, CANDIDATE)])
+    fake.writes.clear()
+    edge.servers = {NEW: servers(catalog)}
+    outcome = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None)
+    assert outcome.ok
+    assert fake.writes == []
+
+
+def test_a_broken_first_deploy_fails_without_a_rollback(
+    run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer
+) -> None:
+    fake.deploy(REF.path, template(NEW), [Route(NEW, 100, STABLE), Route(NEW, 0, CANDIDATE)])
+    fake.writes.clear()
+    edge.servers = {NEW: servers(None)}
+    outcome = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None)
+    assert not outcome.ok
+    assert outcome.line.startswith(f"check ready failed on {NEW}, which serves all traffic")
+    assert fake.writes == []
+
+
+def test_a_service_without_release_tags_is_refused(run: CloudRun, fake: FakeCloudRun, edge: Edge) -> None:
+    fake.deploy(REF.path, template(NEW), [Route(NEW, 100)])
+    with pytest.raises(TrafficError, match="no 'stable' and 'candidate' tags"):
+        rollout.release(run, STEPS, 0, [], log=lambda _: None)
+
+
+def test_rollback_after_a_release_returns_to_the_previous_revision(
+    run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
+) -> None:
+    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
+    assert rollout.release(run, (100,), 0, gates(edge, Clock()), log=lambda _: None).ok
+    outcome = rollout.rollback(run, log=lambda _: None)
+    assert outcome.ok
+    # OLD serves again; NEW stays the candidate at 0%, where the program's next `pulumi up` keeps it.
+    assert fake.routes(REF.path) == [Route(OLD, 100, STABLE), Route(NEW, 0, CANDIDATE)]
+
+
+class Never:
+    """A gate that fails, to check the failure line's shape."""
+
+    name = "never"
+
+    def check(self, candidate: Candidate) -> str | None:
+        return f"refused {candidate.revision}"
+
+
+def run_cli(argv: list[str], edge: Edge, stdin: str = "") -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(argv, channels=edge, stdin=io.StringIO(stdin))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_command_promotes_from_the_stacks_plan(
+    api: str, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
+) -> None:
+    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
+    plan = json.dumps(
+        {
+            "project": REF.project,
+            "region": REF.region,
+            "service": REF.service,
+            "steps": [50, 100],
+            "pauseSeconds": 0,
+        }
+    )
+    code, out, err = run_cli(["promote", "--plan", "-", "--api-endpoint", api, "--insecure-api"], edge, plan)
+    assert code == EXIT_OK, err
+    assert out.strip() == f"released {NEW}: it serves all traffic as stable; {OLD} is previous"
+    assert f"{NEW} has 50% of requests" in err
+    assert fake.revision_of(REF.path, STABLE) == NEW
+
+
+def test_the_command_fails_with_one_line_naming_the_check(
+    api: str, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
+) -> None:
+    edge.servers = {OLD: servers(catalog), NEW: servers(None)}
+    argv = ["promote", "--project", REF.project, "--region", REF.region, "--service", REF.service]
+    argv += [
+        "--steps",
+        "100",
+        "--pause-seconds",
+        "0",
+        "--ready-timeout",
+        "1",
+        "--api-endpoint",
+        api,
+        "--insecure-api",
+    ]
+    code, out, err = run_cli(argv, edge)
+    assert code == EXIT_CHECK_FAILED
+    assert out == ""
+    assert err.splitlines()[-1].startswith(f"release of {NEW} failed: check ready at 0%")
+    assert_rolled_back(fake)
+
+
+def test_the_command_reports_a_missing_service(api: str, edge: Edge) -> None:
+    argv = ["promote", "--project", REF.project, "--region", REF.region, "--service", "other"]
+    code, _, err = run_cli([*argv, "--api-endpoint", api, "--insecure-api"], edge)
+    assert code == EXIT_CLOUD_RUN
+    assert "does not exist" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["promote", "--steps", "50,10"], "must increase"),
+        (["promote", "--steps", "10,50"], "the last must be 100"),
+        (["promote", "--steps", "0,100"], "from 1 to 100"),
+        (["promote", "--pause-seconds", "-1"], "0 to 86400"),
+        (["pr-deploy", "--project", "p", "--region", "r", "--service", "s"], "needs --pr N"),
+        (["promote", "--region", "r", "--service", "s"], "--project (or the plan's 'project') is required"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_them(argv: list[str], message: str, edge: Edge) -> None:
+    with pytest.raises(SystemExit) as exit_info, redirect_stderr(io.StringIO()) as err:
+        main(argv, channels=edge)
+    assert exit_info.value.code == 2
+    assert message in err.getvalue()
+
+
+def test_failure_lines_name_gate_and_step(run: CloudRun, fake: FakeCloudRun) -> None:
+    outcome = rollout.release(run, STEPS, 0, [Never()], log=lambda _: None)
+    assert outcome.line == (
+        f"release of {NEW} failed: check never at 0%: refused {NEW}; all traffic is back on {OLD}, "
+        f"and {NEW} keeps the tag candidate"
+    )
