@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pulumi
-from catalog_infra import ci_identity, grpc_service
+from catalog_infra import ci_identity, grpc_service, live, revisions
 from catalog_infra.apis import ProjectApis
 from catalog_infra.config import load
 
@@ -13,6 +13,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 HEALTH_SERVICE = "catalog.ProductCatalog"
 
 config = load()
+# The traffic Cloud Run serves now: the program declares it as it is (catalog_infra/revisions.py).
+live_service = live.read_service(config.project, config.region, config.service_name)
+revisions.serving_routes(live_service)  # refuses a split it cannot build on, before any resource
 
 apis = ProjectApis(
     "apis",
@@ -47,6 +50,7 @@ service = grpc_service.GrpcService(
         },
         keep_images=config.keep_images,
         depends_on=[apis],
+        live=live_service,
     ),
 )
 
@@ -56,6 +60,22 @@ pulumi.export("image", service.image)
 pulumi.export("serviceName", service.service_name)
 pulumi.export("serviceAccount", service.service_account_email)
 pulumi.export("region", service.region)
+pulumi.export("revision", service.revision)
+pulumi.export("stableTarget", service.stable_target)
+pulumi.export("candidateTarget", service.candidate_target)
+# What `python -m release` needs: `pulumi stack output release --json | python -m release promote --plan -`.
+pulumi.export(
+    "release",
+    {
+        "project": config.project,
+        "region": config.region,
+        "service": service.service_name,
+        "steps": list(config.canary_steps),
+        "pauseSeconds": config.canary_pause_seconds,
+        "private": not config.allow_unauthenticated,
+        "candidateUrl": service.candidate_url,
+    },
+)
 
 if config.github_repository:
     ci = ci_identity.CiIdentity(
@@ -68,8 +88,18 @@ if config.github_repository:
             previewer_account_id=f"{config.service_name}-preview",
             runtime_service_account=service.service_account_name,
             depends_on=[apis],
+            pull_requests=ci_identity.PullRequestRevisionsArgs(
+                account_id=f"{config.service_name}-pr-rev",
+                service_name=service.service_name,
+                location=config.region,
+                repository_id=config.service_name,
+            )
+            if config.pr_revisions
+            else None,
         ),
     )
     pulumi.export("workloadIdentityProvider", ci.workload_identity_provider)
     pulumi.export("deployerServiceAccount", ci.deployer_service_account)
     pulumi.export("previewerServiceAccount", ci.previewer_service_account)
+    if ci.pr_deployer_service_account is not None:
+        pulumi.export("prDeployerServiceAccount", ci.pr_deployer_service_account)

@@ -3,7 +3,9 @@
 Two service accounts: a previewer with read-only roles, which any workflow of the repository may use (pull
 request previews), and a deployer, which only tokens for the main branch may use (dev's deploy on a push to
 main, prod's dispatch from main). IAM enforces the branch; prod's approval by the `production` environment's
-reviewers is enforced by GitHub, in the workflow, not here.
+reviewers is enforced by GitHub, in the workflow, not here. With pull-request revisions on (config
+prRevisions), a third account, usable only by pull_request workflows, may deploy no-traffic revisions of
+this stack's service and nothing else.
 """
 
 from __future__ import annotations
@@ -45,6 +47,25 @@ PREVIEWER_PROJECT_ROLES = (
     "roles/artifactregistry.reader",
     "roles/serviceusage.serviceUsageViewer",
 )
+# What deploying a pull request's build as a no-traffic revision of one service takes, each granted on that
+# one resource and not on the project: push to its repository, update that service (a template and a tag;
+# roles/run.developer has no IAM permissions), call it for the smoke check, and act as its runtime account.
+PR_DEPLOYER_REPOSITORY_ROLE = "roles/artifactregistry.writer"
+PR_DEPLOYER_SERVICE_ROLES = ("roles/run.developer", "roles/run.invoker")
+PR_DEPLOYER_RUNTIME_ACCOUNT_ROLE = "roles/iam.serviceAccountUser"
+# Only workflows started by a pull request event may use the PR deployer (the provider admits this
+# repository's tokens only; GitHub gives fork pull requests no token at all).
+PR_EVENT = "pull_request"
+
+
+@dataclass(frozen=True)
+class PullRequestRevisionsArgs:
+    """The one service (and its registry repository) pull requests may deploy no-traffic revisions of."""
+
+    account_id: str
+    service_name: pulumi.Input[str]
+    location: str
+    repository_id: pulumi.Input[str]
 
 
 @dataclass(frozen=True)
@@ -58,6 +79,8 @@ class CiIdentityArgs:
     previewer_account_id: str
     runtime_service_account: pulumi.Input[str]  # full name: projects/P/serviceAccounts/EMAIL
     depends_on: Sequence[pulumi.Resource] = ()
+    # A third account, for pull-request revisions of one service (docs/releases.md); None creates none.
+    pull_requests: PullRequestRevisionsArgs | None = None
 
 
 def attribute_condition(repository: str) -> str:
@@ -71,6 +94,7 @@ class CiIdentity(pulumi.ComponentResource):
     workload_identity_provider: pulumi.Output[str]
     deployer_service_account: pulumi.Output[str]
     previewer_service_account: pulumi.Output[str]
+    pr_deployer_service_account: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: CiIdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("catalog:index:CiIdentity", name, None, opts)
@@ -94,6 +118,7 @@ class CiIdentity(pulumi.ComponentResource):
                 "google.subject": "assertion.sub",
                 "attribute.repository": "assertion.repository",
                 "attribute.ref": "assertion.ref",
+                "attribute.event_name": "assertion.event_name",
             },
             attribute_condition=attribute_condition(args.github_repository),
             oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(issuer_uri=GITHUB_ISSUER),
@@ -136,6 +161,12 @@ class CiIdentity(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.pr_deployer_service_account = None
+        if args.pull_requests is not None:
+            self.pr_deployer_service_account = _pr_deployer(
+                name, args, args.pull_requests, tokens_with("event_name", PR_EVENT), child
+            ).email
+
         self.workload_identity_provider = provider.name
         self.deployer_service_account = deployer.email
         self.previewer_service_account = previewer.email
@@ -144,6 +175,7 @@ class CiIdentity(pulumi.ComponentResource):
                 "workloadIdentityProvider": self.workload_identity_provider,
                 "deployerServiceAccount": self.deployer_service_account,
                 "previewerServiceAccount": self.previewer_service_account,
+                "prDeployerServiceAccount": self.pr_deployer_service_account,
             }
         )
 
@@ -185,6 +217,56 @@ def _ci_account(
         service_account_id=account.name,
         role="roles/iam.workloadIdentityUser",
         member=principals,
+        opts=opts,
+    )
+    return account
+
+
+def _pr_deployer(
+    name: str,
+    args: CiIdentityArgs,
+    pull_requests: PullRequestRevisionsArgs,
+    principals: pulumi.Output[str],
+    opts: pulumi.ResourceOptions,
+) -> gcp.serviceaccount.Account:
+    """The account pull requests deploy revisions with: roles on one service, its repository, its runtime.
+
+    None on the project, so nothing else (and no IAM policy) is within its reach.
+    """
+    account = _ci_account(
+        name,
+        "pr-deployer",
+        args,
+        account_id=pull_requests.account_id,
+        description="Deploys pull requests as no-traffic revisions of one Cloud Run service.",
+        project_roles=(),
+        impersonators=("pull-requests", principals),
+        opts=opts,
+    )
+    gcp.artifactregistry.RepositoryIamMember(
+        f"{name}-pr-deployer-pushes",
+        project=args.project,
+        location=pull_requests.location,
+        repository=pull_requests.repository_id,
+        role=PR_DEPLOYER_REPOSITORY_ROLE,
+        member=account.member,
+        opts=opts,
+    )
+    for role in PR_DEPLOYER_SERVICE_ROLES:
+        gcp.cloudrunv2.ServiceIamMember(
+            f"{name}-pr-deployer-{role.removeprefix('roles/').replace('.', '-')}",
+            project=args.project,
+            location=pull_requests.location,
+            name=pull_requests.service_name,
+            role=role,
+            member=account.member,
+            opts=opts,
+        )
+    gcp.serviceaccount.IAMMember(
+        f"{name}-pr-deployer-acts-as-runtime",
+        service_account_id=args.runtime_service_account,
+        role=PR_DEPLOYER_RUNTIME_ACCOUNT_ROLE,
+        member=account.member,
         opts=opts,
     )
     return account

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -77,6 +78,11 @@ class StackConfig:
     log_level: str
     github_repository: str | None
     ci_pool_suffix: str
+    # Releases (docs/releases.md): the candidate's share after each step, the wait before each step's checks,
+    # and whether pull requests get pr-N revisions of this stack's service.
+    canary_steps: tuple[int, ...] = (10, 50, 100)
+    canary_pause_seconds: int = 60
+    pr_revisions: bool = False
 
 
 class _Reader:
@@ -213,6 +219,37 @@ def _check_invokers(reader: _Reader, invokers: tuple[str, ...]) -> None:
         raise ConfigError(key, list(invokers), "members must not repeat")
 
 
+def _canary_steps(reader: _Reader) -> tuple[int, ...]:
+    """canarySteps: increasing percentages from 1 to 100 ending at 100; [100] releases all at once."""
+    raw = pulumi.Config().get("canarySteps")
+    if raw is None:
+        return (10, 50, 100)
+    allowed = "must be a list of increasing percentages from 1 to 100 that ends at 100, such as [10, 50, 100]"
+    try:
+        steps = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigError(reader.key("canarySteps"), raw, allowed) from None
+    if (
+        not isinstance(steps, list)
+        or not steps
+        or not all(
+            isinstance(step, int) and not isinstance(step, bool) and 1 <= step <= 100 for step in steps
+        )
+        or any(later <= earlier for earlier, later in itertools.pairwise(steps))
+        or steps[-1] != 100
+    ):
+        raise ConfigError(reader.key("canarySteps"), steps, allowed)
+    return tuple(steps)
+
+
+def _pr_revisions(reader: _Reader, github_repository: str) -> bool:
+    """The prRevisions key; it needs githubRepository, as its deployer is one of the repository's."""
+    enabled = reader.boolean("prRevisions", False)
+    if enabled and not github_repository:
+        raise ConfigError(reader.key("prRevisions"), True, "needs githubRepository (owner/repo) set as well")
+    return enabled
+
+
 def load() -> StackConfig:
     """Read the stack's config and validate it; raise ConfigError on the first invalid value."""
     gcp = _Reader(pulumi.Config("gcp"))
@@ -288,4 +325,7 @@ def load() -> StackConfig:
         ci_pool_suffix=read.text(
             "ciPoolSuffix", "1", _POOL_SUFFIX, "must be 1 to 25 lowercase letters or digits"
         ),
+        canary_steps=_canary_steps(read),
+        canary_pause_seconds=read.integer("canaryPauseSeconds", 60, 0, 3600),
+        pr_revisions=_pr_revisions(read, github_repository),
     )

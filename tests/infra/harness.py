@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import runpy
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pulumi
 import yaml
@@ -121,6 +125,8 @@ class Deployment:
     outputs: dict[str, Any] = field(default_factory=dict)
     # The globals infra/__main__.py ended with: its config and components, and the modules that define them.
     namespace: dict[str, Any] = field(default_factory=dict)
+    # Each read of the live service the program made: (project, region, service name).
+    live_reads: list[tuple[str, str, str]] = field(default_factory=list)
 
     def all(self, type_: str) -> list[Declared]:
         return [resource for resource in self.declared if resource.type == type_]
@@ -148,13 +154,36 @@ def project_file() -> dict[str, Any]:
     return document
 
 
+def infra_module(name: str) -> Any:
+    """A module of infra/catalog_infra, imported as the program imports it (infra/ is its path root)."""
+    if str(INFRA_DIR) not in sys.path:
+        sys.path.append(str(INFRA_DIR))
+    return importlib.import_module(f"catalog_infra.{name}")
+
+
+@contextmanager
+def live_service(live: Any, reads: list[tuple[str, str, str]]) -> Iterator[None]:
+    """Answer the program's read of the live service with `live` (None: not deployed yet), recording it."""
+
+    def read_service(project: str, region: str, service_name: str) -> Any:
+        reads.append((project, region, service_name))
+        return live
+
+    with mock.patch.object(infra_module("live"), "read_service", read_service):
+        yield
+
+
 def run_program(
     config: Mapping[str, object],
     stack: str = "dev",
     monitor: RecordingMonitor | None = None,
     program: Callable[[], object] | None = None,
+    live: Any = None,
 ) -> Deployment:
-    """Run infra/ as `pulumi up` would (runpy of the directory), or `program` instead, under mocks."""
+    """Run infra/ as `pulumi up` would (runpy of the directory), or `program` instead, under mocks.
+
+    `live` is what Cloud Run serves (catalog_infra.revisions.LiveService), None for a first deploy.
+    """
     monitor = monitor or RecordingMonitor(Mocks())
     pulumi.runtime.set_all_config({key: wire_value(value) for key, value in config.items()})
     settings.ROOT.set(None)
@@ -172,7 +201,8 @@ def run_program(
         exported: dict[str, Any] = getattr(root, "outputs", {})
         return pulumi.Output.all(**exported).apply(deployment.outputs.update)
 
-    run()
+    with live_service(live, deployment.live_reads):
+        run()
     return deployment
 
 

@@ -18,6 +18,8 @@ import grpc
 from google.cloud import run_v2
 from google.longrunning import operations_pb2  # type: ignore[import-untyped]
 from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from release.traffic import Route
 
@@ -40,6 +42,8 @@ class FakeCloudRun:
     services: dict[str, run_v2.Service] = field(default_factory=dict)
     revisions: dict[str, run_v2.RevisionTemplate] = field(default_factory=dict)
     writes: list[run_v2.UpdateServiceRequest] = field(default_factory=list)
+    # When set, reads are refused with this status (and ErrorInfo reason), as an IAM or API problem would.
+    refuse_reads: tuple[grpc.StatusCode, str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # What the tests look at.
@@ -67,6 +71,9 @@ class FakeCloudRun:
 
     # The API.
     def get_service(self, request: run_v2.GetServiceRequest, context: grpc.ServicerContext) -> run_v2.Service:
+        if self.refuse_reads is not None:
+            code, reason = self.refuse_reads
+            context.abort_with_status(_status(code, reason))
         with self._lock:
             service = self.services.get(request.name)
             if service is None:
@@ -145,6 +152,14 @@ class FakeCloudRun:
         service.etag = f'"{service.generation}"'
         self.services[service.name] = service
         return run_v2.Service(service)
+
+
+def _status(code: grpc.StatusCode, reason: str) -> grpc.Status:
+    """A status with google.rpc.ErrorInfo details, which the client exposes as the error's `reason`."""
+    details = any_pb2.Any()
+    details.Pack(error_details_pb2.ErrorInfo(reason=reason, domain="googleapis.com"))
+    message = f"refused ({reason})"
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=[details]))
 
 
 @contextmanager
