@@ -73,7 +73,9 @@ pulumi.export(
         "steps": list(config.canary_steps),
         "pauseSeconds": config.canary_pause_seconds,
         "private": not config.allow_unauthenticated,
+        "url": service.url,
         "candidateUrl": service.candidate_url,
+        "imageRepository": service.image_repository,
     },
 )
 

@@ -1,8 +1,8 @@
 """The command line: `python -m release COMMAND [options]` (promote, rollback, pr-deploy, pr-remove).
 
 Which service comes from options or, simplest, from the stack: `pulumi stack output release --json` is a
-JSON object with project, region, service, steps, pauseSeconds and private, which `--plan FILE` (or `-`
-for stdin) reads; options given as well win over it.
+JSON object with project, region, service, steps, pauseSeconds, private and url, which `--plan FILE` (or
+`-` for stdin) reads; options given as well win over it.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--id-token", action="store_true", help="send an ID token (default: the plan's private)"
     )
     checks.add_argument("--token-env", metavar="VAR", help="send the bearer token held in $VAR instead")
+    checks.add_argument("--audience", help="of the ID token (default: the plan's url, the service's URL)")
     prs = parser.add_argument_group("pull requests")
     prs.add_argument("--pr", type=int, metavar="N", help="the pull request's number")
     prs.add_argument("--image", help="the pull request's image, by digest")
@@ -127,6 +128,8 @@ def _resolve(args: argparse.Namespace, plan: dict[str, Any], parser: argparse.Ar
         args.pause_seconds = float(plan.get("pauseSeconds", 60))
     if not args.id_token and args.token_env is None:
         args.id_token = bool(plan.get("private", False))
+    if args.audience is None:
+        args.audience = plan.get("url")
     if args.command.startswith("pr-") and args.pr is None:
         parser.error(f"{args.command} needs --pr N")
     if args.command == "pr-deploy" and not args.image:
@@ -144,7 +147,9 @@ def tls_channels(args: argparse.Namespace) -> ChannelFactory:
         if args.token_env:
             credentials = bearer_token_credentials(os.environ.get(args.token_env, "").strip())
         elif args.id_token:
-            credentials = id_token_credentials(target.audience)
+            # The service's run.app URL is always an accepted audience (Cloud Run docs, "custom audiences"),
+            # so one token for it serves every tag URL of the service.
+            credentials = id_token_credentials(args.audience or target.audience)
         return open_channel(target.address, Transport(), credentials)
 
     return open_to

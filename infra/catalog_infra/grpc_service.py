@@ -111,6 +111,7 @@ class GrpcService(pulumi.ComponentResource):
     stable_target: pulumi.Output[str]
     candidate_target: pulumi.Output[str]
     candidate_url: pulumi.Output[str]
+    image_repository: pulumi.Output[str]
     image: pulumi.Output[str]
     service_name: pulumi.Output[str]
     service_account_email: pulumi.Output[str]
@@ -286,6 +287,8 @@ class GrpcService(pulumi.ComponentResource):
         self.stable_target = service.uri.apply(lambda uri: grpc_target(tag_url(uri, STABLE)))
         self.candidate_target = service.uri.apply(lambda uri: grpc_target(tag_url(uri, CANDIDATE)))
         self.candidate_url = service.uri.apply(lambda uri: tag_url(uri, CANDIDATE))
+        # Where other builds of this service's image go (pull-request revisions push there).
+        self.image_repository = repository.registry_uri.apply(lambda uri: f"{uri}/{args.service_name}")
         self.image = image
         self.service_name = service.name
         self.service_account_email = account.email

@@ -161,7 +161,9 @@ def test_outputs_name_both_targets_and_the_release_plan(stack: str, revision: st
         "steps": config[f"{PROJECT}:canarySteps"],
         "pauseSeconds": config[f"{PROJECT}:canaryPauseSeconds"],
         "private": not config[f"{PROJECT}:allowUnauthenticated"],
+        "url": "https://catalog-grpc-abc123-uc.a.run.app",
         "candidateUrl": "https://candidate---catalog-grpc-abc123-uc.a.run.app",
+        "imageRepository": f"us-central1-docker.pkg.dev/{config['gcp:project']}/catalog-grpc/catalog-grpc",
     }
 
 

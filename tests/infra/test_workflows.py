@@ -112,4 +112,4 @@ def test_only_the_pulumi_jobs_ask_for_cloud_tokens_and_no_workflow_runs_foreign_
         assert document.get("permissions", {}).get("id-token") != "write", path.name
         for name, job in document["jobs"].items():
             wants_token = job.get("permissions", {}).get("id-token") == "write"
-            assert wants_token == (path.name == "pulumi.yml"), f"{path.name}: {name}"
+            assert wants_token == (path.name in ("pulumi.yml", "pr-revision.yml")), f"{path.name}: {name}"
