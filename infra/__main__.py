@@ -9,7 +9,8 @@ from catalog_infra.config import load
 
 # Pulumi runs this program from infra/; the Docker context is the repository root, found from this file.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The name the server marks SERVING once its catalog is loaded: what the startup probe waits for.
+# The name the server marks SERVING only while it can answer (catalog loaded, no shutdown begun): what the
+# startup probe waits for and the readiness probe watches.
 HEALTH_SERVICE = "catalog.ProductCatalog"
 
 config = load()

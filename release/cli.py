@@ -120,36 +120,52 @@ def _resolve(args: argparse.Namespace, plan: dict[str, Any], parser: argparse.Ar
         if not isinstance(getattr(args, option), str) or not getattr(args, option):
             parser.error(f"--{option} (or the plan's {key!r}) is required")
     if args.steps is None:
+        steps = plan.get("steps", [10, 50, 100])
         try:
-            args.steps = traffic.check_steps(plan.get("steps", [10, 50, 100]))
+            args.steps = traffic.check_steps([int(step) for step in steps])
         except (TypeError, ValueError) as error:
-            parser.error(f"the plan's steps: {error}")
+            parser.error(f"the plan's steps {steps!r}: {error}")
     if args.pause_seconds is None:
-        args.pause_seconds = float(plan.get("pauseSeconds", 60))
+        try:
+            args.pause_seconds = _seconds(str(plan.get("pauseSeconds", 60)))
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"the plan's pauseSeconds: {error}")
     if not args.id_token and args.token_env is None:
         args.id_token = bool(plan.get("private", False))
     if args.audience is None:
         args.audience = plan.get("url")
+    _check_command(args, parser)
+
+
+def _check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Exit 2 on options the command needs but lacks, or that cannot work together."""
     if args.command.startswith("pr-") and args.pr is None:
         parser.error(f"{args.command} needs --pr N")
     if args.command == "pr-deploy" and not args.image:
         parser.error("pr-deploy needs --image REGISTRY/PATH@sha256:...")
     if args.insecure_api and not args.api_endpoint:
         parser.error("--insecure-api needs --api-endpoint")
+    if args.token_env is not None and not os.environ.get(args.token_env, "").strip():
+        parser.error(f"--token-env {args.token_env}: the variable is unset or empty")
 
 
 def tls_channels(args: argparse.Namespace) -> ChannelFactory:
-    """Channels to tag URLs over TLS, with an ID token for that URL or the bearer token from --token-env."""
+    """Channels to tag URLs over TLS, with an ID token (--audience) or the bearer token from --token-env."""
+    # One set of credentials per audience, made on first use: google-auth refreshes them as they expire.
+    by_audience: dict[str, grpc.CallCredentials] = {}
 
     def open_to(uri: str) -> grpc.Channel:
         target = parse_target(uri)
         credentials = None
         if args.token_env:
-            credentials = bearer_token_credentials(os.environ.get(args.token_env, "").strip())
+            credentials = bearer_token_credentials(os.environ[args.token_env].strip())
         elif args.id_token:
             # The service's run.app URL is always an accepted audience (Cloud Run docs, "custom audiences"),
             # so one token for it serves every tag URL of the service.
-            credentials = id_token_credentials(args.audience or target.audience)
+            audience = args.audience or target.audience
+            if audience not in by_audience:
+                by_audience[audience] = id_token_credentials(audience)
+            credentials = by_audience[audience]
         return open_channel(target.address, Transport(), credentials)
 
     return open_to

@@ -335,6 +335,10 @@ def test_the_command_reports_a_missing_service(api: str, edge: Edge) -> None:
         (["promote", "--pause-seconds", "-1"], "0 to 86400"),
         (["pr-deploy", "--project", "p", "--region", "r", "--service", "s"], "needs --pr N"),
         (["promote", "--region", "r", "--service", "s"], "--project (or the plan's 'project') is required"),
+        (
+            ["promote", "--project", "p", "--region", "r", "--service", "s", "--token-env", "NO_SUCH_VAR_X"],
+            "unset",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_naming_them(argv: list[str], message: str, edge: Edge) -> None:
@@ -350,3 +354,41 @@ def test_failure_lines_name_gate_and_step(run: CloudRun, fake: FakeCloudRun) -> 
         f"release of {NEW} failed: check never at 0%: refused {NEW}; all traffic is back on {OLD}, "
         f"and {NEW} keeps the tag candidate"
     )
+
+
+def test_the_command_deploys_a_pull_request_and_prints_only_its_url(
+    api: str, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
+) -> None:
+    from release.pr import pr_revision_name  # noqa: PLC0415
+
+    image = "us-central1-docker.pkg.dev/p/catalog-grpc/catalog-grpc@sha256:" + "9" * 64
+    edge.servers = {pr_revision_name(REF.service, 5, image): servers(catalog)}
+    plan = json.dumps({"project": REF.project, "region": REF.region, "service": REF.service})
+    argv = [
+        "pr-deploy",
+        "--plan",
+        "-",
+        "--pr",
+        "5",
+        "--image",
+        image,
+        "--api-endpoint",
+        api,
+        "--insecure-api",
+    ]
+    code, out, err = run_cli(argv, edge, plan)
+    assert code == EXIT_OK, err
+    assert out == "https://pr-5---catalog-grpc-123456789012.us-central1.run.app\n"
+    code, out, _ = run_cli(
+        ["pr-remove", "--plan", "-", "--pr", "5", "--api-endpoint", api, "--insecure-api"], edge, plan
+    )
+    assert code == EXIT_OK
+    assert "pr-5" not in {route.tag for route in fake.routes(REF.path)}
+
+
+def test_a_bad_plan_is_refused_naming_it(edge: Edge) -> None:
+    plan = json.dumps({"project": "p", "region": "r", "service": "s", "steps": [50, 20]})
+    with pytest.raises(SystemExit) as exit_info, redirect_stderr(io.StringIO()) as err:
+        main(["promote", "--plan", "-"], channels=edge, stdin=io.StringIO(plan))
+    assert exit_info.value.code == 2
+    assert "the plan's steps [50, 20]: steps [50, 20]: must increase" in err.getvalue()
