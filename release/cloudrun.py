@@ -7,7 +7,7 @@ from, so a `pulumi up` or another release that changed the service in between ma
 
 from __future__ import annotations
 
-import concurrent.futures
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,13 +94,23 @@ def _targets(routes: Sequence[Route]) -> list[run_v2.TrafficTarget]:
     ]
 
 
+_SUCCEEDED = run_v2.Condition.State.CONDITION_SUCCEEDED
+
+
 class CloudRun:
     """One service's reads and writes, each bounded by `timeout` seconds (writes wait for the rollout)."""
 
-    def __init__(self, client: run_v2.ServicesClient, ref: ServiceRef, timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        client: run_v2.ServicesClient,
+        ref: ServiceRef,
+        timeout: float = 300.0,
+        poll_seconds: float = 2.0,
+    ) -> None:
         self._client = client
         self.ref = ref
         self._timeout = timeout
+        self._poll_seconds = poll_seconds
 
     def get(self) -> run_v2.Service:
         """The service as it is now."""
@@ -134,13 +144,15 @@ class CloudRun:
 
     def _update(self, service: run_v2.Service, fields: Sequence[str], what: str) -> run_v2.Service:
         try:
-            operation = self._client.update_service(
+            # The long-running operation is not polled: GetOperation needs run.operations.get on the
+            # project, which a role on one service (the pull-request deployer's) does not give. The service
+            # itself says when the change is rolled out, and how it ended.
+            self._client.update_service(
                 request=run_v2.UpdateServiceRequest(
                     service=service, update_mask=field_mask_pb2.FieldMask(paths=list(fields))
                 ),
                 timeout=self._timeout,
             )
-            result: run_v2.Service = operation.result(timeout=self._timeout)  # type: ignore[no-untyped-call]
         except (api_exceptions.Aborted, api_exceptions.FailedPrecondition) as error:
             raise CloudRunError(
                 f"{what} on {self.ref.path}: the service changed while this ran ({error.message}); "
@@ -148,8 +160,20 @@ class CloudRun:
             ) from error
         except api_exceptions.GoogleAPICallError as error:
             raise CloudRunError(f"{what} on {self.ref.path}: {error}") from error
-        except concurrent.futures.TimeoutError:
-            raise CloudRunError(
-                f"{what} on {self.ref.path}: not done after {self._timeout:g} s; look at its revisions"
-            ) from None
-        return result
+        return self._rolled_out(what)
+
+    def _rolled_out(self, what: str) -> run_v2.Service:
+        """Wait until Cloud Run has acted on the latest change; raise if it could not."""
+        deadline = time.monotonic() + self._timeout
+        service = self.get()
+        while service.reconciling or service.observed_generation < service.generation:
+            if time.monotonic() >= deadline:
+                raise CloudRunError(
+                    f"{what} on {self.ref.path}: not done after {self._timeout:g} s; look at its revisions"
+                )
+            time.sleep(self._poll_seconds)
+            service = self.get()
+        condition = service.terminal_condition
+        if condition.state != _SUCCEEDED:
+            raise CloudRunError(f"{what} on {self.ref.path}: {condition.message or condition.state.name}")
+        return service

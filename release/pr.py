@@ -33,10 +33,11 @@ def deploy(run: CloudRun, number: int, image: str, gates: Sequence[Gate], *, log
     template.revision = pr_revision_name(run.ref.service, number, image)
     template.containers[0].image = image
     log(f"deploying {image} as {template.revision}, tag {tag}, no traffic")
-    service = run.set_template(
-        service, template, traffic.with_tag(routes_of(service), template.revision, tag)
-    )
-    service = run.set_template(service, program_template)
+    try:
+        run.set_template(service, template, traffic.with_tag(routes_of(service), template.revision, tag))
+    finally:
+        # Even when the revision failed: the service's template is the program's again.
+        service = run.set_template(run.get(), program_template)
     uri = tag_uri(service, tag)
     candidate = Candidate(service=run.ref.service, revision=template.revision, uri=uri)
     for gate in gates:

@@ -44,6 +44,11 @@ class FakeCloudRun:
     writes: list[run_v2.UpdateServiceRequest] = field(default_factory=list)
     # When set, reads are refused with this status (and ErrorInfo reason), as an IAM or API problem would.
     refuse_reads: tuple[grpc.StatusCode, str] | None = None
+    # Images whose revisions never start: the rollout ends with a failed terminal condition.
+    failing_images: set[str] = field(default_factory=set)
+    # Reads after each write that still see the rollout in progress (reconciling, an older generation).
+    reconciling_reads: int = 0
+    _still_reconciling: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # What the tests look at.
@@ -78,7 +83,12 @@ class FakeCloudRun:
             service = self.services.get(request.name)
             if service is None:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.name}' was not found")
-            return run_v2.Service(service)
+            answer = run_v2.Service(service)
+            if self._still_reconciling:
+                self._still_reconciling -= 1
+                answer.reconciling = True
+                answer.observed_generation = service.generation - 1
+            return answer
 
     def update_service(
         self, request: run_v2.UpdateServiceRequest, context: grpc.ServicerContext
@@ -125,7 +135,18 @@ class FakeCloudRun:
                 )
             self.revisions[revision] = stored
             service.template = stored
-            service.latest_created_revision = service.latest_ready_revision = revision
+            service.latest_created_revision = revision
+            if any(container.image in self.failing_images for container in stored.containers):
+                service.terminal_condition = run_v2.Condition(
+                    type_="Ready",
+                    state=run_v2.Condition.State.CONDITION_FAILED,
+                    message=f"Revision '{revision}' is not ready and cannot serve traffic.",
+                )
+            else:
+                service.latest_ready_revision = revision
+                service.terminal_condition = run_v2.Condition(
+                    type_="Ready", state=run_v2.Condition.State.CONDITION_SUCCEEDED
+                )
         tags = [t.tag for t in traffic if t.tag]
         if len(tags) != len(set(tags)):
             raise RefusedError(grpc.StatusCode.INVALID_ARGUMENT, f"tags repeat: {tags}")
@@ -149,6 +170,8 @@ class FakeCloudRun:
             for t in traffic
         ]
         service.generation += 1
+        service.observed_generation = service.generation
+        self._still_reconciling = self.reconciling_reads
         service.etag = f'"{service.generation}"'
         self.services[service.name] = service
         return run_v2.Service(service)

@@ -48,3 +48,23 @@ def test_a_missing_service_is_named(api: str) -> None:
     missing = CloudRun(connect(api, insecure=True), ServiceRef("p-123456", "us-central1", "nope"), timeout=5)
     with pytest.raises(CloudRunError, match="does not exist: deploy it with `pulumi up` first"):
         missing.get()
+
+
+def test_a_write_returns_once_cloud_run_has_rolled_it_out(api: str, fake: FakeCloudRun) -> None:
+    from release.cloudrun import connect  # noqa: PLC0415
+
+    fake.reconciling_reads = 3
+    run = CloudRun(connect(api, insecure=True), REF, timeout=10, poll_seconds=0)
+    written = run.set_traffic(run.get(), [Route(OLD, 50, STABLE), Route(NEW, 50, CANDIDATE)])
+    assert not written.reconciling
+    assert written.observed_generation == written.generation
+    assert fake.routes(REF.path) == [Route(OLD, 50, STABLE), Route(NEW, 50, CANDIDATE)]
+
+
+def test_a_rollout_that_never_ends_is_reported(api: str, fake: FakeCloudRun) -> None:
+    from release.cloudrun import connect  # noqa: PLC0415
+
+    fake.reconciling_reads = 10_000
+    run = CloudRun(connect(api, insecure=True), REF, timeout=0.2, poll_seconds=0.05)
+    with pytest.raises(CloudRunError, match=r"not done after 0.2 s"):
+        run.set_traffic(run.get(), [Route(OLD, 50, STABLE), Route(NEW, 50, CANDIDATE)])

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from release import pr
-from release.cloudrun import CloudRun
+from release.cloudrun import CloudRun, CloudRunError
 from release.gates import Gate, ReadyGate, SmokeGate
 from release.smoke import run_smoke
 from release.traffic import CANDIDATE, STABLE, Route, TrafficError
@@ -99,3 +99,14 @@ def test_pr_revision_names_start_with_the_service_and_differ_per_build() -> None
     assert first.startswith("catalog-grpc-pr42-")
     assert len(first) <= 63
     assert first != pr.pr_revision_name("catalog-grpc", 42, IMAGE.replace("7", "8"))
+
+
+def test_a_build_that_never_starts_fails_and_the_template_is_put_back(
+    run: CloudRun, fake: FakeCloudRun
+) -> None:
+    before = fake.services[REF.path].template
+    fake.failing_images.add(IMAGE)
+    with pytest.raises(CloudRunError, match="is not ready and cannot serve traffic"):
+        pr.deploy(run, 9, IMAGE, [], log=lambda _: None)
+    assert fake.services[REF.path].template == before
+    assert fake.routes(REF.path)[:2] == [Route(OLD, 100, STABLE), Route(NEW, 0, CANDIDATE)]
