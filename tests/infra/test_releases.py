@@ -206,3 +206,10 @@ def test_invalid_release_config_fails_before_any_resource(key: str, value: objec
 def test_pr_revisions_need_a_repository() -> None:
     with pytest.raises(pulumi.RunError, match="needs githubRepository"):
         run_program({"gcp:project": "my-gcp-project-dev", f"{PROJECT}:prRevisions": True})
+
+
+def test_the_service_urn_the_deploy_jobs_refresh(stack: str) -> None:
+    # docs/releases.md: CI refreshes this one resource before `pulumi up`.
+    assert deploy(stack).one(SERVICE).urn == (
+        f"urn:pulumi:{stack}::catalog-grpc::catalog:index:GrpcService$gcp:cloudrunv2/service:Service::catalog-service"
+    )
