@@ -7,6 +7,7 @@ MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+SCAN_VENV := .venv-scan
 BUF := node_modules/.bin/buf
 PORT ?= 8080
 
@@ -18,6 +19,13 @@ $(VENV)/.installed: requirements-server.txt requirements.txt requirements-dev.tx
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# The scanners have a virtualenv of their own: checkov's dependencies would fight pulumi's pins.
+$(SCAN_VENV)/.installed: requirements-scan.txt
+	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/python -m pip install --quiet -r requirements-scan.txt
 	touch $@
 
 $(BUF): package.json package-lock.json
@@ -37,7 +45,7 @@ proto: $(VENV)/.installed ## Regenerate catalog/ (messages, stubs, .pyi) from pr
 	$(PY) -m tools.genproto
 
 .PHONY: lint
-lint: setup ## ruff, mypy, buf, hadolint, actionlint.
+lint: setup $(SCAN_VENV)/.installed ## ruff, mypy, buf, hadolint, actionlint, zizmor, checkov.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -45,6 +53,8 @@ lint: setup ## ruff, mypy, buf, hadolint, actionlint.
 	$(BUF) format --diff --exit-code
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/actionlint
+	$(SCAN_VENV)/bin/zizmor --offline --quiet .
+	$(SCAN_VENV)/bin/python .ci/checkov_scan.py
 
 .PHONY: test
 test: lint ## Lint, then the whole test suite.
@@ -62,4 +72,4 @@ fmt: setup ## Format Python and proto in place.
 
 .PHONY: clean
 clean: ## Remove the virtualenv, node_modules and caches.
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SCAN_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

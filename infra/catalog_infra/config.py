@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -43,8 +42,13 @@ _MEMORY = re.compile(r"(?P<amount>[1-9][0-9]*)(?P<unit>Mi|Gi|M|G)")
 _DIGEST_IMAGE = re.compile(r"\S+@sha256:[0-9a-f]{64}")
 _MEMBER = re.compile(r"(user|serviceAccount|group|domain|principal|principalSet):\S+")
 _GITHUB_REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
+# GitHub's ids are 64-bit integers; the environment name becomes part of an IAM principal's attribute value.
+_MAX_GITHUB_ID = 2**63 - 1
+_GITHUB_ENVIRONMENT = re.compile(r"[A-Za-z0-9._-]{1,100}")
 # The pool id is "github-<suffix>": 4 to 32 characters.
 _POOL_SUFFIX = re.compile(r"[a-z0-9]{1,25}")
+# A share written as a decimal string, as the SLO goals are: "0.01", "0", "1".
+_RATIO = re.compile(r"[01](?:\.[0-9]+)?")
 
 
 class ConfigError(pulumi.RunError):
@@ -78,15 +82,26 @@ class StackConfig:
     log_level: str
     github_repository: str | None
     ci_pool_suffix: str
+    invoker_iam_disabled: bool
+    # Set (not 0) whenever github_repository is.
+    github_repository_id: int
+    github_repository_owner_id: int
+    deploy_environment: str | None
     # Releases (docs/releases.md): the candidate's share after each step, the wait before each step's checks,
-    # and whether pull requests get pr-N revisions of this stack's service.
-    canary_steps: tuple[int, ...] = (10, 50, 100)
-    canary_pause_seconds: int = 60
-    pr_revisions: bool = False
+    # the error ratio and call count that gate each step, and whether pull requests get pr-N revisions.
+    canary_steps: tuple[int, ...]
+    canary_pause_seconds: int
+    canary_max_error_ratio: float
+    canary_min_calls: int
+    pr_revisions: bool
 
 
 class _Reader:
-    """Reads raw config strings and turns each into a typed value or a ConfigError naming its key."""
+    """Typed reads through `pulumi.Config`, each failure a ConfigError naming the key and what is allowed.
+
+    Pulumi.yaml holds every default: the CLI hands them to the program as if the stack had set them (integers
+    and booleans as their text, arrays as JSON), so a key the stack leaves out still has its value here.
+    """
 
     def __init__(self, config: pulumi.Config) -> None:
         self._config = config
@@ -94,46 +109,45 @@ class _Reader:
     def key(self, name: str) -> str:
         return self._config.full_key(name)
 
-    def text(self, name: str, default: str, pattern: re.Pattern[str] | None = None, allowed: str = "") -> str:
-        value = self._config.get(name)
-        # Optional keys default to "" in Pulumi.yaml, and the CLI hands that default to the program.
-        if value is None or (value == "" and default == ""):
-            return default
+    def text(
+        self, name: str, pattern: re.Pattern[str] | None = None, allowed: str = "", empty: bool = False
+    ) -> str:
+        """A string; `empty` lets "" (an optional key's default) through unchecked."""
+        value = self._config.require(name)
+        if value == "" and empty:
+            return value
         if pattern is not None and not pattern.fullmatch(value):
             raise ConfigError(self.key(name), value, allowed)
         return value
 
-    def integer(self, name: str, default: int, low: int, high: int, why: str = "") -> int:
-        raw = self._config.get(name)
+    def integer(self, name: str, low: int, high: int, why: str = "") -> int:
         allowed = f"must be an integer from {low} to {high}" + (f" ({why})" if why else "")
-        if raw is None:
-            return default
         try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(self.key(name), raw, allowed) from None
+            value = self._config.require_int(name)
+        except pulumi.ConfigTypeError as error:
+            raise ConfigError(self.key(name), error.value, allowed) from None
         if not low <= value <= high:
             raise ConfigError(self.key(name), value, allowed)
         return value
 
-    def boolean(self, name: str, default: bool) -> bool:
-        raw = self._config.get(name)
-        if raw is None:
-            return default
-        if raw.lower() not in ("true", "false"):
-            raise ConfigError(self.key(name), raw, "must be true or false")
-        return raw.lower() == "true"
+    def boolean(self, name: str) -> bool:
+        try:
+            return self._config.require_bool(name)
+        except pulumi.ConfigTypeError as error:
+            raise ConfigError(self.key(name), error.value, "must be true or false") from None
+
+    def json(self, name: str, allowed: str) -> object:
+        """A JSON value (an array or object key), its shape for the caller to check."""
+        try:
+            return self._config.require_object(name)
+        except pulumi.ConfigTypeError as error:
+            raise ConfigError(self.key(name), error.value, allowed) from None
 
     def strings(self, name: str) -> tuple[str, ...]:
-        raw = self._config.get(name)
-        if raw is None:
-            return ()
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = None
+        allowed = "must be a list of strings"
+        value = self.json(name, allowed)
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise ConfigError(self.key(name), raw, "must be a list of strings")
+            raise ConfigError(self.key(name), value, allowed)
         return tuple(value)
 
 
@@ -208,7 +222,11 @@ def _check_invokers(reader: _Reader, invokers: tuple[str, ...]) -> None:
     key = reader.key("invokers")
     for member in invokers:
         if member in ("allUsers", "allAuthenticatedUsers"):
-            raise ConfigError(key, member, "public access is allowUnauthenticated's job, not an invoker")
+            raise ConfigError(
+                key,
+                member,
+                "public access is invokerIamDisabled's (or allowUnauthenticated's) job, not an invoker",
+            )
         if not _MEMBER.fullmatch(member):
             raise ConfigError(
                 key,
@@ -219,16 +237,45 @@ def _check_invokers(reader: _Reader, invokers: tuple[str, ...]) -> None:
         raise ConfigError(key, list(invokers), "members must not repeat")
 
 
+def _check_access(read: _Reader, public: bool, invoker_iam_disabled: bool, invokers: tuple[str, ...]) -> None:
+    # Two ways to a public service: an allUsers binding (refused where Domain Restricted Sharing is enforced)
+    # or no invoker check at all. Both at once still needs the binding, and fails wherever that is refused.
+    if invoker_iam_disabled and public:
+        raise ConfigError(
+            read.key("invokerIamDisabled"),
+            True,
+            f"cannot be combined with {read.key('allowUnauthenticated')} = true: both make the service "
+            "public; keep invokerIamDisabled (it needs no allUsers binding), set allowUnauthenticated false",
+        )
+    if invoker_iam_disabled and invokers:
+        raise ConfigError(
+            read.key("invokerIamDisabled"),
+            True,
+            f"cannot be combined with {read.key('invokers')} = {list(invokers)}: with the invoker check off "
+            "anyone may call the service, so the bindings would grant nothing",
+        )
+
+
+def _check_github_ids(read: _Reader, repository: str, repository_id: int, owner_id: int) -> None:
+    # The provider trusts tokens by the repository's and owner's ids as well as the name: a name can be
+    # taken over after a rename or a transfer, an id cannot.
+    for name, value, jq in (
+        ("githubRepositoryId", repository_id, ".id"),
+        ("githubRepositoryOwnerId", owner_id, ".owner.id"),
+    ):
+        if repository and value == 0:
+            raise ConfigError(
+                read.key(name),
+                value,
+                f"is required with {read.key('githubRepository')} = {repository!r}: read it with "
+                f"`gh api repos/{repository} --jq {jq}`",
+            )
+
+
 def _canary_steps(reader: _Reader) -> tuple[int, ...]:
     """canarySteps: increasing percentages from 1 to 100 ending at 100; [100] releases all at once."""
-    raw = pulumi.Config().get("canarySteps")
-    if raw is None:
-        return (10, 50, 100)
     allowed = "must be a list of increasing percentages from 1 to 100 that ends at 100, such as [10, 50, 100]"
-    try:
-        steps = json.loads(raw)
-    except json.JSONDecodeError:
-        raise ConfigError(reader.key("canarySteps"), raw, allowed) from None
+    steps = reader.json("canarySteps", allowed)
     if (
         not isinstance(steps, list)
         or not steps
@@ -242,9 +289,18 @@ def _canary_steps(reader: _Reader) -> tuple[int, ...]:
     return tuple(steps)
 
 
+def _max_error_ratio(reader: _Reader) -> float:
+    """canaryMaxErrorRatio: the candidate's highest tolerated share of failed calls, from 0 to 1."""
+    raw = reader.text("canaryMaxErrorRatio")
+    allowed = 'must be a share from 0 to 1 (0 and 1 included), written as a string such as "0.01"'
+    if not _RATIO.fullmatch(raw) or float(raw) > 1:
+        raise ConfigError(reader.key("canaryMaxErrorRatio"), raw, allowed)
+    return float(raw)
+
+
 def _pr_revisions(reader: _Reader, github_repository: str) -> bool:
     """The prRevisions key; it needs githubRepository, as its deployer is one of the repository's."""
-    enabled = reader.boolean("prRevisions", False)
+    enabled = reader.boolean("prRevisions")
     if enabled and not github_repository:
         raise ConfigError(reader.key("prRevisions"), True, "needs githubRepository (owner/repo) set as well")
     return enabled
@@ -255,7 +311,8 @@ def load() -> StackConfig:
     gcp = _Reader(pulumi.Config("gcp"))
     read = _Reader(pulumi.Config())
 
-    project = gcp.text("project", "")
+    # gcp:project has no default anywhere (a stack must name its project); the provider reads it too.
+    project = pulumi.Config("gcp").get("project") or ""
     if not _PROJECT_ID.fullmatch(project):
         raise ConfigError(
             gcp.key("project"),
@@ -263,44 +320,54 @@ def load() -> StackConfig:
             "must be a Google Cloud project id (6 to 30 lowercase letters, digits or hyphens; "
             "set it with `pulumi config set gcp:project ID`)",
         )
-    region = gcp.text("region", "us-central1", _REGION, "must be a Cloud Run region such as us-central1")
+    region = gcp.text("region", _REGION, "must be a Cloud Run region such as us-central1")
 
     service_name = read.text(
         "serviceName",
-        "catalog-grpc",
         _SERVICE_NAME,
         "must be 2 to 21 lowercase letters, digits or hyphens, start with a letter and not end with a hyphen",
     )
-    min_instances = read.integer("minInstances", 0, 0, 1000)
+    min_instances = read.integer("minInstances", 0, 1000)
     max_instances = read.integer(
         "maxInstances",
-        10,
         max(1, min_instances),
         1000,
         f"at least 1 and at least minInstances, {min_instances}",
     )
-    concurrency = read.integer("concurrency", 80, 1, 1000)
-    cpu = read.text("cpu", "1")
+    concurrency = read.integer("concurrency", 1, 1000)
+    cpu = read.text("cpu")
     cores = _check_cpu(read, cpu, concurrency)
-    memory = read.text("memory", "512Mi")
+    memory = read.text("memory")
     _check_memory(read, memory, cpu, cores)
-    request_timeout_seconds = read.integer("requestTimeoutSeconds", 300, 1, 3600)
+    request_timeout_seconds = read.integer("requestTimeoutSeconds", 1, 3600)
     invokers = read.strings("invokers")
     _check_invokers(read, invokers)
-    ingress = read.text("ingress", "INGRESS_TRAFFIC_ALL")
+    allow_unauthenticated = read.boolean("allowUnauthenticated")
+    invoker_iam_disabled = read.boolean("invokerIamDisabled")
+    _check_access(read, allow_unauthenticated, invoker_iam_disabled, invokers)
+    ingress = read.text("ingress")
     if ingress not in INGRESS_VALUES:
         raise ConfigError(read.key("ingress"), ingress, f"must be one of {', '.join(INGRESS_VALUES)}")
-    log_level = read.text("logLevel", "INFO")
+    log_level = read.text("logLevel")
     if log_level not in LOG_LEVELS:
         raise ConfigError(read.key("logLevel"), log_level, f"must be one of {', '.join(LOG_LEVELS)}")
     image = read.text(
         "image",
-        "",
         _DIGEST_IMAGE,
         "must be pinned by digest (REGISTRY/PATH@sha256:<64 hex digits>): a new image, a new revision",
+        empty=True,
     )
     github_repository = read.text(
-        "githubRepository", "", _GITHUB_REPOSITORY, "must be a GitHub repository as owner/name"
+        "githubRepository", _GITHUB_REPOSITORY, "must be a GitHub repository as owner/name", empty=True
+    )
+    github_repository_id = read.integer("githubRepositoryId", 0, _MAX_GITHUB_ID)
+    github_repository_owner_id = read.integer("githubRepositoryOwnerId", 0, _MAX_GITHUB_ID)
+    _check_github_ids(read, github_repository, github_repository_id, github_repository_owner_id)
+    deploy_environment = read.text(
+        "deployEnvironment",
+        _GITHUB_ENVIRONMENT,
+        "must be a GitHub environment name: 1 to 100 letters, digits, '.', '_' or '-'",
+        empty=True,
     )
 
     return StackConfig(
@@ -313,19 +380,99 @@ def load() -> StackConfig:
         cpu=cpu,
         memory=memory,
         request_timeout_seconds=request_timeout_seconds,
-        allow_unauthenticated=read.boolean("allowUnauthenticated", False),
+        allow_unauthenticated=allow_unauthenticated,
         invokers=invokers,
-        reflection=read.boolean("reflection", False),
-        deletion_protection=read.boolean("deletionProtection", True),
+        reflection=read.boolean("reflection"),
+        deletion_protection=read.boolean("deletionProtection"),
         ingress=ingress,
         image=image or None,
-        keep_images=read.integer("keepImages", 10, 1, 1000),
+        keep_images=read.integer("keepImages", 1, 1000),
         log_level=log_level,
         github_repository=github_repository or None,
-        ci_pool_suffix=read.text(
-            "ciPoolSuffix", "1", _POOL_SUFFIX, "must be 1 to 25 lowercase letters or digits"
-        ),
+        ci_pool_suffix=read.text("ciPoolSuffix", _POOL_SUFFIX, "must be 1 to 25 lowercase letters or digits"),
+        invoker_iam_disabled=invoker_iam_disabled,
+        github_repository_id=github_repository_id,
+        github_repository_owner_id=github_repository_owner_id,
+        deploy_environment=deploy_environment or None,
         canary_steps=_canary_steps(read),
-        canary_pause_seconds=read.integer("canaryPauseSeconds", 60, 0, 3600),
+        canary_pause_seconds=read.integer("canaryPauseSeconds", 0, 3600),
+        canary_max_error_ratio=_max_error_ratio(read),
+        canary_min_calls=read.integer("canaryMinCalls", 0, 1_000_000),
         pr_revisions=_pr_revisions(read, github_repository),
+    )
+
+
+# ---- Observability (SLOs and alerts): validated on their own, after load(), before any resource ----
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_CHANNEL = re.compile(r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]+")
+_GOAL = re.compile(r"0\.[0-9]+")
+# The windows Cloud Monitoring's rolling SLOs take, and burn-rate alerting is tuned for (see observability).
+SLO_WINDOW_DAYS = (7, 14, 28, 30)
+# Access lines of successful calls are written at INFO: above it the SLOs would count only failures.
+_ACCESS_LOG_LEVELS = ("DEBUG", "INFO")
+
+
+@dataclass(frozen=True)
+class ObservabilityConfig:
+    """The objectives and who is told when they are at risk, already validated."""
+
+    availability_goal: float
+    latency_goal: float
+    latency_threshold_ms: int
+    slo_window_days: int
+    alert_emails: tuple[str, ...]
+    alert_channels: tuple[str, ...]
+
+
+def _goal(reader: _Reader, name: str) -> float:
+    raw = reader.text(name)
+    allowed = 'must be a share strictly between 0 and 1, written as a string such as "0.999"'
+    if not _GOAL.fullmatch(raw) or float(raw) == 0:
+        raise ConfigError(reader.key(name), raw, allowed)
+    return float(raw)
+
+
+def load_observability(stack: StackConfig) -> ObservabilityConfig:
+    """Read and validate the SLO and alerting keys; raise ConfigError on the first invalid value."""
+    read = _Reader(pulumi.Config())
+    if stack.log_level not in _ACCESS_LOG_LEVELS:
+        raise ConfigError(
+            read.key("logLevel"),
+            stack.log_level,
+            "the SLOs are computed from the INFO access line of every call: use DEBUG or INFO",
+        )
+    window = read.integer("sloWindowDays", min(SLO_WINDOW_DAYS), max(SLO_WINDOW_DAYS))
+    if window not in SLO_WINDOW_DAYS:
+        raise ConfigError(
+            read.key("sloWindowDays"), window, f"must be one of {', '.join(map(str, SLO_WINDOW_DAYS))} (days)"
+        )
+    longest_ms = stack.request_timeout_seconds * 1000
+    threshold = read.integer(
+        "latencyThresholdMs", 1, longest_ms, "no call lasts longer than requestTimeoutSeconds"
+    )
+    emails = read.strings("alertEmails")
+    for email in emails:
+        if not _EMAIL.fullmatch(email):
+            raise ConfigError(
+                read.key("alertEmails"), email, "each must be an email address such as oncall@example.com"
+            )
+    channels = read.strings("alertChannels")
+    for channel in channels:
+        if not _CHANNEL.fullmatch(channel):
+            raise ConfigError(
+                read.key("alertChannels"),
+                channel,
+                "each must be a notification channel name: projects/PROJECT_ID/notificationChannels/NUMBER",
+            )
+    for key, values in (("alertEmails", emails), ("alertChannels", channels)):
+        if len(set(values)) != len(values):
+            raise ConfigError(read.key(key), list(values), "entries must not repeat")
+    return ObservabilityConfig(
+        availability_goal=_goal(read, "availabilityGoal"),
+        latency_goal=_goal(read, "latencyGoal"),
+        latency_threshold_ms=threshold,
+        slo_window_days=window,
+        alert_emails=emails,
+        alert_channels=channels,
     )

@@ -43,7 +43,12 @@ READINESS_SUCCESS_THRESHOLD = 1
 
 @dataclass(frozen=True)
 class ImageBuild:
-    """What to build when no prebuilt image is given: a Docker context and Dockerfile, pushed with a tag."""
+    """What to build when no prebuilt image is given: a Docker context and Dockerfile, pushed with a tag.
+
+    pulumi-docker-build keeps both paths in the state and diffs them, and resolves relative ones against its
+    working directory, which Pulumi sets to the program's (`main`). Pass them relative to that directory:
+    absolute ones differ between checkouts, so every machine would see a changed image and roll a revision.
+    """
 
     context: Path
     dockerfile: Path
@@ -75,6 +80,9 @@ class GrpcServiceArgs:
     deletion_protection: bool
     allow_unauthenticated: bool
     invokers: Sequence[str] = ()
+    # Public without an allUsers binding: Cloud Run skips the invoker check (works under Domain Restricted
+    # Sharing, which refuses allUsers). Not together with allow_unauthenticated or invokers.
+    invoker_iam_disabled: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
     keep_images: int = 10
     # Request-based billing: the server does no work between requests, so CPU outside them buys nothing.
@@ -122,6 +130,11 @@ class GrpcService(pulumi.ComponentResource):
         super().__init__("catalog:index:GrpcService", name, None, opts)
         if "PORT" in args.env:
             raise ValueError("PORT is reserved: Cloud Run sets it, so the service must not")
+        if args.invoker_iam_disabled and (args.allow_unauthenticated or args.invokers):
+            raise ValueError(
+                "invoker_iam_disabled already makes the service public: "
+                "do not also set allow_unauthenticated or invokers"
+            )
         # Refuses a live split it cannot build on before any resource is declared.
         serving = revisions.serving_routes(args.live)
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
@@ -211,6 +224,7 @@ class GrpcService(pulumi.ComponentResource):
             location=args.region,
             ingress=args.ingress,
             deletion_protection=args.deletion_protection,
+            invoker_iam_disabled=args.invoker_iam_disabled,
             traffics=traffics,
             template=gcp.cloudrunv2.ServiceTemplateArgs(
                 revision=revision,
@@ -327,7 +341,9 @@ class GrpcService(pulumi.ComponentResource):
             platforms=[docker_build.Platform.LINUX_AMD64],
             tags=[repository.registry_uri.apply(lambda uri: f"{uri}/{args.service_name}:{build.tag}")],
             push=True,
-            # Previews build (without pushing) so a broken Dockerfile fails the pull request, not the deploy.
+            # Previews build (without pushing) when every input is known. On a stack's first preview the
+            # registry's address is not, and pulumi-docker-build skips the build ("Skipping preview build
+            # because some inputs are unknown"): the pull-request workflow builds the Dockerfile itself.
             build_on_preview=True,
             registries=[
                 docker_build.RegistryArgs(

@@ -19,12 +19,10 @@ from cryptography.x509.oid import NameOID
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 from service.server import EventLoopThread
 from service.servicer import CatalogServicer, Context
 from service.store import CatalogStore, load_catalog
-
-SERVICE_NAME = "catalog.ProductCatalog"
 
 
 @dataclass(frozen=True)
@@ -119,14 +117,17 @@ def serve(
     tls: SelfSignedCert | None = None,
     host: str = "localhost",
     health_names: Sequence[str] = ("", SERVICE_NAME),
+    options: Sequence[tuple[str, Any]] = (),
 ) -> Iterator[Started]:
     """A grpc.aio server on a free port with `servicer` (default: the seed catalog); `health_names` SERVING.
+
+    `options` are gRPC server options (channel arguments), such as a maximum connection age.
 
     The catalog servicer is asynchronous, so this runs grpc.aio on a loop thread, as the service does.
     """
 
     async def start() -> tuple[aio.Server, Started]:
-        server = aio.server(interceptors=list(interceptors))
+        server = aio.server(interceptors=list(interceptors), options=list(options))
         catalog_pb2_grpc.add_ProductCatalogServicer_to_server(
             servicer or CatalogServicer(load_catalog()), server
         )

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from client.cli import EXIT_OK, EXIT_RPC_ERROR, EXIT_SETUP, EXIT_USAGE
+from client.cli import EXIT_OK, EXIT_RPC_ERROR, EXIT_SETUP, EXIT_SMOKE_FAILED, EXIT_USAGE
 from service.config import Settings
 from service.server import run_server
 from tests.client.servers import SelfSignedCert, many_products, serve
@@ -34,6 +34,17 @@ def test_success(seed_target: str) -> None:
     assert result.returncode == EXIT_OK, result.stderr
     assert [json.loads(line)["name"] for line in result.stdout.splitlines()] == ["Standing Desk", "Desk Lamp"]
     assert result.stderr == ""
+
+
+def test_smoke_exit_statuses(seed_target: str) -> None:
+    passed = run_client("--plaintext", seed_target, "smoke")
+    assert passed.returncode == EXIT_OK, passed.stdout
+    assert passed.stdout.splitlines()[-1] == "smoke: all 7 checks passed"
+    with serve(health_names=("",)) as server:
+        failed = run_client("--plaintext", server.target, "smoke")
+    assert failed.returncode == EXIT_SMOKE_FAILED
+    assert failed.stdout.splitlines()[-1] == "smoke: 1 of 7 checks failed: health"
+    assert failed.stderr == ""
 
 
 def test_not_found_is_one_line(seed_target: str) -> None:

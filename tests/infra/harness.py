@@ -1,13 +1,20 @@
-"""Runs the Pulumi program (infra/) the way Pulumi does, against mocks, and records what it declares."""
+"""Runs the Pulumi program (infra/) the way Pulumi does, against mocks, and records what it declares.
+
+As `pulumi up` does: Pulumi.yaml's config (defaults of the project's keys, values of provider keys) fills in
+what the stack leaves out, every value reaches the program as a string (JSON for arrays), and the program runs
+with its `main` directory as the working directory.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import os
 import runpy
 import sys
+import zlib
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +42,15 @@ PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
 API = "gcp:projects/service:Service"
 POOL = "gcp:iam/workloadIdentityPool:WorkloadIdentityPool"
 PROVIDER = "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
+SLEEP = "time:index/sleep:Sleep"
 CLIENT_CONFIG = "gcp:organizations/getClientConfig:getClientConfig"
+LOG_METRIC = "gcp:logging/metric:Metric"
+DASHBOARD = "gcp:monitoring/dashboard:Dashboard"
+CUSTOM_SERVICE = "gcp:monitoring/customService:CustomService"
+SLO = "gcp:monitoring/slo:Slo"
+ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+NOTIFICATION_CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
+DASHBOARD_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 # How a secret value arrives in a mock's inputs: {SECRET_SIG: SECRET_MARKER, "value": ...}.
 SECRET_SIG = rpc._special_sig_key
 SECRET_MARKER = rpc._special_secret_sig
@@ -68,6 +83,19 @@ class Mocks(pulumi.runtime.Mocks):
                 f"projects/{POOL_NUMBER}/locations/global/workloadIdentityPools/"
                 f"{state['workloadIdentityPoolId']}/providers/{state['workloadIdentityPoolProviderId']}"
             )
+        elif args.typ == CUSTOM_SERVICE:
+            state["name"] = f"projects/{POOL_NUMBER}/services/{state['serviceId']}"
+        elif args.typ == SLO:
+            state["name"] = (
+                f"projects/{POOL_NUMBER}/services/{state['service']}/serviceLevelObjectives/{state['sloId']}"
+            )
+        elif args.typ == NOTIFICATION_CHANNEL:
+            state["name"] = (
+                f"projects/{state['project']}/notificationChannels/{zlib.crc32(args.name.encode())}"
+            )
+        elif args.typ == DASHBOARD:
+            # The provider's id is the dashboard's name: projects/NUMBER/dashboards/ID.
+            return f"projects/{POOL_NUMBER}/dashboards/{DASHBOARD_ID}", state
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -138,8 +166,18 @@ class Deployment:
 
 
 def wire_value(value: object) -> str:
-    """A YAML config value as the Pulumi CLI hands it to the program: strings as is, the rest as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
+    """A YAML config value as the Pulumi CLI hands it to the program.
+
+    Strings, integers and booleans as their text (Go's %v), anything else as JSON (pulumi/pulumi
+    pkg/workspace/config.go, createConfigValue).
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"))
 
 
 def stack_config(stack: str) -> dict[str, object]:
@@ -149,8 +187,8 @@ def stack_config(stack: str) -> dict[str, object]:
     return config
 
 
-def project_file() -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+def project_file(root: Path = REPO_ROOT) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((root / "Pulumi.yaml").read_text())
     return document
 
 
@@ -161,16 +199,65 @@ def infra_module(name: str) -> Any:
     return importlib.import_module(f"catalog_infra.{name}")
 
 
-@contextmanager
-def live_service(live: Any, reads: list[tuple[str, str, str]]) -> Iterator[None]:
-    """Answer the program's read of the live service with `live` (None: not deployed yet), recording it."""
+@contextlib.contextmanager
+def live_service(live: Any, reads: list[tuple[str, str, str]], program_dir: Path = INFRA_DIR) -> Iterator[None]:
+    """Answer the program's read of the live service with `live` (None: not deployed yet), recording it.
+
+    Patches the catalog_infra.live of `program_dir`, the one its program will import.
+    """
 
     def read_service(project: str, region: str, service_name: str) -> Any:
         reads.append((project, region, service_name))
         return live
 
-    with mock.patch.object(infra_module("live"), "read_service", read_service):
+    sys.path.insert(0, str(program_dir))
+    try:
+        module = importlib.import_module("catalog_infra.live")
+    finally:
+        sys.path.remove(str(program_dir))
+    with mock.patch.object(module, "read_service", read_service):
         yield
+
+
+def project_defaults(root: Path = REPO_ROOT) -> dict[str, object]:
+    """What Pulumi.yaml gives a stack that sets nothing: namespaced keys, each with its default or value."""
+    document = project_file(root)
+    name = document["name"]
+    defaults: dict[str, object] = {}
+    for key, declaration in (document.get("config") or {}).items():
+        full_key = key if ":" in key else f"{name}:{key}"
+        if not isinstance(declaration, dict):
+            defaults[full_key] = declaration  # the short form: a bare value
+        elif "value" in declaration:
+            defaults[full_key] = declaration["value"]
+        elif "default" in declaration:
+            defaults[full_key] = declaration["default"]
+    return defaults
+
+
+def with_project_config(config: Mapping[str, object], root: Path = REPO_ROOT) -> dict[str, object]:
+    """The stack's config with Pulumi.yaml's defaults and values under it, as the CLI merges them."""
+    return {**project_defaults(root), **config}
+
+
+@contextlib.contextmanager
+def _program_environment(program_dir: Path) -> Iterator[None]:
+    """Work in the program's directory, and import its own catalog_infra, as a fresh `pulumi up` would."""
+    saved_cwd = Path.cwd()
+    saved = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "catalog_infra"}
+    foreign = program_dir.resolve() != INFRA_DIR.resolve()
+    if foreign:
+        for name in saved:
+            del sys.modules[name]
+    os.chdir(program_dir)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        if foreign:
+            for name in [n for n in sys.modules if n.split(".")[0] == "catalog_infra"]:
+                del sys.modules[name]
+            sys.modules.update(saved)
 
 
 def run_program(
@@ -178,30 +265,34 @@ def run_program(
     stack: str = "dev",
     monitor: RecordingMonitor | None = None,
     program: Callable[[], object] | None = None,
+    root: Path = REPO_ROOT,
     live: Any = None,
 ) -> Deployment:
-    """Run infra/ as `pulumi up` would (runpy of the directory), or `program` instead, under mocks.
+    """Run the program of the project at `root` (infra/ here) as `pulumi up` would, or `program`, under mocks.
 
-    `live` is what Cloud Run serves (catalog_infra.revisions.LiveService), None for a first deploy.
+    `config` is the stack's; Pulumi.yaml's defaults fill in the rest, as the CLI does. `live` is what Cloud
+    Run serves (catalog_infra.revisions.LiveService), None for a first deploy.
     """
     monitor = monitor or RecordingMonitor(Mocks())
-    pulumi.runtime.set_all_config({key: wire_value(value) for key, value in config.items()})
+    merged = with_project_config(config, root)
+    pulumi.runtime.set_all_config({key: wire_value(value) for key, value in merged.items()})
     settings.ROOT.set(None)
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     deployment = Deployment(monitor.declared)
+    program_dir = root / project_file(root)["main"]
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def run() -> pulumi.Output[None]:
         if program is None:
-            deployment.namespace.update(runpy.run_path(str(INFRA_DIR), run_name="__main__"))
+            deployment.namespace.update(runpy.run_path(str(program_dir), run_name="__main__"))
         else:
             program()
-        root = settings.get_root_resource()
-        assert root is not None
-        exported: dict[str, Any] = getattr(root, "outputs", {})
+        root_resource = settings.get_root_resource()
+        assert root_resource is not None
+        exported: dict[str, Any] = getattr(root_resource, "outputs", {})
         return pulumi.Output.all(**exported).apply(deployment.outputs.update)
 
-    with live_service(live, deployment.live_reads):
+    with _program_environment(program_dir), live_service(live, deployment.live_reads, program_dir):
         run()
     return deployment
 

@@ -79,7 +79,7 @@ def test_the_revision_is_named_after_what_it_runs(stack: str, revision: str) -> 
     assert len(revision) == len("catalog-grpc-") + 10
     assert service(deploy(stack))["template"]["revision"] == revision
     assert service(deploy(stack, memory="2Gi"))["template"]["revision"] != revision
-    assert service(deploy(stack, logLevel="ERROR"))["template"]["revision"] != revision
+    assert service(deploy(stack, logLevel="DEBUG" if stack == "prod" else "INFO"))["template"]["revision"] != revision
     prebuilt = "europe-docker.pkg.dev/p/images/catalog@sha256:" + "a" * 64
     assert service(deploy(stack, image=prebuilt))["template"]["revision"] != revision
 
@@ -160,7 +160,11 @@ def test_outputs_name_both_targets_and_the_release_plan(stack: str, revision: st
         "service": "catalog-grpc",
         "steps": config[f"{PROJECT}:canarySteps"],
         "pauseSeconds": config[f"{PROJECT}:canaryPauseSeconds"],
-        "private": not config[f"{PROJECT}:allowUnauthenticated"],
+        "callsMetric": "logging.googleapis.com/user/catalog_grpc_calls",
+        "maxErrorRatio": float(config.get(f"{PROJECT}:canaryMaxErrorRatio", "0.01")),
+        "minCalls": config.get(f"{PROJECT}:canaryMinCalls", 20),
+        # dev is public through invokerIamDisabled, prod private.
+        "private": stack == "prod",
         "url": "https://catalog-grpc-abc123-uc.a.run.app",
         "candidateUrl": "https://candidate---catalog-grpc-abc123-uc.a.run.app",
         "imageRepository": f"us-central1-docker.pkg.dev/{config['gcp:project']}/catalog-grpc/catalog-grpc",
