@@ -1,8 +1,8 @@
 """The command line: `python -m release COMMAND [options]` (promote, rollback, pr-deploy, pr-remove).
 
 Which service comes from options or, simplest, from the stack: `pulumi stack output release --json` is a
-JSON object with project, region, service, steps, pauseSeconds, private and url, which `--plan FILE` (or
-`-` for stdin) reads; options given as well win over it.
+JSON object with project, region, service, steps, pauseSeconds, callsMetric, maxErrorRatio, minCalls, private
+and url, which `--plan FILE` (or `-` for stdin) reads; options given as well win over it.
 """
 
 from __future__ import annotations
@@ -16,16 +16,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
+from google.auth.exceptions import GoogleAuthError
 
 from client.auth import AuthError, bearer_token_credentials, id_token_credentials
 from client.channel import Transport, open_channel
 from client.target import TargetError, parse_target
-from release import pr, rollout, traffic
+from release import monitoring, pr, rollout, traffic
 from release.cloudrun import CloudRun, CloudRunError, ServiceRef, connect
-from release.gates import ChannelFactory, Gate, ReadyGate, SmokeGate
-
-# The client's reusable smoke check replaces this stand-in once it lands (see release/smoke.py).
-from release.smoke import run_smoke
+from release.gates import ChannelFactory, ErrorRatioGate, Gate, ReadyGate, SmokeGate
+from release.monitoring import MonitoringCallCounts
 from release.traffic import TrafficError
 
 EXIT_OK = 0
@@ -36,8 +35,9 @@ EXIT_CLOUD_RUN = 3  # the service could not be read or changed, or its tags do n
 _EPILOG = """\
 commands:
   promote     check the revision tagged candidate, move traffic to it in --steps, each step gated by the
-              checks after --pause-seconds; on the first failed check put all traffic back on the
-              revision tagged stable and exit 1 with one line naming the check
+              checks after --pause-seconds (ready, smoke, and from the first step on its error ratio:
+              at most --max-error-ratio of at least --min-calls calls); on the first failed check put
+              all traffic back on the revision tagged stable and exit 1 with one line naming the check
   rollback    every request back on the revision tagged previous (after a completed release)
   pr-deploy   deploy --image as a no-traffic revision tagged pr-N (--pr N), check it, print its URL
   pr-remove   remove the tag pr-N (--pr N)
@@ -56,13 +56,54 @@ def _steps(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: object) -> float:
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 <= value <= 86400:
         raise argparse.ArgumentTypeError(f"must be 0 to 86400 seconds: {text!r}")
+    return value
+
+
+def _plan_steps(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(step, int) for step in value):
+        raise argparse.ArgumentTypeError("must be a list of percentages")
+    try:
+        return traffic.check_steps(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _metric(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise argparse.ArgumentTypeError("must be a metric type such as logging.googleapis.com/user/NAME")
+    return value
+
+
+def _ratio(text: object) -> float:
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise argparse.ArgumentTypeError(f"not a ratio: {text!r}")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a ratio: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a ratio from 0 to 1 (0.01 is 1%): {text!r}")
+    return value
+
+
+def _count(text: object) -> int:
+    if isinstance(text, bool) or not isinstance(text, (str, int)):
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
     return value
 
 
@@ -95,12 +136,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     checks.add_argument("--token-env", metavar="VAR", help="send the bearer token held in $VAR instead")
     checks.add_argument("--audience", help="of the ID token (default: the plan's url, the service's URL)")
+    ratio = parser.add_argument_group("error-ratio gate (Cloud Monitoring)")
+    ratio.add_argument(
+        "--calls-metric", metavar="TYPE", help="the log-based call counter (default: the plan's callsMetric)"
+    )
+    ratio.add_argument(
+        "--max-error-ratio",
+        type=_ratio,
+        help="highest share of server-side failures in a step, 0 to 1 (default: the plan's maxErrorRatio)",
+    )
+    ratio.add_argument(
+        "--min-calls",
+        type=_count,
+        help="fewest calls that count as evidence; 0 lets a step without calls pass (default: the plan's)",
+    )
+    ratio.add_argument(
+        "--evidence-timeout",
+        type=_seconds,
+        default=300.0,
+        help="how long a step waits for --min-calls calls before it fails (default 300)",
+    )
     prs = parser.add_argument_group("pull requests")
     prs.add_argument("--pr", type=int, metavar="N", help="the pull request's number")
     prs.add_argument("--image", help="the pull request's image, by digest")
     api = parser.add_argument_group("Cloud Run Admin API")
     api.add_argument("--api-endpoint", metavar="HOST:PORT", help="another endpoint (an emulator)")
-    api.add_argument("--insecure-api", action="store_true", help="cleartext to --api-endpoint (localhost)")
+    api.add_argument("--monitoring-endpoint", metavar="HOST:PORT", help="Cloud Monitoring elsewhere (tests)")
+    api.add_argument(
+        "--insecure-api", action="store_true", help="cleartext to the endpoints above (localhost only)"
+    )
     return parser
 
 
@@ -119,17 +183,22 @@ def _resolve(args: argparse.Namespace, plan: dict[str, Any], parser: argparse.Ar
             setattr(args, option, plan.get(key))
         if not isinstance(getattr(args, option), str) or not getattr(args, option):
             parser.error(f"--{option} (or the plan's {key!r}) is required")
-    if args.steps is None:
-        steps = plan.get("steps", [10, 50, 100])
+    # What promote needs comes from the stack (Pulumi.yaml holds the defaults), or from options that win.
+    for option, key, check in (
+        ("steps", "steps", _plan_steps),
+        ("pause_seconds", "pauseSeconds", _seconds),
+        ("calls_metric", "callsMetric", _metric),
+        ("max_error_ratio", "maxErrorRatio", _ratio),
+        ("min_calls", "minCalls", _count),
+    ):
+        if getattr(args, option) is not None or args.command != "promote":
+            continue
+        if key not in plan:
+            parser.error(f"promote needs --{option.replace('_', '-')} (or the plan's {key!r})")
         try:
-            args.steps = traffic.check_steps([int(step) for step in steps])
-        except (TypeError, ValueError) as error:
-            parser.error(f"the plan's steps {steps!r}: {error}")
-    if args.pause_seconds is None:
-        try:
-            args.pause_seconds = _seconds(str(plan.get("pauseSeconds", 60)))
+            setattr(args, option, check(plan[key]))
         except argparse.ArgumentTypeError as error:
-            parser.error(f"the plan's pauseSeconds: {error}")
+            parser.error(f"the plan's {key} {plan[key]!r}: {error}")
     if not args.id_token and args.token_env is None:
         args.id_token = bool(plan.get("private", False))
     if args.audience is None:
@@ -143,8 +212,8 @@ def _check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         parser.error(f"{args.command} needs --pr N")
     if args.command == "pr-deploy" and not args.image:
         parser.error("pr-deploy needs --image REGISTRY/PATH@sha256:...")
-    if args.insecure_api and not args.api_endpoint:
-        parser.error("--insecure-api needs --api-endpoint")
+    if args.insecure_api and not (args.api_endpoint or args.monitoring_endpoint):
+        parser.error("--insecure-api needs --api-endpoint or --monitoring-endpoint")
     if args.token_env is not None and not os.environ.get(args.token_env, "").strip():
         parser.error(f"--token-env {args.token_env}: the variable is unset or empty")
 
@@ -171,13 +240,24 @@ def tls_channels(args: argparse.Namespace) -> ChannelFactory:
     return open_to
 
 
-def _gates(args: argparse.Namespace, channels: ChannelFactory) -> list[Gate]:
-    # The error-ratio gate (release.gates.ErrorRatioGate) joins these once the observability work provides
-    # the candidate's gRPC error ratio as a metric; until then the smoke check gates every step.
-    return [
+def _gates(args: argparse.Namespace, channels: ChannelFactory, log: rollout.Log) -> list[Gate]:
+    gates: list[Gate] = [
         ReadyGate(channels, timeout=args.ready_timeout, call_timeout=args.timeout),
-        SmokeGate(channels, run_smoke, call_timeout=args.timeout),
+        SmokeGate(channels, call_timeout=args.timeout),
     ]
+    if args.command == "promote":
+        client = monitoring.connect(args.monitoring_endpoint, insecure=args.insecure_api)
+        counts = MonitoringCallCounts(client, args.project, args.calls_metric)
+        gates.append(
+            ErrorRatioGate(
+                counts,
+                max_ratio=args.max_error_ratio,
+                min_calls=args.min_calls,
+                evidence_timeout=args.evidence_timeout,
+                log=log,
+            )
+        )
+    return gates
 
 
 def main(
@@ -199,12 +279,13 @@ def main(
     def log(line: str) -> None:
         print(line, file=stderr, flush=True)
 
-    run = CloudRun(
-        connect(args.api_endpoint, insecure=args.insecure_api),
-        ServiceRef(project=args.project, region=args.region, service=args.service),
-    )
-    gates = _gates(args, channels or tls_channels(args))
     try:
+        # Both clients find application default credentials as they are made: before any traffic moves.
+        run = CloudRun(
+            connect(args.api_endpoint, insecure=args.insecure_api),
+            ServiceRef(project=args.project, region=args.region, service=args.service),
+        )
+        gates = _gates(args, channels or tls_channels(args), log)
         if args.command == "promote":
             outcome = rollout.release(run, args.steps, args.pause_seconds, gates, log=log)
         elif args.command == "rollback":
@@ -213,7 +294,7 @@ def main(
             outcome = pr.deploy(run, args.pr, args.image, gates, log=log)
         else:
             outcome = pr.remove(run, args.pr)
-    except (CloudRunError, TrafficError, TargetError, AuthError, ValueError) as error:
+    except (CloudRunError, TrafficError, TargetError, AuthError, GoogleAuthError, ValueError) as error:
         print(f"error: {error}", file=stderr)
         return EXIT_CLOUD_RUN
     if not outcome.ok:

@@ -16,20 +16,29 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from catalog import HEALTH_SERVICE_NAME, SERVICE_NAME
+from client.smoke import CheckResult, run_smoke
 
 # Opens a channel to a tag's https URL (TLS and credentials are the factory's business).
 ChannelFactory = Callable[[str], grpc.Channel]
-# The client's smoke check: a channel and a per-call deadline in, one line per failed check out.
-Smoke = Callable[[grpc.Channel, float], Sequence[str]]
+# The client's smoke check (client.smoke.run_smoke): a channel and a per-call deadline in, one result per
+# check out.
+Smoke = Callable[[grpc.Channel, float], Sequence[CheckResult]]
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """What a gate checks: the service, the candidate revision and its tag URL."""
+    """What a gate checks: the service, the candidate revision and its tag URL.
+
+    `percent` is the candidate's share of requests now, and `since` when (Unix time) it got that share:
+    the window of calls a step is judged on.
+    """
 
     service: str
     revision: str
     uri: str
+    percent: int = 0
+    since: float = 0.0
 
 
 class Gate(Protocol):
@@ -89,41 +98,80 @@ class SmokeGate:
     """The smoke check through the candidate's tag URL; every failed check on one line."""
 
     channels: ChannelFactory
-    smoke: Smoke
+    smoke: Smoke = run_smoke
     call_timeout: float = 10.0
     name: str = "smoke"
 
     def check(self, candidate: Candidate) -> str | None:
         """Run the smoke check once."""
         with self.channels(candidate.uri) as channel:
-            failures = list(self.smoke(channel, self.call_timeout))
+            results = list(self.smoke(channel, self.call_timeout))
+        failures = [f"{result.name}: {result.detail}" for result in results if not result.passed]
         return "; ".join(failures) if failures else None
 
 
-class ErrorRatioSource(Protocol):
-    """Where the candidate's gRPC error ratio comes from (the observability work's log-based metric)."""
+class CallCountsError(Exception):
+    """The calls could not be read (the source says why): the step fails, as without evidence."""
 
-    def error_ratio(self, service: str, revision: str, window_seconds: float) -> float | None:
-        """Failed calls / all calls of `revision` over the last `window_seconds`; None without calls."""
+
+class CallCounts(Protocol):
+    """How many calls a revision answered in a time span, and how many ended in a server-side failure."""
+
+    def calls(self, service: str, revision: str, start: float, end: float) -> tuple[int, int]:
+        """(all calls, failed calls) of `revision` between `start` and `end` (Unix time)."""
         ...
 
 
 @dataclass(frozen=True)
 class ErrorRatioGate:
-    """The candidate's error ratio stays at or under `max_ratio`; no calls yet passes (smoke gates that)."""
+    """The candidate's share of failed calls since its step began stays at or under `max_ratio`.
 
-    source: ErrorRatioSource
-    max_ratio: float = 0.01
-    window_seconds: float = 60.0
+    It judges only with evidence: at least `min_calls` calls. With fewer it waits (log-based metrics arrive
+    a minute or so late, and real traffic takes time), reading again every `poll_seconds`, for up to
+    `evidence_timeout` seconds; still too few fails the step, because a release that was never observed is
+    what this gate exists to stop. `min_calls` 0 judges whatever calls there are and lets a step with none
+    pass, saying so (a quiet dev service). At 0% (before the first step) the candidate has only the smoke
+    check's calls, which the smoke gate judges: nothing to read yet.
+    """
+
+    counts: CallCounts
+    max_ratio: float
+    min_calls: int
+    evidence_timeout: float = 300.0
+    poll_seconds: float = 15.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+    log: Log = print
     name: str = "error-ratio"
 
     def check(self, candidate: Candidate) -> str | None:
-        """Compare the ratio over the window with the limit."""
-        ratio = self.source.error_ratio(candidate.service, candidate.revision, self.window_seconds)
-        if ratio is None:
+        """Read the candidate's calls since its step began until there is evidence, then compare."""
+        if candidate.percent == 0:
             return None
-        if ratio > self.max_ratio:
-            return (
-                f"{ratio:.1%} of calls failed over {self.window_seconds:g} s (allowed {self.max_ratio:.1%})"
-            )
-        return None
+        deadline = self.clock() + self.evidence_timeout
+        while True:
+            try:
+                total, failed = self.counts.calls(
+                    candidate.service, candidate.revision, candidate.since, self.clock()
+                )
+            except CallCountsError as error:
+                return str(error)
+            if total and total >= self.min_calls:
+                ratio = failed / total
+                if ratio > self.max_ratio:
+                    return (
+                        f"{failed} of {total} calls failed ({ratio:.1%}) since it got {candidate.percent}%, "
+                        f"above the {self.max_ratio:.1%} allowed"
+                    )
+                self.log(f"  error-ratio: {failed} of {total} calls failed ({ratio:.1%})")
+                return None
+            if self.min_calls == 0:
+                self.log(f"  error-ratio: no calls since it got {candidate.percent}%, nothing to judge")
+                return None
+            if self.clock() >= deadline:
+                return (
+                    f"only {total} calls since it got {candidate.percent}%, fewer than the {self.min_calls} "
+                    f"needed to judge its error ratio (waited {self.evidence_timeout:g} s): no evidence"
+                )
+            self.log(f"  error-ratio: {total} of {self.min_calls} calls needed; reading again")
+            self.sleep(self.poll_seconds)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from release import traffic
 from release.cloudrun import CloudRun, routes_of, tag_uri
@@ -44,6 +44,7 @@ def release(
     *,
     log: Log = print,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
 ) -> Outcome:
     """Promote the revision tagged candidate over the one tagged stable, in `steps` (percentages)."""
     steps = traffic.check_steps(steps)
@@ -69,13 +70,16 @@ def release(
 
     current = traffic.share(routes, candidate)
     log(f"releasing {candidate} over {stable} ({current}% now) in steps {list(steps)}")
-    failed = _gate(gates, target, log)  # before it gets any traffic
+    # A resumed release judges the share it already has from now on: when it began is not recorded.
+    target = replace(target, percent=current, since=clock())
+    failed = _gate(gates, target, log)  # before it gets any traffic (or more of it)
     step = current
     for next_step in (s for s in steps if s > current):
         if failed:
             break
         step = next_step
         service = run.set_traffic(service, traffic.split(routes_of(service), stable, candidate, step))
+        target = replace(target, percent=step, since=clock())
         log(f"{candidate} has {step}% of requests")
         if pause_seconds:
             log(f"  waiting {pause_seconds:g} s")

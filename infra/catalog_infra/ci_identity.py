@@ -42,6 +42,8 @@ DEPLOYER_PROJECT_ROLES = (
     "roles/run.admin",
     "roles/artifactregistry.admin",
     "roles/serviceusage.serviceUsageAdmin",
+    # `python -m release promote` reads the candidate's error ratio (monitoring.timeSeries.list).
+    "roles/monitoring.viewer",
 )
 # Deploying a revision that runs as the runtime service account needs actAs on that account alone.
 DEPLOYER_RUNTIME_ACCOUNT_ROLE = "roles/iam.serviceAccountUser"

@@ -200,7 +200,9 @@ def infra_module(name: str) -> Any:
 
 
 @contextlib.contextmanager
-def live_service(live: Any, reads: list[tuple[str, str, str]], program_dir: Path = INFRA_DIR) -> Iterator[None]:
+def live_service(
+    live: Any, reads: list[tuple[str, str, str]], program_dir: Path = INFRA_DIR
+) -> Iterator[None]:
     """Answer the program's read of the live service with `live` (None: not deployed yet), recording it.
 
     Patches the catalog_infra.live of `program_dir`, the one its program will import.
@@ -265,6 +267,7 @@ def run_program(
     stack: str = "dev",
     monitor: RecordingMonitor | None = None,
     program: Callable[[], object] | None = None,
+    *,
     root: Path = REPO_ROOT,
     live: Any = None,
 ) -> Deployment:

@@ -121,6 +121,7 @@ def test_project_roles_are_listed_explicitly_and_exclude_iam_administration() ->
     deployment = with_ci()
     assert roles_of(deployment, DEPLOYER) == [
         "roles/artifactregistry.admin",
+        "roles/monitoring.viewer",  # the release's error-ratio gate
         "roles/run.admin",
         "roles/serviceusage.serviceUsageAdmin",
     ]

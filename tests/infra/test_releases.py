@@ -79,7 +79,10 @@ def test_the_revision_is_named_after_what_it_runs(stack: str, revision: str) -> 
     assert len(revision) == len("catalog-grpc-") + 10
     assert service(deploy(stack))["template"]["revision"] == revision
     assert service(deploy(stack, memory="2Gi"))["template"]["revision"] != revision
-    assert service(deploy(stack, logLevel="DEBUG" if stack == "prod" else "INFO"))["template"]["revision"] != revision
+    assert (
+        service(deploy(stack, logLevel="DEBUG" if stack == "prod" else "INFO"))["template"]["revision"]
+        != revision
+    )
     prebuilt = "europe-docker.pkg.dev/p/images/catalog@sha256:" + "a" * 64
     assert service(deploy(stack, image=prebuilt))["template"]["revision"] != revision
 
@@ -161,7 +164,7 @@ def test_outputs_name_both_targets_and_the_release_plan(stack: str, revision: st
         "steps": config[f"{PROJECT}:canarySteps"],
         "pauseSeconds": config[f"{PROJECT}:canaryPauseSeconds"],
         "callsMetric": "logging.googleapis.com/user/catalog_grpc_calls",
-        "maxErrorRatio": float(config.get(f"{PROJECT}:canaryMaxErrorRatio", "0.01")),
+        "maxErrorRatio": float(str(config.get(f"{PROJECT}:canaryMaxErrorRatio", "0.01"))),
         "minCalls": config.get(f"{PROJECT}:canaryMinCalls", 20),
         # dev is public through invokerIamDisabled, prod private.
         "private": stack == "prod",
@@ -192,6 +195,10 @@ INVALID: list[tuple[str, object, str]] = [
     ("canarySteps", "ten", "increasing percentages"),
     ("canaryPauseSeconds", -1, "from 0 to 3600"),
     ("canaryPauseSeconds", 3601, "from 0 to 3600"),
+    ("canaryMaxErrorRatio", "1%", "a share from 0 to 1"),
+    ("canaryMaxErrorRatio", "1.5", "a share from 0 to 1"),
+    ("canaryMinCalls", -1, "from 0 to 1000000"),
+    ("canaryMinCalls", "many", "from 0 to 1000000"),
     ("prRevisions", "yes", "true or false"),
 ]
 

@@ -259,7 +259,9 @@ def test_only_the_pulumi_jobs_ask_for_oidc_tokens_and_no_workflow_runs_foreign_c
         assert not {"pull_request_target", "workflow_run"} & set(triggers), name
         for job_name, job in document["jobs"].items():
             wants_token = job.get("permissions", {}).get("id-token") == "write"
-            expected = name == "pr-revision.yml" or (name == "pulumi.yml" and job_name in {"preview", *DEPLOYS})
+            expected = name == "pr-revision.yml" or (
+                name == "pulumi.yml" and job_name in {"preview", *DEPLOYS}
+            )
             assert wants_token == expected, f"{name}: {job_name}"
 
 

@@ -11,15 +11,20 @@ import pytest
 from google.cloud import run_v2
 
 from release.cloudrun import CloudRun, ServiceRef, connect
+from release.monitoring import MonitoringCallCounts
+from release.monitoring import connect as connect_monitoring
 from release.traffic import CANDIDATE, STABLE, Route
 from service.config import Settings
 from service.server import RunningServer, run_server
 from service.store import CatalogStore, load_catalog
+from tests.release import fake_monitoring
+from tests.release.fake_monitoring import FakeMonitoring
 from tests.release.fake_run import FakeCloudRun, serve
 
 REF = ServiceRef(project="my-gcp-project-prod", region="us-central1", service="catalog-grpc")
 OLD = "catalog-grpc-0ld0ld0ld0"
 NEW = "catalog-grpc-4e74e74e74"
+CALLS_METRIC = "logging.googleapis.com/user/catalog_grpc_calls"
 
 
 def template(revision: str, image: str = "") -> run_v2.RevisionTemplate:
@@ -84,3 +89,51 @@ def servers() -> Iterator[Callable[..., RunningServer]]:
 @pytest.fixture
 def edge(fake: FakeCloudRun) -> Edge:
     return Edge(fake)
+
+
+@pytest.fixture
+def monitoring() -> FakeMonitoring:
+    """Cloud Monitoring with the stack's call counter and no points yet."""
+    return FakeMonitoring(project=REF.project, metric_type=CALLS_METRIC, service=REF.service)
+
+
+@pytest.fixture
+def monitoring_api(monitoring: FakeMonitoring) -> Iterator[str]:
+    with fake_monitoring.serve(monitoring) as address:
+        yield address
+
+
+@pytest.fixture
+def counts(monitoring_api: str) -> MonitoringCallCounts:
+    """The real Monitoring client, pointed at the fake."""
+    return MonitoringCallCounts(connect_monitoring(monitoring_api, insecure=True), REF.project, CALLS_METRIC)
+
+
+@dataclass
+class Drill:
+    """Everything a release drill uses: both fakes, their addresses, the real clients, servers, the edge."""
+
+    api: str
+    run: CloudRun
+    fake: FakeCloudRun
+    edge: Edge
+    servers: Callable[..., RunningServer]
+    catalog: CatalogStore
+    monitoring_api: str
+    monitoring: FakeMonitoring
+    counts: MonitoringCallCounts
+
+
+@pytest.fixture
+def drill(  # noqa: PLR0917 (the fixtures it bundles, so that each drill takes one)
+    api: str,
+    run: CloudRun,
+    fake: FakeCloudRun,
+    edge: Edge,
+    servers: Callable[..., RunningServer],
+    catalog: CatalogStore,
+    monitoring_api: str,
+    monitoring: FakeMonitoring,
+    counts: MonitoringCallCounts,
+) -> Drill:
+    return Drill(api, run, fake, edge, servers, catalog, monitoring_api, monitoring, counts)

@@ -1,8 +1,9 @@
-"""Release drills against the fake Cloud Run, with real catalog servers behind the tags.
+"""Release drills against the fake Cloud Run and Cloud Monitoring, with real catalog servers behind the tags.
 
-A good candidate is promoted step by step; one that answers wrongly, one that never becomes ready and one
-that breaks at the second step are each rolled back: traffic back on the old revision, the command failing
-with a line that names the check.
+A good candidate is promoted step by step; one that answers wrongly, one that never becomes ready, one that
+breaks at the second step, one whose error ratio rises at the second step and one that gets no calls to
+judge are each rolled back: traffic back on the old revision, the command failing with a line that names
+the check.
 """
 
 from __future__ import annotations
@@ -13,29 +14,35 @@ from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 
+import grpc
 import pytest
+from google.cloud import monitoring_v3
 
 from catalog import catalog_pb2
 from release import rollout
 from release.cli import EXIT_CHECK_FAILED, EXIT_CLOUD_RUN, EXIT_OK, main
 from release.cloudrun import CloudRun
-from release.gates import Candidate, ErrorRatioGate, Gate, ReadyGate, SmokeGate
-from release.smoke import run_smoke
+from release.gates import CallCounts, Candidate, ErrorRatioGate, Gate, ReadyGate, SmokeGate
 from release.traffic import CANDIDATE, PREVIOUS, STABLE, Route, TrafficError
 from service.server import RunningServer
 from service.store import CatalogStore
-from tests.release.conftest import NEW, OLD, REF, Edge, template
+from tests.release.conftest import CALLS_METRIC, NEW, OLD, REF, Drill, Edge, template
+from tests.release.fake_monitoring import FakeMonitoring
 from tests.release.fake_run import FakeCloudRun
 
 StartServer = Callable[[CatalogStore | None], RunningServer]
 STEPS = (10, 50, 100)
+# Everything promote takes from a plan, as options.
+PROMOTE = ["promote", "--project", REF.project, "--region", REF.region, "--service", REF.service]
+PROMOTE += ["--steps", "100", "--pause-seconds", "0", "--calls-metric", CALLS_METRIC]
+PROMOTE += ["--max-error-ratio", "0.01", "--min-calls", "0"]
 
 
 @dataclass
 class Clock:
     """Time that passes only when someone sleeps: the ready gate's timeout without the wait."""
 
-    now: float = 0.0
+    now: float = 1_780_000_000.0  # Unix time: Monitoring's intervals are real timestamps
     slept: list[float] = field(default_factory=list)
 
     def __call__(self) -> float:
@@ -56,24 +63,53 @@ class WrongStore(CatalogStore):
         return catalog_pb2.Product(id=product.id, name=product.name + " (wrong)")
 
 
-def gates(edge: Edge, clock: Clock) -> list[Gate]:
-    return [
+def gates(edge: Edge, clock: Clock, counts: CallCounts | None = None, min_calls: int = 20) -> list[Gate]:
+    """Ready and smoke; with `counts`, the error-ratio gate too (1% allowed, 60 s to find evidence)."""
+    checks: list[Gate] = [
         ReadyGate(edge, timeout=5, call_timeout=2, sleep=clock.sleep, clock=clock),
-        SmokeGate(edge, run_smoke, 5),
+        SmokeGate(edge, call_timeout=5),
     ]
+    if counts is not None:
+        checks.append(
+            ErrorRatioGate(
+                counts,
+                max_ratio=0.01,
+                min_calls=min_calls,
+                evidence_timeout=60,
+                poll_seconds=15,
+                sleep=clock.sleep,
+                clock=clock,
+                log=lambda _: None,
+            )
+        )
+    return checks
 
 
 @dataclass
 class Pauses:
-    """The pause between steps; `at[n]` runs at the n-th pause (counted from 1), as a fault injection."""
+    """The pause between steps, on `clock`; `at[n]` runs at the end of the n-th pause (from 1): traffic the
+    candidate served meanwhile, or a fault."""
 
+    clock: Clock = field(default_factory=Clock)
     at: dict[int, Callable[[], object]] = field(default_factory=dict)
     count: int = 0
 
-    def __call__(self, _seconds: float) -> None:
+    def __call__(self, seconds: float) -> None:
         self.count += 1
+        self.clock.sleep(seconds)
         if self.count in self.at:
             self.at[self.count]()
+
+
+def served(monitoring: FakeMonitoring, clock: Clock, ok: int, failed: int = 0) -> Callable[[], None]:
+    """The candidate's calls during a pause, as the log-based metric counts them."""
+
+    def record() -> None:
+        monitoring.record(clock.now - 1, NEW, "OK", ok)
+        if failed:
+            monitoring.record(clock.now - 1, NEW, "INTERNAL", failed)
+
+    return record
 
 
 def written_splits(fake: FakeCloudRun) -> list[list[tuple[str, int, str]]]:
@@ -81,12 +117,23 @@ def written_splits(fake: FakeCloudRun) -> list[list[tuple[str, int, str]]]:
     return [[(t.revision, t.percent, t.tag) for t in write.service.traffic] for write in fake.writes]
 
 
-def test_a_good_candidate_is_promoted_step_by_step(
-    run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
-) -> None:
+def test_a_good_candidate_is_promoted_step_by_step(drill: Drill) -> None:
+    run, fake, edge, servers, catalog, monitoring, counts = (
+        drill.run,
+        drill.fake,
+        drill.edge,
+        drill.servers,
+        drill.catalog,
+        drill.monitoring,
+        drill.counts,
+    )
     edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
-    pauses = Pauses()
-    outcome = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=pauses)
+    clock = Clock()
+    healthy = served(monitoring, clock, ok=200)
+    pauses = Pauses(clock, at={1: healthy, 2: healthy, 3: healthy})
+    outcome = rollout.release(
+        run, STEPS, 30, gates(edge, clock, counts), log=lambda _: None, sleep=pauses, clock=clock
+    )
 
     assert outcome.ok, outcome.line
     assert [split[:2] for split in written_splits(fake)] == [
@@ -101,6 +148,10 @@ def test_a_good_candidate_is_promoted_step_by_step(
         Route(OLD, 0, PREVIOUS),
     ]
     assert pauses.count == 3
+    # The error ratio was read at each of the three steps (all calls, then failures), for the candidate.
+    assert len(monitoring.requests) == 6
+    assert all(f'metric.label.revision = "{NEW}"' in request.filter for request in monitoring.requests)
+    assert all(f'metric.type="{CALLS_METRIC}"' in request.filter for request in monitoring.requests)
     # Every check went through the candidate's tag, to the candidate's server.
     assert set(edge.opened) == {f"candidate->{NEW}"}
     # Once released, running it again moves nothing.
@@ -125,8 +176,9 @@ def test_a_candidate_that_answers_wrongly_never_gets_traffic(
     outcome = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=Pauses())
 
     assert not outcome.ok
-    assert outcome.line.startswith(f"release of {NEW} failed: check smoke at 0%: GetProduct")
-    assert "not the one listed" in outcome.line
+    # The client's own smoke check names the check that failed, and how.
+    assert outcome.line.startswith(f"release of {NEW} failed: check smoke at 0%: get-product: GetProduct(")
+    assert "differs from the listed product in name" in outcome.line
     assert f"all traffic is back on {OLD}" in outcome.line
     assert_rolled_back(fake)
     # It never had a share: the only write is the rollback, which leaves the split as it was.
@@ -168,29 +220,111 @@ def test_a_candidate_that_breaks_at_the_second_step_is_rolled_back(
     assert_rolled_back(fake)
 
 
-@dataclass
-class Ratios:
-    """An error ratio per call, as the observability metric would report it."""
-
-    values: list[float | None]
-    asked: list[str] = field(default_factory=list)
-
-    def error_ratio(self, service: str, revision: str, window_seconds: float) -> float | None:
-        self.asked.append(revision)
-        return self.values.pop(0)
-
-
-def test_a_rising_error_ratio_rolls_back(
-    run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
-) -> None:
+def test_an_error_ratio_that_rises_at_the_second_step_rolls_back(drill: Drill) -> None:
+    run, fake, edge, servers, catalog, monitoring, counts = (
+        drill.run,
+        drill.fake,
+        drill.edge,
+        drill.servers,
+        drill.catalog,
+        drill.monitoring,
+        drill.counts,
+    )
     edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
-    ratios = Ratios([None, 0.0, 0.2])  # no calls before traffic, fine at 10%, 20% failing at 50%
-    checks = [*gates(edge, Clock()), ErrorRatioGate(ratios, max_ratio=0.01)]
-    outcome = rollout.release(run, STEPS, 30, checks, log=lambda _: None, sleep=Pauses())
+    clock = Clock()
+    # Fine at 10%; at 50% 30 of its 200 calls fail, though every smoke check still passes.
+    pauses = Pauses(
+        clock, at={1: served(monitoring, clock, ok=200), 2: served(monitoring, clock, ok=170, failed=30)}
+    )
+    outcome = rollout.release(
+        run, STEPS, 120, gates(edge, clock, counts), log=lambda _: None, sleep=pauses, clock=clock
+    )
 
     assert not outcome.ok
-    assert "check error-ratio at 50%: 20.0% of calls failed" in outcome.line
-    assert ratios.asked == [NEW, NEW, NEW]
+    assert outcome.line.startswith(
+        f"release of {NEW} failed: check error-ratio at 50%: 30 of 200 calls failed (15.0%) since it got "
+        "50%, above the 1.0% allowed"
+    )
+    assert [split[:2] for split in written_splits(fake)] == [
+        [(OLD, 90, STABLE), (NEW, 10, CANDIDATE)],
+        [(OLD, 50, STABLE), (NEW, 50, CANDIDATE)],
+        [(OLD, 100, STABLE), (NEW, 0, CANDIDATE)],
+    ]
+    assert_rolled_back(fake)
+    # The failures were read with the server-side codes only, over the step's own two minutes.
+    bad = monitoring.requests[-1]
+    assert 'metric.label.code = one_of("INTERNAL"' in bad.filter
+    assert monitoring_v3.ListTimeSeriesRequest.pb(bad).aggregation.alignment_period.seconds == 120
+
+
+def test_a_step_without_enough_calls_to_judge_is_rolled_back(drill: Drill) -> None:
+    """No calls is no evidence: the gate reads again until its evidence timeout, then fails the step."""
+    run, fake, edge, servers, catalog, monitoring, counts = (
+        drill.run,
+        drill.fake,
+        drill.edge,
+        drill.servers,
+        drill.catalog,
+        drill.monitoring,
+        drill.counts,
+    )
+    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
+    clock = Clock()
+    pauses = Pauses(clock, at={1: served(monitoring, clock, ok=5)})
+    outcome = rollout.release(
+        run, STEPS, 30, gates(edge, clock, counts), log=lambda _: None, sleep=pauses, clock=clock
+    )
+
+    assert not outcome.ok
+    assert (
+        "check error-ratio at 10%: only 5 calls since it got 10%, fewer than the 20 needed to judge its "
+        "error ratio (waited 60 s): no evidence"
+    ) in outcome.line
+    # Read once, then every 15 s for the 60 s it waited: five reads of both filters.
+    assert len(monitoring.requests) == 10
+    assert_rolled_back(fake)
+
+
+def test_a_quiet_service_with_min_calls_0_passes_steps_without_calls(drill: Drill) -> None:
+    run, fake, edge, servers, catalog, monitoring, counts = (
+        drill.run,
+        drill.fake,
+        drill.edge,
+        drill.servers,
+        drill.catalog,
+        drill.monitoring,
+        drill.counts,
+    )
+    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
+    clock = Clock()
+    checks = gates(edge, clock, counts, min_calls=0)
+    outcome = rollout.release(run, (100,), 0, checks, log=lambda _: None, sleep=Pauses(clock), clock=clock)
+    assert outcome.ok, outcome.line
+    assert len(monitoring.requests) == 2  # read once at 100%, nothing to judge, no waiting
+    assert fake.revision_of(REF.path, STABLE) == NEW
+
+
+def test_monitoring_that_cannot_be_read_fails_the_step(drill: Drill) -> None:
+    run, fake, edge, servers, catalog, monitoring, counts = (
+        drill.run,
+        drill.fake,
+        drill.edge,
+        drill.servers,
+        drill.catalog,
+        drill.monitoring,
+        drill.counts,
+    )
+    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
+    monitoring.fail_with = grpc.StatusCode.PERMISSION_DENIED
+    clock = Clock()
+    outcome = rollout.release(
+        run, STEPS, 30, gates(edge, clock, counts), log=lambda _: None, sleep=Pauses(clock), clock=clock
+    )
+    assert not outcome.ok
+    assert (
+        f"check error-ratio at 10%: cannot read {CALLS_METRIC} in projects/{REF.project}: 403" in outcome.line
+    )
+    assert "monitoring.timeSeries.list" in outcome.line
     assert_rolled_back(fake)
 
 
@@ -276,10 +410,21 @@ def run_cli(argv: list[str], edge: Edge, stdin: str = "") -> tuple[int, str, str
     return code, out.getvalue(), err.getvalue()
 
 
-def test_the_command_promotes_from_the_stacks_plan(
-    api: str, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
-) -> None:
+def test_the_command_promotes_from_the_stacks_plan(drill: Drill) -> None:
+    api, monitoring_api, monitoring, fake, edge, servers, catalog = (
+        drill.api,
+        drill.monitoring_api,
+        drill.monitoring,
+        drill.fake,
+        drill.edge,
+        drill.servers,
+        drill.catalog,
+    )
     edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
+    # Calls the candidate answered just before: what the gate reads at each step (the minute it looks back).
+    import time  # noqa: PLC0415
+
+    monitoring.record(time.time() - 1, NEW, "OK", 50)
     plan = json.dumps(
         {
             "project": REF.project,
@@ -287,25 +432,27 @@ def test_the_command_promotes_from_the_stacks_plan(
             "service": REF.service,
             "steps": [50, 100],
             "pauseSeconds": 0,
+            "callsMetric": CALLS_METRIC,
+            "maxErrorRatio": 0.01,
+            "minCalls": 20,
         }
     )
-    code, out, err = run_cli(["promote", "--plan", "-", "--api-endpoint", api, "--insecure-api"], edge, plan)
+    argv = ["promote", "--plan", "-", "--api-endpoint", api, "--monitoring-endpoint", monitoring_api]
+    code, out, err = run_cli([*argv, "--insecure-api"], edge, plan)
     assert code == EXIT_OK, err
     assert out.strip() == f"released {NEW}: it serves all traffic as stable; {OLD} is previous"
     assert f"{NEW} has 50% of requests" in err
+    assert "error-ratio: 0 of 50 calls failed (0.0%)" in err
+    assert len(monitoring.requests) == 4  # both filters at 50% and at 100%
     assert fake.revision_of(REF.path, STABLE) == NEW
 
 
-def test_the_command_fails_with_one_line_naming_the_check(
-    api: str, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
-) -> None:
+def test_the_command_fails_with_one_line_naming_the_check(drill: Drill) -> None:
+    api, monitoring_api, fake, edge = drill.api, drill.monitoring_api, drill.fake, drill.edge
+    servers, catalog = drill.servers, drill.catalog
     edge.servers = {OLD: servers(catalog), NEW: servers(None)}
-    argv = ["promote", "--project", REF.project, "--region", REF.region, "--service", REF.service]
+    argv = [*PROMOTE, "--monitoring-endpoint", monitoring_api]
     argv += [
-        "--steps",
-        "100",
-        "--pause-seconds",
-        "0",
         "--ready-timeout",
         "1",
         "--api-endpoint",
@@ -319,8 +466,8 @@ def test_the_command_fails_with_one_line_naming_the_check(
     assert_rolled_back(fake)
 
 
-def test_the_command_reports_a_missing_service(api: str, edge: Edge) -> None:
-    argv = ["promote", "--project", REF.project, "--region", REF.region, "--service", "other"]
+def test_the_command_reports_a_missing_service(api: str, monitoring_api: str, edge: Edge) -> None:
+    argv = [*PROMOTE, "--service", "other", "--monitoring-endpoint", monitoring_api]
     code, _, err = run_cli([*argv, "--api-endpoint", api, "--insecure-api"], edge)
     assert code == EXIT_CLOUD_RUN
     assert "does not exist" in err
@@ -336,7 +483,13 @@ def test_the_command_reports_a_missing_service(api: str, edge: Edge) -> None:
         (["pr-deploy", "--project", "p", "--region", "r", "--service", "s"], "needs --pr N"),
         (["promote", "--region", "r", "--service", "s"], "--project (or the plan's 'project') is required"),
         (
-            ["promote", "--project", "p", "--region", "r", "--service", "s", "--token-env", "NO_SUCH_VAR_X"],
+            ["promote", "--project", "p", "--region", "r", "--service", "s"],
+            "promote needs --steps (or the plan's 'steps')",
+        ),
+        (["promote", "--max-error-ratio", "5"], "must be a ratio from 0 to 1"),
+        (["promote", "--min-calls", "-1"], "must be 0 or more"),
+        (
+            [*PROMOTE, "--token-env", "NO_SUCH_VAR_X"],
             "unset",
         ),
     ],
@@ -392,3 +545,29 @@ def test_a_bad_plan_is_refused_naming_it(edge: Edge) -> None:
         main(["promote", "--plan", "-"], channels=edge, stdin=io.StringIO(plan))
     assert exit_info.value.code == 2
     assert "the plan's steps [50, 20]: steps [50, 20]: must increase" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("callsMetric", "promote needs --calls-metric (or the plan's 'callsMetric')"),
+        ("minCalls", "promote needs --min-calls (or the plan's 'minCalls')"),
+    ],
+)
+def test_promote_takes_no_default_the_stack_does_not_give(key: str, message: str, edge: Edge) -> None:
+    """Pulumi.yaml holds the defaults; a plan without a key is not quietly given a second one."""
+    plan = {
+        "project": "p",
+        "region": "r",
+        "service": "s",
+        "steps": [100],
+        "pauseSeconds": 0,
+        "callsMetric": CALLS_METRIC,
+        "maxErrorRatio": 0.01,
+        "minCalls": 20,
+    }
+    del plan[key]
+    with pytest.raises(SystemExit) as exit_info, redirect_stderr(io.StringIO()) as err:
+        main(["promote", "--plan", "-"], channels=edge, stdin=io.StringIO(json.dumps(plan)))
+    assert exit_info.value.code == 2
+    assert message in err.getvalue()
