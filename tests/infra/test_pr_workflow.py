@@ -30,6 +30,8 @@ def test_runs_for_pull_requests_opening_updating_and_closing() -> None:
 def test_forks_never_reach_the_cloud_and_only_the_pr_deployer_is_used(job: str) -> None:
     assert FORK_GUARD in jobs()[job]["if"]
     (auth,) = steps_using(jobs()[job], "google-github-actions/auth")
+    (pulumi,) = steps_using(jobs()[job], "pulumi/auth-actions")
+    assert pulumi["with"]["scope"] == "team:${{ vars.PULUMI_PREVIEW_TEAM }}"  # read-only
     assert auth["with"]["service_account"] == "${{ vars.GCP_PR_DEPLOYER_SERVICE_ACCOUNT_DEV }}"
     assert auth["with"]["workload_identity_provider"] == "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER_DEV }}"
     assert "prod" not in str(jobs()[job]).lower()
@@ -56,9 +58,9 @@ def release_commands(job: str) -> list[list[str]]:
 def test_the_build_is_deployed_by_digest_and_the_tag_removed_on_close() -> None:
     ((deploy,),) = [[c] for c in release_commands("deploy")]
     assert deploy[:3] == ["pr-deploy", "--plan", "-"]
-    (build,) = steps_using(jobs()["deploy"], "docker/build-push-action")
-    assert build["with"]["push"] is True
-    assert build["with"]["platforms"] == "linux/amd64"
+    build = next(s for s in jobs()["deploy"]["steps"] if s.get("id") == "build")
+    assert "docker buildx build --platform linux/amd64 --push" in build["run"]
+    assert '"containerimage.digest"' in build["run"]
     step = next(s for s in jobs()["deploy"]["steps"] if s.get("id") == "revision")
     assert step["env"]["IMAGE"].endswith("@${{ steps.build.outputs.digest }}")
     ((remove,),) = [[c] for c in release_commands("remove")]
