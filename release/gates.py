@@ -147,6 +147,7 @@ class ErrorRatioGate:
     def check(self, candidate: Candidate) -> str | None:
         """Read the candidate's calls since its step began until there is evidence, then compare."""
         if candidate.percent == 0:
+            self.log("  error-ratio: not judged at 0% (the smoke check judges its own calls)")
             return None
         deadline = self.clock() + self.evidence_timeout
         while True:

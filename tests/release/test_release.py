@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
@@ -422,8 +423,6 @@ def test_the_command_promotes_from_the_stacks_plan(drill: Drill) -> None:
     )
     edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
     # Calls the candidate answered just before: what the gate reads at each step (the minute it looks back).
-    import time  # noqa: PLC0415
-
     monitoring.record(time.time() - 1, NEW, "OK", 50)
     plan = json.dumps(
         {
