@@ -10,6 +10,8 @@ PY := $(VENV)/bin/python
 SCAN_VENV := .venv-scan
 BUF := node_modules/.bin/buf
 PORT ?= 8080
+# The policy pack runs in a virtualenv of its own (pulumi-policy pins another protobuf): policy/PulumiPolicy.yaml.
+POLICY_VENV := policy/.venv
 
 .PHONY: help
 help: ## List the targets.
@@ -33,6 +35,19 @@ $(BUF): package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(POLICY_VENV)/.installed: policy/requirements.txt policy/requirements-test.txt
+	test -x $(POLICY_VENV)/bin/python || $(PYTHON) -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(POLICY_VENV)/bin/python -m pip install --quiet -r policy/requirements-test.txt
+	touch $@
+
+.PHONY: policy-setup
+policy-setup: $(POLICY_VENV)/.installed ## Create the policy pack's virtualenv (policy/.venv), which Pulumi runs it in.
+
+.PHONY: policy-test
+policy-test: $(VENV)/.installed $(POLICY_VENV)/.installed ## The policy pack on the program's resources (docs/policy.md).
+	cd policy && MAIN_PYTHON=../$(PY) .venv/bin/python -m pytest tests
+
 .PHONY: setup
 setup: $(VENV)/.installed $(BUF) ## Create the virtualenv and install the tools (done by every target that needs it).
 
@@ -45,10 +60,11 @@ proto: $(VENV)/.installed ## Regenerate catalog/ (messages, stubs, .pyi) from pr
 	$(PY) -m tools.genproto
 
 .PHONY: lint
-lint: setup $(SCAN_VENV)/.installed ## ruff, mypy, buf, hadolint, actionlint, zizmor, checkov.
+lint: setup policy-setup $(SCAN_VENV)/.installed ## ruff, mypy, buf, hadolint, actionlint, zizmor, checkov.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	cd policy && .venv/bin/mypy
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(VENV)/bin/hadolint Dockerfile
@@ -57,7 +73,7 @@ lint: setup $(SCAN_VENV)/.installed ## ruff, mypy, buf, hadolint, actionlint, zi
 	$(SCAN_VENV)/bin/python .ci/checkov_scan.py
 
 .PHONY: test
-test: lint ## Lint, then the whole test suite.
+test: lint policy-test ## Lint, then the whole test suite (the policy pack's in its own venv).
 	$(PY) -m pytest
 
 .PHONY: bench
@@ -72,4 +88,4 @@ fmt: setup ## Format Python and proto in place.
 
 .PHONY: clean
 clean: ## Remove the virtualenv, node_modules and caches.
-	rm -rf $(VENV) $(SCAN_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SCAN_VENV) $(POLICY_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,10 +1,19 @@
-"""The Pulumi program: validate the config, declare the service, its observability and CI identity, export."""
+"""The Pulumi program: validate the config; declare services, front door, observability, CI; export."""
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pulumi
-from catalog_infra import ci_identity, grpc_service, live, observability, revisions
+from catalog_infra import (
+    ci_identity,
+    container_image,
+    front_door,
+    grpc_service,
+    live,
+    observability,
+    revisions,
+)
 from catalog_infra.apis import ProjectApis
 from catalog_infra.config import load, load_observability
 
@@ -19,16 +28,37 @@ UNARY_METHODS = ("/catalog.ProductCatalog/GetProduct", "/catalog.ProductCatalog/
 
 config = load()
 objectives = load_observability(config)
-# The traffic Cloud Run serves now: the program declares it as it is (catalog_infra/revisions.py).
-live_service = live.read_service(config.project, config.region, config.service_name)
-revisions.serving_routes(live_service)  # refuses a split it cannot build on, before any resource
+# The traffic Cloud Run serves now in each region: the program declares it as it is (revisions.py).
+live_services = {
+    region: live.read_service(config.project, region, config.service_name) for region in config.regions
+}
+for live_service in live_services.values():
+    revisions.serving_routes(live_service)  # refuses a split it cannot build on, before any resource
 
 apis = ProjectApis(
     "apis",
     project=config.project,
     apis=grpc_service.REQUIRED_APIS
     + observability.REQUIRED_APIS
+    + container_image.REQUIRED_APIS
+    + (front_door.REQUIRED_APIS if config.domain else ())
     + (ci_identity.REQUIRED_APIS if config.github_repository else ()),
+)
+
+# One repository and one build in the home region (gcp:region): Cloud Run pulls across regions.
+image = container_image.ContainerImage(
+    "catalog",
+    container_image.ContainerImageArgs(
+        project=config.project,
+        region=config.region,
+        repository_id=config.service_name,
+        image=config.image
+        or container_image.ImageBuild(
+            context=REPO_ROOT, dockerfile=REPO_ROOT / "Dockerfile", tag=pulumi.get_stack()
+        ),
+        keep_images=config.keep_images,
+        depends_on=[apis],
+    ),
 )
 
 service = grpc_service.GrpcService(
@@ -37,10 +67,7 @@ service = grpc_service.GrpcService(
         project=config.project,
         region=config.region,
         service_name=config.service_name,
-        image=config.image
-        or grpc_service.ImageBuild(
-            context=REPO_ROOT, dockerfile=REPO_ROOT / "Dockerfile", tag=pulumi.get_stack()
-        ),
+        image=image.image,
         health_service=HEALTH_SERVICE,
         min_instances=config.min_instances,
         max_instances=config.max_instances,
@@ -57,18 +84,54 @@ service = grpc_service.GrpcService(
             "ENABLE_REFLECTION": "true" if config.reflection else "false",
             "LOG_LEVEL": config.log_level,
         },
-        keep_images=config.keep_images,
+        custom_audiences=(f"https://{config.domain}",) if config.domain else (),
         depends_on=[apis],
-        live=live_service,
+        live=live_services[config.region],
     ),
+)
+# The other regions: the same image and settings, run as the same account, each over its own live traffic;
+# their names carry the region.
+services = [service] + [
+    grpc_service.GrpcService(
+        f"catalog-{region}",
+        dataclasses.replace(
+            service.args, region=region, service_account=service.account, live=live_services[region]
+        ),
+    )
+    for region in config.regions[1:]
+]
+
+# With a domain, one global load balancer in front of every region.
+door = (
+    front_door.FrontDoor(
+        "front-door",
+        front_door.FrontDoorArgs(
+            project=config.project,
+            domain=config.domain,
+            services={regional.region: regional.service_name for regional in services},
+            rate_limit_requests=config.rate_limit_requests,
+            rate_limit_interval_seconds=config.rate_limit_interval_seconds,
+            ban_duration_seconds=config.ban_duration_seconds,
+            denied_ip_ranges=config.denied_ip_ranges,
+            depends_on=[apis],
+        ),
+    )
+    if config.domain
+    else None
 )
 
 pulumi.export("url", service.url)
-pulumi.export("target", service.target)
+pulumi.export("target", door.target if door else service.target)
+if door:
+    pulumi.export("audience", door.audience)
+    pulumi.export("address", door.address)
+    pulumi.export("certificate", door.certificate)
 pulumi.export("image", service.image)
 pulumi.export("serviceName", service.service_name)
 pulumi.export("serviceAccount", service.service_account_email)
 pulumi.export("region", service.region)
+pulumi.export("regions", [regional.region for regional in services])
+pulumi.export("urls", {regional.region: regional.url for regional in services})
 
 observed = observability.Observability(
     "observability",
@@ -98,6 +161,7 @@ pulumi.export(
     "release",
     {
         "project": config.project,
+        # The home region (pull-request revisions go there) and every region a release moves, in order.
         "region": config.region,
         "service": service.service_name,
         "steps": list(config.canary_steps),
@@ -110,7 +174,13 @@ pulumi.export(
         "private": not (config.allow_unauthenticated or config.invoker_iam_disabled),
         "url": service.url,
         "candidateUrl": service.candidate_url,
-        "imageRepository": service.image_repository,
+        "regions": {
+            regional.region: {"url": regional.url, "candidateUrl": regional.candidate_url}
+            for regional in services
+        },
+        # The audience every region accepts (the front door's custom one), or None: each region's own URL.
+        "audience": door.audience if door else None,
+        "imageRepository": image.image_repository,
     },
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 from dataclasses import dataclass
@@ -17,7 +18,67 @@ INGRESS_VALUES = (
     "INGRESS_TRAFFIC_INTERNAL_ONLY",
     "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
 )
+# What the empty `ingress` (Pulumi.yaml's default) means: only the load balancer and internal traffic with a
+# front door, so the run.app names cannot go around its Cloud Armor policy; anyone without one.
+INGRESS_WITHOUT_FRONT_DOOR = "INGRESS_TRAFFIC_ALL"
+INGRESS_WITH_FRONT_DOOR = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# Regions Cloud Run serves from (cloud.google.com/run/docs/locations, tier 1 and tier 2). A region Google adds
+# later is refused until it is added here: a typo must not become a failed `up` halfway through.
+CLOUD_RUN_REGIONS = frozenset(
+    {
+        "africa-south1",
+        "asia-east1",
+        "asia-east2",
+        "asia-northeast1",
+        "asia-northeast2",
+        "asia-northeast3",
+        "asia-south1",
+        "asia-south2",
+        "asia-southeast1",
+        "asia-southeast2",
+        "australia-southeast1",
+        "australia-southeast2",
+        "europe-central2",
+        "europe-north1",
+        "europe-north2",
+        "europe-southwest1",
+        "europe-west1",
+        "europe-west2",
+        "europe-west3",
+        "europe-west4",
+        "europe-west6",
+        "europe-west8",
+        "europe-west9",
+        "europe-west10",
+        "europe-west12",
+        "me-central1",
+        "me-central2",
+        "me-west1",
+        "northamerica-northeast1",
+        "northamerica-northeast2",
+        "northamerica-south1",
+        "southamerica-east1",
+        "southamerica-west1",
+        "us-central1",
+        "us-east1",
+        "us-east4",
+        "us-east5",
+        "us-south1",
+        "us-west1",
+        "us-west2",
+        "us-west3",
+        "us-west4",
+    }
+)
+# Cloud Armor's rate-based ban (cloud.google.com/armor/docs/rate-limiting-overview): the threshold is 1 to
+# 10,000 requests per interval, the interval and the ban each one of a fixed set of lengths.
+MAX_RATE_LIMIT_REQUESTS = 10_000
+RATE_LIMIT_INTERVALS = (10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
+BAN_DURATIONS = (60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
+# Each deny rule matches at most 10 ranges (a Cloud Armor limit); 100 ranges keep the policy at 10 such rules.
+MAX_DENIED_IP_RANGES = 100
 
 # Whole CPU counts Cloud Run accepts, with the memory each allows (cloud.google.com/run/docs/configuring/
 # services/memory-limits, "memory required when setting a CPU value"). Below 1 CPU: up to 512Mi under 0.5 CPU,
@@ -39,6 +100,10 @@ _REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}[a-z0-9]")
 _CPU = re.compile(r"(?P<cores>[0-9]+(?:\.[0-9]+)?)|(?P<milli>[0-9]+)m")
 _MEMORY = re.compile(r"(?P<amount>[1-9][0-9]*)(?P<unit>Mi|Gi|M|G)")
+# A host name a Google-managed certificate can cover: lowercase labels of letters, digits and inner hyphens,
+# at least two of them, a top-level label that is not all digits; no wildcard, no trailing dot.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = re.compile(rf"(?=.{{1,253}}$)(?:{_LABEL}\.)+[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?")
 _DIGEST_IMAGE = re.compile(r"\S+@sha256:[0-9a-f]{64}")
 _MEMBER = re.compile(r"(user|serviceAccount|group|domain|principal|principalSet):\S+")
 _GITHUB_REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
@@ -94,6 +159,14 @@ class StackConfig:
     canary_max_error_ratio: float
     canary_min_calls: int
     pr_revisions: bool
+    # Every region the service runs in, `region` (gcp:region, home of the registry) first.
+    regions: tuple[str, ...]
+    # The front door's host name; None: no load balancer.
+    domain: str | None
+    rate_limit_requests: int
+    rate_limit_interval_seconds: int
+    ban_duration_seconds: int
+    denied_ip_ranges: tuple[str, ...]
 
 
 class _Reader:
@@ -306,6 +379,115 @@ def _pr_revisions(reader: _Reader, github_repository: str) -> bool:
     return enabled
 
 
+def _check_regions(read: _Reader, home: str, listed: tuple[str, ...], min_instances: int) -> tuple[str, ...]:
+    """Every region to serve from, the home region (gcp:region) first; [] means the home region alone."""
+    key = read.key("regions")
+    for region in listed:
+        if region not in CLOUD_RUN_REGIONS:
+            raise ConfigError(
+                key,
+                region,
+                "each must be a Cloud Run region (cloud.google.com/run/docs/locations), e.g. us-east1",
+            )
+    if len(set(listed)) != len(listed):
+        raise ConfigError(key, list(listed), "regions must not repeat")
+    if listed and home not in listed:
+        raise ConfigError(
+            key,
+            list(listed),
+            f"must include gcp:region ({home}): the registry lives there, and its service keeps the names a "
+            "single-region stack has",
+        )
+    regions = (home, *(region for region in listed if region != home))
+    # Cloud Run's service health judges a region by its instances' readiness probes, and with none running it
+    # has nothing to judge: each region keeps one warm (cloud.google.com/run/docs/configuring/
+    # configure-service-health). Refused rather than raised, so that the cost is the stack's own choice.
+    if len(regions) > 1 and min_instances < 1:
+        raise ConfigError(
+            read.key("minInstances"),
+            min_instances,
+            f"must be at least 1 with several regions ({', '.join(regions)}): failover needs a warm instance "
+            "in each region",
+        )
+    return regions
+
+
+@dataclass(frozen=True)
+class _FrontDoor:
+    domain: str | None
+    rate_limit_requests: int
+    rate_limit_interval_seconds: int
+    ban_duration_seconds: int
+    denied_ip_ranges: tuple[str, ...]
+
+
+def _one_of(read: _Reader, name: str, allowed: tuple[int, ...]) -> int:
+    value = read.integer(name, min(allowed), max(allowed))
+    if value not in allowed:
+        raise ConfigError(read.key(name), value, f"must be one of {', '.join(map(str, allowed))}")
+    return value
+
+
+def _read_front_door(read: _Reader) -> _FrontDoor:
+    """The load balancer's settings; all checked, even while `domain` is empty and nothing uses them."""
+    domain = read.text(
+        "domain",
+        _DOMAIN,
+        "must be a DNS name such as catalog.example.com: lowercase letters, digits, hyphens and dots, at "
+        "least two labels, no wildcard, no trailing dot",
+        empty=True,
+    )
+    rate_limit_requests = read.integer(
+        "rateLimitRequests", 1, MAX_RATE_LIMIT_REQUESTS, "Cloud Armor's range for a rate-based ban"
+    )
+    rate_limit_interval_seconds = _one_of(read, "rateLimitIntervalSeconds", RATE_LIMIT_INTERVALS)
+    ban_duration_seconds = _one_of(read, "banDurationSeconds", BAN_DURATIONS)
+    denied = read.strings("deniedIpRanges")
+    key = read.key("deniedIpRanges")
+    for entry in denied:
+        try:
+            ipaddress.ip_network(entry, strict=True)
+        except ValueError:
+            raise ConfigError(
+                key, entry, "each must be an IPv4 or IPv6 address or range (CIDR) such as 203.0.113.0/24"
+            ) from None
+    if len(set(denied)) != len(denied):
+        raise ConfigError(key, list(denied), "ranges must not repeat")
+    if len(denied) > MAX_DENIED_IP_RANGES:
+        raise ConfigError(key, f"{len(denied)} ranges", f"at most {MAX_DENIED_IP_RANGES} ranges")
+    if denied and not domain:
+        raise ConfigError(
+            key,
+            list(denied),
+            f"needs {read.key('domain')}: the ranges are denied by the load balancer's Cloud Armor policy, "
+            "and there is no load balancer without a domain",
+        )
+    return _FrontDoor(
+        domain=domain or None,
+        rate_limit_requests=rate_limit_requests,
+        rate_limit_interval_seconds=rate_limit_interval_seconds,
+        ban_duration_seconds=ban_duration_seconds,
+        denied_ip_ranges=denied,
+    )
+
+
+def _check_ingress(read: _Reader, ingress: str, domain: str | None) -> str:
+    """The ingress each service gets: the configured one, or (empty) the one that suits the front door."""
+    key = read.key("ingress")
+    if ingress == "":
+        return INGRESS_WITH_FRONT_DOOR if domain else INGRESS_WITHOUT_FRONT_DOOR
+    if ingress not in INGRESS_VALUES:
+        raise ConfigError(key, ingress, f"must be one of {', '.join(INGRESS_VALUES)}, or empty")
+    if domain and ingress == "INGRESS_TRAFFIC_INTERNAL_ONLY":
+        raise ConfigError(
+            key,
+            ingress,
+            f"refuses the external load balancer that {read.key('domain')} = {domain!r} puts in front: use "
+            f"{INGRESS_WITH_FRONT_DOOR} (or leave ingress empty)",
+        )
+    return ingress
+
+
 def load() -> StackConfig:
     """Read the stack's config and validate it; raise ConfigError on the first invalid value."""
     gcp = _Reader(pulumi.Config("gcp"))
@@ -345,9 +527,9 @@ def load() -> StackConfig:
     allow_unauthenticated = read.boolean("allowUnauthenticated")
     invoker_iam_disabled = read.boolean("invokerIamDisabled")
     _check_access(read, allow_unauthenticated, invoker_iam_disabled, invokers)
-    ingress = read.text("ingress")
-    if ingress not in INGRESS_VALUES:
-        raise ConfigError(read.key("ingress"), ingress, f"must be one of {', '.join(INGRESS_VALUES)}")
+    regions = _check_regions(read, region, read.strings("regions"), min_instances)
+    front_door = _read_front_door(read)
+    ingress = _check_ingress(read, read.text("ingress"), front_door.domain)
     log_level = read.text("logLevel")
     if log_level not in LOG_LEVELS:
         raise ConfigError(read.key("logLevel"), log_level, f"must be one of {', '.join(LOG_LEVELS)}")
@@ -399,6 +581,12 @@ def load() -> StackConfig:
         canary_max_error_ratio=_max_error_ratio(read),
         canary_min_calls=read.integer("canaryMinCalls", 0, 1_000_000),
         pr_revisions=_pr_revisions(read, github_repository),
+        regions=regions,
+        domain=front_door.domain,
+        rate_limit_requests=front_door.rate_limit_requests,
+        rate_limit_interval_seconds=front_door.rate_limit_interval_seconds,
+        ban_duration_seconds=front_door.ban_duration_seconds,
+        denied_ip_ranges=front_door.denied_ip_ranges,
     )
 
 

@@ -1,20 +1,18 @@
-"""GrpcService: a gRPC server on Cloud Run with its registry, image, runtime identity and invoker IAM."""
+"""GrpcService: a gRPC server on Cloud Run in one region, with its runtime identity and invoker IAM."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pulumi
-import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
 from catalog_infra import revisions
 from catalog_infra.revisions import CANDIDATE, STABLE, LiveService
 
-REQUIRED_APIS = ("run.googleapis.com", "artifactregistry.googleapis.com", "iam.googleapis.com")
+REQUIRED_APIS = ("run.googleapis.com", "iam.googleapis.com")
 
 # The port Cloud Run sends traffic to and passes in $PORT; the server reads $PORT, so the value only has to
 # agree between the container port and the probes.
@@ -42,24 +40,10 @@ READINESS_SUCCESS_THRESHOLD = 1
 
 
 @dataclass(frozen=True)
-class ImageBuild:
-    """What to build when no prebuilt image is given: a Docker context and Dockerfile, pushed with a tag.
-
-    pulumi-docker-build keeps both paths in the state and diffs them, and resolves relative ones against its
-    working directory, which Pulumi sets to the program's (`main`). Pass them relative to that directory:
-    absolute ones differ between checkouts, so every machine would see a changed image and roll a revision.
-    """
-
-    context: Path
-    dockerfile: Path
-    tag: str = "latest"
-
-
-@dataclass(frozen=True)
 class GrpcServiceArgs:
     """Settings of one gRPC service on Cloud Run.
 
-    `image` is either a prebuilt image pinned by digest (deployed as is) or an ImageBuild. `env` is the
+    `image` is the image to run, pinned by digest (ContainerImage's `image`). `env` is the
     server's own environment; the component adds MAX_CONCURRENT_RPCS (= concurrency) and GOOGLE_CLOUD_PROJECT,
     and refuses PORT, which Cloud Run sets. `health_service` is the gRPC health name the startup and readiness
     probes ask for (SERVING only while the server can answer); liveness asks for "" (the server as a whole).
@@ -68,7 +52,7 @@ class GrpcServiceArgs:
     project: str
     region: str
     service_name: str
-    image: str | ImageBuild
+    image: pulumi.Input[str]
     health_service: str
     min_instances: int
     max_instances: int
@@ -84,7 +68,10 @@ class GrpcServiceArgs:
     # Sharing, which refuses allUsers). Not together with allow_unauthenticated or invokers.
     invoker_iam_disabled: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
-    keep_images: int = 10
+    # The account the same service in another region already runs as; None creates one.
+    service_account: gcp.serviceaccount.Account | None = None
+    # Audiences besides its run.app URLs the service accepts ID tokens for (a front door's https://DOMAIN).
+    custom_audiences: Sequence[str] = ()
     # Request-based billing: the server does no work between requests, so CPU outside them buys nothing.
     cpu_idle: bool = True
     startup_cpu_boost: bool = True
@@ -111,15 +98,17 @@ def _member_slug(member: str) -> str:
 
 
 class GrpcService(pulumi.ComponentResource):
-    """An Artifact Registry repository, the image, a runtime service account and the Cloud Run service."""
+    """The Cloud Run service in one region, its runtime service account (unless shared) and invoker IAM."""
 
+    # What it was declared with, and the account it runs as: another region's service repeats both.
+    args: GrpcServiceArgs
+    account: gcp.serviceaccount.Account
     url: pulumi.Output[str]
     target: pulumi.Output[str]
     revision: pulumi.Output[str]
     stable_target: pulumi.Output[str]
     candidate_target: pulumi.Output[str]
     candidate_url: pulumi.Output[str]
-    image_repository: pulumi.Output[str]
     image: pulumi.Output[str]
     service_name: pulumi.Output[str]
     service_account_email: pulumi.Output[str]
@@ -139,39 +128,8 @@ class GrpcService(pulumi.ComponentResource):
         serving = revisions.serving_routes(args.live)
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
 
-        repository = gcp.artifactregistry.Repository(
-            f"{name}-repo",
-            project=args.project,
-            location=args.region,
-            repository_id=args.service_name,
-            format="DOCKER",
-            description=f"Images of the {args.service_name} Cloud Run service",
-            # Keep policies win over delete policies: everything but the newest keep_images versions goes.
-            cleanup_policy_dry_run=False,
-            cleanup_policies=[
-                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
-                    id="keep-recent",
-                    action="KEEP",
-                    most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
-                        keep_count=args.keep_images,
-                    ),
-                ),
-                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
-                    id="delete-older",
-                    action="DELETE",
-                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(tag_state="ANY"),
-                ),
-            ],
-            opts=child,
-        )
-
-        image: pulumi.Output[str]
-        if isinstance(args.image, ImageBuild):
-            image = self._build(name, args, args.image, repository, child)
-        else:
-            image = pulumi.Output.from_input(args.image)
-
-        account = gcp.serviceaccount.Account(
+        image = pulumi.Output.from_input(args.image)
+        account = args.service_account or gcp.serviceaccount.Account(
             f"{name}-sa",
             project=args.project,
             account_id=f"{args.service_name}-run",
@@ -225,6 +183,7 @@ class GrpcService(pulumi.ComponentResource):
             ingress=args.ingress,
             deletion_protection=args.deletion_protection,
             invoker_iam_disabled=args.invoker_iam_disabled,
+            custom_audiences=list(args.custom_audiences) or None,
             traffics=traffics,
             template=gcp.cloudrunv2.ServiceTemplateArgs(
                 revision=revision,
@@ -295,14 +254,14 @@ class GrpcService(pulumi.ComponentResource):
                 opts=child,
             )
 
+        self.args = args
+        self.account = account
         self.url = service.uri
         self.target = service.uri.apply(grpc_target)
         self.revision = revision
         self.stable_target = service.uri.apply(lambda uri: grpc_target(tag_url(uri, STABLE)))
         self.candidate_target = service.uri.apply(lambda uri: grpc_target(tag_url(uri, CANDIDATE)))
         self.candidate_url = service.uri.apply(lambda uri: tag_url(uri, CANDIDATE))
-        # Where other builds of this service's image go (pull-request revisions push there).
-        self.image_repository = repository.registry_uri.apply(lambda uri: f"{uri}/{args.service_name}")
         self.image = image
         self.service_name = service.name
         self.service_account_email = account.email
@@ -321,38 +280,3 @@ class GrpcService(pulumi.ComponentResource):
                 "region": self.region,
             }
         )
-
-    def _build(
-        self,
-        name: str,
-        args: GrpcServiceArgs,
-        build: ImageBuild,
-        repository: gcp.artifactregistry.Repository,
-        opts: pulumi.ResourceOptions,
-    ) -> pulumi.Output[str]:
-        """Build the image for Cloud Run's platform, push it, and return its reference with the digest."""
-        access_token = gcp.organizations.get_client_config_output(
-            opts=pulumi.InvokeOutputOptions(parent=self)
-        ).access_token
-        image = docker_build.Image(
-            f"{name}-image",
-            context=docker_build.BuildContextArgs(location=str(build.context)),
-            dockerfile=docker_build.DockerfileArgs(location=str(build.dockerfile)),
-            platforms=[docker_build.Platform.LINUX_AMD64],
-            tags=[repository.registry_uri.apply(lambda uri: f"{uri}/{args.service_name}:{build.tag}")],
-            push=True,
-            # Previews build (without pushing) when every input is known. On a stack's first preview the
-            # registry's address is not, and pulumi-docker-build skips the build ("Skipping preview build
-            # because some inputs are unknown"): the pull-request workflow builds the Dockerfile itself.
-            build_on_preview=True,
-            registries=[
-                docker_build.RegistryArgs(
-                    address=f"{args.region}-docker.pkg.dev",
-                    username="oauth2accesstoken",
-                    password=pulumi.Output.secret(access_token),
-                )
-            ],
-            opts=opts,
-        )
-        # `ref` is the pushed tag with its digest: a new build is a new revision, an unchanged one is not.
-        return image.ref

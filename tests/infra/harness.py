@@ -51,6 +51,16 @@ SLO = "gcp:monitoring/slo:Slo"
 ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
 NOTIFICATION_CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
 DASHBOARD_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
+BACKEND = "gcp:compute/backendService:BackendService"
+URL_MAP = "gcp:compute/uRLMap:URLMap"
+CERTIFICATE = "gcp:compute/managedSslCertificate:ManagedSslCertificate"
+HTTPS_PROXY = "gcp:compute/targetHttpsProxy:TargetHttpsProxy"
+GLOBAL_ADDRESS = "gcp:compute/globalAddress:GlobalAddress"
+FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+SECURITY_POLICY = "gcp:compute/securityPolicy:SecurityPolicy"
+# What the mocks give a global address, as Google would reserve one.
+ADDRESS = "203.0.113.7"
 # How a secret value arrives in a mock's inputs: {SECRET_SIG: SECRET_MARKER, "value": ...}.
 SECRET_SIG = rpc._special_sig_key
 SECRET_MARKER = rpc._special_secret_sig
@@ -96,6 +106,11 @@ class Mocks(pulumi.runtime.Mocks):
         elif args.typ == DASHBOARD:
             # The provider's id is the dashboard's name: projects/NUMBER/dashboards/ID.
             return f"projects/{POOL_NUMBER}/dashboards/{DASHBOARD_ID}", state
+        elif args.typ == GLOBAL_ADDRESS:
+            state["address"] = ADDRESS
+        elif args.typ.startswith("gcp:compute/") and "name" not in state:
+            # A compute resource declared without a name gets one generated, as Pulumi's auto-naming does.
+            state["name"] = f"{args.name}-1a2b3c4"
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -111,7 +126,11 @@ class Mocks(pulumi.runtime.Mocks):
 
 @dataclass(frozen=True)
 class Declared:
-    """One resource the program declared: its type, name, inputs as sent, parent and explicit dependencies."""
+    """One resource the program declared: its type, name, inputs as sent, parent and explicit dependencies.
+
+    `id` is what the mocks gave it (what other resources' inputs refer to it by); `aliases` are the URNs it
+    claims to have had before (`aliases=` in its options).
+    """
 
     urn: str
     type: str
@@ -119,6 +138,8 @@ class Declared:
     inputs: dict[str, Any]
     parent: str
     dependencies: tuple[str, ...]
+    id: str = ""
+    aliases: tuple[str, ...] = ()
 
 
 class RecordingMonitor(MockMonitor):
@@ -140,9 +161,23 @@ class RecordingMonitor(MockMonitor):
                     inputs=self.resources[urn].state if request.custom else {},
                     parent=request.parent,
                     dependencies=tuple(request.dependencies),
+                    id=getattr(response, "id", ""),
+                    aliases=self._alias_urns(request),
                 )
             )
         return response
+
+    def _alias_urns(self, request: Any) -> tuple[str, ...]:
+        """The URNs of a registration's aliases, resolved as the engine does for an alias spec."""
+        urns = []
+        for alias in request.aliases:
+            if alias.urn:
+                urns.append(alias.urn)
+                continue
+            spec = alias.spec
+            parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+            urns.append(self.make_urn(parent, spec.type or request.type, spec.name or request.name))
+        return tuple(urns)
 
 
 @dataclass
@@ -203,14 +238,15 @@ def infra_module(name: str) -> Any:
 def live_service(
     live: Any, reads: list[tuple[str, str, str]], program_dir: Path = INFRA_DIR
 ) -> Iterator[None]:
-    """Answer the program's read of the live service with `live` (None: not deployed yet), recording it.
+    """Answer the program's reads of the live service with `live` (None: not deployed yet), recording them.
 
-    Patches the catalog_infra.live of `program_dir`, the one its program will import.
+    `live` is one answer for every region, or a mapping of region to its answer (a region it leaves out
+    has no service yet). Patches the catalog_infra.live of `program_dir`, the one its program will import.
     """
 
     def read_service(project: str, region: str, service_name: str) -> Any:
         reads.append((project, region, service_name))
-        return live
+        return live.get(region) if isinstance(live, Mapping) else live
 
     sys.path.insert(0, str(program_dir))
     try:
@@ -270,17 +306,19 @@ def run_program(
     *,
     root: Path = REPO_ROOT,
     live: Any = None,
+    preview: bool = False,
 ) -> Deployment:
-    """Run the program of the project at `root` (infra/ here) as `pulumi up` would, or `program`, under mocks.
+    """Run the program of the project at `root` (infra/ here) as `pulumi up` (or preview) would, under mocks.
 
-    `config` is the stack's; Pulumi.yaml's defaults fill in the rest, as the CLI does. `live` is what Cloud
-    Run serves (catalog_infra.revisions.LiveService), None for a first deploy.
+    `config` is the stack's; Pulumi.yaml's defaults fill in the rest, as the CLI does. `program` runs instead
+    of the project's, if given. `live` is what Cloud Run serves (catalog_infra.revisions.LiveService), None
+    for a first deploy, or a mapping of region to either, for a stack with several regions.
     """
     monitor = monitor or RecordingMonitor(Mocks())
     merged = with_project_config(config, root)
     pulumi.runtime.set_all_config({key: wire_value(value) for key, value in merged.items()})
     settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     deployment = Deployment(monitor.declared)
     program_dir = root / project_file(root)["main"]
 

@@ -53,7 +53,8 @@ def test_grpc_service_serves_another_server() -> None:
     }
     assert container["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
     assert deployment.all(IMAGE) == []
-    assert deployment.one(REPOSITORY).inputs["repositoryId"] == "orders"
+    # The registry and the build are ContainerImage's, shared by every region.
+    assert deployment.all(REPOSITORY) == []
     assert [b.inputs["member"] for b in deployment.all(INVOKER)] == ["group:orders-clients@example.com"]
     assert {r.name.split("-")[0] for r in deployment.declared} == {"orders"}
 

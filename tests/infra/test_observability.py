@@ -461,12 +461,14 @@ def test_alerts_go_to_emails_and_existing_channels() -> None:
             f"{PROJECT}:alertChannels": [existing],
         }
     )
-    channels = deployment.all(NOTIFICATION_CHANNEL)
-    assert [(c.inputs["type"], c.inputs["labels"]) for c in channels] == [
-        ("email", {"email_address": "oncall@example.com"}),
-        ("email", {"email_address": "team.lead+catalog@example.org"}),
+    # Resources register concurrently, so their order in the mock is not the program's: key them by address.
+    channels = {c.inputs["labels"]["email_address"]: c for c in deployment.all(NOTIFICATION_CHANNEL)}
+    assert sorted(channels) == ["oncall@example.com", "team.lead+catalog@example.org"]
+    assert {c.inputs["type"] for c in channels.values()} == {"email"}
+    # The mocks' state: inputs and computed outputs; policies list the channels in config order.
+    names = [
+        channels[email].inputs["name"] for email in ("oncall@example.com", "team.lead+catalog@example.org")
     ]
-    names = [c.inputs["name"] for c in channels]  # the mocks' state: inputs and computed outputs
     policies = deployment.all(ALERT_POLICY)
     assert len(policies) == 6
     for policy in policies:

@@ -117,7 +117,9 @@ def test_a_stack_that_sets_nothing_gets_pulumi_yamls_defaults() -> None:
     service = run_program(GCP).one(SERVICE).inputs
     template = service["template"]
     assert service["location"] == defaults["gcp:region"]
-    assert service["ingress"] == defaults[f"{PROJECT}:ingress"]
+    # The empty default without a domain: open to all, as Cloud Run's own default.
+    assert defaults[f"{PROJECT}:ingress"] == ""
+    assert service["ingress"] == "INGRESS_TRAFFIC_ALL"
     assert service["deletionProtection"] is defaults[f"{PROJECT}:deletionProtection"]
     assert service["invokerIamDisabled"] is defaults[f"{PROJECT}:invokerIamDisabled"]
     assert template["scaling"] == {

@@ -170,6 +170,14 @@ def test_outputs_name_both_targets_and_the_release_plan(stack: str, revision: st
         "private": stack == "prod",
         "url": "https://catalog-grpc-abc123-uc.a.run.app",
         "candidateUrl": "https://candidate---catalog-grpc-abc123-uc.a.run.app",
+        "regions": {
+            "us-central1": {
+                "url": "https://catalog-grpc-abc123-uc.a.run.app",
+                "candidateUrl": "https://candidate---catalog-grpc-abc123-uc.a.run.app",
+            }
+        },
+        # No front door: each region's ID tokens are for its own URL.
+        "audience": None,
         "imageRepository": f"us-central1-docker.pkg.dev/{config['gcp:project']}/catalog-grpc/catalog-grpc",
     }
 

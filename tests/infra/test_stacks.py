@@ -192,7 +192,10 @@ def test_service_settings(stack: str, deployment: Deployment) -> None:
     assert service["project"] == stack_config(stack)["gcp:project"]
     assert service["location"] == stack_config(stack)["gcp:region"]
     assert service["deletionProtection"] is setting(stack, "deletionProtection")
-    assert service["ingress"] == setting(stack, "ingress")
+    # Neither stack has a front door: an empty ingress (the default) means anyone may reach it.
+    assert setting(stack, "ingress") == ""
+    assert service["ingress"] == "INGRESS_TRAFFIC_ALL"
+    assert "customAudiences" not in service
 
 
 def test_apis_are_enabled_and_waited_for(deployment: Deployment) -> None:
