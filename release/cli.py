@@ -1,8 +1,10 @@
 """The command line: `python -m release COMMAND [options]` (promote, rollback, pr-deploy, pr-remove).
 
 Which service comes from options or, simplest, from the stack: `pulumi stack output release --json` is a
-JSON object with project, region, service, steps, pauseSeconds, callsMetric, maxErrorRatio, minCalls, private
-and url, which `--plan FILE` (or `-` for stdin) reads; options given as well win over it.
+JSON object with project, region (the home one), regions (each region's url and candidateUrl), service, steps,
+pauseSeconds, callsMetric, maxErrorRatio, minCalls, private and audience, which `--plan FILE` (or `-` for
+stdin) reads; options given as well win over it. promote and rollback act on every region; pull-request
+revisions live in the home region.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ EXIT_CLOUD_RUN = 3  # the service could not be read or changed, or its tags do n
 
 _EPILOG = """\
 commands:
-  promote     check the revision tagged candidate, move traffic to it in --steps, each step gated by the
-              checks after --pause-seconds (ready, smoke, and from the first step on its error ratio:
-              at most --max-error-ratio of at least --min-calls calls); on the first failed check put
-              all traffic back on the revision tagged stable and exit 1 with one line naming the check
-  rollback    every request back on the revision tagged previous (after a completed release)
+  promote     check the revision tagged candidate in every region, move traffic to it in --steps in
+              every region, each step gated by the checks in each region after --pause-seconds (ready,
+              smoke, and from the first step on the region's error ratio: at most --max-error-ratio of
+              at least --min-calls calls); on the first failed check put all traffic back on the
+              revision tagged stable in every region and exit 1 with one line naming region and check
+  rollback    every request back on the revision tagged previous (after a completed release), in
+              every region
   pr-deploy   deploy --image as a no-traffic revision tagged pr-N (--pr N), check it, print its URL
   pr-remove   remove the tag pr-N (--pr N)
 
@@ -121,7 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--plan", metavar="FILE", help="JSON of `pulumi stack output release --json` (- = stdin)"
     )
     where.add_argument("--project")
-    where.add_argument("--region")
+    where.add_argument(
+        "--region",
+        action="append",
+        help="a region of the service, repeated for several (default: the plan's regions; pr-*: its region)",
+    )
     where.add_argument("--service")
     how = parser.add_argument_group("promote")
     how.add_argument("--steps", type=_steps, help="percentages, as 10,50,100 (default: the plan's)")
@@ -135,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--id-token", action="store_true", help="send an ID token (default: the plan's private)"
     )
     checks.add_argument("--token-env", metavar="VAR", help="send the bearer token held in $VAR instead")
-    checks.add_argument("--audience", help="of the ID token (default: the plan's url, the service's URL)")
+    checks.add_argument(
+        "--audience",
+        help="of the ID token (default: the plan's audience, else each region's service URL)",
+    )
     ratio = parser.add_argument_group("error-ratio gate (Cloud Monitoring)")
     ratio.add_argument(
         "--calls-metric", metavar="TYPE", help="the log-based call counter (default: the plan's callsMetric)"
@@ -178,11 +189,12 @@ def _read_plan(source: str, stdin: TextIO) -> dict[str, Any]:
 
 def _resolve(args: argparse.Namespace, plan: dict[str, Any], parser: argparse.ArgumentParser) -> None:
     """Fill unset options from the plan; exit 2 naming whatever is still missing or wrong."""
-    for option, key in (("project", "project"), ("region", "region"), ("service", "service")):
+    for option, key in (("project", "project"), ("service", "service")):
         if getattr(args, option) is None:
             setattr(args, option, plan.get(key))
         if not isinstance(getattr(args, option), str) or not getattr(args, option):
             parser.error(f"--{option} (or the plan's {key!r}) is required")
+    args.region = _regions(args, plan, parser)
     # What promote needs comes from the stack (Pulumi.yaml holds the defaults), or from options that win.
     for option, key, check in (
         ("steps", "steps", _plan_steps),
@@ -202,8 +214,33 @@ def _resolve(args: argparse.Namespace, plan: dict[str, Any], parser: argparse.Ar
     if not args.id_token and args.token_env is None:
         args.id_token = bool(plan.get("private", False))
     if args.audience is None:
-        args.audience = plan.get("url")
+        audience = plan.get("audience")
+        if audience is not None and (not isinstance(audience, str) or not audience):
+            parser.error(f"the plan's audience {audience!r}: must be an https URL or null")
+        args.audience = audience
     _check_command(args, parser)
+
+
+def _regions(args: argparse.Namespace, plan: dict[str, Any], parser: argparse.ArgumentParser) -> list[str]:
+    """The --region options, else the plan's; each once, and only one for a pull request's revision."""
+    regions: list[str] = args.region or _plan_regions(args.command, plan, parser)
+    if len(set(regions)) != len(regions):
+        parser.error(f"--region {regions}: a region is named twice")
+    if args.command.startswith("pr-") and len(regions) != 1:
+        parser.error(f"{args.command} works in one region (the home one), not {regions}")
+    return regions
+
+
+def _plan_regions(command: str, plan: dict[str, Any], parser: argparse.ArgumentParser) -> list[str]:
+    """The plan's regions: every one (its `regions` keys, home first) for a release, the home one for pr-*."""
+    home, regions = plan.get("region"), plan.get("regions")
+    if command.startswith("pr-") or regions is None:
+        if not isinstance(home, str) or not home:
+            parser.error("--region (or the plan's 'region') is required")
+        return [home]
+    if not isinstance(regions, dict) or not regions or not all(isinstance(r, str) and r for r in regions):
+        parser.error(f"the plan's regions {regions!r}: must map each region to its URLs")
+    return list(regions)
 
 
 def _check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -218,6 +255,12 @@ def _check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         parser.error(f"--token-env {args.token_env}: the variable is unset or empty")
 
 
+def service_audience(tag_url: str) -> str:
+    """The URL of the service a tag URL belongs to: `https://TAG---HOST` -> `https://HOST`."""
+    host = tag_url.removeprefix("https://").rstrip("/")
+    return f"https://{host.split('---', 1)[-1]}"
+
+
 def tls_channels(args: argparse.Namespace) -> ChannelFactory:
     """Channels to tag URLs over TLS, with an ID token (--audience) or the bearer token from --token-env."""
     # One set of credentials per audience, made on first use: google-auth refreshes them as they expire.
@@ -230,8 +273,8 @@ def tls_channels(args: argparse.Namespace) -> ChannelFactory:
             credentials = bearer_token_credentials(os.environ[args.token_env].strip())
         elif args.id_token:
             # The service's run.app URL is always an accepted audience (Cloud Run docs, "custom audiences"),
-            # so one token for it serves every tag URL of the service.
-            audience = args.audience or target.audience
+            # so one token for it serves every tag URL of the service; each region's service has its own.
+            audience = args.audience or service_audience(uri)
             if audience not in by_audience:
                 by_audience[audience] = id_token_credentials(audience)
             credentials = by_audience[audience]
@@ -281,19 +324,20 @@ def main(
 
     try:
         # Both clients find application default credentials as they are made: before any traffic moves.
-        run = CloudRun(
-            connect(args.api_endpoint, insecure=args.insecure_api),
-            ServiceRef(project=args.project, region=args.region, service=args.service),
-        )
+        client = connect(args.api_endpoint, insecure=args.insecure_api)
+        runs = [
+            CloudRun(client, ServiceRef(project=args.project, region=region, service=args.service))
+            for region in args.region
+        ]
         gates = _gates(args, channels or tls_channels(args), log)
         if args.command == "promote":
-            outcome = rollout.release(run, args.steps, args.pause_seconds, gates, log=log)
+            outcome = rollout.release(runs, args.steps, args.pause_seconds, gates, log=log)
         elif args.command == "rollback":
-            outcome = rollout.rollback(run, log=log)
+            outcome = rollout.rollback(runs, log=log)
         elif args.command == "pr-deploy":
-            outcome = pr.deploy(run, args.pr, args.image, gates, log=log)
+            outcome = pr.deploy(runs[0], args.pr, args.image, gates, log=log)
         else:
-            outcome = pr.remove(run, args.pr)
+            outcome = pr.remove(runs[0], args.pr)
     except (CloudRunError, TrafficError, TargetError, AuthError, GoogleAuthError, ValueError) as error:
         print(f"error: {error}", file=stderr)
         return EXIT_CLOUD_RUN

@@ -28,10 +28,10 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Candidate:
-    """What a gate checks: the service, the candidate revision and its tag URL.
+    """What a gate checks: the service, the candidate revision and its tag URL, in one region.
 
     `percent` is the candidate's share of requests now, and `since` when (Unix time) it got that share:
-    the window of calls a step is judged on.
+    the window of calls a step is judged on. `region` is the service's ("" where it does not matter).
     """
 
     service: str
@@ -39,6 +39,7 @@ class Candidate:
     uri: str
     percent: int = 0
     since: float = 0.0
+    region: str = ""
 
 
 class Gate(Protocol):
@@ -117,14 +118,17 @@ class CallCountsError(Exception):
 class CallCounts(Protocol):
     """How many calls a revision answered in a time span, and how many ended in a server-side failure."""
 
-    def calls(self, service: str, revision: str, start: float, end: float) -> tuple[int, int]:
-        """(all calls, failed calls) of `revision` between `start` and `end` (Unix time)."""
+    def calls(self, service: str, region: str, revision: str, start: float, end: float) -> tuple[int, int]:
+        """(all calls, failed calls) of `revision` in `region` ("": all) between `start` and `end` (Unix)."""
         ...
 
 
 @dataclass(frozen=True)
 class ErrorRatioGate:
-    """The candidate's share of failed calls since its step began stays at or under `max_ratio`.
+    """The candidate's share of failed calls in its region since its step began stays at or under `max_ratio`.
+
+    Judged per region: a revision has the same name in every region (it runs the same image and settings),
+    and one region's failures (its own dependency, a bad zone) would be diluted by the others' calls.
 
     It judges only with evidence: at least `min_calls` calls. With fewer it waits (log-based metrics arrive
     a minute or so late, and real traffic takes time), reading again every `poll_seconds`, for up to
@@ -153,7 +157,7 @@ class ErrorRatioGate:
         while True:
             try:
                 total, failed = self.counts.calls(
-                    candidate.service, candidate.revision, candidate.since, self.clock()
+                    candidate.service, candidate.region, candidate.revision, candidate.since, self.clock()
                 )
             except CallCountsError as error:
                 return str(error)

@@ -42,8 +42,12 @@ class MonitoringError(CallCountsError):
     """Cloud Monitoring could not be read; the message names the metric and why."""
 
 
-def error_ratio_filters(calls_metric: str, service: str, revision: str) -> tuple[str, str]:
-    """(all calls, server-side failures) of `revision`: observability.candidate_error_ratio's filters."""
+def error_ratio_filters(calls_metric: str, service: str, revision: str, region: str = "") -> tuple[str, str]:
+    """(all calls, server-side failures) of `revision`: observability.candidate_error_ratio's filters.
+
+    With `region`, only that region's: the cloud_run_revision resource's `location` label (the revision's
+    name is the same in every region).
+    """
     total = " AND ".join(
         [
             f'metric.type="{calls_metric}"',
@@ -52,6 +56,8 @@ def error_ratio_filters(calls_metric: str, service: str, revision: str) -> tuple
             f'resource.label.service_name="{service}"',
         ]
     )
+    if region:
+        total += f' AND resource.label.location="{region}"'
     codes = ", ".join(f'"{code}"' for code in SERVER_FAULT_CODES)
     bad = total.replace(
         " AND metric.label.revision", f" AND metric.label.code = one_of({codes}) AND metric.label.revision"
@@ -85,9 +91,9 @@ class MonitoringCallCounts:
         self._metric = calls_metric
         self._timeout = timeout
 
-    def calls(self, service: str, revision: str, start: float, end: float) -> tuple[int, int]:
-        """(all calls, failed calls) of `revision` over [start, end], widened to at least a minute."""
-        total_filter, bad_filter = error_ratio_filters(self._metric, service, revision)
+    def calls(self, service: str, region: str, revision: str, start: float, end: float) -> tuple[int, int]:
+        """(all calls, failed calls) of `revision` in `region` over [start, end], at least a minute."""
+        total_filter, bad_filter = error_ratio_filters(self._metric, service, revision, region)
         return self._sum(total_filter, start, end), self._sum(bad_filter, start, end)
 
     def _sum(self, filter_: str, start: float, end: float) -> int:

@@ -39,7 +39,7 @@ def deploy(run: CloudRun, number: int, image: str, gates: Sequence[Gate], *, log
         # Even when the revision failed: the service's template is the program's again.
         service = run.set_template(run.get(), program_template)
     uri = tag_uri(service, tag)
-    candidate = Candidate(service=run.ref.service, revision=template.revision, uri=uri)
+    candidate = Candidate(service=run.ref.service, revision=template.revision, uri=uri, region=run.ref.region)
     for gate in gates:
         reason = gate.check(candidate)
         if reason is not None:

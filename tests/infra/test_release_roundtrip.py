@@ -66,7 +66,7 @@ def test_up_release_up_declares_what_is_live(fake: FakeCloudRun, client: Any) ->
     second, declared = pulumi_up(fake, client, memory="2Gi")
     assert declared == [Route(first, 100, "stable"), Route(second, 0, "candidate")]
 
-    assert rollout.release(run, (10, 50, 100), 0, [Verdict(passes=True)], log=lambda _: None).ok
+    assert rollout.release([run], (10, 50, 100), 0, [Verdict(passes=True)], log=lambda _: None).ok
     live = fake.routes(REF.path)
     assert live[0] == Route(second, 100, "stable")
     # The next `pulumi up`, nothing changed: the same revision, the split as the release left it.
@@ -80,7 +80,7 @@ def test_up_after_a_rollback_brings_nothing_back(fake: FakeCloudRun, client: Any
     first, _ = pulumi_up(fake, client)
     second, _ = pulumi_up(fake, client, memory="2Gi")
 
-    assert not rollout.release(run, (10, 50, 100), 0, [Verdict(passes=False)], log=lambda _: None).ok
+    assert not rollout.release([run], (10, 50, 100), 0, [Verdict(passes=False)], log=lambda _: None).ok
     live = fake.routes(REF.path)
     assert live == [Route(first, 100, "stable"), Route(second, 0, "candidate")]
     _, declared = pulumi_up(fake, client, memory="2Gi")

@@ -35,18 +35,29 @@ def template(revision: str, image: str = "") -> run_v2.RevisionTemplate:
 
 @dataclass
 class Edge:
-    """Cloud Run's front end for the tests: a tag URL reaches the local server of the revision it names."""
+    """Cloud Run's front end for the tests: a tag URL reaches the local server of the revision it names.
+
+    `servers` maps a revision to its server in every region, or (region, revision) to the one in that region.
+    """
 
     fake: FakeCloudRun
-    servers: dict[str, RunningServer] = field(default_factory=dict)
+    servers: dict[str | tuple[str, str], RunningServer] = field(default_factory=dict)
     opened: list[str] = field(default_factory=list)
 
     def __call__(self, uri: str) -> grpc.Channel:
         host = uri.removeprefix("https://")
-        tag = host.split("---", 1)[0]
-        revision = self.fake.revision_of(REF.path, tag)
-        self.opened.append(f"{tag}->{revision}")
-        return grpc.insecure_channel(f"127.0.0.1:{self.servers[revision].port}")
+        tag, service_host = host.split("---", 1)
+        # SERVICE-NUMBER.REGION.run.app, as fake_run.service_uri makes it.
+        region = service_host.split(".")[1]
+        revision = self.fake.revision_of(ref_in(region).path, tag)
+        self.opened.append(f"{tag}->{revision}" if region == REF.region else f"{region}:{tag}->{revision}")
+        server = self.servers.get((region, revision)) or self.servers[revision]
+        return grpc.insecure_channel(f"127.0.0.1:{server.port}")
+
+
+def ref_in(region: str) -> ServiceRef:
+    """The stack's service in `region`: the same name in every region."""
+    return ServiceRef(project=REF.project, region=region, service=REF.service)
 
 
 @pytest.fixture(scope="session")

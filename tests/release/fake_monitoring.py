@@ -47,12 +47,22 @@ class FakeMonitoring:
     # Set to a status code to make every list fail (an outage, a missing permission).
     fail_with: grpc.StatusCode | None = None
 
-    def record(self, time: float, revision: str, code: str, count: int, method: str = "GetProduct") -> None:
-        """`count` calls of `revision` answered with `code` at `time`."""
+    def record(
+        self,
+        time: float,
+        revision: str,
+        code: str,
+        count: int,
+        *,
+        method: str = "GetProduct",
+        region: str = "us-central1",
+    ) -> None:
+        """`count` calls of `revision` in `region` answered with `code` at `time`."""
         labels = {
             "metric.type": self.metric_type,
             "resource.type": "cloud_run_revision",
             "resource.label.service_name": self.service,
+            "resource.label.location": region,
             "resource.label.revision_name": revision,
             "metric.label.revision": revision,
             "metric.label.code": code,

@@ -1,7 +1,8 @@
 """An in-process Cloud Run Admin API: google.cloud.run.v2.Services from the package's own protos.
 
-It keeps what a release relies on: revisions made from templates (a named one only once; the same name
-with another configuration is refused, as Cloud Run does), traffic targets with unique tags that add up to
+It keeps what a release relies on: services in any number of regions, each with its own revisions made from
+templates (a named one only once per service; the same name with another configuration is refused, as Cloud
+Run does), traffic targets with unique tags that add up to
 100, tag URLs in traffic_statuses, and an etag that changes with every write. Writes answer with a finished
 long-running operation, so the real client's `update_service(...).result()` returns at once.
 """
@@ -24,7 +25,7 @@ from grpc_status import rpc_status
 from release.traffic import Route
 
 BY_REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
-HOST_SUFFIX = "123456789012.us-central1.run.app"
+PROJECT_NUMBER = "123456789012"
 
 
 class RefusedError(Exception):
@@ -40,6 +41,7 @@ class FakeCloudRun:
     """Services and revisions by name, and every write request received, in order."""
 
     services: dict[str, run_v2.Service] = field(default_factory=dict)
+    # By full name: SERVICE_NAME/revisions/REVISION (each region's service has its own).
     revisions: dict[str, run_v2.RevisionTemplate] = field(default_factory=dict)
     writes: list[run_v2.UpdateServiceRequest] = field(default_factory=list)
     # When set, reads are refused with this status (and ErrorInfo reason), as an IAM or API problem would.
@@ -64,7 +66,7 @@ class FakeCloudRun:
         """What a `pulumi up` does: create or update the service with this template and traffic."""
         with self._lock:
             service = self.services.get(name) or run_v2.Service(name=name, generation=0)
-            service.uri = f"https://{name.rsplit('/', 1)[-1]}-{HOST_SUFFIX}"
+            service.uri = service_uri(name)
             self._write(
                 service,
                 template,
@@ -126,14 +128,14 @@ class FakeCloudRun:
                 raise RefusedError(
                     grpc.StatusCode.INVALID_ARGUMENT, f"revision {revision} must start with {service_id}-"
                 )
-            known = self.revisions.get(revision)
+            known = self.revisions.get(f"{service.name}/revisions/{revision}")
             stored = run_v2.RevisionTemplate(template, revision=revision)
             if known is not None and known != stored:
                 raise RefusedError(
                     grpc.StatusCode.ALREADY_EXISTS,
                     f"Revision named '{revision}' with different configuration already exists.",
                 )
-            self.revisions[revision] = stored
+            self.revisions[f"{service.name}/revisions/{revision}"] = stored
             service.template = stored
             service.latest_created_revision = revision
             if any(container.image in self.failing_images for container in stored.containers):
@@ -153,7 +155,10 @@ class FakeCloudRun:
         if sum(t.percent for t in traffic) != 100:
             raise RefusedError(grpc.StatusCode.INVALID_ARGUMENT, "traffic percentages must add up to 100")
         for target in traffic:
-            if target.type_ == BY_REVISION and target.revision not in self.revisions:
+            if (
+                target.type_ == BY_REVISION
+                and f"{service.name}/revisions/{target.revision}" not in self.revisions
+            ):
                 raise RefusedError(
                     grpc.StatusCode.INVALID_ARGUMENT, f"revision {target.revision} does not exist"
                 )
@@ -175,6 +180,12 @@ class FakeCloudRun:
         service.etag = f'"{service.generation}"'
         self.services[service.name] = service
         return run_v2.Service(service)
+
+
+def service_uri(name: str) -> str:
+    """Cloud Run's deterministic URL of projects/P/locations/REGION/services/S: S-NUMBER.REGION.run.app."""
+    parts = name.split("/")
+    return f"https://{parts[5]}-{PROJECT_NUMBER}.{parts[3]}.run.app"
 
 
 def _status(code: grpc.StatusCode, reason: str) -> grpc.Status:

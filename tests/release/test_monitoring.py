@@ -25,3 +25,15 @@ def test_the_filters_are_candidate_error_ratios(calls_metric: str, service: str,
 
 def test_the_failure_codes_are_the_slos() -> None:
     assert infra_module("observability").SERVER_FAULT_CODES == monitoring.SERVER_FAULT_CODES
+
+
+def test_a_region_narrows_both_filters_to_its_revisions() -> None:
+    # A revision has the same name in every region (same image and settings): the location tells them apart.
+    query = infra_module("observability").candidate_error_ratio(
+        "m", "catalog-grpc", "catalog-grpc-4e74e74e74"
+    )
+    total, bad = monitoring.error_ratio_filters(
+        "m", "catalog-grpc", "catalog-grpc-4e74e74e74", "europe-west1"
+    )
+    clause = ' AND resource.label.location="europe-west1"'
+    assert (total, bad) == (query.total_filter + clause, query.bad_filter + clause)

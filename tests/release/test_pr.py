@@ -43,7 +43,7 @@ def test_a_pull_request_gets_a_tagged_revision_and_nothing_else_changes(
     # The program's template is back, and its revision is the latest again: a refresh finds no drift.
     assert after.template == before.template
     assert after.latest_created_revision == NEW
-    assert fake.revisions[revision].containers[0].image == IMAGE
+    assert fake.revisions[f"{REF.path}/revisions/{revision}"].containers[0].image == IMAGE
     assert edge.opened == [f"pr-42->{revision}", f"pr-42->{revision}"]
 
 

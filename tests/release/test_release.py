@@ -133,7 +133,7 @@ def test_a_good_candidate_is_promoted_step_by_step(drill: Drill) -> None:
     healthy = served(monitoring, clock, ok=200)
     pauses = Pauses(clock, at={1: healthy, 2: healthy, 3: healthy})
     outcome = rollout.release(
-        run, STEPS, 30, gates(edge, clock, counts), log=lambda _: None, sleep=pauses, clock=clock
+        [run], STEPS, 30, gates(edge, clock, counts), log=lambda _: None, sleep=pauses, clock=clock
     )
 
     assert outcome.ok, outcome.line
@@ -157,7 +157,7 @@ def test_a_good_candidate_is_promoted_step_by_step(drill: Drill) -> None:
     assert set(edge.opened) == {f"candidate->{NEW}"}
     # Once released, running it again moves nothing.
     writes = len(fake.writes)
-    again = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=pauses)
+    again = rollout.release([run], STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=pauses)
     assert again.ok
     assert "already serves all traffic" in again.line
     assert len(fake.writes) == writes
@@ -174,13 +174,15 @@ def test_a_candidate_that_answers_wrongly_never_gets_traffic(
         OLD: servers(catalog),
         NEW: servers(WrongStore.from_products(list(catalog.page("", 0, 50)))),
     }
-    outcome = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=Pauses())
+    outcome = rollout.release([run], STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=Pauses())
 
     assert not outcome.ok
     # The client's own smoke check names the check that failed, and how.
-    assert outcome.line.startswith(f"release of {NEW} failed: check smoke at 0%: get-product: GetProduct(")
+    assert outcome.line.startswith(
+        f"release of {NEW} failed in us-central1: check smoke at 0%: get-product: GetProduct("
+    )
     assert "differs from the listed product in name" in outcome.line
-    assert f"all traffic is back on {OLD}" in outcome.line
+    assert f"all traffic is back on stable in every region (us-central1 {OLD})" in outcome.line
     assert_rolled_back(fake)
     # It never had a share: the only write is the rollback, which leaves the split as it was.
     assert written_splits(fake) == [[(OLD, 100, STABLE), (NEW, 0, CANDIDATE)]]
@@ -191,11 +193,11 @@ def test_a_candidate_that_never_becomes_ready_is_rolled_back(
 ) -> None:
     edge.servers = {OLD: servers(catalog), NEW: servers(None)}  # never installs a catalog: NOT_SERVING
     clock = Clock()
-    outcome = rollout.release(run, STEPS, 30, gates(edge, clock), log=lambda _: None, sleep=Pauses())
+    outcome = rollout.release([run], STEPS, 30, gates(edge, clock), log=lambda _: None, sleep=Pauses())
 
     assert not outcome.ok
     assert outcome.line.startswith(
-        f"release of {NEW} failed: check ready at 0%: catalog.ProductCatalog not SERVING"
+        f"release of {NEW} failed in us-central1: check ready at 0%: catalog.ProductCatalog not SERVING"
     )
     assert "last answer: NOT_SERVING" in outcome.line
     assert sum(clock.slept) >= 5
@@ -209,10 +211,10 @@ def test_a_candidate_that_breaks_at_the_second_step_is_rolled_back(
     edge.servers = {OLD: servers(catalog), NEW: new}
     # At the second step's pause the candidate starts shutting down: NOT_SERVING, then gone.
     pauses = Pauses(at={2: lambda: new.begin_shutdown(0.0).wait()})
-    outcome = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=pauses)
+    outcome = rollout.release([run], STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=pauses)
 
     assert not outcome.ok
-    assert outcome.line.startswith(f"release of {NEW} failed: check ready at 50%")
+    assert outcome.line.startswith(f"release of {NEW} failed in us-central1: check ready at 50%")
     assert [split[:2] for split in written_splits(fake)] == [
         [(OLD, 90, STABLE), (NEW, 10, CANDIDATE)],
         [(OLD, 50, STABLE), (NEW, 50, CANDIDATE)],
@@ -238,13 +240,13 @@ def test_an_error_ratio_that_rises_at_the_second_step_rolls_back(drill: Drill) -
         clock, at={1: served(monitoring, clock, ok=200), 2: served(monitoring, clock, ok=170, failed=30)}
     )
     outcome = rollout.release(
-        run, STEPS, 120, gates(edge, clock, counts), log=lambda _: None, sleep=pauses, clock=clock
+        [run], STEPS, 120, gates(edge, clock, counts), log=lambda _: None, sleep=pauses, clock=clock
     )
 
     assert not outcome.ok
     assert outcome.line.startswith(
-        f"release of {NEW} failed: check error-ratio at 50%: 30 of 200 calls failed (15.0%) since it got "
-        "50%, above the 1.0% allowed"
+        f"release of {NEW} failed in us-central1: check error-ratio at 50%: 30 of 200 calls failed (15.0%) "
+        "since it got 50%, above the 1.0% allowed"
     )
     assert [split[:2] for split in written_splits(fake)] == [
         [(OLD, 90, STABLE), (NEW, 10, CANDIDATE)],
@@ -273,7 +275,7 @@ def test_a_step_without_enough_calls_to_judge_is_rolled_back(drill: Drill) -> No
     clock = Clock()
     pauses = Pauses(clock, at={1: served(monitoring, clock, ok=5)})
     outcome = rollout.release(
-        run, STEPS, 30, gates(edge, clock, counts), log=lambda _: None, sleep=pauses, clock=clock
+        [run], STEPS, 30, gates(edge, clock, counts), log=lambda _: None, sleep=pauses, clock=clock
     )
 
     assert not outcome.ok
@@ -299,7 +301,7 @@ def test_a_quiet_service_with_min_calls_0_passes_steps_without_calls(drill: Dril
     edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
     clock = Clock()
     checks = gates(edge, clock, counts, min_calls=0)
-    outcome = rollout.release(run, (100,), 0, checks, log=lambda _: None, sleep=Pauses(clock), clock=clock)
+    outcome = rollout.release([run], (100,), 0, checks, log=lambda _: None, sleep=Pauses(clock), clock=clock)
     assert outcome.ok, outcome.line
     assert len(monitoring.requests) == 2  # read once at 100%, nothing to judge, no waiting
     assert fake.revision_of(REF.path, STABLE) == NEW
@@ -319,7 +321,7 @@ def test_monitoring_that_cannot_be_read_fails_the_step(drill: Drill) -> None:
     monitoring.fail_with = grpc.StatusCode.PERMISSION_DENIED
     clock = Clock()
     outcome = rollout.release(
-        run, STEPS, 30, gates(edge, clock, counts), log=lambda _: None, sleep=Pauses(clock), clock=clock
+        [run], STEPS, 30, gates(edge, clock, counts), log=lambda _: None, sleep=Pauses(clock), clock=clock
     )
     assert not outcome.ok
     assert (
@@ -336,7 +338,7 @@ def test_a_later_release_of_the_rolled_back_revision_only_retries_it(
     edge.servers = {OLD: servers(catalog), NEW: servers(None)}
     clock = Clock()
     for _ in range(2):
-        outcome = rollout.release(run, STEPS, 30, gates(edge, clock), log=lambda _: None, sleep=Pauses())
+        outcome = rollout.release([run], STEPS, 30, gates(edge, clock), log=lambda _: None, sleep=Pauses())
         assert not outcome.ok
         assert_rolled_back(fake)
 
@@ -347,7 +349,7 @@ def test_an_interrupted_release_resumes_from_its_share(
     edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
     run.set_traffic(run.get(), [Route(OLD, 50, STABLE), Route(NEW, 50, CANDIDATE)])
     fake.writes.clear()
-    outcome = rollout.release(run, STEPS, 0, gates(edge, Clock()), log=lambda _: None)
+    outcome = rollout.release([run], STEPS, 0, gates(edge, Clock()), log=lambda _: None)
     assert outcome.ok
     assert [split[:2] for split in written_splits(fake)] == [
         [(OLD, 0, STABLE), (NEW, 100, CANDIDATE)],
@@ -361,7 +363,7 @@ def test_a_first_deploy_has_nothing_to_move(
     fake.deploy(REF.path, template(NEW), [Route(NEW, 100, STABLE), Route(NEW, 0, CANDIDATE)])
     fake.writes.clear()
     edge.servers = {NEW: servers(catalog)}
-    outcome = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None)
+    outcome = rollout.release([run], STEPS, 30, gates(edge, Clock()), log=lambda _: None)
     assert outcome.ok
     assert fake.writes == []
 
@@ -372,24 +374,24 @@ def test_a_broken_first_deploy_fails_without_a_rollback(
     fake.deploy(REF.path, template(NEW), [Route(NEW, 100, STABLE), Route(NEW, 0, CANDIDATE)])
     fake.writes.clear()
     edge.servers = {NEW: servers(None)}
-    outcome = rollout.release(run, STEPS, 30, gates(edge, Clock()), log=lambda _: None)
+    outcome = rollout.release([run], STEPS, 30, gates(edge, Clock()), log=lambda _: None)
     assert not outcome.ok
-    assert outcome.line.startswith(f"check ready failed on {NEW}, which serves all traffic")
+    assert outcome.line.startswith(f"check ready failed in us-central1 on {NEW}, which serves all traffic")
     assert fake.writes == []
 
 
 def test_a_service_without_release_tags_is_refused(run: CloudRun, fake: FakeCloudRun, edge: Edge) -> None:
     fake.deploy(REF.path, template(NEW), [Route(NEW, 100)])
     with pytest.raises(TrafficError, match="no 'stable' and 'candidate' tags"):
-        rollout.release(run, STEPS, 0, [], log=lambda _: None)
+        rollout.release([run], STEPS, 0, [], log=lambda _: None)
 
 
 def test_rollback_after_a_release_returns_to_the_previous_revision(
     run: CloudRun, fake: FakeCloudRun, edge: Edge, servers: StartServer, catalog: CatalogStore
 ) -> None:
     edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
-    assert rollout.release(run, (100,), 0, gates(edge, Clock()), log=lambda _: None).ok
-    outcome = rollout.rollback(run, log=lambda _: None)
+    assert rollout.release([run], (100,), 0, gates(edge, Clock()), log=lambda _: None).ok
+    outcome = rollout.rollback([run], log=lambda _: None)
     assert outcome.ok
     # OLD serves again; NEW stays the candidate at 0%, where the program's next `pulumi up` keeps it.
     assert fake.routes(REF.path) == [Route(OLD, 100, STABLE), Route(NEW, 0, CANDIDATE)]
@@ -439,7 +441,9 @@ def test_the_command_promotes_from_the_stacks_plan(drill: Drill) -> None:
     argv = ["promote", "--plan", "-", "--api-endpoint", api, "--monitoring-endpoint", monitoring_api]
     code, out, err = run_cli([*argv, "--insecure-api"], edge, plan)
     assert code == EXIT_OK, err
-    assert out.strip() == f"released {NEW}: it serves all traffic as stable; {OLD} is previous"
+    assert out.strip() == (
+        f"released in every region: stable (all traffic) is us-central1 {NEW}; previous is us-central1 {OLD}"
+    )
     assert f"{NEW} has 50% of requests" in err
     assert "error-ratio: 0 of 50 calls failed (0.0%)" in err
     assert len(monitoring.requests) == 4  # both filters at 50% and at 100%
@@ -461,7 +465,7 @@ def test_the_command_fails_with_one_line_naming_the_check(drill: Drill) -> None:
     code, out, err = run_cli(argv, edge)
     assert code == EXIT_CHECK_FAILED
     assert out == ""
-    assert err.splitlines()[-1].startswith(f"release of {NEW} failed: check ready at 0%")
+    assert err.splitlines()[-1].startswith(f"release of {NEW} failed in us-central1: check ready at 0%")
     assert_rolled_back(fake)
 
 
@@ -501,10 +505,10 @@ def test_bad_arguments_exit_2_naming_them(argv: list[str], message: str, edge: E
 
 
 def test_failure_lines_name_gate_and_step(run: CloudRun, fake: FakeCloudRun) -> None:
-    outcome = rollout.release(run, STEPS, 0, [Never()], log=lambda _: None)
+    outcome = rollout.release([run], STEPS, 0, [Never()], log=lambda _: None)
     assert outcome.line == (
-        f"release of {NEW} failed: check never at 0%: refused {NEW}; all traffic is back on {OLD}, "
-        f"and {NEW} keeps the tag candidate"
+        f"release of {NEW} failed in us-central1: check never at 0%: refused {NEW}; all traffic is back on "
+        f"stable in every region (us-central1 {OLD}), and the candidates keep the tag candidate"
     )
 
 
