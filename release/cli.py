@@ -253,6 +253,13 @@ def _check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         parser.error("--insecure-api needs --api-endpoint or --monitoring-endpoint")
     if args.token_env is not None and not os.environ.get(args.token_env, "").strip():
         parser.error(f"--token-env {args.token_env}: the variable is unset or empty")
+    if args.token_env is not None and len(args.region) > 1 and not args.audience:
+        # Each region's service accepts tokens for its own URL, and for custom audiences it lists.
+        parser.error(
+            f"--token-env {args.token_env} with several regions ({', '.join(args.region)}) needs an audience "
+            "every region accepts (a front door's https://DOMAIN, --audience): one token cannot fit each "
+            "region's own URL; --id-token mints one per region"
+        )
 
 
 def service_audience(tag_url: str) -> str:

@@ -302,7 +302,9 @@ def test_dev_releases_without_a_token_and_prod_with_an_id_token_for_its_url() ->
         "workload_identity_provider": deploy_auth["with"]["workload_identity_provider"],
         "service_account": deploy_auth["with"]["service_account"],
         "token_format": "id_token",
-        "id_token_audience": "${{ fromJSON(steps.up.outputs.release).url }}",
+        # The front door's audience, which every region accepts; without one, the service's URL.
+        "id_token_audience": "${{ fromJSON(steps.up.outputs.release).audience"
+        " || fromJSON(steps.up.outputs.release).url }}",
         "id_token_include_email": True,
     }
     _, step = release_step(jobs["up-prod"])

@@ -242,3 +242,18 @@ def test_pull_request_revisions_go_to_the_home_region(drill2: Drill) -> None:
     assert code == EXIT_OK, err
     assert out.strip() == f"https://pr-5---{REF.service}-123456789012.us-central1.run.app"
     assert {write.service.name for write in drill2.fake.writes} == {REF.path}
+
+
+def test_one_token_for_several_regions_needs_an_audience_they_share(
+    edge: Edge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CATALOG_ID_TOKEN", "a-token")
+    err = io.StringIO()
+    with redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+        main(
+            ["promote", "--plan", "-", "--token-env", "CATALOG_ID_TOKEN"],
+            channels=edge,
+            stdin=io.StringIO(plan()),
+        )
+    assert exit_.value.code == 2
+    assert "needs an audience every region accepts" in err.getvalue()
