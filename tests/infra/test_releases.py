@@ -232,3 +232,100 @@ def test_the_service_urn_the_deploy_jobs_refresh(stack: str) -> None:
     assert deploy(stack).one(SERVICE).urn == (
         f"urn:pulumi:{stack}::catalog-grpc::catalog:index:GrpcService$gcp:cloudrunv2/service:Service::catalog-service"
     )
+
+
+# A stack in two regions: each region's service is declared over that region's own live traffic.
+REGIONS = {"regions": ["us-central1", "europe-west1"], "minInstances": 1}
+
+
+def regional_revision(deployment: Deployment) -> str:
+    """The revision the home region's service deploys (minInstances 1 names another than the default's)."""
+    home = next(d for d in deployment.all(SERVICE) if d.name == "catalog-service")
+    name: str = home.inputs["template"]["revision"]
+    return name
+
+
+def by_region(deployment: Deployment) -> dict[str, list[tuple[str, int, str]]]:
+    """Each region's declared split, as (revision, percent, tag)."""
+    splits = {}
+    for declared in deployment.all(SERVICE):
+        targets = declared.inputs["traffics"]
+        assert {target["type"] for target in targets} == {BY_REVISION}
+        splits[declared.inputs["location"]] = [
+            (t["revision"], t["percent"], t.get("tag", "")) for t in targets
+        ]
+    return splits
+
+
+def test_every_region_gets_the_same_revision_tags_and_readiness(stack: str) -> None:
+    deployment = deploy(stack, None, **REGIONS)
+    revision = regional_revision(deployment)
+    project = stack_config(stack)["gcp:project"]
+    assert deployment.live_reads == [
+        (project, "us-central1", "catalog-grpc"),
+        (project, "europe-west1", "catalog-grpc"),
+    ]
+    services = deployment.all(SERVICE)
+    assert sorted(s.name for s in services) == ["catalog-europe-west1-service", "catalog-service"]
+    for declared in services:
+        template = declared.inputs["template"]
+        # The same image and settings make the same name: one revision name for the release in every region.
+        assert template["revision"] == revision
+        assert template["containers"][0]["readinessProbe"]["grpc"]["service"] == "catalog.ProductCatalog"
+    assert by_region(deployment) == {
+        region: [(revision, 100, "stable"), (revision, 0, "candidate")]
+        for region in ("us-central1", "europe-west1")
+    }
+
+
+def test_each_region_keeps_its_own_live_split(stack: str) -> None:
+    # us-central1 is mid-release of OLD; europe-west1 completed it; asia-east1 is new to the stack.
+    regions = {"regions": ["us-central1", "europe-west1", "asia-east1"], "minInstances": 1}
+    live_by_region = {
+        "us-central1": live((OLDER, 90, "stable"), (OLD, 10, "candidate")),
+        "europe-west1": live((OLD, 100, "stable"), (OLD, 0, "candidate"), (OLDER, 0, "previous")),
+    }
+    deployment = deploy(stack, live_by_region, **regions)
+    revision = regional_revision(deployment)
+    assert by_region(deployment) == {
+        "us-central1": [(OLDER, 90, "stable"), (OLD, 10, ""), (revision, 0, "candidate")],
+        "europe-west1": [(OLD, 100, "stable"), (OLDER, 0, "previous"), (revision, 0, "candidate")],
+        "asia-east1": [(revision, 100, "stable"), (revision, 0, "candidate")],
+    }
+
+
+def test_the_release_plan_lists_every_region(stack: str) -> None:
+    plan = deploy(stack, None, **REGIONS).outputs["release"]
+    assert plan["region"] == "us-central1"
+    assert plan["service"] == "catalog-grpc"
+    assert plan["regions"] == {
+        "us-central1": {
+            "url": "https://catalog-grpc-abc123-uc.a.run.app",
+            "candidateUrl": "https://candidate---catalog-grpc-abc123-uc.a.run.app",
+        },
+        # The mocks give every region's service the same URL; Cloud Run's carry the region.
+        "europe-west1": {
+            "url": "https://catalog-grpc-abc123-uc.a.run.app",
+            "candidateUrl": "https://candidate---catalog-grpc-abc123-uc.a.run.app",
+        },
+    }
+    assert plan["audience"] is None
+
+
+def test_with_a_front_door_the_plan_carries_its_audience(stack: str) -> None:
+    plan = deploy(stack, None, domain="catalog.example.com", **REGIONS).outputs["release"]
+    assert plan["audience"] == "https://catalog.example.com"
+    assert list(plan["regions"]) == ["us-central1", "europe-west1"]
+
+
+def test_a_bad_split_in_any_region_is_refused_before_any_resource() -> None:
+    monitor = RecordingMonitor(Mocks())
+    live_by_region = {"europe-west1": live((OLD, 60, ""), (OLDER, 40, ""))}
+    with pytest.raises(pulumi.RunError, match="--set-tags stable=REVISION"):
+        run_program(
+            {**stack_config("prod"), **{f"{PROJECT}:{k}": v for k, v in REGIONS.items()}},
+            stack="prod",
+            monitor=monitor,
+            live=live_by_region,
+        )
+    assert monitor.declared == []
