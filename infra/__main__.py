@@ -197,6 +197,7 @@ if config.github_repository:
             deployer_account_id=f"{config.service_name}-deployer",
             previewer_account_id=f"{config.service_name}-preview",
             runtime_service_account=service.service_account_name,
+            front_door=door is not None,
             depends_on=[apis],
             pull_requests=ci_identity.PullRequestRevisionsArgs(
                 account_id=f"{config.service_name}-pr-rev",

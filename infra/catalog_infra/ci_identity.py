@@ -34,16 +34,35 @@ PROVIDER_ID = "github-actions"
 # for repositories created or renamed after mid-2026 (immutable owner and repository ids); `ref`'s is fixed.
 DEPLOY_REF = "refs/heads/main"
 
-# What `pulumi up` of this program changes on a release, and no more: the Cloud Run service and its invoker
-# bindings, the registry (pushes, cleanup policy) and enabled APIs. Deliberately absent: project IAM admin,
-# workload identity pool admin and service account admin, any of which would let the deployer widen its own
-# access. Changes to this identity or to the runtime service account are applied by a human `pulumi up`.
+# What `pulumi up` of this program changes, and no more: the Cloud Run services and their invoker bindings,
+# the registry (pushes, cleanup policy), enabled APIs, and the observability component's log-based metrics,
+# dashboard, SLOs, alert policies and notification channels. Deliberately absent: project IAM admin, workload
+# identity pool admin and service account admin, any of which would let the deployer widen its own access,
+# and the basic roles. Changes to this identity or to the runtime service account are applied by a human
+# `pulumi up`. Each Monitoring role is the editor of one kind of resource, narrower than monitoring.editor
+# (which also writes metric descriptors, uptime checks, groups and snoozes).
 DEPLOYER_PROJECT_ROLES = (
     "roles/run.admin",
     "roles/artifactregistry.admin",
     "roles/serviceusage.serviceUsageAdmin",
-    # `python -m release promote` reads the candidate's error ratio (monitoring.timeSeries.list).
+    # `python -m release promote` reads the candidate's error ratio (monitoring.timeSeries.list); it also
+    # lets the editors below read the channels and metrics what they write refers to.
     "roles/monitoring.viewer",
+    # Log-based metrics (logging.logMetrics.*): the only predefined role that writes them; it also writes
+    # sinks and exclusions, which no narrower predefined role leaves out.
+    "roles/logging.configWriter",
+    "roles/monitoring.dashboardEditor",  # the dashboard
+    "roles/monitoring.servicesEditor",  # the custom service and its SLOs
+    "roles/monitoring.alertPolicyEditor",  # the burn-rate and other alert policies
+    "roles/monitoring.notificationChannelEditor",  # one email channel per alertEmails entry
+)
+# With a domain, the front door: serverless NEGs, backend service, URL map, managed certificate, HTTPS proxy,
+# global address and forwarding rule (loadBalancerAdmin, which also attaches a security policy to the
+# backend), and the Cloud Armor policy itself (securityAdmin: compute.securityPolicies.*). Not networkAdmin:
+# the program declares no VPC, subnet or route.
+DEPLOYER_FRONT_DOOR_ROLES = (
+    "roles/compute.loadBalancerAdmin",
+    "roles/compute.securityAdmin",
 )
 # Deploying a revision that runs as the runtime service account needs actAs on that account alone.
 DEPLOYER_RUNTIME_ACCOUNT_ROLE = "roles/iam.serviceAccountUser"
@@ -94,6 +113,8 @@ class CiIdentityArgs:
     depends_on: Sequence[pulumi.Resource] = ()
     # A third account, for pull-request revisions of one service (docs/releases.md); None creates none.
     pull_requests: PullRequestRevisionsArgs | None = None
+    # Whether the program declares a front door (a domain): the deployer then manages load balancers too.
+    front_door: bool = False
 
 
 def attribute_condition(repository: str, repository_id: int, owner_id: int) -> str:
@@ -177,7 +198,7 @@ class CiIdentity(pulumi.ComponentResource):
             args,
             account_id=args.deployer_account_id,
             description=f"Runs pulumi up from GitHub Actions, {only}.",
-            project_roles=DEPLOYER_PROJECT_ROLES,
+            project_roles=DEPLOYER_PROJECT_ROLES + (DEPLOYER_FRONT_DOOR_ROLES if args.front_door else ()),
             impersonators=deployers,
             opts=child,
         )
