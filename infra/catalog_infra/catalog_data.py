@@ -154,5 +154,9 @@ class CatalogData(pulumi.ComponentResource):
         )
         self.bucket_name = bucket.name
         self.object_name = catalog_object.name
-        self.mount = CatalogMount(bucket=bucket.name, object_name=object_name, sha256=args.catalog.sha256)
+        # Plain names, not outputs: they name the revision before anything exists. A service that mounts
+        # this waits for the bucket and the object by depending on this component.
+        self.mount = CatalogMount(
+            bucket=args.bucket_name, object_name=object_name, sha256=args.catalog.sha256
+        )
         self.register_outputs({"bucket": self.bucket_name, "object": self.object_name})

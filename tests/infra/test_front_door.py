@@ -6,9 +6,6 @@ them), and nothing of the load balancer.
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 import pulumi
 import pytest
 from catalog_infra import container_image, front_door
@@ -26,7 +23,6 @@ from tests.infra.harness import (
     INVOKER,
     NEG,
     PROJECT,
-    REPO_ROOT,
     REPOSITORY,
     SECURITY_POLICY,
     SERVICE,
@@ -37,7 +33,6 @@ from tests.infra.harness import (
     Deployment,
     Mocks,
     RecordingMonitor,
-    project_file,
     run_program,
     stack_config,
 )
@@ -413,17 +408,3 @@ def test_front_door_needs_a_service() -> None:
     )
     with pytest.raises(ValueError, match="at least one region"):
         run_program({}, program=lambda: front_door.FrontDoor("door", args))
-
-
-def test_deploying_md_lists_exactly_the_keys_pulumi_yaml_declares() -> None:
-    text = (REPO_ROOT / "docs" / "deploying.md").read_text()
-    config_section = text.split("\n## Config\n", 1)[1].split("\n## ", 1)[0]
-    rows: dict[str, tuple[str, str]] = {}
-    for line in config_section.splitlines():
-        match = re.match(r"\| `([A-Za-z]+)` \| (\w+) \| (.+?) \|", line)
-        if match:
-            rows[match[1]] = (match[2], match[3])
-    declared: dict[str, Any] = {k: v for k, v in project_file()["config"].items() if ":" not in k}
-    assert sorted(rows) == sorted(declared)
-    for key, (type_, _default) in rows.items():
-        assert type_ == declared[key]["type"], key
