@@ -7,6 +7,7 @@ with its `main` directory as the working directory.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import json
@@ -298,6 +299,19 @@ def _program_environment(program_dir: Path) -> Iterator[None]:
             sys.modules.update(saved)
 
 
+def _ensure_event_loop() -> None:
+    """Give the main thread an event loop if an earlier test's asyncio.run() left it without one.
+
+    Pulumi's runtime runs its coroutines on the thread's current loop (`asyncio.get_event_loop()`), and
+    once asyncio.run() has ended (as in tests/service) there is none: in one pytest run after those, every
+    program run would fail with "There is no current event loop".
+    """
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_program(
     config: Mapping[str, object],
     stack: str = "dev",
@@ -314,6 +328,7 @@ def run_program(
     of the project's, if given. `live` is what Cloud Run serves (catalog_infra.revisions.LiveService), None
     for a first deploy, or a mapping of region to either, for a stack with several regions.
     """
+    _ensure_event_loop()
     monitor = monitor or RecordingMonitor(Mocks())
     merged = with_project_config(config, root)
     pulumi.runtime.set_all_config({key: wire_value(value) for key, value in merged.items()})
