@@ -90,6 +90,10 @@ test-fast: $(VENV)/.installed ## The inner loop: the tests without the image bui
 bench: $(VENV)/.installed ## Benchmark a 100k-product catalog against the seed's server (needs h2load).
 	$(PY) -m bench --compare
 
+.PHONY: bench-memory
+bench-memory: $(VENV)/.installed ## Memory and time to SERVING at 10k, 100k and 1M products (docs/catalog.md).
+	$(PY) -m bench.memory
+
 .PHONY: fmt
 fmt: setup ## Format Python and proto in place.
 	$(VENV)/bin/ruff format .

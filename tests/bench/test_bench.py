@@ -157,3 +157,29 @@ def test_the_report_lists_each_missed_target(case: str, ours: float, missed: lis
     assert found == missed
     assert ("targets: all met" in report) == (not missed)
     assert ("below that ratio" in report) is (case == "list-deep-all")
+
+
+def test_the_memory_benchmark_prints_a_row_per_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import memory  # noqa: PLC0415  # only this test needs it
+
+    assert memory.main(["--products", "2000,4000", "--workdir", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("baseline (embedded catalog): peak ")
+    rows = [line for line in table.splitlines() if line.startswith("| 2,000 ") or line.startswith("| 4,000 ")]
+    assert len(rows) == 2
+    assert all("below the peak" not in row for row in rows)
+    assert not list(tmp_path.glob("catalog-*.json"))  # the catalogs are removed once measured
+
+
+def test_the_memory_benchmark_says_when_the_model_is_below_a_measured_peak() -> None:
+    from bench.memory import Measurement, render  # noqa: PLC0415
+
+    base = Measurement(5, 0, 0.1, 0.1, 40 * 2**20, 40 * 2**20)
+    small = Measurement(1000, 200_000, 0.1, 0.1, 50 * 2**20, 50 * 2**20)
+    huge = Measurement(1000, 200_000, 0.1, 0.1, 8 * 2**30, 8 * 2**30)
+    assert render(base, [small])[1] is True
+    table, covered = render(base, [small, huge])
+    assert covered is False
+    assert table.count("(below the peak!)") == 1

@@ -130,7 +130,7 @@ class Declared:
     """One resource the program declared: its type, name, inputs as sent, parent and explicit dependencies.
 
     `id` is what the mocks gave it (what other resources' inputs refer to it by); `aliases` are the URNs it
-    claims to have had before (`aliases=` in its options).
+    claims to have had before (`aliases=` in its options); `retain_on_delete` is that option's value.
     """
 
     urn: str
@@ -141,6 +141,7 @@ class Declared:
     dependencies: tuple[str, ...]
     id: str = ""
     aliases: tuple[str, ...] = ()
+    retain_on_delete: bool = False
 
 
 class RecordingMonitor(MockMonitor):
@@ -164,6 +165,7 @@ class RecordingMonitor(MockMonitor):
                     dependencies=tuple(request.dependencies),
                     id=getattr(response, "id", ""),
                     aliases=self._alias_urns(request),
+                    retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
                 )
             )
         return response

@@ -94,6 +94,9 @@ def test_a_catalog_file_is_a_private_versioned_bucket_an_object_a_grant_and_a_mo
     assert catalog_object.inputs["bucket"] == BUCKET_NAME
     assert catalog_object.inputs["name"] == f"catalogs/{sha256}.json"
     assert catalog_object.inputs["contentType"] == "application/json"
+    # Replaced by a new catalog but kept in the bucket: the revision before still reads its own.
+    assert catalog_object.retain_on_delete is True
+    assert deployment.one(BUCKET).retain_on_delete is False
     # The path as the program (in infra/) reaches it, relative like the image's build context.
     source = catalog_object.inputs["source"].path
     assert not Path(source).is_absolute()
@@ -177,6 +180,8 @@ def test_the_revision_changes_when_the_files_bytes_do_and_only_then(root: Path) 
     assert templates[0] == templates[1]
     assert objects[0] == objects[1]
     assert templates[2] != templates[0]
+    # The revision's name is derived from its settings (revisions.py): a new catalog is a new name.
+    assert templates[0]["revision"] == templates[1]["revision"] != templates[2]["revision"]
     assert objects[2] != objects[0]
     changed = {name for name, value in env_of(runs[2]).items() if env_of(runs[0]).get(name) != value}
     assert changed == {"CATALOG_PATH", "CATALOG_SHA256"}

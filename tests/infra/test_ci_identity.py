@@ -242,6 +242,10 @@ def test_with_a_catalog_file_the_deployer_may_write_catalog_objects_in_that_buck
     # Nothing on the project: the roles above are all it has there.
     assert "roles/storage.objectUser" not in roles_of(deployment, DEPLOYER)
     assert with_ci().all(bucket_grants) == []
+    # What a release's `up` applies with a catalog: the object (this grant); the bucket and the runtime
+    # account's read grant are a human's `pulumi up`, as the runtime account is.
+    storage = {r.type for r in deployment.declared if r.type.startswith("gcp:storage/")}
+    assert storage == {"gcp:storage/bucket:Bucket", "gcp:storage/bucketObject:BucketObject", bucket_grants}
 
 
 def test_with_a_front_door_the_deployer_manages_load_balancers_and_cloud_armor() -> None:
