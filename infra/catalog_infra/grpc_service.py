@@ -230,9 +230,11 @@ class GrpcService(pulumi.ComponentResource):
                 READINESS_FAILURE_THRESHOLD,
                 READINESS_SUCCESS_THRESHOLD,
             ],
-            # The mounted bucket and the second generation that mounts it (the object is in env).
-            "catalog": [args.catalog.bucket, CATALOG_MOUNT_PATH] if args.catalog else None,
         }
+        if args.catalog is not None:
+            # The mounted bucket and the second generation that mounts it (the object is in env). Only with
+            # a catalog: a stack without one keeps the revision names it had.
+            settings["catalog"] = [args.catalog.bucket, CATALOG_MOUNT_PATH, "EXECUTION_ENVIRONMENT_GEN2"]
         revision = image.apply(lambda ref: revisions.revision_name(args.service_name, ref, settings))
         traffics = revision.apply(
             lambda name: [
