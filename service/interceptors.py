@@ -18,6 +18,7 @@ import grpc
 from grpc import aio
 
 from service.logs import AccessLog, trace_resource
+from service.stalls import StallWatchdog, StreamProgress
 
 CATALOG_PREFIX = "/catalog.ProductCatalog/"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
@@ -67,11 +68,15 @@ class CallGuard:
     only catalog calls: Cloud Run's probes must still get an answer when the catalog is at its limit.
     """
 
-    def __init__(self, max_concurrent_calls: int, project_id: str | None) -> None:
+    def __init__(
+        self, max_concurrent_calls: int, project_id: str | None, stalled_stream_seconds: float = 30.0
+    ) -> None:
         self._limit = max_concurrent_calls
         self._in_flight = 0
         self._refusing = False
         self._project_id = project_id
+        # Streams whose client stopped reading are cancelled, so they give their slot back.
+        self._stalls = StallWatchdog(stalled_stream_seconds)
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         """The handler for `method` with this guard around it, or `handler` itself if not ours to guard."""
@@ -133,6 +138,7 @@ class CallGuard:
             call = self._begin(context)
             code = grpc.StatusCode.OK
             admitted = False
+            progress: StreamProgress | None = None
             try:
                 if type(request) is _Malformed:
                     await _reject_malformed(request, context)
@@ -141,8 +147,10 @@ class CallGuard:
                         await self._refuse(context)
                     self._in_flight += 1
                     admitted = True
+                progress = self._stalls.watch(method)
                 async for response in behavior(request, context):
                     yield response
+                    progress.sent += 1  # gRPC has taken the message: the client is reading
             except aio.AbortError:
                 code = _aborted_code(context)
                 raise
@@ -153,6 +161,8 @@ class CallGuard:
                 code = _abandoned_code(call, started)
                 raise
             finally:
+                if progress is not None:
+                    self._stalls.release(progress)
                 if admitted:
                     self._in_flight -= 1
                 self._log(method, code, call, started)

@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from catalog import catalog_pb2, catalog_pb2_grpc
 from service.config import Settings
 from service.interceptors import CallGuard, access_log
+from service.limits import server_options
 from service.servicer import CatalogServicer
 from service.store import CatalogStore
 
@@ -198,7 +199,7 @@ def run_server(
 
 async def _start(settings: Settings, host: str, loop: EventLoopThread) -> RunningServer:
     """Build, bind and start the server on the loop (grpc.aio objects belong to the loop that made them)."""
-    guard = CallGuard(settings.max_concurrent_rpcs, settings.project_id)
+    guard = CallGuard(settings.max_concurrent_rpcs, settings.project_id, settings.stalled_stream_seconds)
     servicer = CatalogServicer()
     health_servicer = health.aio.HealthServicer()
     for name in HEALTH_NAMES:
@@ -209,8 +210,9 @@ async def _start(settings: Settings, host: str, loop: EventLoopThread) -> Runnin
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, cast(aio.Server, handlers))
     server = aio.server(
         handlers=[handlers.guarded(guard)],
-        # A hard cap on everything (health and reflection included), above the catalog's own limit.
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs + SPARE_CALLS,
+        # No server-wide maximum_concurrent_rpcs: it counts calls until gRPC core ends them, and core keeps a
+        # stream cancelled for stalling until its connection closes, so stalled clients would fill it and
+        # refuse health checks. The guard limits catalog calls; the limits bound the rest per connection.
         options=[
             # gRPC shares ports by default: a second server on a busy port would start and split the traffic.
             ("grpc.so_reuseport", 0),
@@ -218,6 +220,8 @@ async def _start(settings: Settings, host: str, loop: EventLoopThread) -> Runnin
             # bottleneck under load (measured: about 10% more calls per second, about 20 us more per call
             # on an idle connection).
             ("grpc.optimization_target", "throughput"),
+            # What a hostile or broken client may cost: docs/hardening.md.
+            *server_options(settings.max_concurrent_rpcs, SPARE_CALLS),
         ],
     )
     if settings.enable_reflection:

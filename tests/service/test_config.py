@@ -16,6 +16,7 @@ def test_defaults_suit_cloud_run() -> None:
         shutdown_grace_seconds=8.0,
         log_level="INFO",
         project_id=None,
+        stalled_stream_seconds=30.0,
     )
 
 
@@ -29,9 +30,10 @@ def test_every_variable_is_read() -> None:
             "SHUTDOWN_GRACE_SECONDS": "2.5",
             "LOG_LEVEL": "debug",
             "GOOGLE_CLOUD_PROJECT": "my-project",
+            "STALLED_STREAM_SECONDS": "45",
         }
     )
-    assert settings == Settings(9000, "/data/catalog.json", True, 250, 2.5, "DEBUG", "my-project")
+    assert settings == Settings(9000, "/data/catalog.json", True, 250, 2.5, "DEBUG", "my-project", 45.0)
 
 
 @pytest.mark.parametrize("raw", ["", "  "])
@@ -53,6 +55,10 @@ def test_empty_values_mean_the_default(raw: str) -> None:
         ("SHUTDOWN_GRACE_SECONDS", "-1", "seconds from 0 to 9"),
         ("SHUTDOWN_GRACE_SECONDS", "nan", "seconds from 0 to 9"),
         ("LOG_LEVEL", "LOUD", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("STALLED_STREAM_SECONDS", "0.5", "seconds from 1 to 3600"),
+        ("STALLED_STREAM_SECONDS", "3601", "seconds from 1 to 3600"),
+        ("STALLED_STREAM_SECONDS", "inf", "seconds from 1 to 3600"),
+        ("STALLED_STREAM_SECONDS", "soon", "seconds from 1 to 3600"),
     ],
 )
 def test_invalid_value_names_the_variable_the_value_and_what_is_allowed(
