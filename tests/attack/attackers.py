@@ -23,7 +23,7 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
-from tests.attack.raw import (
+from bench.rawh2 import (
     CANCEL,
     REFUSED_STREAM,
     RawConnection,

@@ -14,7 +14,7 @@ from tests.attack.harness import (
     assert_unharmed,
     under_attack,
 )
-from tests.attack.raw import ENHANCE_YOUR_CALM
+from bench.rawh2 import ENHANCE_YOUR_CALM
 
 
 def test_rapid_reset(server: TargetServer, probe: Probe) -> None:

@@ -22,7 +22,7 @@ from tests.attack.harness import (
     TargetServer,
     assert_unharmed,
 )
-from tests.attack.raw import CANCEL, RawConnection, grpc_message
+from bench.rawh2 import CANCEL, RawConnection, grpc_message
 
 SEARCH = "/catalog.ProductCatalog/SearchProducts"
 # A search with more results than any flow-control window lets through unread.

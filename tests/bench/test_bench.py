@@ -124,3 +124,40 @@ def test_the_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert "time to SERVING" in finished.stdout
     assert "search-none" in finished.stdout
     assert "seed" in finished.stdout
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is not installed")
+def test_the_hostile_cases_run_end_to_end(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--products",
+        str(COUNT),
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.2",
+    ]
+    command += [
+        "--startup-runs",
+        "1",
+        "--cases",
+        "reset-attack,overload",
+        "--compare",
+        "--workdir",
+        str(tmp_path),
+    ]
+    command += ["--max-concurrent-rpcs", "4", "--streams", "8", "--clients", "2"]
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr
+    attacked = [line for line in finished.stdout.splitlines() if "beside a rapid-reset attacker" in line]
+    assert [line.split(":")[0].strip() for line in attacked] == ["ours", "seed"]
+    assert all(int(line.split("the attacker sent ")[1].split()[0]) > 0 for line in attacked)
+    refused = [line for line in finished.stdout.splitlines() if "slots held by stalled searches" in line]
+    assert len(refused) == 1  # ours only: the seed has no limit to reach
+    # Every call of the load was refused: no OK logged, only the held searches ended otherwise (cancelled).
+    logged = dict(item.rsplit(" ", 1) for item in refused[0].rsplit("codes logged: ", 1)[1].split(", "))
+    assert int(logged["RESOURCE_EXHAUSTED"]) > 0
+    assert set(logged) <= {"RESOURCE_EXHAUSTED", "CANCELLED"}
+    assert int(logged.get("CANCELLED", 0)) <= 4
