@@ -120,8 +120,7 @@ class CallGuard:
                 code = _aborted_code(context)
                 raise
             except Exception:
-                code = grpc.StatusCode.INTERNAL
-                await _fail_cleanly(method, context)
+                code = await _fail_cleanly(method, context)
             except BaseException:  # asyncio.CancelledError: the client left or time ran out
                 code = _abandoned_code(call, started)
                 raise
@@ -155,8 +154,7 @@ class CallGuard:
                 code = _aborted_code(context)
                 raise
             except Exception:
-                code = grpc.StatusCode.INTERNAL
-                await _fail_cleanly(method, context)
+                code = await _fail_cleanly(method, context)
             except BaseException:  # CancelledError, or GeneratorExit when gRPC drops a cancelled stream
                 code = _abandoned_code(call, started)
                 raise
@@ -226,11 +224,15 @@ def _abandoned_code(call: _CallFacts, started: float) -> grpc.StatusCode:
     return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
 
 
-async def _fail_cleanly(method: str, context: Context) -> NoReturn:
+async def _fail_cleanly(method: str, context: Context) -> grpc.StatusCode:
     """End a call whose behaviour raised unexpectedly with INTERNAL: a bug, logged whole here.
 
     gRPC would answer UNKNOWN with the exception's text; the client learns nothing of the internals.
+    Unless the call was already ending: an abort (a refusal, say) whose status core could not send
+    because the client had left is the client's doing, and returning lets gRPC finish the call quietly.
     """
+    if context.done():
+        return grpc.StatusCode.CANCELLED
     _log.exception("unexpected error in %s", method)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server's logs")
     raise AssertionError("abort returns only by raising")  # pragma: no cover

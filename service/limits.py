@@ -30,8 +30,8 @@ METADATA_HARD_LIMIT_BYTES = 16 * KIB
 
 # Keepalive enforcement: a client may ping at most this often while it sends no data (core: 5 minutes),
 # and each ping sooner is a strike; past MAX_PING_STRIKES the connection is closed with GOAWAY
-# ENHANCE_YOUR_CALM ("too_many_pings"). 10 s admits every client keepalive gRPC allows (its clients never
-# ping more often than every 10 s), while a ping flood costs its connection after three pings.
+# ENHANCE_YOUR_CALM ("too_many_pings"). 10 s admits the shortest keepalive gRPC's Go and Java clients allow
+# (they raise shorter ones to 10 s), while a ping flood costs its connection after three pings too soon.
 MIN_PING_INTERVAL_WITHOUT_DATA_MS = 10_000
 MAX_PING_STRIKES = 2
 
@@ -45,8 +45,9 @@ MAX_CONNECTION_IDLE_MS = 5 * 60_000
 # balancer (Cloud Run's front end, or any L4 balancer where the image runs elsewhere) spreads them over the
 # instances a scale-out added, instead of leaving them on the old ones; during a roll-out, connections to an
 # old revision end without cutting calls. The grace is far above any call's length (a search of 1000 results
-# streams in well under a second) and above STALLED_STREAM_SECONDS, so only stalled streams reach it. The
-# client retries a call that a GOAWAY refuses (UNAVAILABLE), so callers never see these closes.
+# streams in well under a second) and above STALLED_STREAM_SECONDS, so only stalled streams reach it. A
+# GOAWAY ends no call in flight; new calls go to a new connection, and the client's retry policy covers the
+# UNAVAILABLE of one that raced it, so callers do not see these closes.
 MAX_CONNECTION_AGE_MS = 5 * 60_000
 MAX_CONNECTION_AGE_GRACE_MS = 60_000
 

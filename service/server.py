@@ -33,7 +33,8 @@ from service.store import CatalogStore
 SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["ProductCatalog"].full_name
 # Health names a probe may ask for: the whole server ("") and the catalog service.
 HEALTH_NAMES = ("", SERVICE_NAME)
-# Calls beyond the catalog's limit, so health checks and reflection are served when it is full.
+# Streams a connection may open beyond the catalog's limit, so health checks and reflection get through when
+# the catalog is full (service/limits.py).
 SPARE_CALLS = 4
 
 _T = TypeVar("_T")

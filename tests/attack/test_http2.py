@@ -3,6 +3,7 @@ floods, idle connections. The server must survive each with bounded memory while
 
 from __future__ import annotations
 
+from bench.rawh2 import ENHANCE_YOUR_CALM
 from service.limits import METADATA_HARD_LIMIT_BYTES, MIN_STREAMS_PER_CONNECTION, streams_per_connection
 from service.server import SPARE_CALLS
 from tests.attack import attackers
@@ -14,7 +15,6 @@ from tests.attack.harness import (
     assert_unharmed,
     under_attack,
 )
-from bench.rawh2 import ENHANCE_YOUR_CALM
 
 
 def test_rapid_reset(server: TargetServer, probe: Probe) -> None:
