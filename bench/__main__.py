@@ -281,9 +281,10 @@ def _hostile_report(results: dict[str, HostileResult], args: argparse.Namespace)
     for name, result in results.items():
         attack = result.reset_attack
         if attack is not None:
-            alone = attack.alone
+            before, after = attack.alone, attack.alone_after
             lines.append(
-                f"  {name}: alone {alone.requests_per_second:.0f} rps (p99 {alone.p99_ms:.1f} ms); "
+                f"  {name}: alone {before.requests_per_second:.0f} and {after.requests_per_second:.0f} rps "
+                f"(p99 {before.p99_ms:.1f}, {after.p99_ms:.1f} ms); "
                 f"beside a rapid-reset attacker {attack.attacked.requests_per_second:.0f} rps "
                 f"(p99 {attack.attacked.p99_ms:.1f} ms): {attack.ratio:.2f} of alone; "
                 f"the attacker sent {attack.pairs} HEADERS + RST_STREAM pairs"

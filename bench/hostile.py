@@ -2,7 +2,7 @@
 
     reset-attack  h2load's GetProduct throughput while `python -m bench.hostile PORT SECONDS` sends
                   HEADERS + RST_STREAM pairs as fast as it can on connections of its own, as a ratio to the
-                  same load alone, measured just before on the same server
+                  same load alone on the same server, measured just before and just after (their mean)
     overload      our server at its MAX_CONCURRENT_RPCS (every slot held by a search whose client never
                   reads): h2load's GetProduct calls are all refused RESOURCE_EXHAUSTED; their p50 and p99
                   are what a refusal costs
@@ -60,20 +60,26 @@ class Load:
 
 @dataclass(frozen=True)
 class ResetResult:
-    """GetProduct alone and beside the attacker, and how many pairs the attacker sent meanwhile."""
+    """GetProduct alone, beside the attacker, alone again, and how many pairs the attacker sent."""
 
     alone: h2load.LoadResult
     attacked: h2load.LoadResult
+    alone_after: h2load.LoadResult
     pairs: int
+
+    @property
+    def alone_rps(self) -> float:
+        """Throughput alone: the mean of the runs before and after, so neither's place in time decides."""
+        return (self.alone.requests_per_second + self.alone_after.requests_per_second) / 2
 
     @property
     def ratio(self) -> float:
         """Throughput beside the attacker as a share of throughput alone."""
-        return self.attacked.requests_per_second / self.alone.requests_per_second
+        return self.attacked.requests_per_second / self.alone_rps
 
 
 def reset_attack(port: int, request: Message, workdir: Path, load: Load) -> ResetResult:
-    """Load GetProduct alone, then again beside a rapid-reset attacker."""
+    """Load GetProduct alone, then beside a rapid-reset attacker, then alone again."""
     alone = load.run(port, GET_PRODUCT, request, workdir)
     seconds = load.duration_seconds + load.warmup_seconds + 1
     attacker = subprocess.Popen(
@@ -90,7 +96,8 @@ def reset_attack(port: int, request: Message, workdir: Path, load: Load) -> Rese
         if attacker.poll() is None:
             attacker.kill()
             attacker.wait()
-    return ResetResult(alone, attacked, int(output.split()[0]) if output.strip() else 0)
+    pairs = int(output.split()[0]) if output.strip() else 0
+    return ResetResult(alone, attacked, load.run(port, GET_PRODUCT, request, workdir), pairs)
 
 
 def overload(port: int, request: Message, slots: int, workdir: Path, load: Load) -> h2load.LoadResult:
