@@ -7,12 +7,15 @@ MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+SCAN_VENV := .venv-scan
 BUF := node_modules/.bin/buf
 PORT ?= 8080
+# The policy pack runs in a virtualenv of its own (pulumi-policy pins another protobuf): policy/PulumiPolicy.yaml.
+POLICY_VENV := policy/.venv
 
 .PHONY: help
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements-server.txt requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,10 +23,30 @@ $(VENV)/.installed: requirements-server.txt requirements.txt requirements-dev.tx
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# The scanners have a virtualenv of their own: checkov's dependencies would fight pulumi's pins.
+$(SCAN_VENV)/.installed: requirements-scan.txt
+	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/python -m pip install --quiet -r requirements-scan.txt
+	touch $@
+
 $(BUF): package.json package-lock.json
 	# `npm install`, not `npm ci`: npm ci rejects this lock, which lacks other platforms' optional buf binaries.
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
+
+$(POLICY_VENV)/.installed: policy/requirements.txt policy/requirements-test.txt
+	test -x $(POLICY_VENV)/bin/python || $(PYTHON) -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(POLICY_VENV)/bin/python -m pip install --quiet -r policy/requirements-test.txt
+	touch $@
+
+.PHONY: policy-setup
+policy-setup: $(POLICY_VENV)/.installed ## Create the policy pack's virtualenv (policy/.venv), which Pulumi runs it in.
+
+.PHONY: policy-test
+policy-test: $(VENV)/.installed $(POLICY_VENV)/.installed ## The policy pack on the program's resources (docs/policy.md).
+	cd policy && MAIN_PYTHON=../$(PY) .venv/bin/python -m pytest tests
 
 .PHONY: setup
 setup: $(VENV)/.installed $(BUF) ## Create the virtualenv and install the tools (done by every target that needs it).
@@ -37,18 +60,25 @@ proto: $(VENV)/.installed ## Regenerate catalog/ (messages, stubs, .pyi) from pr
 	$(PY) -m tools.genproto
 
 .PHONY: lint
-lint: setup ## ruff, mypy, buf, hadolint, actionlint.
+lint: setup policy-setup $(SCAN_VENV)/.installed ## ruff, mypy, buf, hadolint, actionlint, zizmor, checkov.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	cd policy && .venv/bin/mypy
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/actionlint
+	$(SCAN_VENV)/bin/zizmor --offline --quiet .
+	$(SCAN_VENV)/bin/python .ci/checkov_scan.py
 
 .PHONY: test
-test: lint ## Lint, then the whole test suite.
+test: lint policy-test ## Lint, then the whole test suite (the policy pack's in its own venv).
 	$(PY) -m pytest
+
+.PHONY: test-fast
+test-fast: $(VENV)/.installed ## The inner loop: the tests without the image build and 100k-product catalogs.
+	$(PY) -m pytest -m "not slow" -q
 
 .PHONY: bench
 bench: $(VENV)/.installed ## Benchmark a 100k-product catalog against the seed's server (needs h2load).
@@ -62,4 +92,4 @@ fmt: setup ## Format Python and proto in place.
 
 .PHONY: clean
 clean: ## Remove the virtualenv, node_modules and caches.
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SCAN_VENV) $(POLICY_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

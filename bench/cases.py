@@ -9,11 +9,11 @@ from typing import Any
 from google.protobuf.message import Message
 
 from bench.servers import OURS, SEED, ServerKind
-from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 
 Stub = catalog_pb2_grpc.ProductCatalogStub
-SERVICE = "/catalog.ProductCatalog/"
+SERVICE = f"/{SERVICE_NAME}/"
 CALL_TIMEOUT = 30
 
 PAGE_SIZE = 20
@@ -23,16 +23,33 @@ SEARCH_ABSENT_SHORT = "qx"  # two letters that never occur together in the gener
 SEARCH_ABSENT_WORDS = "bamboo toaster"  # two words of the vocabulary that never occur side by side
 SEARCH_COMMON = "wireless"
 
-# name: what it measures (the README and --help show these)
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """What a case measures, and the throughput it must reach, as a ratio of ours to the seed's."""
+
+    description: str
+    target: float
+    # Beyond the issue's list: measured against its ratio, but reported apart and never a failure. The seed
+    # answers an unfiltered page with one C-level slice (about 1 ms at 100k products): 20x of that is more
+    # calls per second than gRPC in Python serves on this machine for any call, GetProduct included.
+    extra: bool = False
+
+
+# Every case: the one table the benchmark's report, targets, exit status and --help read.
 CASES = {
-    "get": "GetProduct by id",
-    "list-category": f"ListProducts, first page of {PAGE_SIZE} in category {CATEGORY!r}",
-    "list-deep": f"ListProducts, a page of {PAGE_SIZE} at 90% of category {CATEGORY!r} via a page token",
-    "list-deep-all": f"ListProducts, a page of {PAGE_SIZE} at 90% of the whole catalog via a page token",
-    "search-none": f"SearchProducts {SEARCH_ABSENT!r}: no match",
-    "search-none-short": f"SearchProducts {SEARCH_ABSENT_SHORT!r}: no match, 2 characters",
-    "search-none-words": f"SearchProducts {SEARCH_ABSENT_WORDS!r}: no match, both words common",
-    "search-100": f"SearchProducts {SEARCH_COMMON!r}, max_results=100: 100 matches",
+    "get": CaseSpec("GetProduct by id", 1.5),
+    "list-category": CaseSpec(f"ListProducts, first page of {PAGE_SIZE} in category {CATEGORY!r}", 20),
+    "list-deep": CaseSpec(
+        f"ListProducts, a page of {PAGE_SIZE} at 90% of category {CATEGORY!r} via a page token", 20
+    ),
+    "list-deep-all": CaseSpec(
+        f"ListProducts, a page of {PAGE_SIZE} at 90% of the whole catalog via a page token", 20, extra=True
+    ),
+    "search-none": CaseSpec(f"SearchProducts {SEARCH_ABSENT!r}: no match", 20),
+    "search-none-short": CaseSpec(f"SearchProducts {SEARCH_ABSENT_SHORT!r}: no match, 2 characters", 20),
+    "search-none-words": CaseSpec(f"SearchProducts {SEARCH_ABSENT_WORDS!r}: no match, both words common", 20),
+    "search-100": CaseSpec(f"SearchProducts {SEARCH_COMMON!r}, max_results=100: 100 matches", 1.5),
 }
 
 
@@ -51,10 +68,14 @@ class Case:
 
 
 def reference_search(products: Sequence[Product], query: str, limit: int) -> list[Product]:
-    """The seed's search: lower-cased substring of name or description, catalog order, first `limit`."""
+    """The seed's search, as plainly as possible: the reference the benchmark and the tests check against.
+
+    Lower-cased query in the lower-cased name or description, catalog order, the first `limit` (none if
+    `limit` is not positive).
+    """
     needle = query.lower()
     found = [p for p in products if needle in p.name.lower() or needle in p.description.lower()]
-    return found[:limit]
+    return found[: max(limit, 0)]
 
 
 def build(name: str, products: Sequence[Product], kind: ServerKind, stub: Stub) -> Case:

@@ -84,10 +84,11 @@ def run(
     finished = subprocess.run(command, capture_output=True, text=True, check=False)
     if finished.returncode != 0:
         raise H2loadError(f"h2load exited {finished.returncode}:\n{finished.stdout}\n{finished.stderr}")
-    return _summarise(finished.stdout, log)
+    return summarise(finished.stdout, log)
 
 
-def _summarise(output: str, log: Path) -> LoadResult:
+def summarise(output: str, log: Path) -> LoadResult:
+    """h2load's figures from its printed output and its per-request log."""
     finished, requests = _FINISHED.search(output), _REQUESTS.search(output)
     if finished is None or requests is None:
         raise H2loadError(f"cannot read h2load's output:\n{output}")

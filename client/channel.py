@@ -1,5 +1,7 @@
 """The one channel an invocation uses: transport security, call credentials, retries and keepalive."""
 
+from __future__ import annotations
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,31 +9,42 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2
 
-from catalog import catalog_pb2
-
-SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["ProductCatalog"].full_name
-HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+from catalog import HEALTH_SERVICE_NAME, SERVICE_NAME
 
 # Retry what a call could not even start: UNAVAILABLE is what a cold start, a revision roll-out or a dropped
 # connection at Cloud Run's edge looks like. Every method here is a read, so a retry is always safe; the
-# deadline of the call (--timeout) bounds all attempts together.
+# deadline of the call (--timeout) bounds all attempts together. RESOURCE_EXHAUSTED (the server is at its
+# concurrency limit) and INVALID_ARGUMENT are never retried: a retry would only add load, or fail again.
+# gRPC core honours the server's `grpc-retry-pushback-ms` trailer: it waits as long as the server asks
+# instead of the backoff below, and a negative pushback stops the retries.
+MAX_ATTEMPTS = 4
+# Retry throttling (gRFC A6), per channel: every failed attempt costs a token, every success gives back
+# RETRY_TOKEN_RATIO of one, and no call is retried while the tokens are at or below half of RETRY_MAX_TOKENS.
+# A service that fails every call thus gets retries from a channel only until its first few failures
+# (RETRY_MAX_TOKENS / 2 tokens), then no more than its callers' own traffic; retries resume only while at
+# most about one attempt in ten fails (1 / RETRY_TOKEN_RATIO successes pay for one failure).
+RETRY_MAX_TOKENS = 10
+RETRY_TOKEN_RATIO = 0.1
+
 SERVICE_CONFIG = {
     "methodConfig": [
         {
             "name": [{"service": SERVICE_NAME}, {"service": HEALTH_SERVICE_NAME}],
             "retryPolicy": {
-                "maxAttempts": 4,
+                "maxAttempts": MAX_ATTEMPTS,
                 "initialBackoff": "0.2s",
                 "maxBackoff": "2s",
                 "backoffMultiplier": 2,
                 "retryableStatusCodes": ["UNAVAILABLE"],
             },
         }
-    ]
+    ],
+    "retryThrottling": {"maxTokens": RETRY_MAX_TOKENS, "tokenRatio": RETRY_TOKEN_RATIO},
 }
 
 CHANNEL_OPTIONS: list[tuple[str, str | int]] = [
     ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    # Retries are on by default in gRPC core; said here because the GOAWAYs below rely on them.
     ("grpc.enable_retries", 1),
     # Our config is the whole truth: do not take one from DNS.
     ("grpc.service_config_disable_resolution", 1),
@@ -43,6 +56,13 @@ CHANNEL_OPTIONS: list[tuple[str, str | int]] = [
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.primary_user_agent", "catalog-client/0.1"),
 ]
+# A server with a maximum connection age (this project's does, to spread load as Cloud Run scales out) sends
+# GOAWAY and lets in-flight calls finish within its grace period. Calls the server had not yet seen are
+# retried on a new connection by gRPC core itself (transparent retries, outside MAX_ATTEMPTS); a call
+# caught in the race as the connection closes fails with UNAVAILABLE and is retried by the policy above.
+# Either way the caller sees no error: tests/client/test_retries.py drives a server with a 0.2 s age.
+
+HEALTH_CHECK_METHOD = f"/{HEALTH_SERVICE_NAME}/Check"
 
 
 @dataclass(frozen=True)
@@ -77,3 +97,41 @@ def open_channel(
     if call_credentials is not None:
         channel_credentials = grpc.composite_channel_credentials(channel_credentials, call_credentials)
     return grpc.secure_channel(address, channel_credentials, options=CHANNEL_OPTIONS)
+
+
+def health_check(
+    channel: grpc.Channel,
+) -> grpc.UnaryUnaryMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
+    """grpc.health.v1.Health/Check on `channel`.
+
+    Built by hand rather than with health_pb2_grpc.HealthStub, whose type stub declares no methods.
+    """
+    return channel.unary_unary(
+        HEALTH_CHECK_METHOD,
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+
+
+def serving_status(
+    check: grpc.UnaryUnaryMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse],
+    name: str,
+    timeout: float,
+) -> str:
+    """The serving status of health name `name`, as its enum name; SERVICE_UNKNOWN for a name never set."""
+    try:
+        response = check(health_pb2.HealthCheckRequest(service=name), timeout=timeout)
+    except grpc.RpcError as error:
+        # The server is up but does not know this name: not serving it, rather than a failed call.
+        if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.NOT_FOUND:
+            return "SERVICE_UNKNOWN"
+        raise
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+def status_line(error: grpc.RpcError) -> str:
+    """`CODE: message`, the one line a failed call prints."""
+    if isinstance(error, grpc.Call):
+        details = " ".join((error.details() or "(no message)").splitlines())
+        return f"{error.code().name}: {details}"
+    return f"UNKNOWN: {error}"

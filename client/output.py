@@ -2,7 +2,8 @@
 
 JSON output is the protobuf JSON mapping (lowerCamelCase names, every field present): `get` and `search` print
 one Product per line, `list` one ListProductsResponse per page (so `nextPageToken` and `totalCount` survive),
-and `health` one `{"service": ..., "status": ...}` per service name.
+`health` one `{"service": ..., "status": ...}` per service name, and `smoke` one
+`{"check": ..., "passed": ..., "detail": ...}` per check.
 """
 
 import json
@@ -13,6 +14,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from catalog import catalog_pb2
+from client.smoke import CheckResult
 
 _COLUMNS = (("ID", 10), ("NAME", 28), ("CATEGORY", 14), ("PRICE", 10), ("IN STOCK", 0))
 
@@ -88,6 +90,13 @@ class Printer:
             self._line(json.dumps({"service": service, "status": status}))
         else:
             self._line(f"{service or '(server)':<28}{status}")
+
+    def check(self, result: CheckResult) -> None:
+        """Print one smoke check's outcome: `PASS name: detail` or `FAIL name: detail`."""
+        if self._as_json:
+            self._line(json.dumps({"check": result.name, "passed": result.passed, "detail": result.detail}))
+        else:
+            self._line(str(result))
 
 
 def _table_line(cells: Iterable[object]) -> str:

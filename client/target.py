@@ -1,6 +1,8 @@
 """Where the client connects: `host:port` from the command line, or the `target` output of a Pulumi stack."""
 
+import dataclasses
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -20,10 +22,12 @@ class TargetError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """An address gRPC can dial, and the host that names the service (the ID token's audience)."""
+    """An address gRPC can dial, the host that names the service, and the audience its ID tokens need."""
 
     address: str
     host: str
+    # The stack's `audience` output: a Cloud Run custom audience (a front door's https://DOMAIN, say).
+    custom_audience: str | None = None
 
     @property
     def is_loopback(self) -> bool:
@@ -37,8 +41,8 @@ class Target:
 
     @property
     def audience(self) -> str:
-        """The audience Cloud Run expects in an ID token: the service's https URL."""
-        return f"https://{self.host}"
+        """The audience Cloud Run expects in an ID token: the custom one, else the service's https URL."""
+        return self.custom_audience or f"https://{self.host}"
 
 
 def parse_target(text: str) -> Target:
@@ -72,15 +76,18 @@ def _project_dir() -> Path | None:
 
 
 def target_from_stack(stack: str) -> Target:
-    """Read the stack's `target` output with the pulumi CLI (`pulumi stack output target --stack NAME`)."""
+    """Read the stack's `target` output, and its `audience` output if it has one, with the pulumi CLI.
+
+    One `pulumi stack output --json --stack NAME` reads both (each call of the CLI takes a second or more).
+    """
     pulumi = shutil.which("pulumi")
     if pulumi is None:
         raise TargetError(
             "--stack needs the pulumi CLI on PATH (https://www.pulumi.com/docs/install/); "
             "or pass the target as host:port"
         )
-    command = [pulumi, "stack", "output", "target", "--stack", stack]
-    shown = f"pulumi stack output target --stack {stack}"
+    command = [pulumi, "stack", "output", "--json", "--stack", stack]
+    shown = f"pulumi stack output --json --stack {stack}"
     try:
         result = subprocess.run(
             command,
@@ -99,10 +106,22 @@ def target_from_stack(stack: str) -> Target:
         lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
         reason = lines[-1] if lines else f"exit status {result.returncode}"
         raise TargetError(f"`{shown}` failed: {reason}")
-    value = result.stdout.strip()
-    if not value:
-        raise TargetError(f"stack {stack!r} has no `target` output (`{shown}` printed nothing)")
     try:
-        return parse_target(value)
+        outputs = json.loads(result.stdout)
+    except json.JSONDecodeError as error:
+        raise TargetError(f"`{shown}` printed no JSON object: {error}") from error
+    if not isinstance(outputs, dict):
+        raise TargetError(f"`{shown}` printed no JSON object of outputs")
+    value = outputs.get("target")
+    if not isinstance(value, str) or not value.strip():
+        raise TargetError(
+            f"stack {stack!r} has no `target` output (a non-empty string); run `pulumi up` first"
+        )
+    audience = outputs.get("audience")
+    if audience is not None and (not isinstance(audience, str) or not audience.strip()):
+        raise TargetError(f"stack {stack!r}: its `audience` output {audience!r} is not a non-empty string")
+    try:
+        target = parse_target(value)
     except TargetError as error:
         raise TargetError(f"stack {stack!r}: {error}") from error
+    return dataclasses.replace(target, custom_audience=None if audience is None else audience.strip())

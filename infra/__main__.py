@@ -1,23 +1,49 @@
-"""The Pulumi program: validate the stack's config, declare the service and its CI identity, export."""
+"""The Pulumi program: validate config, declare services, front door, observability, CI identity, export."""
 
+import dataclasses
+import os
 from pathlib import Path
 
 import pulumi
-from catalog_infra import ci_identity, grpc_service
+from catalog_infra import ci_identity, container_image, front_door, grpc_service, observability
 from catalog_infra.apis import ProjectApis
-from catalog_infra.config import load
+from catalog_infra.config import load, load_observability
 
-# Pulumi runs this program from infra/; the Docker context is the repository root, found from this file.
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The Docker context is the repository root, found from this file and passed relative to the working
+# directory (infra/, where Pulumi runs the program and its providers): the same in every checkout.
+REPO_ROOT = Path(os.path.relpath(Path(__file__).resolve().parent.parent))
 # The name the server marks SERVING once its catalog is loaded: what the startup probe waits for.
 HEALTH_SERVICE = "catalog.ProductCatalog"
+# The catalog's unary methods: the latency SLO's (SearchProducts streams, and its duration is the stream's).
+UNARY_METHODS = ("/catalog.ProductCatalog/GetProduct", "/catalog.ProductCatalog/ListProducts")
 
 config = load()
+objectives = load_observability(config)
 
 apis = ProjectApis(
     "apis",
     project=config.project,
-    apis=grpc_service.REQUIRED_APIS + (ci_identity.REQUIRED_APIS if config.github_repository else ()),
+    apis=grpc_service.REQUIRED_APIS
+    + observability.REQUIRED_APIS
+    + container_image.REQUIRED_APIS
+    + (front_door.REQUIRED_APIS if config.domain else ())
+    + (ci_identity.REQUIRED_APIS if config.github_repository else ()),
+)
+
+# One repository and one build in the home region (gcp:region): Cloud Run pulls across regions.
+image = container_image.ContainerImage(
+    "catalog",
+    container_image.ContainerImageArgs(
+        project=config.project,
+        region=config.region,
+        repository_id=config.service_name,
+        image=config.image
+        or container_image.ImageBuild(
+            context=REPO_ROOT, dockerfile=REPO_ROOT / "Dockerfile", tag=pulumi.get_stack()
+        ),
+        keep_images=config.keep_images,
+        depends_on=[apis],
+    ),
 )
 
 service = grpc_service.GrpcService(
@@ -26,10 +52,7 @@ service = grpc_service.GrpcService(
         project=config.project,
         region=config.region,
         service_name=config.service_name,
-        image=config.image
-        or grpc_service.ImageBuild(
-            context=REPO_ROOT, dockerfile=REPO_ROOT / "Dockerfile", tag=pulumi.get_stack()
-        ),
+        image=image.image,
         health_service=HEALTH_SERVICE,
         min_instances=config.min_instances,
         max_instances=config.max_instances,
@@ -41,21 +64,75 @@ service = grpc_service.GrpcService(
         deletion_protection=config.deletion_protection,
         allow_unauthenticated=config.allow_unauthenticated,
         invokers=config.invokers,
+        invoker_iam_disabled=config.invoker_iam_disabled,
         env={
             "ENABLE_REFLECTION": "true" if config.reflection else "false",
             "LOG_LEVEL": config.log_level,
         },
-        keep_images=config.keep_images,
+        custom_audiences=(f"https://{config.domain}",) if config.domain else (),
         depends_on=[apis],
     ),
 )
+# The other regions: the same image and settings, run as the same account; their names carry the region.
+services = [service] + [
+    grpc_service.GrpcService(
+        f"catalog-{region}", dataclasses.replace(service.args, region=region, service_account=service.account)
+    )
+    for region in config.regions[1:]
+]
+
+# With a domain, one global load balancer in front of every region.
+door = (
+    front_door.FrontDoor(
+        "front-door",
+        front_door.FrontDoorArgs(
+            project=config.project,
+            domain=config.domain,
+            services={regional.region: regional.service_name for regional in services},
+            rate_limit_requests=config.rate_limit_requests,
+            rate_limit_interval_seconds=config.rate_limit_interval_seconds,
+            ban_duration_seconds=config.ban_duration_seconds,
+            denied_ip_ranges=config.denied_ip_ranges,
+            depends_on=[apis],
+        ),
+    )
+    if config.domain
+    else None
+)
 
 pulumi.export("url", service.url)
-pulumi.export("target", service.target)
+pulumi.export("target", door.target if door else service.target)
+if door:
+    pulumi.export("audience", door.audience)
+    pulumi.export("address", door.address)
+    pulumi.export("certificate", door.certificate)
 pulumi.export("image", service.image)
 pulumi.export("serviceName", service.service_name)
 pulumi.export("serviceAccount", service.service_account_email)
 pulumi.export("region", service.region)
+pulumi.export("regions", [regional.region for regional in services])
+pulumi.export("urls", {regional.region: regional.url for regional in services})
+
+observed = observability.Observability(
+    "observability",
+    observability.ObservabilityArgs(
+        project=config.project,
+        service_name=config.service_name,
+        unary_methods=UNARY_METHODS,
+        availability_goal=objectives.availability_goal,
+        latency_goal=objectives.latency_goal,
+        latency_threshold_ms=objectives.latency_threshold_ms,
+        slo_window_days=objectives.slo_window_days,
+        min_instances=config.min_instances,
+        alert_emails=objectives.alert_emails,
+        notification_channels=objectives.alert_channels,
+        depends_on=[apis],
+    ),
+)
+pulumi.export("dashboardUrl", observed.dashboard_url)
+# What the release gate reads: the call counter's metric type (see docs/observability.md, "Release gate").
+pulumi.export("callsMetric", observed.calls_metric)
+pulumi.export("latencyMetric", observed.latency_metric)
 
 if config.github_repository:
     ci = ci_identity.CiIdentity(
@@ -63,6 +140,9 @@ if config.github_repository:
         ci_identity.CiIdentityArgs(
             project=config.project,
             github_repository=config.github_repository,
+            github_repository_id=config.github_repository_id,
+            github_repository_owner_id=config.github_repository_owner_id,
+            deploy_environment=config.deploy_environment,
             pool_id=f"github-{config.ci_pool_suffix}",
             deployer_account_id=f"{config.service_name}-deployer",
             previewer_account_id=f"{config.service_name}-preview",

@@ -63,8 +63,9 @@ class AccessLog:
     - Written in batches, FLUSH_SECONDS apart, rather than a write per line or per turn of the loop:
       each write is a system call that hands the GIL to gRPC's threads; batching gave 8% more calls
       per second. `flush` writes what is pending at once, when the server stops.
-    Levels still come from the logger, so LOG_LEVEL applies as to every other line. Call only from the
-    event loop's thread, or, for `flush`, once that loop has stopped.
+    Levels still come from the logger, so LOG_LEVEL applies as to every other line. Each server has its
+    own; call it only from that server's event loop thread. `close` ends the batching, for when the loop
+    may stop before its timer runs.
     """
 
     FLUSH_SECONDS = 0.02
@@ -76,6 +77,7 @@ class AccessLog:
         self._heads: dict[tuple[int, str, str], tuple[str, str]] = {}
         self._second = -1
         self._second_text = ""
+        self._batching = True
 
     def write(
         self, level: int, method: str, code: str, duration_ms: float, *, peer: str, trace: str | None
@@ -90,8 +92,11 @@ class AccessLog:
             f'{message_head}{duration_ms:.2f} ms", "time": "{self._now()}"{fields_head}'
             f'{round(duration_ms, 3)!r}, "peer": {_quote(peer)}{trace_field}}}\n'
         )
-        if len(self._pending) == 1:
-            asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
+        if len(self._pending) == 1:  # the first line of a batch (once closed: every line)
+            if self._batching:
+                asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
+            else:
+                self.flush()
 
     def _render_heads(self, level: int, method: str, code: str) -> tuple[str, str]:
         """The line up to the message's duration, and from after the time up to the duration field."""
@@ -120,6 +125,15 @@ class AccessLog:
             lines, self._pending = self._pending, []
             sys.stdout.write("".join(lines))
             sys.stdout.flush()
+
+    def close(self) -> None:
+        """Write the pending lines now, and every later line as it comes.
+
+        For a stopped server: calls it cancelled may still add their lines as they unwind, and the loop
+        that would run the batch's timer may be closing.
+        """
+        self._batching = False
+        self.flush()
 
 
 def configure_logging(level: int) -> None:

@@ -1,216 +1,171 @@
-"""Server bootstrap: gRPC server, health, reflection, call guard. Knows nothing about products.
+"""Server bootstrap: gRPC server, health, reflection, call guard, signals. Knows nothing about products.
 
-The server is grpc.aio on an event loop of its own, on a background thread. A call then costs one
-coroutine on that thread, where grpc.server would hand it to a worker thread and back (and once more
-for every message of a stream): for calls as cheap as this catalog's, those hand-offs were most of the
-cost. Callers stay synchronous (`python -m service`, the tests): `run_server` is a plain context manager
-and `RunningServer`'s methods pass their work to the loop and wait for it.
+The server is grpc.aio on the main thread's event loop (uvloop), as in grpc's
+`async_greeter_server_with_graceful_shutdown.py`: a call costs one coroutine on that loop, where
+grpc.server would hand it to a worker thread and back (and once more for every message of a stream).
+`serve` is what `python -m service` runs; `run_server` is the server itself, for `serve` and the tests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
-import threading
-from collections.abc import Coroutine, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-import grpc
-import uvloop
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog import HEALTH_NAMES, HEALTH_SERVICE_NAME, SERVICE_NAME, catalog_pb2_grpc
+from service.call_guard import CallGuard, GuardedHandlers
+from service.catalog_file import load_catalog
 from service.config import Settings
-from service.interceptors import CallGuard, access_log
 from service.limits import server_options
-from service.servicer import CatalogServicer
-from service.store import CatalogStore
+from service.logs import AccessLog
+from service.servicer import Catalog, CatalogServicer, LoadingServicer
 
-SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["ProductCatalog"].full_name
-# Health names a probe may ask for: the whole server ("") and the catalog service.
-HEALTH_NAMES = ("", SERVICE_NAME)
 # Streams a connection may open beyond the catalog's limit, so health checks and reflection get through when
 # the catalog is full (service/limits.py).
 SPARE_CALLS = 4
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-_T = TypeVar("_T")
 _log = logging.getLogger(__name__)
 
 
-class EventLoopThread:
-    """An asyncio event loop running on a daemon thread, driven from synchronous code."""
+async def serve(settings: Settings) -> None:
+    """Listen, load the catalog, serve it until SIGTERM or SIGINT, then drain and stop.
 
-    def __init__(self, name: str) -> None:
-        # uvloop: the loop's own work per call (callbacks, futures, polling) is in C, not Python.
-        self.loop = uvloop.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, coroutine: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
-        """Start `coroutine` on the loop; safe from any thread, signal handlers included."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-
-    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
-        """Run `coroutine` on the loop and wait for its result (or its exception)."""
-        return self.submit(coroutine).result()
-
-    def close(self) -> None:
-        """Stop the loop and its thread, then finish what is left on the loop, as asyncio.run does.
-
-        A server stopped while streams wait on flow control leaves their generators' aclose() tasks
-        queued; closed unrun, each would log "Task was destroyed but it is pending!" at ERROR.
-        """
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        left = asyncio.all_tasks(self.loop)
-        if left:  # gather() of nothing would take this thread's loop, not self.loop
-            for task in left:
-                task.cancel()
-            self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
-        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-        self.loop.close()
+    Raises CatalogError for an invalid catalog (after stopping: nothing was served), OSError or
+    RuntimeError when the server cannot start.
+    """
+    async with run_server(settings) as server:
+        loop = asyncio.get_running_loop()
+        for signum in SIGNALS:
+            loop.add_signal_handler(signum, server.stop_on_signal, signum, settings.shutdown_grace_seconds)
+        try:
+            # Listening already, with health NOT_SERVING, while the catalog loads (see CatalogServer). On a
+            # thread, so the loop answers probes and signals meanwhile; the store is then only read.
+            store = await asyncio.to_thread(load_catalog, settings.catalog_path)
+            await server.serve_catalog(store)
+            await server.wait_for_termination()
+        finally:
+            for signum in SIGNALS:
+                loop.remove_signal_handler(signum)
 
 
-class RunningServer:
-    """A started server: its bound port, and the switches that bring it up and down."""
+class CatalogServer:
+    """A started server: its bound port, the catalog it serves once loaded, and its one shutdown.
+
+    It listens before the catalog is loaded, health NOT_SERVING and catalog calls UNAVAILABLE meanwhile,
+    rather than opening its port only once it has products. For Cloud Run's probes: the startup probe
+    (on catalog.ProductCatalog) gets an answer, NOT_SERVING, instead of a refused connection, so a
+    catalog read slowly from a Cloud Storage mount (or retried while the mount warms up) reads in the logs
+    and in probe results as "loading", not as "not started"; a readiness probe can be answered the same
+    way whenever the server should get no traffic, without closing the port; and SIGTERM is handled
+    while the catalog loads. The catalog servicer is still born with its store: it is added once loaded,
+    replacing one that answers UNAVAILABLE.
+    """
 
     def __init__(
         self,
         *,
-        loop: EventLoopThread,
         server: aio.Server,
         port: int,
         health_servicer: health.aio.HealthServicer,
-        servicer: CatalogServicer,
+        handlers: GuardedHandlers,
         guard: CallGuard,
+        access_log: AccessLog,
     ) -> None:
         self.port = port
-        self._guard = guard
-        self._loop = loop
+        self.access_log = access_log
         self._server = server
         self._health = health_servicer
-        self._servicer = servicer
-        # Shutdown state lives on the loop thread, which alone starts and finishes a shutdown.
+        self._handlers = handlers
+        self._guard = guard
         self._shutdown: asyncio.Task[None] | None = None
-        self._refusing = asyncio.Event()  # set once new calls are refused
-        self._stopped = threading.Event()  # set once the server has stopped
 
-    def serve_catalog(self, store: CatalogStore) -> None:
-        """Answer from `store` and report SERVING on every health name."""
-        self._servicer.install(store)
-        self._loop.run(self._report_serving())
-        _log.info("serving %d products on port %d", len(store), self.port)
-
-    async def _report_serving(self) -> None:
+    async def serve_catalog(self, store: Catalog) -> None:
+        """Answer from `store` and report SERVING on every health name (unless shutting down already)."""
+        if self._shutdown is not None:
+            return
+        self._handlers.add(catalog_pb2_grpc.add_ProductCatalogServicer_to_server, CatalogServicer(store))
         for name in HEALTH_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        _log.info("serving %d products on port %d", len(store), self.port)
 
-    def begin_shutdown(self, grace_seconds: float) -> threading.Event:
-        """NOT_SERVING at once, refuse new calls, let in-flight ones finish within the grace period.
+    def stop_on_signal(self, signum: int, grace_seconds: float) -> None:
+        """The signal handler (run by the loop, as a callback): log the signal and begin the shutdown."""
+        _log.info("received %s", signal.Signals(signum).name)
+        self.shut_down(grace_seconds)
 
-        Returns once new calls are refused, with an event set once the server has stopped. Safe to call
-        more than once: a later call joins the first shutdown. Not for signal handlers: see shutdown_soon.
-        """
-        return self._loop.run(self._begin_shutdown(grace_seconds))
-
-    def shutdown_soon(self, reason: str, grace_seconds: float) -> None:
-        """Begin a shutdown without waiting for anything: safe in a signal handler.
-
-        A handler runs on the main thread between two of its bytecodes; one that waited, or even logged,
-        could block on a lock that the interrupted code holds. This only hands the work to the loop.
-        """
-        self._loop.loop.call_soon_threadsafe(self._shutdown_for, reason, grace_seconds)
-
-    def _shutdown_for(self, reason: str, grace_seconds: float) -> None:
-        _log.info("received %s", reason)
-        self._start_shutdown(grace_seconds)
-
-    async def _begin_shutdown(self, grace_seconds: float) -> threading.Event:
-        self._start_shutdown(grace_seconds)
-        await self._refusing.wait()
-        return self._stopped
-
-    def _start_shutdown(self, grace_seconds: float) -> None:
-        """Start the shutdown on the loop, once: a second signal or call joins the first."""
+    def shut_down(self, grace_seconds: float) -> asyncio.Task[None]:
+        """Begin the shutdown and return it, to await; a later call (a second signal) joins the first."""
         if self._shutdown is None:
-            self._shutdown = asyncio.ensure_future(self._shut_down(grace_seconds))
-            self._shutdown.add_done_callback(lambda _: self._stopped.set())
+            self._shutdown = asyncio.ensure_future(self._drain(grace_seconds))
+        return self._shutdown
 
-    async def _shut_down(self, grace_seconds: float) -> None:
-        # The guard refuses new catalog calls with UNAVAILABLE (retryable) while the in-flight ones finish;
-        # only then does gRPC itself stop. Stopping gRPC at once would race calls already on their way:
-        # those it had accepted but not yet handed over end CANCELLED, which clients do not retry.
+    async def _drain(self, grace_seconds: float) -> None:
+        # NOT_SERVING at once; the guard refuses new catalog calls with UNAVAILABLE (retryable) while the
+        # in-flight ones finish; only then does gRPC itself stop. Stopping gRPC at once, as bare
+        # `stop(grace)` does, would race calls already on their way: those it had accepted but not yet
+        # handed over end CANCELLED, which clients do not retry.
         deadline = asyncio.get_running_loop().time() + grace_seconds
         await self._health.enter_graceful_shutdown()
         self._guard.refuse_new_calls()
-        self._refusing.set()
         _log.info("shutting down: finishing in-flight calls for up to %g s", grace_seconds)
         with contextlib.suppress(TimeoutError):  # past the grace, the server's stop cancels what is left
             await asyncio.wait_for(self._guard.idle(), timeout=grace_seconds)
         await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
 
-    def wait_for_termination(self) -> None:
-        """Block until a shutdown has begun and finished.
-
-        Waits in short slices: the kernel may deliver SIGTERM to one of gRPC's threads, and Python runs
-        the handler only when the main thread next runs bytecode, so an untimed wait could sleep through
-        it (seen in tests under load: a signal handled only after the test's 20 s deadline).
-        """
-        while not self._stopped.wait(timeout=0.2):
-            pass
+    async def wait_for_termination(self) -> None:
+        """Return once the server has stopped (after a shutdown)."""
+        await self._server.wait_for_termination()
+        if self._shutdown is not None:
+            await self._shutdown
 
 
-@contextmanager
-def run_server(
-    settings: Settings, store: CatalogStore | None = None, host: str = "[::]"
-) -> Iterator[RunningServer]:
-    """Listen on settings.port (0 picks a free one) and yield the running server; stop on exit.
+@asynccontextmanager
+async def run_server(
+    settings: Settings, store: Catalog | None = None, host: str = "[::]"
+) -> AsyncIterator[CatalogServer]:
+    """Listen on settings.port (0 picks a free one) and yield the started server; stop it on exit.
 
-    Health stays NOT_SERVING and catalog calls answer UNAVAILABLE until a catalog is installed, with
-    `store` here or later with `serve_catalog`, so a probe never sees SERVING before products are.
+    Health stays NOT_SERVING and catalog calls answer UNAVAILABLE until a catalog is served, `store`
+    here or later through `serve_catalog`, so a probe never sees SERVING before products are.
     """
-    loop = EventLoopThread("grpc-server")
-    try:
-        running = loop.run(_start(settings, host, loop))
-    except BaseException:
-        loop.close()
-        raise
+    server = await _start(settings, host)
     _log.info(
         "listening on port %d (reflection %s, at most %d concurrent calls)",
-        running.port,
+        server.port,
         "on" if settings.enable_reflection else "off",
         settings.max_concurrent_rpcs,
     )
     try:
         if store is not None:
-            running.serve_catalog(store)
-        yield running
+            await server.serve_catalog(store)
+        yield server
     finally:
-        running.begin_shutdown(0).wait()
-        loop.close()
-        # Access lines wait up to AccessLog.FLUSH_SECONDS for the loop's timer, which will not run now. With
-        # the loop's thread gone, this one may write them, and with them any that calls cancelled by the
-        # stop added while they unwound.
-        access_log.flush()
+        await server.shut_down(0)  # joins a shutdown already under way
+        # Calls cancelled by the stop add their lines as they unwind, maybe after the loop's last turn.
+        server.access_log.close()
 
 
-async def _start(settings: Settings, host: str, loop: EventLoopThread) -> RunningServer:
-    """Build, bind and start the server on the loop (grpc.aio objects belong to the loop that made them)."""
-    guard = CallGuard(settings.max_concurrent_rpcs, settings.project_id, settings.stalled_stream_seconds)
-    servicer = CatalogServicer()
+async def _start(settings: Settings, host: str) -> CatalogServer:
+    """Build, bind and start the server on the running loop (grpc.aio objects belong to it)."""
+    access_log = AccessLog(logging.getLogger("service.access"))
+    guard = CallGuard(
+        settings.max_concurrent_rpcs, settings.project_id, access_log, settings.stalled_stream_seconds
+    )
     health_servicer = health.aio.HealthServicer()
     for name in HEALTH_NAMES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    handlers = _Handlers()
-    # _Handlers has the two methods these call on a server.
-    catalog_pb2_grpc.add_ProductCatalogServicer_to_server(servicer, cast(aio.Server, handlers))
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, cast(aio.Server, handlers))
+    handlers = GuardedHandlers(guard)
+    handlers.add(catalog_pb2_grpc.add_ProductCatalogServicer_to_server, LoadingServicer())
+    handlers.add(health_pb2_grpc.add_HealthServicer_to_server, health_servicer)
     server = aio.server(
-        handlers=[handlers.guarded(guard)],
+        handlers=[handlers],
         # No server-wide maximum_concurrent_rpcs: it counts calls until gRPC core ends them, and core keeps a
         # stream cancelled for stalling until its connection closes, so stalled clients would fill it and
         # refuse health checks. The guard limits catalog calls; the limits bound the rest per connection.
@@ -230,46 +185,17 @@ async def _start(settings: Settings, host: str, loop: EventLoopThread) -> Runnin
         from grpc_reflection.v1alpha import reflection  # noqa: PLC0415
 
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
         )
     port = server.add_insecure_port(f"{host}:{settings.port}")
     if port == 0:
         raise OSError(f"cannot listen on {host}:{settings.port}")
     await server.start()
-    return RunningServer(
-        loop=loop, server=server, port=port, health_servicer=health_servicer, servicer=servicer, guard=guard
+    return CatalogServer(
+        server=server,
+        port=port,
+        health_servicer=health_servicer,
+        handlers=handlers,
+        guard=guard,
+        access_log=access_log,
     )
-
-
-class _Handlers:
-    """Collects the method handlers the generated `add_*_to_server` functions register.
-
-    So each handler can be wrapped by the call guard once, here, instead of on every call.
-    """
-
-    def __init__(self) -> None:
-        self._by_method: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-
-    def add_generic_rpc_handlers(self, _handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        """Ignored: the same handlers come by service name in add_registered_method_handlers."""
-
-    def add_registered_method_handlers(
-        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
-    ) -> None:
-        """Keep the service's handlers under their full method names."""
-        for name, handler in handlers.items():
-            self._by_method[f"/{service}/{name}"] = handler
-
-    def guarded(self, guard: CallGuard) -> grpc.GenericRpcHandler:
-        """One handler for every collected method, each wrapped by `guard`."""
-        return _GuardedHandlers({method: guard.wrap(method, h) for method, h in self._by_method.items()})
-
-
-class _GuardedHandlers(grpc.GenericRpcHandler):
-    def __init__(self, by_method: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
-        self._by_method = by_method
-
-    def service(
-        self, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        return self._by_method.get(handler_call_details.method)

@@ -7,8 +7,8 @@ so it is called on the event loop directly: handing it to a thread would cost mo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, NoReturn, Protocol
 
 import grpc
 from google.protobuf import any_pb2
@@ -18,7 +18,6 @@ from grpc_status import rpc_status
 
 from catalog import catalog_pb2, catalog_pb2_grpc
 from service.pagination import InvalidPageTokenError, decode_page_token, encode_page_token
-from service.store import CatalogStore
 
 DEFAULT_PAGE_SIZE = 10  # the seed's default, for both page_size and max_results
 MAX_PAGE_SIZE = 1000  # larger requests are coerced down (AIP-158), not refused
@@ -26,14 +25,37 @@ MAX_PAGE_SIZE = 1000  # larger requests are coerced down (AIP-158), not refused
 Context = aio.ServicerContext[Any, Any]
 
 
+class Catalog(Protocol):
+    """What the servicer asks of a catalog: service.store.CatalogStore, or a test's fake."""
+
+    @property
+    def fingerprint(self) -> bytes:
+        """Identifies the catalog, so a page token from another one is refused."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def get(self, product_id: str) -> catalog_pb2.Product | None:
+        """The product with this id, or None."""
+        ...
+
+    def count(self, category: str) -> int:
+        """How many products match this category filter ("" = all)."""
+        ...
+
+    def page(self, category: str, offset: int, limit: int) -> Sequence[catalog_pb2.Product]:
+        """Matching products offset..offset+limit, in catalog order."""
+        ...
+
+    def search_in_steps(self, query: str, limit: int) -> Iterator[catalog_pb2.Product | None]:
+        """The first `limit` products containing `query`, case-insensitively; a None between steps."""
+        ...
+
+
 class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
-    """catalog.ProductCatalog over a CatalogStore; UNAVAILABLE until a store is installed."""
+    """catalog.ProductCatalog over a loaded catalog."""
 
-    def __init__(self, store: CatalogStore | None = None) -> None:
-        self._store = store
-
-    def install(self, store: CatalogStore) -> None:
-        """Start answering from `store` (the server loads the catalog after it starts listening)."""
+    def __init__(self, store: Catalog) -> None:
         self._store = store
 
     async def GetProduct(
@@ -41,8 +63,6 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
     ) -> catalog_pb2.Product:
         """Return one product by id."""
         store = self._store
-        if store is None:
-            await _still_loading(context)
         if not request.id:
             await abort_invalid_argument(context, "id", "must not be empty")
         product = store.get(request.id)
@@ -55,8 +75,6 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
     ) -> catalog_pb2.ListProductsResponse:
         """Return one page of products in catalog order, optionally filtered by category."""
         store = self._store
-        if store is None:
-            await _still_loading(context)
         page_size = await _limit(context, "page_size", request.page_size)
         offset = 0
         if request.page_token:
@@ -86,8 +104,6 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
         deadline) cancels this generator at its next send or pause, which ends the search.
         """
         store = self._store
-        if store is None:
-            await _still_loading(context)
         if not request.query:
             await abort_invalid_argument(context, "query", "must not be empty")
         max_results = await _limit(context, "max_results", request.max_results)
@@ -96,6 +112,23 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
                 await asyncio.sleep(0)
             else:
                 yield product
+
+
+class LoadingServicer(catalog_pb2_grpc.ProductCatalogServicer):
+    """catalog.ProductCatalog while the catalog loads: every call UNAVAILABLE, which clients retry."""
+
+    async def GetProduct(self, request: Any, context: Context) -> NoReturn:
+        """Refuse: no catalog yet."""
+        await _still_loading(context)
+
+    async def ListProducts(self, request: Any, context: Context) -> NoReturn:
+        """Refuse: no catalog yet."""
+        await _still_loading(context)
+
+    async def SearchProducts(self, request: Any, context: Context) -> AsyncIterator[catalog_pb2.Product]:
+        """Refuse: no catalog yet."""
+        await _still_loading(context)
+        yield catalog_pb2.Product()  # pragma: no cover  # makes this an async generator, as gRPC expects
 
 
 async def _still_loading(context: Context) -> NoReturn:

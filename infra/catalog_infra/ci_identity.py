@@ -2,8 +2,13 @@
 
 Two service accounts: a previewer with read-only roles, which any workflow of the repository may use (pull
 request previews), and a deployer, which only tokens for the main branch may use (dev's deploy on a push to
-main, prod's dispatch from main). IAM enforces the branch; prod's approval by the `production` environment's
-reviewers is enforced by GitHub, in the workflow, not here.
+main, prod's dispatch from main). With a deploy environment (prod's `production`), the deployer also requires
+the token's `environment` claim: IAM refuses a job that does not declare the environment, so its reviewers
+(enforced by GitHub) cannot be skipped by a workflow that leaves it out. The provider admits only tokens whose
+repository and owner ids match as well as the name.
+
+Refresh: neither account may read the pool, the provider, the service accounts or IAM policies, so `pulumi
+refresh` (or `refresh: true`) fails with 403 for them. CI does not refresh; a human with project roles does.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ DEPLOYER_PROJECT_ROLES = (
 DEPLOYER_RUNTIME_ACCOUNT_ROLE = "roles/iam.serviceAccountUser"
 # What `pulumi preview` needs: an access token (for the image build's registry login; a preview builds but
 # does not push) and reads of what it shows. It changes nothing, so a pull request from any branch may use it.
-# `pulumi preview --refresh` would also need to read IAM policies and the identity pool: not granted.
+# `pulumi preview --refresh` would also need to read IAM policies and the identity pool: not granted (see
+# the module's docstring).
 PREVIEWER_PROJECT_ROLES = (
     "roles/run.viewer",
     "roles/artifactregistry.reader",
@@ -53,16 +59,39 @@ class CiIdentityArgs:
 
     project: str
     github_repository: str
+    github_repository_id: int
+    github_repository_owner_id: int
     pool_id: str
     deployer_account_id: str
     previewer_account_id: str
     runtime_service_account: pulumi.Input[str]  # full name: projects/P/serviceAccounts/EMAIL
+    # The GitHub environment a deploy job must declare (its token's `environment` claim); None: any on main.
+    deploy_environment: str | None = None
     depends_on: Sequence[pulumi.Resource] = ()
 
 
-def attribute_condition(repository: str) -> str:
-    """The provider's condition: only tokens minted for this repository's workflows are accepted."""
-    return f"assertion.repository == '{repository}'"
+def attribute_condition(repository: str, repository_id: int, owner_id: int) -> str:
+    """The provider's condition: only this repository's tokens, by name and by the ids no one can reuse."""
+    return (
+        f"assertion.repository == '{repository}'"
+        f" && assertion.repository_id == '{repository_id}'"
+        f" && assertion.repository_owner_id == '{owner_id}'"
+    )
+
+
+# GitHub's tokens carry ids as strings. `environment` is only in tokens of jobs that declare one: without the
+# has() guard the mapping would fail for every other token (previews, dev's deploy) and refuse them.
+ENVIRONMENT = "(has(assertion.environment) ? assertion.environment : '')"
+ATTRIBUTE_MAPPING = {
+    "google.subject": "assertion.sub",
+    "attribute.repository": "assertion.repository",
+    "attribute.repository_id": "assertion.repository_id",
+    "attribute.repository_owner_id": "assertion.repository_owner_id",
+    "attribute.ref": "assertion.ref",
+    "attribute.environment": ENVIRONMENT,
+    # A principal set matches one attribute: the branch and the environment together are one value.
+    "attribute.ref_environment": f"assertion.ref + ':' + {ENVIRONMENT}",
+}
 
 
 class CiIdentity(pulumi.ComponentResource):
@@ -90,12 +119,10 @@ class CiIdentity(pulumi.ComponentResource):
             workload_identity_pool_id=pool.workload_identity_pool_id,
             workload_identity_pool_provider_id=PROVIDER_ID,
             display_name="GitHub OIDC",
-            attribute_mapping={
-                "google.subject": "assertion.sub",
-                "attribute.repository": "assertion.repository",
-                "attribute.ref": "assertion.ref",
-            },
-            attribute_condition=attribute_condition(args.github_repository),
+            attribute_mapping=ATTRIBUTE_MAPPING,
+            attribute_condition=attribute_condition(
+                args.github_repository, args.github_repository_id, args.github_repository_owner_id
+            ),
             oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(issuer_uri=GITHUB_ISSUER),
             opts=child,
         )
@@ -108,14 +135,21 @@ class CiIdentity(pulumi.ComponentResource):
                 )
             )
 
+        if args.deploy_environment is None:
+            deployers = ("main", tokens_with("ref", DEPLOY_REF))
+            only = "for the main branch only"
+        else:
+            environment = args.deploy_environment
+            deployers = (environment, tokens_with("ref_environment", f"{DEPLOY_REF}:{environment}"))
+            only = f"for jobs on the main branch in the {environment} environment only"
         deployer = _ci_account(
             name,
             "deployer",
             args,
             account_id=args.deployer_account_id,
-            description="Runs pulumi up from GitHub Actions, for the main branch only.",
+            description=f"Runs pulumi up from GitHub Actions, {only}.",
             project_roles=DEPLOYER_PROJECT_ROLES,
-            impersonators=("main", tokens_with("ref", DEPLOY_REF)),
+            impersonators=deployers,
             opts=child,
         )
         gcp.serviceaccount.IAMMember(
@@ -132,7 +166,7 @@ class CiIdentity(pulumi.ComponentResource):
             account_id=args.previewer_account_id,
             description="Runs pulumi preview from GitHub Actions pull requests; read-only.",
             project_roles=PREVIEWER_PROJECT_ROLES,
-            impersonators=("repository", tokens_with("repository", args.github_repository)),
+            impersonators=("repository", tokens_with("repository_id", str(args.github_repository_id))),
             opts=child,
         )
 

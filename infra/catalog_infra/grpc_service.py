@@ -1,17 +1,15 @@
-"""GrpcService: a gRPC server on Cloud Run with its registry, image, runtime identity and invoker IAM."""
+"""GrpcService: a gRPC server on Cloud Run in one region, with its runtime identity and invoker IAM."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pulumi
-import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
-REQUIRED_APIS = ("run.googleapis.com", "artifactregistry.googleapis.com", "iam.googleapis.com")
+REQUIRED_APIS = ("run.googleapis.com", "iam.googleapis.com")
 
 # The port Cloud Run sends traffic to and passes in $PORT; the server reads $PORT, so the value only has to
 # agree between the container port and the probes.
@@ -32,19 +30,10 @@ LIVENESS_FAILURE_THRESHOLD = 3
 
 
 @dataclass(frozen=True)
-class ImageBuild:
-    """What to build when no prebuilt image is given: a Docker context and Dockerfile, pushed with a tag."""
-
-    context: Path
-    dockerfile: Path
-    tag: str = "latest"
-
-
-@dataclass(frozen=True)
 class GrpcServiceArgs:
     """Settings of one gRPC service on Cloud Run.
 
-    `image` is either a prebuilt image pinned by digest (deployed as is) or an ImageBuild. `env` is the
+    `image` is the image to run, pinned by digest (ContainerImage's `image`). `env` is the
     server's own environment; the component adds MAX_CONCURRENT_RPCS (= concurrency) and GOOGLE_CLOUD_PROJECT,
     and refuses PORT, which Cloud Run sets. `health_service` is the gRPC health name the startup probe asks
     for (SERVING once the server is ready to answer); liveness asks for "" (the server as a whole).
@@ -53,7 +42,7 @@ class GrpcServiceArgs:
     project: str
     region: str
     service_name: str
-    image: str | ImageBuild
+    image: pulumi.Input[str]
     health_service: str
     min_instances: int
     max_instances: int
@@ -65,8 +54,14 @@ class GrpcServiceArgs:
     deletion_protection: bool
     allow_unauthenticated: bool
     invokers: Sequence[str] = ()
+    # Public without an allUsers binding: Cloud Run skips the invoker check (works under Domain Restricted
+    # Sharing, which refuses allUsers). Not together with allow_unauthenticated or invokers.
+    invoker_iam_disabled: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
-    keep_images: int = 10
+    # The account the same service in another region already runs as; None creates one.
+    service_account: gcp.serviceaccount.Account | None = None
+    # Audiences besides its run.app URLs the service accepts ID tokens for (a front door's https://DOMAIN).
+    custom_audiences: Sequence[str] = ()
     # Request-based billing: the server does no work between requests, so CPU outside them buys nothing.
     cpu_idle: bool = True
     startup_cpu_boost: bool = True
@@ -84,8 +79,11 @@ def _member_slug(member: str) -> str:
 
 
 class GrpcService(pulumi.ComponentResource):
-    """An Artifact Registry repository, the image, a runtime service account and the Cloud Run service."""
+    """The Cloud Run service in one region, its runtime service account (unless shared) and invoker IAM."""
 
+    # What it was declared with, and the account it runs as: another region's service repeats both.
+    args: GrpcServiceArgs
+    account: gcp.serviceaccount.Account
     url: pulumi.Output[str]
     target: pulumi.Output[str]
     image: pulumi.Output[str]
@@ -98,41 +96,15 @@ class GrpcService(pulumi.ComponentResource):
         super().__init__("catalog:index:GrpcService", name, None, opts)
         if "PORT" in args.env:
             raise ValueError("PORT is reserved: Cloud Run sets it, so the service must not")
+        if args.invoker_iam_disabled and (args.allow_unauthenticated or args.invokers):
+            raise ValueError(
+                "invoker_iam_disabled already makes the service public: "
+                "do not also set allow_unauthenticated or invokers"
+            )
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
 
-        repository = gcp.artifactregistry.Repository(
-            f"{name}-repo",
-            project=args.project,
-            location=args.region,
-            repository_id=args.service_name,
-            format="DOCKER",
-            description=f"Images of the {args.service_name} Cloud Run service",
-            # Keep policies win over delete policies: everything but the newest keep_images versions goes.
-            cleanup_policy_dry_run=False,
-            cleanup_policies=[
-                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
-                    id="keep-recent",
-                    action="KEEP",
-                    most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
-                        keep_count=args.keep_images,
-                    ),
-                ),
-                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
-                    id="delete-older",
-                    action="DELETE",
-                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(tag_state="ANY"),
-                ),
-            ],
-            opts=child,
-        )
-
-        image: pulumi.Output[str]
-        if isinstance(args.image, ImageBuild):
-            image = self._build(name, args, args.image, repository, child)
-        else:
-            image = pulumi.Output.from_input(args.image)
-
-        account = gcp.serviceaccount.Account(
+        image = pulumi.Output.from_input(args.image)
+        account = args.service_account or gcp.serviceaccount.Account(
             f"{name}-sa",
             project=args.project,
             account_id=f"{args.service_name}-run",
@@ -153,6 +125,8 @@ class GrpcService(pulumi.ComponentResource):
             location=args.region,
             ingress=args.ingress,
             deletion_protection=args.deletion_protection,
+            invoker_iam_disabled=args.invoker_iam_disabled,
+            custom_audiences=list(args.custom_audiences) or None,
             template=gcp.cloudrunv2.ServiceTemplateArgs(
                 service_account=account.email,
                 timeout=f"{args.request_timeout_seconds}s",
@@ -212,6 +186,8 @@ class GrpcService(pulumi.ComponentResource):
                 opts=child,
             )
 
+        self.args = args
+        self.account = account
         self.url = service.uri
         self.target = service.uri.apply(grpc_target)
         self.image = image
@@ -229,36 +205,3 @@ class GrpcService(pulumi.ComponentResource):
                 "region": self.region,
             }
         )
-
-    def _build(
-        self,
-        name: str,
-        args: GrpcServiceArgs,
-        build: ImageBuild,
-        repository: gcp.artifactregistry.Repository,
-        opts: pulumi.ResourceOptions,
-    ) -> pulumi.Output[str]:
-        """Build the image for Cloud Run's platform, push it, and return its reference with the digest."""
-        access_token = gcp.organizations.get_client_config_output(
-            opts=pulumi.InvokeOutputOptions(parent=self)
-        ).access_token
-        image = docker_build.Image(
-            f"{name}-image",
-            context=docker_build.BuildContextArgs(location=str(build.context)),
-            dockerfile=docker_build.DockerfileArgs(location=str(build.dockerfile)),
-            platforms=[docker_build.Platform.LINUX_AMD64],
-            tags=[repository.registry_uri.apply(lambda uri: f"{uri}/{args.service_name}:{build.tag}")],
-            push=True,
-            # Previews build (without pushing) so a broken Dockerfile fails the pull request, not the deploy.
-            build_on_preview=True,
-            registries=[
-                docker_build.RegistryArgs(
-                    address=f"{args.region}-docker.pkg.dev",
-                    username="oauth2accesstoken",
-                    password=pulumi.Output.secret(access_token),
-                )
-            ],
-            opts=opts,
-        )
-        # `ref` is the pushed tag with its digest: a new build is a new revision, an unchanged one is not.
-        return image.ref

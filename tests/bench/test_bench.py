@@ -12,14 +12,15 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench import __main__ as bench_main
 from bench import cases, h2load, seed_server
 from bench.catalog import generate, generate_products, write_catalog
 from bench.servers import OURS, SEED
 from catalog import catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
+from service.catalog_file import load_catalog
 from service.config import Settings
-from service.server import run_server
-from service.store import load_catalog
+from tests.servers import in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNT = 3000  # enough for 100 matches of the common word
@@ -49,7 +50,7 @@ def test_h2load_output_and_log_are_summarised(tmp_path: Path) -> None:
     log = tmp_path / "h2load.log"
     lines = [f"1700000000{i:06d}\t200\t{(i + 1) * 1000}" for i in range(100)]
     log.write_text("\n".join([*lines, "1700000001000000\t0\t5", "1700000001000001\t503\t1000"]) + "\n")
-    result = h2load._summarise(output, log)
+    result = h2load.summarise(output, log)
     assert result.requests_per_second == 1234.5
     assert (result.requests, result.failed, result.non_200, result.unfinished) == (2469, 1, 1, 1)
     assert 49 <= result.p50_ms <= 52
@@ -69,7 +70,7 @@ def catalog_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def our_stub(catalog_file: Path) -> Iterator[cases.Stub]:
     with (
-        run_server(Settings(port=0), load_catalog(catalog_file)) as server,
+        in_process(Settings(port=0), load_catalog(catalog_file)) as server,
         grpc.insecure_channel(f"localhost:{server.port}") as channel,
     ):
         yield catalog_pb2_grpc.ProductCatalogStub(channel)
@@ -120,10 +121,42 @@ def test_the_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     ]
     command += ["--startup-runs", "1", "--cases", "get,search-none", "--compare", "--workdir", str(tmp_path)]
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert finished.returncode == 0, finished.stderr
+    # 3000 products for half a second may miss a target: the exit status must say which the report says.
+    met = "targets: all met" in finished.stdout
+    assert met or "targets missed: " in finished.stdout, finished.stdout + finished.stderr
+    assert finished.returncode == (0 if met else bench_main.EXIT_TARGET_MISSED), finished.stderr
     assert "time to SERVING" in finished.stdout
     assert "search-none" in finished.stdout
     assert "seed" in finished.stdout
+
+
+def _load(requests_per_second: float) -> h2load.LoadResult:
+    return h2load.LoadResult(requests_per_second, 1000, 0, 0, 0, 1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("case", "ours", "missed"),
+    [
+        ("get", 160.0, []),
+        ("get", 140.0, ["get throughput 1.40x < 1.5x"]),
+        ("list-deep-all", 100.0, []),  # an extra case: reported apart, never missed
+    ],
+)
+def test_the_report_lists_each_missed_target(case: str, ours: float, missed: list[str]) -> None:
+    args = bench_main.build_parser().parse_args(["--compare"])
+    results = {
+        name: bench_main.ServerResult(
+            startup_default_s=1.0,
+            startup_catalog_s=2.0,
+            peak_rss_mb=100,
+            cases={case: bench_main.CaseResult(_load(rps), {"OK": 1000})},
+        )
+        for name, rps in (("ours", ours), ("seed", 100.0))
+    }
+    report, found = bench_main.render_report(results, [case], args)
+    assert found == missed
+    assert ("targets: all met" in report) == (not missed)
+    assert ("below that ratio" in report) is (case == "list-deep-all")
 
 
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is not installed")
@@ -150,7 +183,8 @@ def test_the_hostile_cases_run_end_to_end(tmp_path: Path) -> None:
     ]
     command += ["--max-concurrent-rpcs", "4", "--streams", "8", "--clients", "2"]
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert finished.returncode == 0, finished.stderr
+    # The hostile cases have no target; a start-up target of so short a run may still be missed.
+    assert finished.returncode in {0, bench_main.EXIT_TARGET_MISSED}, finished.stderr
     attacked = [line for line in finished.stdout.splitlines() if "beside a rapid-reset attacker" in line]
     assert [line.split(":")[0].strip() for line in attacked] == ["ours", "seed"]
     assert all(int(line.split("the attacker sent ")[1].split()[0]) > 0 for line in attacked)

@@ -10,11 +10,11 @@ import google.oauth2.id_token
 import pytest
 
 from client.cli import AUTH_ENV_VAR, main
+from service.catalog_file import load_catalog
 from service.config import Settings
-from service.server import run_server
-from service.store import load_catalog
 from tests.client.servers import SelfSignedCert, make_self_signed_cert
 from tests.client.stubs import IdTokenStub
+from tests.servers import in_process
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
 
 @pytest.fixture(scope="module")
 def seed_target() -> Iterator[str]:
-    """`localhost:PORT` of the real server (service.server.run_server) with the embedded seed catalog."""
-    with run_server(Settings(port=0), load_catalog()) as server:
+    """`localhost:PORT` of the real server (tests.servers.in_process) with the embedded seed catalog."""
+    with in_process(Settings(port=0), load_catalog()) as server:
         yield f"localhost:{server.port}"
 
 

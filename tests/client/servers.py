@@ -7,7 +7,7 @@ import datetime
 import ipaddress
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +19,11 @@ from cryptography.x509.oid import NameOID
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from catalog import catalog_pb2, catalog_pb2_grpc
-from service.server import EventLoopThread
+from catalog import HEALTH_NAMES, catalog_pb2, catalog_pb2_grpc
+from service.catalog_file import load_catalog
 from service.servicer import CatalogServicer, Context
-from service.store import CatalogStore, load_catalog
-
-SERVICE_NAME = "catalog.ProductCatalog"
+from service.store import CatalogStore
+from tests.servers import in_thread
 
 
 @dataclass(frozen=True)
@@ -118,15 +117,20 @@ def serve(
     interceptors: Sequence[aio.ServerInterceptor] = (),
     tls: SelfSignedCert | None = None,
     host: str = "localhost",
-    health_names: Sequence[str] = ("", SERVICE_NAME),
+    health_names: Sequence[str] = HEALTH_NAMES,
+    options: Sequence[tuple[str, Any]] = (),
 ) -> Iterator[Started]:
     """A grpc.aio server on a free port with `servicer` (default: the seed catalog); `health_names` SERVING.
 
-    The catalog servicer is asynchronous, so this runs grpc.aio on a loop thread, as the service does.
+    `options` are gRPC server options (channel arguments), such as a maximum connection age.
+
+    Not the service's own server (tests.servers.in_process starts that): one the client tests shape as
+    they need, with TLS, interceptors, or a servicer that misbehaves. Run as tests.servers runs every one.
     """
 
-    async def start() -> tuple[aio.Server, Started]:
-        server = aio.server(interceptors=list(interceptors))
+    @asynccontextmanager
+    async def started() -> AsyncIterator[Started]:
+        server = aio.server(interceptors=list(interceptors), options=list(options))
         catalog_pb2_grpc.add_ProductCatalogServicer_to_server(
             servicer or CatalogServicer(load_catalog()), server
         )
@@ -140,17 +144,13 @@ def serve(
             credentials = grpc.ssl_server_credentials([(tls.key_pem, tls.cert_pem)])
             port = server.add_secure_port(f"{host}:0", credentials)
         await server.start()
-        return server, Started(port, health_servicer)
-
-    loop = EventLoopThread("test-server")
-    try:
-        server, started = loop.run(start())
         try:
-            yield started
+            yield Started(port, health_servicer)
         finally:
-            loop.run(server.stop(0))
-    finally:
-        loop.close()
+            await server.stop(0)
+
+    with in_thread(started()) as (running, _loop):
+        yield running
 
 
 def seed_product(product_id: str) -> catalog_pb2.Product:

@@ -13,7 +13,7 @@ LONG = datetime.timedelta(hours=1)
 SHORT = datetime.timedelta(seconds=10)
 
 
-class StubIdTokenCredentials(auth_credentials.Credentials):  # type: ignore[misc]
+class StubIdTokenCredentials(auth_credentials.Credentials):
     """Hands out "id-N" tokens, N counting refreshes, each valid for `lifetime`."""
 
     def __init__(self, lifetime: datetime.timedelta) -> None:

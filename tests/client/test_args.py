@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 import pytest
 
 from client.cli import (
-    _FLAG_OPTIONS,
-    _VALUE_OPTIONS,
     EXIT_OK,
     EXIT_USAGE,
-    _target_before_command,
-    build_parser,
+    Get,
+    Health,
+    Invocation,
+    ListPages,
+    Search,
+    Smoke,
     main,
+    parse_invocation,
 )
 from client.target import Target, TargetError, parse_target
 from tests.client.conftest import Cli
@@ -42,6 +48,12 @@ from tests.client.conftest import Cli
         (["localhost:1", "health", "extra"], "unrecognized arguments: extra"),
         (["--tim", "3", "localhost:1", "get", "1"], "unrecognized arguments: --tim\n"),
         (["--plaintext", "localhost:1", "--verbose", "get", "1"], "unrecognized arguments: --verbose\n"),
+        (["--stack", "dev", "fetch", "1"], "invalid choice: 'fetch'"),
+        (["--stack", "dev", "localhost:1", "get", "1"], "not both"),
+        (["localhost:1", "--stack", "dev", "get", "1"], "not both"),
+        (["localhost:1", "--timeout"], "expected one argument"),
+        (["--ca-cert", "ca.pem", "localhost:1", "--plaintext", "get", "1"], "not allowed with"),
+        (["localhost:1", "smoke", "extra"], "unrecognized arguments: extra"),
     ],
 )
 def test_usage_errors(cli: Cli, argv: list[str], message: str) -> None:
@@ -52,41 +64,89 @@ def test_usage_errors(cli: Cli, argv: list[str], message: str) -> None:
     assert message in result.err
 
 
-def test_options_before_the_command_are_all_known_to_the_scan() -> None:
-    parser = build_parser()
-    # The scan that finds TARGET must know every global option and whether it takes a value.
-    for action in parser._actions:
-        for option in action.option_strings:
-            assert option in (_VALUE_OPTIONS if action.nargs is None else _FLAG_OPTIONS), option
-    assert len(_VALUE_OPTIONS | _FLAG_OPTIONS) == sum(len(a.option_strings) for a in parser._actions)
+LOCAL = Target("localhost:1", "localhost")
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "expected"),
     [
-        ["--plaintext", "localhost:1", "get", "1"],
-        ["localhost:1", "--plaintext", "get", "1"],
-        ["--timeout", "3", "localhost:1", "--json", "get", "1"],
-        ["--timeout=3", "--plaintext", "localhost:1", "get", "1"],
-        ["--plaintext", "--stack", "get", "get", "1"],
-        ["--plaintext", "--token", "list", "--stack=dev", "get", "1"],
+        (["--plaintext", "localhost:1", "get", "1"], Invocation(Get("1"), target=LOCAL, plaintext=True)),
+        (["localhost:1", "--plaintext", "get", "1"], Invocation(Get("1"), target=LOCAL, plaintext=True)),
+        (
+            ["--timeout", "3", "localhost:1", "--json", "get", "1"],
+            Invocation(Get("1"), target=LOCAL, timeout=3.0, as_json=True),
+        ),
+        (
+            ["--timeout=3", "--plaintext", "localhost:1", "get", "1", "--json"],
+            Invocation(Get("1"), target=LOCAL, plaintext=True, timeout=3.0, as_json=True),
+        ),
+        # A stack named like a command, and an option value named like one: argparse knows which option
+        # takes a value, so neither is taken for the command.
+        (["--plaintext", "--stack", "get", "get", "1"], Invocation(Get("1"), stack="get", plaintext=True)),
+        (
+            ["--plaintext", "--token", "list", "--stack=dev", "get", "1"],
+            Invocation(Get("1"), stack="dev", plaintext=True, token="list", token_source="--token"),
+        ),
+        (["--stack", "dev", "--", "get", "1"], Invocation(Get("1"), stack="dev")),
+        (["[::1]:8080", "health"], Invocation(Health(), target=Target("[::1]:8080", "::1"))),
+        (
+            ["--ca-cert", "ca.pem", "https://x.run.app", "--id-token", "smoke"],
+            Invocation(
+                Smoke(), target=Target("x.run.app:443", "x.run.app"), ca_cert=Path("ca.pem"), id_token=True
+            ),
+        ),
+        (
+            ["--stack", "prod", "--id-token", "--audience", "https://shop.example", "list", "--all"],
+            Invocation(ListPages(all=True), stack="prod", id_token=True, audience="https://shop.example"),
+        ),
+        (
+            ["localhost:1", "list", "--category", "books", "--page-size", "7", "--page-token", "t"],
+            Invocation(ListPages("books", 7, "t"), target=LOCAL),
+        ),
+        (
+            ["localhost:1", "search", "--max", "3", "--", "-desk"],
+            Invocation(Search("-desk", 3), target=LOCAL),
+        ),
     ],
 )
-def test_target_is_found_wherever_it_stands(argv: list[str]) -> None:
-    args = build_parser().parse_args(_target_before_command(build_parser(), argv))
-    assert args.command == "get"
-    assert args.id == "1"
-    assert args.target in ("localhost:1", "")
+def test_target_is_found_wherever_it_stands(argv: list[str], expected: Invocation) -> None:
+    assert parse_invocation(argv, environ={}) == expected
+
+
+def test_the_token_comes_from_the_environment_unless_given() -> None:
+    from_env = parse_invocation(["localhost:1", "get", "1"], environ={"CATALOG_TOKEN": " t0k "})
+    assert (from_env.token, from_env.token_source) == ("t0k", "$CATALOG_TOKEN")
+    given = parse_invocation(["--token", "mine", "localhost:1", "get", "1"], environ={"CATALOG_TOKEN": "t0k"})
+    assert (given.token, given.token_source) == ("mine", "--token")
+    # An ID token replaces the environment's bearer token rather than conflicting with it.
+    id_token = parse_invocation(["--id-token", "localhost:1", "get", "1"], environ={"CATALOG_TOKEN": "t0k"})
+    assert (id_token.token, id_token.id_token) == (None, True)
+
+
+def test_an_invocation_is_frozen() -> None:
+    invocation = parse_invocation(["localhost:1", "get", "1"], environ={})
+    with pytest.raises(AttributeError):
+        invocation.timeout = 1.0  # type: ignore[misc]
 
 
 def test_help_documents_commands_and_exit_codes(cli: Cli) -> None:
     result = cli("--help")
     assert result.code == EXIT_OK
     assert result.out.startswith("usage: python -m client [options] [TARGET] COMMAND ...")
-    for text in ("get ID", "--all", "search QUERY", "health", "--stack NAME", "--id-token", "$CATALOG_TOKEN"):
+    for text in (
+        "get ID",
+        "--all",
+        "search QUERY",
+        "health",
+        "smoke",
+        "--stack NAME",
+        "--id-token",
+        "$CATALOG_TOKEN",
+        "`audience` output",
+    ):
         assert text in result.out
     exit_codes = result.out.split("exit status:")[1]
-    for code in "01234":
+    for code in "012345":
         assert f"\n  {code}  " in exit_codes
 
 
@@ -154,3 +214,13 @@ def test_a_token_over_plaintext_to_another_host_is_refused_clearly(
     err = capsys.readouterr().err
     assert "$CATALOG_TOKEN over --plaintext is sent only to a loopback address" in err
     assert "192.0.2.2" in err
+
+
+def test_every_example_in_the_help_parses(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == EXIT_OK
+    examples = capsys.readouterr().out.split("examples:\n")[1].splitlines()
+    assert len(examples) >= 4
+    for example in examples:
+        words = shlex.split(example)
+        assert words[:3] == ["python", "-m", "client"], example
+        parse_invocation(words[3:], environ={})

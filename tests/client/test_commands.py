@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+from catalog import SERVICE_NAME
 from client.cli import EXIT_NOT_SERVING, EXIT_OK, EXIT_RPC_ERROR
 from service.config import Settings
-from service.server import run_server
 from tests.client.conftest import Cli
 from tests.client.servers import RepeatingTokenServicer, many_products, serve
+from tests.servers import in_process
 
 
 def test_get_prints_the_product(cli: Cli, seed_target: str) -> None:
@@ -96,7 +97,7 @@ def test_list_one_page_tells_how_to_get_the_next(cli: Cli, seed_target: str) -> 
 
 
 def test_list_all_over_many_pages(cli: Cli) -> None:
-    with run_server(Settings(port=0), many_products(250)) as server:
+    with in_process(Settings(port=0), many_products(250)) as server:
         target = f"localhost:{server.port}"
         table = cli("--plaintext", target, "list", "--page-size", "7", "--all")
         pages = cli("--plaintext", target, "list", "--page-size", "7", "--all", "--json")
@@ -163,23 +164,23 @@ def test_health_serving(cli: Cli, seed_target: str) -> None:
     assert result.code == EXIT_OK
     assert [line.split() for line in result.lines] == [
         ["(server)", "SERVING"],
-        ["catalog.ProductCatalog", "SERVING"],
+        [SERVICE_NAME, "SERVING"],
     ]
     as_json = cli("--plaintext", seed_target, "health", "--json")
     assert [json.loads(line) for line in as_json.lines] == [
         {"service": "", "status": "SERVING"},
-        {"service": "catalog.ProductCatalog", "status": "SERVING"},
+        {"service": SERVICE_NAME, "status": "SERVING"},
     ]
 
 
 def test_health_not_serving_exits_3(cli: Cli) -> None:
     # The real server before its catalog is installed: up, but NOT_SERVING on both names.
-    with run_server(Settings(port=0)) as server:
+    with in_process(Settings(port=0)) as server:
         result = cli("--plaintext", f"localhost:{server.port}", "health")
     assert result.code == EXIT_NOT_SERVING
     assert [line.split() for line in result.lines] == [
         ["(server)", "NOT_SERVING"],
-        ["catalog.ProductCatalog", "NOT_SERVING"],
+        [SERVICE_NAME, "NOT_SERVING"],
     ]
 
 
@@ -189,5 +190,5 @@ def test_health_of_an_unregistered_name_exits_3(cli: Cli) -> None:
     assert result.code == EXIT_NOT_SERVING
     assert [line.split() for line in result.lines] == [
         ["(server)", "SERVING"],
-        ["catalog.ProductCatalog", "SERVICE_UNKNOWN"],
+        [SERVICE_NAME, "SERVICE_UNKNOWN"],
     ]

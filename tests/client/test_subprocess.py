@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from client.cli import EXIT_OK, EXIT_RPC_ERROR, EXIT_SETUP, EXIT_USAGE
+from client.cli import EXIT_OK, EXIT_RPC_ERROR, EXIT_SETUP, EXIT_SMOKE_FAILED, EXIT_USAGE
 from service.config import Settings
-from service.server import run_server
 from tests.client.servers import SelfSignedCert, many_products, serve
+from tests.servers import in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +34,17 @@ def test_success(seed_target: str) -> None:
     assert result.returncode == EXIT_OK, result.stderr
     assert [json.loads(line)["name"] for line in result.stdout.splitlines()] == ["Standing Desk", "Desk Lamp"]
     assert result.stderr == ""
+
+
+def test_smoke_exit_statuses(seed_target: str) -> None:
+    passed = run_client("--plaintext", seed_target, "smoke")
+    assert passed.returncode == EXIT_OK, passed.stdout
+    assert passed.stdout.splitlines()[-1] == "smoke: all 7 checks passed"
+    with serve(health_names=("",)) as server:
+        failed = run_client("--plaintext", server.target, "smoke")
+    assert failed.returncode == EXIT_SMOKE_FAILED
+    assert failed.stdout.splitlines()[-1] == "smoke: 1 of 7 checks failed: health"
+    assert failed.stderr == ""
 
 
 def test_not_found_is_one_line(seed_target: str) -> None:
@@ -77,7 +88,7 @@ def test_setup_error(tmp_path: Path) -> None:
 
 def test_output_cut_short_by_the_reader() -> None:
     # `python -m client ... | head -1`: the reader leaves early; the client stops without a traceback.
-    with run_server(Settings(port=0), many_products(5000)) as server:
+    with in_process(Settings(port=0), many_products(5000)) as server:
         target = f"localhost:{server.port}"
         command = [
             sys.executable,

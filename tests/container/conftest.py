@@ -10,6 +10,8 @@ import pytest
 
 from .images import (
     BASE_IMAGE,
+    REPO,
+    SBOM_PATH,
     SUMMARY,
     build_image,
     ensure_base_image,
@@ -17,6 +19,7 @@ from .images import (
     image_size,
     missing_prerequisites,
     remove_image,
+    write_sbom,
 )
 
 
@@ -39,6 +42,7 @@ def image(
 
     tag = f"localhost/catalog-server:test-{uuid.uuid4().hex[:12]}"
     started = time.monotonic()
+    SBOM_PATH.unlink(missing_ok=True)  # what a test reads is this build's, never an older one
     try:
         build_image(tag, base)
         total, base_size = image_size(tag), image_size(base)
@@ -51,6 +55,13 @@ def image(
         )
         record_testsuite_property("image_size_bytes", total)  # for JUnit XML readers (--junitxml)
         record_testsuite_property("image_added_bytes", total - base_size)
+        # The bill of materials of exactly this build, beside it: what shipped, for audits and scanners.
+        started = time.monotonic()
+        components = write_sbom(tag, SBOM_PATH).get("components", [])
+        summary.append(
+            f"SBOM: {SBOM_PATH.relative_to(REPO)} ({len(components)} components) in "
+            f"{time.monotonic() - started:.0f} s"
+        )
         yield tag
     finally:
         remove_image(tag)

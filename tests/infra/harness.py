@@ -1,10 +1,19 @@
-"""Runs the Pulumi program (infra/) the way Pulumi does, against mocks, and records what it declares."""
+"""Runs the Pulumi program (infra/) the way Pulumi does, against mocks, and records what it declares.
+
+As `pulumi up` does: Pulumi.yaml's config (defaults of the project's keys, values of provider keys) fills in
+what the stack leaves out, every value reaches the program as a string (JSON for arrays), and the program runs
+with its `main` directory as the working directory.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import runpy
-from collections.abc import Callable, Mapping
+import sys
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +40,25 @@ PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
 API = "gcp:projects/service:Service"
 POOL = "gcp:iam/workloadIdentityPool:WorkloadIdentityPool"
 PROVIDER = "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
+SLEEP = "time:index/sleep:Sleep"
 CLIENT_CONFIG = "gcp:organizations/getClientConfig:getClientConfig"
+LOG_METRIC = "gcp:logging/metric:Metric"
+DASHBOARD = "gcp:monitoring/dashboard:Dashboard"
+CUSTOM_SERVICE = "gcp:monitoring/customService:CustomService"
+SLO = "gcp:monitoring/slo:Slo"
+ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+NOTIFICATION_CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
+DASHBOARD_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
+BACKEND = "gcp:compute/backendService:BackendService"
+URL_MAP = "gcp:compute/uRLMap:URLMap"
+CERTIFICATE = "gcp:compute/managedSslCertificate:ManagedSslCertificate"
+HTTPS_PROXY = "gcp:compute/targetHttpsProxy:TargetHttpsProxy"
+GLOBAL_ADDRESS = "gcp:compute/globalAddress:GlobalAddress"
+FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+SECURITY_POLICY = "gcp:compute/securityPolicy:SecurityPolicy"
+# What the mocks give a global address, as Google would reserve one.
+ADDRESS = "203.0.113.7"
 # How a secret value arrives in a mock's inputs: {SECRET_SIG: SECRET_MARKER, "value": ...}.
 SECRET_SIG = rpc._special_sig_key
 SECRET_MARKER = rpc._special_secret_sig
@@ -64,6 +91,24 @@ class Mocks(pulumi.runtime.Mocks):
                 f"projects/{POOL_NUMBER}/locations/global/workloadIdentityPools/"
                 f"{state['workloadIdentityPoolId']}/providers/{state['workloadIdentityPoolProviderId']}"
             )
+        elif args.typ == CUSTOM_SERVICE:
+            state["name"] = f"projects/{POOL_NUMBER}/services/{state['serviceId']}"
+        elif args.typ == SLO:
+            state["name"] = (
+                f"projects/{POOL_NUMBER}/services/{state['service']}/serviceLevelObjectives/{state['sloId']}"
+            )
+        elif args.typ == NOTIFICATION_CHANNEL:
+            state["name"] = (
+                f"projects/{state['project']}/notificationChannels/{zlib.crc32(args.name.encode())}"
+            )
+        elif args.typ == DASHBOARD:
+            # The provider's id is the dashboard's name: projects/NUMBER/dashboards/ID.
+            return f"projects/{POOL_NUMBER}/dashboards/{DASHBOARD_ID}", state
+        elif args.typ == GLOBAL_ADDRESS:
+            state["address"] = ADDRESS
+        elif args.typ.startswith("gcp:compute/") and "name" not in state:
+            # A compute resource declared without a name gets one generated, as Pulumi's auto-naming does.
+            state["name"] = f"{args.name}-1a2b3c4"
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -79,7 +124,11 @@ class Mocks(pulumi.runtime.Mocks):
 
 @dataclass(frozen=True)
 class Declared:
-    """One resource the program declared: its type, name, inputs as sent, parent and explicit dependencies."""
+    """One resource the program declared: its type, name, inputs as sent, parent and explicit dependencies.
+
+    `id` is what the mocks gave it (what other resources' inputs refer to it by); `aliases` are the URNs it
+    claims to have had before (`aliases=` in its options).
+    """
 
     urn: str
     type: str
@@ -87,6 +136,8 @@ class Declared:
     inputs: dict[str, Any]
     parent: str
     dependencies: tuple[str, ...]
+    id: str = ""
+    aliases: tuple[str, ...] = ()
 
 
 class RecordingMonitor(MockMonitor):
@@ -108,9 +159,23 @@ class RecordingMonitor(MockMonitor):
                     inputs=self.resources[urn].state if request.custom else {},
                     parent=request.parent,
                     dependencies=tuple(request.dependencies),
+                    id=getattr(response, "id", ""),
+                    aliases=self._alias_urns(request),
                 )
             )
         return response
+
+    def _alias_urns(self, request: Any) -> tuple[str, ...]:
+        """The URNs of a registration's aliases, resolved as the engine does for an alias spec."""
+        urns = []
+        for alias in request.aliases:
+            if alias.urn:
+                urns.append(alias.urn)
+                continue
+            spec = alias.spec
+            parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+            urns.append(self.make_urn(parent, spec.type or request.type, spec.name or request.name))
+        return tuple(urns)
 
 
 @dataclass
@@ -132,8 +197,18 @@ class Deployment:
 
 
 def wire_value(value: object) -> str:
-    """A YAML config value as the Pulumi CLI hands it to the program: strings as is, the rest as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
+    """A YAML config value as the Pulumi CLI hands it to the program.
+
+    Strings, integers and booleans as their text (Go's %v), anything else as JSON (pulumi/pulumi
+    pkg/workspace/config.go, createConfigValue).
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"))
 
 
 def stack_config(stack: str) -> dict[str, object]:
@@ -143,9 +218,50 @@ def stack_config(stack: str) -> dict[str, object]:
     return config
 
 
-def project_file() -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+def project_file(root: Path = REPO_ROOT) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((root / "Pulumi.yaml").read_text())
     return document
+
+
+def project_defaults(root: Path = REPO_ROOT) -> dict[str, object]:
+    """What Pulumi.yaml gives a stack that sets nothing: namespaced keys, each with its default or value."""
+    document = project_file(root)
+    name = document["name"]
+    defaults: dict[str, object] = {}
+    for key, declaration in (document.get("config") or {}).items():
+        full_key = key if ":" in key else f"{name}:{key}"
+        if not isinstance(declaration, dict):
+            defaults[full_key] = declaration  # the short form: a bare value
+        elif "value" in declaration:
+            defaults[full_key] = declaration["value"]
+        elif "default" in declaration:
+            defaults[full_key] = declaration["default"]
+    return defaults
+
+
+def with_project_config(config: Mapping[str, object], root: Path = REPO_ROOT) -> dict[str, object]:
+    """The stack's config with Pulumi.yaml's defaults and values under it, as the CLI merges them."""
+    return {**project_defaults(root), **config}
+
+
+@contextlib.contextmanager
+def _program_environment(program_dir: Path) -> Iterator[None]:
+    """Work in the program's directory, and import its own catalog_infra, as a fresh `pulumi up` would."""
+    saved_cwd = Path.cwd()
+    saved = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "catalog_infra"}
+    foreign = program_dir.resolve() != INFRA_DIR.resolve()
+    if foreign:
+        for name in saved:
+            del sys.modules[name]
+    os.chdir(program_dir)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        if foreign:
+            for name in [n for n in sys.modules if n.split(".")[0] == "catalog_infra"]:
+                del sys.modules[name]
+            sys.modules.update(saved)
 
 
 def run_program(
@@ -153,26 +269,36 @@ def run_program(
     stack: str = "dev",
     monitor: RecordingMonitor | None = None,
     program: Callable[[], object] | None = None,
+    root: Path = REPO_ROOT,
+    *,
+    preview: bool = False,
 ) -> Deployment:
-    """Run infra/ as `pulumi up` would (runpy of the directory), or `program` instead, under mocks."""
+    """Run the program of the project at `root` (infra/ here) as `pulumi up` (or preview) would, under mocks.
+
+    `config` is the stack's; Pulumi.yaml's defaults fill in the rest, as the CLI does. `program` runs instead
+    of the project's, if given.
+    """
     monitor = monitor or RecordingMonitor(Mocks())
-    pulumi.runtime.set_all_config({key: wire_value(value) for key, value in config.items()})
+    merged = with_project_config(config, root)
+    pulumi.runtime.set_all_config({key: wire_value(value) for key, value in merged.items()})
     settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     deployment = Deployment(monitor.declared)
+    program_dir = root / project_file(root)["main"]
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def run() -> pulumi.Output[None]:
         if program is None:
-            deployment.namespace.update(runpy.run_path(str(INFRA_DIR), run_name="__main__"))
+            deployment.namespace.update(runpy.run_path(str(program_dir), run_name="__main__"))
         else:
             program()
-        root = settings.get_root_resource()
-        assert root is not None
-        exported: dict[str, Any] = getattr(root, "outputs", {})
+        root_resource = settings.get_root_resource()
+        assert root_resource is not None
+        exported: dict[str, Any] = getattr(root_resource, "outputs", {})
         return pulumi.Output.all(**exported).apply(deployment.outputs.update)
 
-    run()
+    with _program_environment(program_dir):
+        run()
     return deployment
 
 

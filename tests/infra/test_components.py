@@ -6,21 +6,15 @@ import dataclasses
 from typing import Any
 
 import pytest
+from catalog_infra import grpc_service
+from catalog_infra.apis import SERVICE_USAGE_API, ProjectApis
 
-from tests.infra.harness import IMAGE, INVOKER, REPOSITORY, SERVICE, reset_pulumi, run_program
+from tests.infra.harness import API, IMAGE, INVOKER, REPOSITORY, SERVICE, SLEEP, run_program
 
 PREBUILT = "europe-west1-docker.pkg.dev/other-project-1/images/orders@sha256:" + "b" * 64
 
 
-@pytest.fixture
-def grpc_service() -> Any:
-    """The module infra/__main__.py builds its service from, as loaded by a run of the program."""
-    module = run_program({"gcp:project": "my-gcp-project-dev"}).namespace["grpc_service"]
-    reset_pulumi()
-    return module
-
-
-def orders_args(grpc_service: Any, **overrides: Any) -> Any:
+def orders_args(**overrides: Any) -> grpc_service.GrpcServiceArgs:
     args = grpc_service.GrpcServiceArgs(
         project="other-project-1",
         region="europe-west1",
@@ -42,10 +36,8 @@ def orders_args(grpc_service: Any, **overrides: Any) -> Any:
     return dataclasses.replace(args, **overrides)
 
 
-def test_grpc_service_serves_another_server(grpc_service: Any) -> None:
-    deployment = run_program(
-        {}, program=lambda: grpc_service.GrpcService("orders", orders_args(grpc_service))
-    )
+def test_grpc_service_serves_another_server() -> None:
+    deployment = run_program({}, program=lambda: grpc_service.GrpcService("orders", orders_args()))
     service = deployment.one(SERVICE).inputs
     container = service["template"]["containers"][0]
     assert service["name"] == "orders"
@@ -61,15 +53,40 @@ def test_grpc_service_serves_another_server(grpc_service: Any) -> None:
     }
     assert container["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
     assert deployment.all(IMAGE) == []
-    assert deployment.one(REPOSITORY).inputs["repositoryId"] == "orders"
+    # The registry and the build are ContainerImage's, shared by every region.
+    assert deployment.all(REPOSITORY) == []
     assert [b.inputs["member"] for b in deployment.all(INVOKER)] == ["group:orders-clients@example.com"]
     assert {r.name.split("-")[0] for r in deployment.declared} == {"orders"}
 
 
-def test_grpc_service_refuses_to_set_port(grpc_service: Any) -> None:
-    args = orders_args(grpc_service, env={"PORT": "9090"})
+def test_grpc_service_refuses_to_set_port() -> None:
+    args = orders_args(env={"PORT": "9090"})
     with pytest.raises(ValueError, match="PORT"):
         run_program({}, program=lambda: grpc_service.GrpcService("orders", args))
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"allow_unauthenticated": True, "invokers": []}, {"invokers": ["user:a@example.com"]}]
+)
+def test_grpc_service_refuses_a_second_public_mode(overrides: dict[str, Any]) -> None:
+    args = orders_args(invoker_iam_disabled=True, **overrides)
+    with pytest.raises(ValueError, match="invoker_iam_disabled"):
+        run_program({}, program=lambda: grpc_service.GrpcService("orders", args))
+
+
+def test_apis_wait_once_after_every_api_is_enabled() -> None:
+    deployment = run_program({}, program=lambda: ProjectApis("apis", "proj-1", ["run.googleapis.com"]))
+    apis = {api.inputs["service"]: api.urn for api in deployment.all(API)}
+    # Enabling goes through the Service Usage API: it is always in the list.
+    assert set(apis) == {SERVICE_USAGE_API, "run.googleapis.com"}
+    sleep = deployment.one(SLEEP)
+    assert sleep.inputs["createDuration"] == "60s"
+    assert set(apis.values()) <= set(sleep.dependencies)
+    # The triggers change (and the Sleep waits again) only when the project or the list of APIs does.
+    assert sleep.inputs["triggers"] == {
+        "project": "proj-1",
+        "apis": "run.googleapis.com,serviceusage.googleapis.com",
+    }
 
 
 @pytest.mark.parametrize(
@@ -79,5 +96,5 @@ def test_grpc_service_refuses_to_set_port(grpc_service: Any) -> None:
         ("https://catalog-abc-uc.a.run.app/", "catalog-abc-uc.a.run.app:443"),
     ],
 )
-def test_target_is_the_host_on_port_443(grpc_service: Any, uri: str, target: str) -> None:
+def test_target_is_the_host_on_port_443(uri: str, target: str) -> None:
     assert grpc_service.grpc_target(uri) == target

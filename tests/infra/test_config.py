@@ -61,6 +61,14 @@ INVALID: list[tuple[str, object, dict[str, object], str]] = [
     ("serviceName", "a-very-long-service-name", {}, "2 to 21"),
     ("githubRepository", "catalog-grpc", {}, "owner/name"),
     ("ciPoolSuffix", "Pool_1", {}, "lowercase letters or digits"),
+    ("invokerIamDisabled", "sure", {}, "true or false"),
+    # Both public modes at once, or bindings that the disabled check would ignore: each names both keys.
+    ("invokerIamDisabled", True, {"allowUnauthenticated": True}, f"{PROJECT}:allowUnauthenticated = true"),
+    ("invokerIamDisabled", True, {"invokers": ["user:a@example.com"]}, f"{PROJECT}:invokers"),
+    ("githubRepositoryId", "abc", {}, "integer"),
+    ("githubRepositoryId", -1, {}, "from 0 to"),
+    ("githubRepositoryOwnerId", "1.5", {}, "integer"),
+    ("deployEnvironment", "pro duction", {}, "GitHub environment name"),
 ]
 
 
@@ -137,6 +145,16 @@ def test_each_invoker_gets_the_invoker_role_and_private_means_no_public_binding(
     bindings = deployment.all(INVOKER)
     assert sorted(b.inputs["member"] for b in bindings) == sorted(invokers)
     assert {b.inputs["role"] for b in bindings} == {"roles/run.invoker"}
+
+
+def test_disabled_invoker_check_makes_the_service_public_without_bindings() -> None:
+    deployment = run_program(with_config(invokerIamDisabled=True, allowUnauthenticated=False))
+    assert deployment.one(SERVICE).inputs["invokerIamDisabled"] is True
+    assert deployment.all(INVOKER) == []
+
+
+def test_invoker_check_stays_on_by_default() -> None:
+    assert run_program(BASE).one(SERVICE).inputs["invokerIamDisabled"] is False
 
 
 def test_public_service_adds_all_users_to_invokers() -> None:

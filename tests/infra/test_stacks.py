@@ -12,7 +12,9 @@ from tests.infra.harness import (
     API,
     DIGEST,
     IMAGE,
+    INFRA_DIR,
     INVOKER,
+    POOL,
     POOL_NUMBER,
     PROJECT,
     REPO_ROOT,
@@ -20,15 +22,18 @@ from tests.infra.harness import (
     SECRET_MARKER,
     SECRET_SIG,
     SERVICE,
+    SLEEP,
     STACKS,
     Deployment,
+    project_defaults,
     run_program,
     stack_config,
 )
 
 
-def setting(stack: str, key: str, default: object) -> Any:
-    return stack_config(stack).get(f"{PROJECT}:{key}", default)
+def setting(stack: str, key: str) -> Any:
+    """The stack's value of a key, or Pulumi.yaml's default for it: what `pulumi up` hands the program."""
+    return {**project_defaults(), **stack_config(stack)}[f"{PROJECT}:{key}"]
 
 
 def container(deployment: Deployment) -> dict[str, Any]:
@@ -81,16 +86,16 @@ def test_liveness_probe_asks_the_whole_server_over_grpc(deployment: Deployment) 
 def test_scaling_concurrency_and_timeout_follow_the_stack(stack: str, deployment: Deployment) -> None:
     template = deployment.one(SERVICE).inputs["template"]
     assert template["scaling"] == {
-        "minInstanceCount": setting(stack, "minInstances", 0),
-        "maxInstanceCount": setting(stack, "maxInstances", 10),
+        "minInstanceCount": setting(stack, "minInstances"),
+        "maxInstanceCount": setting(stack, "maxInstances"),
     }
-    assert template["maxInstanceRequestConcurrency"] == setting(stack, "concurrency", 80)
-    assert template["timeout"] == f"{setting(stack, 'requestTimeoutSeconds', 300)}s"
+    assert template["maxInstanceRequestConcurrency"] == setting(stack, "concurrency")
+    assert template["timeout"] == f"{setting(stack, 'requestTimeoutSeconds')}s"
 
 
 def test_resources_are_explicit(stack: str, deployment: Deployment) -> None:
     assert container(deployment)["resources"] == {
-        "limits": {"cpu": setting(stack, "cpu", "1"), "memory": setting(stack, "memory", "512Mi")},
+        "limits": {"cpu": setting(stack, "cpu"), "memory": setting(stack, "memory")},
         "cpuIdle": True,
         "startupCpuBoost": True,
     }
@@ -98,10 +103,10 @@ def test_resources_are_explicit(stack: str, deployment: Deployment) -> None:
 
 def test_environment_is_the_servers_and_never_port(stack: str, deployment: Deployment) -> None:
     assert env_of(deployment) == {
-        "ENABLE_REFLECTION": "true" if setting(stack, "reflection", False) else "false",
-        "MAX_CONCURRENT_RPCS": str(setting(stack, "concurrency", 80)),
+        "ENABLE_REFLECTION": "true" if setting(stack, "reflection") else "false",
+        "MAX_CONCURRENT_RPCS": str(setting(stack, "concurrency")),
         "GOOGLE_CLOUD_PROJECT": stack_config(stack)["gcp:project"],
-        "LOG_LEVEL": setting(stack, "logLevel", "INFO"),
+        "LOG_LEVEL": setting(stack, "logLevel"),
     }
 
 
@@ -129,8 +134,11 @@ def test_image_is_built_for_cloud_run_and_deployed_by_digest(stack: str, deploym
     assert image["push"] is True
     assert image["platforms"] == ["linux/amd64"]
     assert image["tags"] == [f"{registry}/catalog-grpc:{stack}"]
-    assert image["context"] == {"location": str(REPO_ROOT)}
-    assert image["dockerfile"] == {"location": str(REPO_ROOT / "Dockerfile")}
+    # Relative to the program's directory, where Pulumi runs pulumi-docker-build: the same in every checkout.
+    assert image["context"] == {"location": ".."}
+    assert image["dockerfile"] == {"location": "../Dockerfile"}
+    assert (INFRA_DIR / image["context"]["location"]).resolve() == REPO_ROOT
+    assert (INFRA_DIR / image["dockerfile"]["location"]).resolve() == REPO_ROOT / "Dockerfile"
     # The token is a secret all the way into the state: the SDK wraps the whole list in the secret marker.
     registries = image["registries"]
     assert registries[SECRET_SIG] == SECRET_MARKER
@@ -156,7 +164,7 @@ def test_registry_keeps_the_newest_versions_and_deletes_the_rest(stack: str, dep
     assert policies["keep-recent"] == {
         "id": "keep-recent",
         "action": "KEEP",
-        "mostRecentVersions": {"keepCount": setting(stack, "keepImages", 10)},
+        "mostRecentVersions": {"keepCount": setting(stack, "keepImages")},
     }
     assert policies["delete-older"] == {
         "id": "delete-older",
@@ -166,8 +174,8 @@ def test_registry_keeps_the_newest_versions_and_deletes_the_rest(stack: str, dep
 
 
 def test_invokers_follow_allow_unauthenticated_and_invokers(stack: str, deployment: Deployment) -> None:
-    expected = (["allUsers"] if setting(stack, "allowUnauthenticated", False) else []) + list(
-        setting(stack, "invokers", [])
+    expected = (["allUsers"] if setting(stack, "allowUnauthenticated") else []) + list(
+        setting(stack, "invokers")
     )
     bindings = deployment.all(INVOKER)
     assert sorted(binding.inputs["member"] for binding in bindings) == sorted(expected)
@@ -182,17 +190,28 @@ def test_service_settings(stack: str, deployment: Deployment) -> None:
     assert service["name"] == "catalog-grpc"
     assert service["project"] == stack_config(stack)["gcp:project"]
     assert service["location"] == stack_config(stack)["gcp:region"]
-    assert service["deletionProtection"] is setting(stack, "deletionProtection", True)
-    assert service["ingress"] == setting(stack, "ingress", "INGRESS_TRAFFIC_ALL")
+    assert service["deletionProtection"] is setting(stack, "deletionProtection")
+    # Neither stack has a front door: an empty ingress (the default) means anyone may reach it.
+    assert setting(stack, "ingress") == ""
+    assert service["ingress"] == "INGRESS_TRAFFIC_ALL"
+    assert "customAudiences" not in service
 
 
 def test_apis_are_enabled_and_waited_for(deployment: Deployment) -> None:
     apis = {api.inputs["service"]: api for api in deployment.all(API)}
-    assert {"run.googleapis.com", "artifactregistry.googleapis.com", "iam.googleapis.com"} <= set(apis)
+    assert {
+        "serviceusage.googleapis.com",
+        "run.googleapis.com",
+        "artifactregistry.googleapis.com",
+        "iam.googleapis.com",
+    } <= set(apis)
     assert all(api.inputs["disableOnDestroy"] is False for api in apis.values())
     api_urns = {api.urn for api in apis.values()}
-    for type_ in (SERVICE, REPOSITORY, IMAGE):
-        assert api_urns <= set(deployment.one(type_).dependencies), type_
+    # One delay after all of them, and everything that calls those APIs waits for the delay too.
+    sleep = deployment.one(SLEEP)
+    assert api_urns <= set(sleep.dependencies)
+    for type_ in (SERVICE, REPOSITORY, IMAGE, POOL):
+        assert api_urns | {sleep.urn} <= set(deployment.one(type_).dependencies), type_
 
 
 def test_every_resource_belongs_to_a_component(deployment: Deployment) -> None:
@@ -217,12 +236,15 @@ def test_outputs(stack: str, deployment: Deployment) -> None:
 
 def test_dev_is_public_debuggable_and_disposable() -> None:
     config = stack_config("dev")
-    assert config[f"{PROJECT}:allowUnauthenticated"] is True
+    # Public with the invoker check off: an allUsers binding fails under Domain Restricted Sharing.
+    assert config[f"{PROJECT}:invokerIamDisabled"] is True
+    assert config[f"{PROJECT}:allowUnauthenticated"] is False
     assert config[f"{PROJECT}:reflection"] is True
     assert config[f"{PROJECT}:minInstances"] in (0, 1)
     assert config[f"{PROJECT}:deletionProtection"] is False
     deployment = run_program(config, stack="dev")
-    assert "allUsers" in {binding.inputs["member"] for binding in deployment.all(INVOKER)}
+    assert deployment.one(SERVICE).inputs["invokerIamDisabled"] is True
+    assert deployment.all(INVOKER) == []
     assert env_of(deployment)["ENABLE_REFLECTION"] == "true"
     assert deployment.one(SERVICE).inputs["deletionProtection"] is False
 
@@ -230,6 +252,7 @@ def test_dev_is_public_debuggable_and_disposable() -> None:
 def test_prod_is_private_warm_and_protected() -> None:
     config = stack_config("prod")
     assert config[f"{PROJECT}:allowUnauthenticated"] is False
+    assert config[f"{PROJECT}:invokerIamDisabled"] is False
     assert config[f"{PROJECT}:reflection"] is False
     min_instances = config[f"{PROJECT}:minInstances"]
     assert isinstance(min_instances, int)
@@ -239,10 +262,12 @@ def test_prod_is_private_warm_and_protected() -> None:
     members = {binding.inputs["member"] for binding in deployment.all(INVOKER)}
     assert "allUsers" not in members
     assert "allAuthenticatedUsers" not in members
+    assert deployment.one(SERVICE).inputs["invokerIamDisabled"] is False
     assert env_of(deployment)["ENABLE_REFLECTION"] == "false"
     assert deployment.one(SERVICE).inputs["template"]["scaling"]["minInstanceCount"] >= 1
     assert deployment.one(SERVICE).inputs["deletionProtection"] is True
-    # Only tokens for the main branch may act as its deployer; pull requests preview prod as the previewer.
+    # Only tokens of jobs on main that declare the `production` environment may act as its deployer;
+    # pull requests preview prod as the previewer.
     project = config["gcp:project"]
     deployer_id = (
         f"projects/{project}/serviceAccounts/catalog-grpc-deployer@{project}.iam.gserviceaccount.com"
@@ -254,7 +279,24 @@ def test_prod_is_private_warm_and_protected() -> None:
         and binding.inputs["role"] == "roles/iam.workloadIdentityUser"
     ]
     pool = f"projects/{POOL_NUMBER}/locations/global/workloadIdentityPools/github-1"
-    assert impersonations == [f"principalSet://iam.googleapis.com/{pool}/attribute.ref/refs/heads/main"]
+    assert impersonations == [
+        f"principalSet://iam.googleapis.com/{pool}/attribute.ref_environment/refs/heads/main:production"
+    ]
+
+
+def test_dev_deploys_from_main_without_an_environment() -> None:
+    deployment = run_program(stack_config("dev"), stack="dev")
+    project = stack_config("dev")["gcp:project"]
+    deployer_id = (
+        f"projects/{project}/serviceAccounts/catalog-grpc-deployer@{project}.iam.gserviceaccount.com"
+    )
+    pool = f"projects/{POOL_NUMBER}/locations/global/workloadIdentityPools/github-1"
+    assert [
+        binding.inputs["member"]
+        for binding in deployment.all(ACCOUNT_IAM)
+        if binding.inputs["serviceAccountId"] == deployer_id
+        and binding.inputs["role"] == "roles/iam.workloadIdentityUser"
+    ] == [f"principalSet://iam.googleapis.com/{pool}/attribute.ref/refs/heads/main"]
 
 
 @pytest.mark.parametrize("stack_name", STACKS)

@@ -1,7 +1,11 @@
-"""The GitHub workflows keep their promises: keyless previews of both stacks, serial deploys, gated prod."""
+"""The GitHub workflows keep their promises: tested, keyless, pinned, least-privileged, gated deploys."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +14,12 @@ import yaml
 from tests.infra.harness import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+IMAGE_SUBJECT = REPO_ROOT / ".ci" / "image_subject.py"
+ORG = "${{ vars.PULUMI_ORG }}"
+DIGEST = "sha256:" + "a" * 64
+# `uses: owner/repo[/path]@<40 hex> # vX.Y.Z`: the commit runs, the comment says which release it is.
+PINNED = re.compile(r"uses: (?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40}) # (?P<version>v\d+\.\d+\.\d+)")
+DEPLOYS = {"up-dev": "dev", "up-prod": "prod"}
 
 
 def workflow(name: str) -> dict[str, Any]:
@@ -19,8 +29,17 @@ def workflow(name: str) -> dict[str, Any]:
     return document
 
 
+def all_workflows() -> dict[str, dict[str, Any]]:
+    return {path.name: workflow(path.name) for path in sorted(WORKFLOWS.glob("*.yml"))}
+
+
 def steps_using(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
     return [step for step in job["steps"] if step.get("uses", "").startswith(f"{action}@")]
+
+
+def step_index(job: dict[str, Any], action: str) -> int:
+    (index,) = [i for i, step in enumerate(job["steps"]) if step.get("uses", "").startswith(f"{action}@")]
+    return index
 
 
 def pulumi_jobs() -> dict[str, dict[str, Any]]:
@@ -28,42 +47,136 @@ def pulumi_jobs() -> dict[str, dict[str, Any]]:
     return jobs
 
 
-def test_tests_run_make_test_on_every_pull_request_and_push() -> None:
+def pulumi_steps() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (name, step)
+        for name, job in pulumi_jobs().items()
+        if "steps" in job
+        for step in steps_using(job, "pulumi/actions")
+    ]
+
+
+# --- tests before deploys (issue 11, item 10) -----------------------------------------------------
+
+
+def test_tests_run_on_pull_requests_branches_and_for_the_deploy_workflow() -> None:
     document = workflow("test.yml")
-    assert set(document["on"]) == {"pull_request", "push"}
-    (job,) = document["jobs"].values()
+    assert set(document["on"]) == {"pull_request", "push", "workflow_call"}
+    # Main's pushes are tested once, by pulumi.yml's call, before the deploy that waits on them.
+    assert document["on"]["push"] == {"branches-ignore": ["main"]}
+    job = document["jobs"]["test"]
     assert steps_using(job, "actions/setup-python")[0]["with"]["python-version"] == "3.11"
     assert steps_using(job, "actions/setup-node")
     assert any(".ci/run" in step.get("run", "") for step in job["steps"])
 
 
-def test_previews_cover_both_stacks_on_pull_requests() -> None:
-    preview = pulumi_jobs()["preview"]
-    assert "pull_request" in preview["if"]
-    assert [entry["stack"] for entry in preview["strategy"]["matrix"]["include"]] == ["dev", "prod"]
-    (step,) = steps_using(preview, "pulumi/actions")
-    assert step["with"]["command"] == "preview"
-    assert step["with"]["comment-on-pr"] is True
-    assert step["with"]["work-dir"] == "."
-    assert preview["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
+def test_a_run_on_main_is_never_cancelled_while_a_deploy_waits_on_it() -> None:
+    concurrency = workflow("test.yml")["concurrency"]
+    assert concurrency["cancel-in-progress"] == "${{ github.ref != 'refs/heads/main' }}"
+    # A dispatch and a push on main are different groups: neither queues the other's tests away.
+    assert "github.event_name" in concurrency["group"]
+
+
+def test_both_deploys_wait_for_the_reusable_test_workflow() -> None:
+    jobs = pulumi_jobs()
+    test = jobs["test"]
+    assert test["uses"] == "./.github/workflows/test.yml"
+    assert test["permissions"] == {"contents": "read"}
+    # The test job runs for every event a deploy runs for.
+    assert test["if"] == (
+        "(github.event_name == 'push' || github.event_name == 'workflow_dispatch') "
+        "&& github.ref == 'refs/heads/main'"
+    )
+    for job in DEPLOYS:
+        needs = jobs[job]["needs"]
+        assert "test" in ([needs] if isinstance(needs, str) else needs), job
+        # `always()` or `!cancelled()` would let the deploy run after failed tests.
+        assert "always()" not in jobs[job]["if"]
+        assert "cancelled()" not in jobs[job]["if"]
+
+
+# --- the image built on every pull request (issue 11, item 3) -------------------------------------
+
+
+def test_every_pull_request_builds_the_image_for_linux_amd64_on_its_pinned_base() -> None:
+    document = workflow("test.yml")
+    assert "pull_request" in document["on"]
+    job = document["jobs"]["image"]
+    assert "if" not in job  # forks too: the build needs no credentials
+    (build,) = [step for step in job["steps"] if "docker buildx build" in step.get("run", "")]
+    command = build["run"]
+    assert "--platform linux/amd64" in command
+    assert "--file Dockerfile" in command
+    # No BASE_IMAGE override: the build uses the Dockerfile's default, the real base, pinned by digest.
+    assert "BASE_IMAGE" not in command
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG BASE_IMAGE=[\w.:/-]+@sha256:[0-9a-f]{64}$", dockerfile, re.MULTILINE)
+    # Then the image must serve: its own command, started as Cloud Run starts it, answers the health check.
+    (smoke,) = [step for step in job["steps"] if "docker run" in step.get("run", "")]
+    assert "--env PORT=8080" in smoke["run"]
+    assert "HealthCheckResponse.SERVING" in smoke["run"]
+    index = job["steps"].index
+    assert index(build) < index(smoke)
+
+
+def test_no_comment_claims_the_preview_builds_the_image() -> None:
+    # pulumi-docker-build skips the preview build while the registry address and the tag are unknown.
+    text = (WORKFLOWS / "pulumi.yml").read_text()
+    assert "build_on_preview" not in text
+    assert "a pull request that breaks the image fails its preview" not in text
+
+
+# --- state: Pulumi Cloud by OIDC, named ORG/STACK, never refreshed (items 9, 11, 12) --------------
+
+
+def test_no_workflow_reads_a_pulumi_access_token_secret() -> None:
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        assert "secrets.PULUMI_ACCESS_TOKEN" not in path.read_text(), path.name
 
 
 @pytest.mark.parametrize(
-    ("job_name", "stack"), [("preview", "${{ matrix.stack }}"), ("up-dev", "dev"), ("up-prod", "prod")]
+    ("job_name", "team"),
+    [
+        ("preview", "PULUMI_PREVIEW_TEAM"),
+        ("up-dev", "PULUMI_DEPLOY_TEAM_DEV"),
+        ("up-prod", "PULUMI_DEPLOY_TEAM_PROD"),
+    ],
 )
-def test_every_pulumi_job_authenticates_without_keys(job_name: str, stack: str) -> None:
+def test_each_pulumi_job_exchanges_its_oidc_token_for_its_own_team_token(job_name: str, team: str) -> None:
     job = pulumi_jobs()[job_name]
+    (auth,) = steps_using(job, "pulumi/auth-actions")
+    assert auth["with"] == {
+        "organization": ORG,
+        "requested-token-type": "urn:pulumi:token-type:access_token:team",
+        "scope": f"team:${{{{ vars.{team} }}}}",
+        "token-expiration": 3600,
+    }
+    assert job["timeout-minutes"] * 60 < auth["with"]["token-expiration"]
     assert job["permissions"]["id-token"] == "write"
-    (auth,) = steps_using(job, "google-github-actions/auth")
-    assert set(auth["with"]) == {"workload_identity_provider", "service_account"}
-    assert "credentials_json" not in auth["with"]
-    assert steps_using(job, "docker/setup-buildx-action")
-    (pulumi,) = steps_using(job, "pulumi/actions")
-    assert pulumi["with"]["stack-name"] == stack
-    assert pulumi["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
-    names = [step.get("uses", "").split("@")[0] for step in job["steps"]]
-    assert names.index("google-github-actions/auth") < names.index("pulumi/actions")
-    assert names.index("docker/setup-buildx-action") < names.index("pulumi/actions")
+    assert step_index(job, "pulumi/auth-actions") < step_index(job, "pulumi/actions")
+
+
+def test_stacks_are_named_org_slash_stack_from_a_repository_variable() -> None:
+    names = {job: step["with"]["stack-name"] for job, step in pulumi_steps()}
+    assert names == {
+        "preview": f"{ORG}/${{{{ matrix.stack }}}}",
+        "up-dev": f"{ORG}/dev",
+        "up-prod": f"{ORG}/prod",
+    }
+
+
+def test_ci_never_refreshes() -> None:
+    # Neither CI account may read the identity pool, the CI accounts or IAM policies: a refresh would 403.
+    for job, step in pulumi_steps():
+        assert step["with"]["command"] in {"preview", "up"}, job
+        assert step["with"].get("refresh", False) in {False, "false"}, job
+    for name, document in all_workflows().items():
+        for job_name, job in document["jobs"].items():
+            for step in job.get("steps", []):
+                assert "refresh" not in step.get("run", ""), f"{name}: {job_name}"
+
+
+# --- prod: approval by the production environment (item 7) ----------------------------------------
 
 
 def test_dev_deploys_from_main_and_prod_only_by_approved_dispatch() -> None:
@@ -75,17 +188,42 @@ def test_dev_deploys_from_main_and_prod_only_by_approved_dispatch() -> None:
     assert (
         jobs["up-prod"]["if"] == "github.event_name == 'workflow_dispatch' && github.ref == 'refs/heads/main'"
     )
-    assert jobs["up-prod"]["environment"] == "production"
-    for job in ("up-dev", "up-prod"):
+    for job in DEPLOYS:
         (step,) = steps_using(jobs[job], "pulumi/actions")
         assert step["with"]["command"] == "up"
 
 
-def test_deploys_of_one_stack_never_overlap_nor_cancel_each_other() -> None:
+def test_only_prods_deploy_declares_the_production_environment() -> None:
+    # Its tokens then carry `environment: production`, the claim prod's deployer and Pulumi team require.
     jobs = pulumi_jobs()
-    groups = {job: jobs[job]["concurrency"] for job in ("up-dev", "up-prod")}
-    assert groups["up-dev"] == {"group": "pulumi-up-dev", "cancel-in-progress": False}
-    assert groups["up-prod"] == {"group": "pulumi-up-prod", "cancel-in-progress": False}
+    assert jobs["up-prod"]["environment"] == "production"
+    for name, job in jobs.items():
+        if name != "up-prod":
+            assert "environment" not in job, name
+
+
+# --- Google Cloud, keyless ------------------------------------------------------------------------
+
+
+def test_previews_cover_both_stacks_on_pull_requests() -> None:
+    preview = pulumi_jobs()["preview"]
+    assert "pull_request" in preview["if"]
+    assert [entry["stack"] for entry in preview["strategy"]["matrix"]["include"]] == ["dev", "prod"]
+    (step,) = steps_using(preview, "pulumi/actions")
+    assert step["with"]["command"] == "preview"
+    assert step["with"]["comment-on-pr"] is True
+    assert step["with"]["work-dir"] == "."
+
+
+@pytest.mark.parametrize("job_name", ["preview", "up-dev", "up-prod"])
+def test_every_pulumi_job_authenticates_to_google_without_keys(job_name: str) -> None:
+    job = pulumi_jobs()[job_name]
+    (auth,) = steps_using(job, "google-github-actions/auth")
+    assert {"workload_identity_provider", "service_account"} <= set(auth["with"])
+    assert "credentials_json" not in auth["with"]
+    assert steps_using(job, "docker/setup-buildx-action")
+    assert step_index(job, "google-github-actions/auth") < step_index(job, "pulumi/actions")
+    assert step_index(job, "docker/setup-buildx-action") < step_index(job, "pulumi/actions")
 
 
 def test_previews_use_the_read_only_previewer_and_deploys_the_deployer() -> None:
@@ -97,19 +235,271 @@ def test_previews_use_the_read_only_previewer_and_deploys_the_deployer() -> None
         "${{ vars.GCP_PREVIEWER_SERVICE_ACCOUNT_DEV }}",
         "${{ vars.GCP_PREVIEWER_SERVICE_ACCOUNT_PROD }}",
     ]
-    for job, stack in (("up-dev", "DEV"), ("up-prod", "PROD")):
+    for job, stack in DEPLOYS.items():
         (auth,) = steps_using(jobs[job], "google-github-actions/auth")
-        assert auth["with"]["service_account"] == f"${{{{ vars.GCP_DEPLOYER_SERVICE_ACCOUNT_{stack} }}}}"
+        assert auth["with"] == {
+            "workload_identity_provider": f"${{{{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER_{stack.upper()} }}}}",
+            "service_account": f"${{{{ vars.GCP_DEPLOYER_SERVICE_ACCOUNT_{stack.upper()} }}}}",
+            # For the registry login that pushes the attestation.
+            "token_format": "access_token",
+        }
 
 
-def test_only_the_pulumi_jobs_ask_for_cloud_tokens_and_no_workflow_runs_foreign_code_on_main() -> None:
-    # The deployer trusts any token for the main branch. Events that run main's workflows on behalf of a pull
+def test_deploys_of_one_stack_never_overlap_nor_cancel_each_other() -> None:
+    jobs = pulumi_jobs()
+    for job, stack in DEPLOYS.items():
+        assert jobs[job]["concurrency"] == {"group": f"pulumi-up-{stack}", "cancel-in-progress": False}
+
+
+def test_only_the_pulumi_jobs_ask_for_oidc_tokens_and_no_workflow_runs_foreign_code_on_main() -> None:
+    # The deployer trusts tokens for the main branch. Events that run main's workflows on behalf of a pull
     # request (pull_request_target, workflow_run) could hand such a token to a fork's code: none is used.
-    for path in sorted(WORKFLOWS.glob("*.yml")):
-        document = workflow(path.name)
+    for name, document in all_workflows().items():
         triggers = document["on"] if isinstance(document["on"], dict) else dict.fromkeys(document["on"])
-        assert not {"pull_request_target", "workflow_run"} & set(triggers), path.name
-        assert document.get("permissions", {}).get("id-token") != "write", path.name
-        for name, job in document["jobs"].items():
+        assert not {"pull_request_target", "workflow_run"} & set(triggers), name
+        for job_name, job in document["jobs"].items():
             wants_token = job.get("permissions", {}).get("id-token") == "write"
-            assert wants_token == (path.name == "pulumi.yml"), f"{path.name}: {name}"
+            assert wants_token == (name == "pulumi.yml" and job_name in {"preview", *DEPLOYS}), job_name
+
+
+# --- the policy pack at every preview and deploy (issue 17) ---------------------------------------
+
+
+def test_every_preview_and_deploy_runs_the_policy_pack_from_its_own_virtualenv() -> None:
+    jobs = pulumi_jobs()
+    for name in ("preview", *DEPLOYS):
+        job = jobs[name]
+        (step,) = steps_using(job, "pulumi/actions")
+        assert step["with"]["policyPacks"] == "policy"
+        # The stack's pack config: dev may be public, prod is production; unconfigured, the pack is strict.
+        stack = DEPLOYS.get(name, "${{ matrix.stack }}")
+        assert step["with"]["policyPackConfigs"] == f"policy/config/{stack}.json"
+        assert "continue-on-error" not in step  # a mandatory violation fails the job
+        (install,) = [i for i, s in enumerate(job["steps"]) if "policy/requirements.txt" in s.get("run", "")]
+        assert "python -m venv policy/.venv" in job["steps"][install]["run"]
+        assert install < step_index(job, "pulumi/actions")
+
+
+def test_the_policy_virtualenv_is_where_the_pack_says() -> None:
+    pack = REPO_ROOT / "policy" / "PulumiPolicy.yaml"
+    if not pack.exists():
+        pytest.skip("policy/PulumiPolicy.yaml comes with the policy pack")
+    runtime = yaml.safe_load(pack.read_text())["runtime"]
+    assert runtime["name"] == "python"
+    assert runtime["options"]["virtualenv"] == ".venv"  # policy/.venv, where the workflow installs it
+    assert (REPO_ROOT / "policy" / "requirements.txt").exists()
+    for stack in ("dev", "prod"):
+        assert (REPO_ROOT / "policy" / "config" / f"{stack}.json").exists(), stack
+
+
+# --- provenance of the deployed image (issue 17) --------------------------------------------------
+
+
+@pytest.mark.parametrize(("job_name", "stack"), DEPLOYS.items())
+def test_each_deploy_attests_the_digest_it_deployed_in_the_registry(job_name: str, stack: str) -> None:
+    job = pulumi_jobs()[job_name]
+    assert job["permissions"] == {"contents": "read", "id-token": "write", "attestations": "write"}
+    steps = job["steps"]
+    (up,) = steps_using(job, "pulumi/actions")
+    (subject,) = [step for step in steps if step.get("id") == "image"]
+    assert subject["env"] == {"IMAGE": f"${{{{ steps.{up['id']}.outputs.image }}}}"}
+    assert subject["run"] == (
+        f'.venv/bin/python .ci/image_subject.py "$IMAGE" Pulumi.{stack}.yaml >> "$GITHUB_OUTPUT"'
+    )
+    (login,) = [step for step in steps if "docker login" in step.get("run", "")]
+    assert login["env"]["REGISTRY"] == "${{ steps.image.outputs.registry }}"
+    assert "--password-stdin" in login["run"]  # the token never appears on a command line
+    (attest,) = steps_using(job, "actions/attest")
+    assert attest["with"] == {
+        "subject-name": "${{ steps.image.outputs.name }}",
+        "subject-digest": "${{ steps.image.outputs.digest }}",
+        "push-to-registry": True,
+        "create-storage-record": False,
+    }
+    # Only an image this run built is attested: a prebuilt `image` from config came from elsewhere.
+    assert login["if"] == attest["if"] == "steps.image.outputs.built == 'true'"
+    index = steps.index
+    assert index(up) < index(subject) < index(login) < index(attest)
+
+
+def image_subject(image: str, stack_file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(IMAGE_SUBJECT), image, str(stack_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def outputs(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    assert result.returncode == 0, result.stderr
+    return dict(line.split("=", 1) for line in result.stdout.splitlines())
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_subject_of_a_built_image_is_its_name_without_tag_and_its_digest(stack: str) -> None:
+    registry = "us-central1-docker.pkg.dev"
+    image = f"{registry}/my-project/catalog-grpc/catalog-grpc:abc123@{DIGEST}"
+    assert outputs(image_subject(image, REPO_ROOT / f"Pulumi.{stack}.yaml")) == {
+        "built": "true",
+        "registry": registry,
+        "name": f"{registry}/my-project/catalog-grpc/catalog-grpc",
+        "digest": DIGEST,
+    }
+
+
+def test_a_registry_port_is_not_taken_for_a_tag() -> None:
+    result = image_subject(f"registry.local:5000/team/app@{DIGEST}", REPO_ROOT / "Pulumi.dev.yaml")
+    assert outputs(result)["name"] == "registry.local:5000/team/app"
+
+
+def test_a_stack_that_deploys_a_prebuilt_image_is_not_attested(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text(f"config:\n  catalog-grpc:image: europe-docker.pkg.dev/p/r/app@{DIGEST}\n")
+    result = image_subject(f"europe-docker.pkg.dev/p/r/app@{DIGEST}", stack_file)
+    assert outputs(result)["built"] == "false"
+
+
+@pytest.mark.parametrize(
+    ("image", "reason"),
+    [
+        ("", "expected REGISTRY/PATH@sha256"),
+        ("us-docker.pkg.dev/p/r/app:latest", "expected REGISTRY/PATH@sha256"),
+        ("us-docker.pkg.dev/p/r/app@sha256:abc", "expected REGISTRY/PATH@sha256"),
+        (f"app@{DIGEST}", "does not start with a registry host"),
+    ],
+)
+def test_an_image_output_that_is_not_a_pushed_digest_fails_the_step(image: str, reason: str) -> None:
+    result = image_subject(image, REPO_ROOT / "Pulumi.dev.yaml")
+    assert result.returncode == 1
+    assert reason in result.stderr
+    assert repr(image) in result.stderr
+    assert result.stdout == ""
+
+
+# --- supply chain: pins, permissions, credentials (issue 17) --------------------------------------
+
+
+def uses_lines() -> list[tuple[str, str]]:
+    return [
+        (path.name, line.strip().removeprefix("- "))
+        for path in sorted(WORKFLOWS.glob("*.yml"))
+        for line in path.read_text().splitlines()
+        if line.strip().removeprefix("- ").startswith("uses:")
+    ]
+
+
+def test_every_third_party_action_is_pinned_to_a_commit_with_its_version_beside_it() -> None:
+    pins: dict[str, set[tuple[str, str]]] = {}
+    lines = uses_lines()
+    assert len(lines) > 10
+    for name, line in lines:
+        if line.startswith("uses: ./"):
+            continue  # this repository's own reusable workflow, at the caller's commit
+        match = PINNED.fullmatch(line)
+        assert match, f"{name}: {line!r} is not `uses: owner/repo@<40-hex sha> # vX.Y.Z`"
+        pins.setdefault(match["action"], set()).add((match["sha"], match["version"]))
+    # One version of each action everywhere: a bump cannot leave a stale copy behind.
+    assert {action: len(versions) for action, versions in pins.items()} == dict.fromkeys(pins, 1)
+
+
+def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_uses() -> None:
+    expected = {
+        ("test.yml", "test"): {"contents": "read"},
+        ("test.yml", "image"): {"contents": "read"},
+        ("pulumi.yml", "preview"): {"contents": "read", "id-token": "write", "pull-requests": "write"},
+        ("pulumi.yml", "test"): {"contents": "read"},
+        ("pulumi.yml", "up-dev"): {"contents": "read", "id-token": "write", "attestations": "write"},
+        ("pulumi.yml", "up-prod"): {"contents": "read", "id-token": "write", "attestations": "write"},
+    }
+    granted = {}
+    for name, document in all_workflows().items():
+        assert document["permissions"] == {}, name
+        for job_name, job in document["jobs"].items():
+            granted[name, job_name] = job["permissions"]
+    assert granted == expected
+
+
+def test_no_checkout_leaves_the_token_in_the_workspace() -> None:
+    for name, document in all_workflows().items():
+        for job_name, job in document["jobs"].items():
+            for step in steps_using(job, "actions/checkout") if "steps" in job else []:
+                assert step["with"]["persist-credentials"] is False, f"{name}: {job_name}"
+
+
+# --- scanner configuration ------------------------------------------------------------------------
+
+
+def commented(path: Path, item: re.Pattern[str]) -> list[tuple[str, bool]]:
+    """Each list item matching `item`, and whether a comment line directly precedes it."""
+    lines = path.read_text().splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if item.fullmatch(line.strip()):
+            previous = next((lines[j].strip() for j in range(i - 1, -1, -1) if lines[j].strip()), "")
+            found.append((line.strip(), previous.startswith("#")))
+    return found
+
+
+def test_every_skipped_checkov_check_says_why() -> None:
+    config = REPO_ROOT / ".checkov.yaml"
+    skips = commented(config, re.compile(r"- CKV2?_\w+"))
+    assert skips  # the pattern matches the file's entries
+    assert [entry for entry, justified in skips if not justified] == []
+    loaded = yaml.safe_load(config.read_text())
+    assert [f"- {check}" for check in loaded["skip-check"]] == [entry for entry, _ in skips]
+    assert set(loaded["framework"]) == {"dockerfile", "github_actions"}
+    assert loaded["skip-download"] is True  # offline: no Prisma Cloud
+
+
+def test_every_zizmor_ignore_says_why() -> None:
+    config = yaml.safe_load((REPO_ROOT / ".github" / "zizmor.yml").read_text())
+    text = (REPO_ROOT / ".github" / "zizmor.yml").read_text()
+    for rule in config["rules"]:
+        block = text.split(f"  {rule}:", 1)[1].split("ignore:", 1)[0]
+        assert "#" in block, rule
+
+
+def test_make_lint_runs_both_scanners_beside_actionlint() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    lint = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    commands = [line.strip() for line in lint.splitlines()[1:]]
+    assert "$(VENV)/bin/actionlint" in commands
+    assert "$(SCAN_VENV)/bin/zizmor --offline --quiet ." in commands
+    assert "$(SCAN_VENV)/bin/python .ci/checkov_scan.py" in commands
+    assert "$(SCAN_VENV)/.installed" in lint.splitlines()[0]
+
+
+# --- docs/ci-cd.md says what the workflows need ---------------------------------------------------
+
+
+DOCS = REPO_ROOT / "docs" / "ci-cd.md"
+
+
+def test_the_docs_list_every_repository_variable_the_workflows_read_and_no_other() -> None:
+    used = {
+        match
+        for path in sorted(WORKFLOWS.glob("*.yml"))
+        for match in re.findall(r"vars\.(\w+)", path.read_text())
+    }
+    rows = re.findall(r"^\| `(\w+)`(?:, `(_\w+)`)? \|", DOCS.read_text(), re.MULTILINE)
+    documented = {name for name, _ in rows} | {
+        name[: name.rfind("_")] + suffix for name, suffix in rows if suffix
+    }
+    assert used == documented
+    assert "secrets." not in "".join(path.read_text() for path in WORKFLOWS.glob("*.yml")).replace(
+        "secrets.GITHUB_TOKEN", ""
+    )
+
+
+def test_the_docs_table_of_pins_matches_the_workflows() -> None:
+    pinned = {
+        (match["action"], match["version"], match["sha"])
+        for _, line in uses_lines()
+        if (match := PINNED.fullmatch(line))
+    }
+    table = set(
+        re.findall(r"^\| `([\w./-]+)` \| (v[\d.]+) \| `([0-9a-f]{40})` \|$", DOCS.read_text(), re.MULTILINE)
+    )
+    assert table == pinned

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from service.catalog_file import load_catalog
 from service.config import Settings
-from service.server import run_server
-from service.store import load_catalog
+from tests.servers import in_process
 from tools import genproto
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +120,7 @@ def test_a_client_generated_from_the_seed_proto_works_unchanged(seed_proto: Path
         timeout=60,
     )
     (out / "seed_client.py").write_text(SEED_CLIENT, encoding="utf-8")
-    with run_server(Settings(port=0), load_catalog()) as server:
+    with in_process(Settings(port=0), load_catalog()) as server:
         result = subprocess.run(
             [sys.executable, "seed_client.py", f"localhost:{server.port}"],
             cwd=out,

@@ -8,20 +8,20 @@ import grpc
 import pytest
 
 from catalog import catalog_pb2_grpc
+from service.catalog_file import load_catalog
 from service.config import Settings
-from service.server import RunningServer, run_server
-from service.store import load_catalog
+from tests.servers import InProcessServer, in_process
 
 
 @pytest.fixture
-def running() -> Iterator[RunningServer]:
+def running() -> Iterator[InProcessServer]:
     """The server with the embedded seed catalog and reflection on."""
-    with run_server(Settings(port=0, enable_reflection=True), load_catalog()) as server:
+    with in_process(Settings(port=0, enable_reflection=True), load_catalog()) as server:
         yield server
 
 
 @pytest.fixture
-def channel(running: RunningServer) -> Iterator[grpc.Channel]:
+def channel(running: InProcessServer) -> Iterator[grpc.Channel]:
     """A cleartext channel to `running`."""
     with grpc.insecure_channel(f"localhost:{running.port}") as channel:
         yield channel

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,9 @@ import pytest
 from google.protobuf import json_format
 
 from catalog.catalog_pb2 import ListProductsResponse, Product
-from service.store import CatalogError, CatalogStore, load_catalog
+from service.catalog_file import CatalogError, load_catalog, parse_catalog
+from service.store import CatalogStore
+from tests.servers import ROOT
 from tests.service.helpers import make_products, write_catalog
 
 GOOD = {
@@ -145,3 +149,25 @@ def test_a_file_written_from_the_json_mapping_round_trips(tmp_path: Path) -> Non
     path.write_text(json.dumps(document), encoding="utf-8")
     store = load_catalog(path)
     assert [store.get(p.id) for p in products] == products
+
+
+def test_bytes_are_checked_as_a_file_is_naming_the_source(tmp_path: Path) -> None:
+    data = json.dumps({"products": [GOOD, {**GOOD, "id": "42", "price": "cheap"}]}).encode()
+    with pytest.raises(CatalogError) as raised:
+        parse_catalog(data, "gs://bucket/catalog.json")
+    assert str(raised.value) == (
+        "gs://bucket/catalog.json: products[1] (id '42'): price: expected a number, got \"cheap\""
+    )
+    store = parse_catalog(json.dumps({"products": [GOOD]}).encode(), "good.json", search_index="never")
+    assert store.get("a") == load_catalog(write_catalog(tmp_path / "c.json", [GOOD])).get("a")
+
+
+def test_the_file_format_is_importable_without_grpc() -> None:
+    # What checks a catalog file before it ships (the Pulumi program) uses this module without a server.
+    code = (
+        "import sys, service.catalog_file; print(sorted(m for m in sys.modules if m.split('.')[0] == 'grpc'))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert imported.stdout.strip() == "[]"

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from catalog import catalog_pb2
+from catalog import SERVICE_NAME, catalog_pb2
 from service.logs import TRACE_FIELD, AccessLog, json_line
 from service.store import CatalogStore
 from tests.service.helpers import make_products, serving
@@ -99,6 +99,20 @@ def test_a_stopping_server_writes_its_last_access_lines(
         stub.GetProduct(catalog_pb2.GetProductRequest(id="p0"), timeout=5)
     # No wait after the call: the server's stop wrote the line still waiting for its batch.
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"method"' in line]
-    assert [(line["method"], line["code"]) for line in lines] == [
-        ("/catalog.ProductCatalog/GetProduct", "OK")
-    ]
+    assert [(line["method"], line["code"]) for line in lines] == [(f"/{SERVICE_NAME}/GetProduct", "OK")]
+
+
+def test_a_closed_access_log_writes_each_line_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    access = AccessLog(logging.getLogger("service.access"))
+
+    async def write() -> list[str]:
+        access.write(logging.INFO, "/m/Pending", "OK", 1.0, peer="p", trace=None)
+        access.close()  # writes the pending line
+        written = [capsys.readouterr().out]
+        access.write(logging.WARNING, "/m/Late", "CANCELLED", 1.0, peer="p", trace=None)
+        written.append(capsys.readouterr().out)  # no batch timer: a stopped server's loop may not run it
+        return written
+
+    pending, late = asyncio.run(write())
+    assert json.loads(pending)["method"] == "/m/Pending"
+    assert json.loads(late)["method"] == "/m/Late"

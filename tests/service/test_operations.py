@@ -17,10 +17,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog import HEALTH_NAMES, SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
+from service.catalog_file import load_catalog
 from service.config import Settings
-from service.server import HEALTH_NAMES, EventLoopThread, RunningServer, run_server
-from service.store import CatalogStore, load_catalog
+from service.store import CatalogStore
+from tests.servers import InProcessServer, LoopThread, in_process
 from tests.service.helpers import make_products
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -40,12 +41,10 @@ def check(channel: grpc.Channel, service: str) -> int:
 
 def test_health_is_serving_only_once_the_catalog_is_loaded() -> None:
     with (
-        run_server(Settings(port=0)) as server,
+        in_process(Settings(port=0)) as server,
         grpc.insecure_channel(f"localhost:{server.port}") as channel,
     ):
-        watch = health_stub(channel).Watch(
-            health_pb2.HealthCheckRequest(service="catalog.ProductCatalog"), timeout=10
-        )
+        watch = health_stub(channel).Watch(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10)
         assert next(watch).status == NOT_SERVING
         assert [check(channel, name) for name in HEALTH_NAMES] == [NOT_SERVING, NOT_SERVING]
         with pytest.raises(grpc.RpcError) as raised:
@@ -99,7 +98,7 @@ def test_calls_beyond_the_limit_are_refused_at_once_while_health_still_answers()
     everything = [f"p{i}" for i in range(_HeldStore.COUNT)]
     request = catalog_pb2.SearchRequest(query="item", max_results=_HeldStore.COUNT)
     with (
-        run_server(Settings(port=0, max_concurrent_rpcs=2), store) as server,
+        in_process(Settings(port=0, max_concurrent_rpcs=2), store) as server,
         # Without BDP probes the receive window stays small, so an unread stream stays in flight.
         grpc.insecure_channel(f"localhost:{server.port}", options=[("grpc.http2.bdp_probe", 0)]) as channel,
     ):
@@ -112,7 +111,7 @@ def test_calls_beyond_the_limit_are_refused_at_once_while_health_still_answers()
             stub.GetProduct(catalog_pb2.GetProductRequest(id="p1"), timeout=5)
         assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "limit of 2 concurrent calls" in str(raised.value.details())
-        assert check(channel, "catalog.ProductCatalog") == SERVING  # probes are not starved
+        assert check(channel, SERVICE_NAME) == SERVING  # probes are not starved
 
         results = [[p.id for p in stream] for stream in held]
         assert results == [everything] * 2
@@ -148,7 +147,7 @@ def run_grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_grpcurl_lists_describes_and_calls_with_reflection_on(running: RunningServer) -> None:
+def test_grpcurl_lists_describes_and_calls_with_reflection_on(running: InProcessServer) -> None:
     port = running.port
     listed = run_grpcurl("-plaintext", f"localhost:{port}", "list")
     assert listed.returncode == 0, listed.stderr
@@ -176,7 +175,7 @@ def test_grpcurl_lists_describes_and_calls_with_reflection_on(running: RunningSe
 
 
 def test_reflection_is_off_by_default() -> None:
-    with run_server(Settings(port=0), load_catalog()) as server:
+    with in_process(Settings(port=0), load_catalog()) as server:
         listed = run_grpcurl("-plaintext", f"localhost:{server.port}", "list")
     assert listed.returncode != 0
     assert "does not support the reflection API" in listed.stderr
@@ -210,7 +209,7 @@ def _settled(store: _SlowStore) -> int:
 def test_search_stops_promptly_when_the_client_leaves(ending: str) -> None:
     store = _SlowStore()
     with (
-        run_server(Settings(port=0, max_concurrent_rpcs=1), store) as server,
+        in_process(Settings(port=0, max_concurrent_rpcs=1), store) as server,
         grpc.insecure_channel(f"localhost:{server.port}") as channel,
     ):
         stub = catalog_pb2_grpc.ProductCatalogStub(channel)
@@ -228,13 +227,30 @@ def test_search_stops_promptly_when_the_client_leaves(ending: str) -> None:
         assert stub.GetProduct(catalog_pb2.GetProductRequest(id="p1"), timeout=5).id == "p1"
 
 
-class _EndlessSearchStore(CatalogStore):
-    """A store whose search checks and finds nothing for 20 s, or until released: a needle at its worst."""
+class _EndlessSearchStore:
+    """A catalog whose search checks and finds nothing for 20 s, or until released: a needle at its worst.
+
+    Not a CatalogStore: the servicer asks only for what service.servicer.Catalog declares.
+    """
+
+    PRODUCT = catalog_pb2.Product(id="p1", name="Item 1", price=1.0)
+    fingerprint = b"endless"
 
     def __init__(self) -> None:
-        super().__init__(make_products(3))
         self.pauses = 0
         self.released = threading.Event()
+
+    def __len__(self) -> int:
+        return 1
+
+    def get(self, product_id: str) -> catalog_pb2.Product | None:
+        return self.PRODUCT if product_id == self.PRODUCT.id else None
+
+    def count(self, category: str) -> int:
+        return 1
+
+    def page(self, category: str, offset: int, limit: int) -> list[catalog_pb2.Product]:
+        return [self.PRODUCT][offset : offset + limit]
 
     def search_in_steps(self, query: str, limit: int) -> Iterator[catalog_pb2.Product | None]:
         deadline = time.monotonic() + 20
@@ -246,7 +262,7 @@ class _EndlessSearchStore(CatalogStore):
 def test_a_long_search_leaves_the_loop_to_other_calls() -> None:
     store = _EndlessSearchStore()
     with (
-        run_server(Settings(port=0), store) as server,
+        in_process(Settings(port=0), store) as server,
         grpc.insecure_channel(f"localhost:{server.port}") as channel,
     ):
         stub = catalog_pb2_grpc.ProductCatalogStub(channel)
@@ -263,7 +279,7 @@ def test_a_long_search_leaves_the_loop_to_other_calls() -> None:
 
 
 def test_closing_the_loop_finishes_the_tasks_left_on_it() -> None:
-    loop = EventLoopThread("test-loop")
+    loop = LoopThread("test-loop")
     started = threading.Event()
     finished: list[str] = []
 

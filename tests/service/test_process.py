@@ -12,8 +12,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from catalog import catalog_pb2, catalog_pb2_grpc
-from tests.service.helpers import ServerProcess, run_to_exit, write_catalog
+from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
+from tests.servers import ServerProcess, run_to_exit
+from tests.service.helpers import write_catalog
 from tests.service.test_operations import health_stub
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -147,7 +148,7 @@ def test_signal_lets_the_stream_in_flight_finish_then_exits_0(tmp_path: Path, si
             grpc.insecure_channel(f"localhost:{port}") as watch_channel,
         ):
             watch = health_stub(watch_channel).Watch(
-                health_pb2.HealthCheckRequest(service="catalog.ProductCatalog"), timeout=20
+                health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=20
             )
             assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
             stream = catalog_pb2_grpc.ProductCatalogStub(channel).SearchProducts(

@@ -9,7 +9,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 from service.store import CatalogStore
 from tests.service.helpers import make_products, serving
 
@@ -241,7 +241,7 @@ def send_raw(channel: grpc.Channel, path: str, body: bytes, streaming: bool) -> 
 def test_malformed_request_bytes_are_invalid_argument(
     channel: grpc.Channel, stub: Stub, method: str, problem: str
 ) -> None:
-    path = f"/catalog.ProductCatalog/{method}"
+    path = f"/{SERVICE_NAME}/{method}"
     body = ENDLESS_VARINT if problem == "endless varint" else STRING_TAGS[method] + MALFORMED[problem]
     with pytest.raises(grpc.RpcError) as raised:
         send_raw(channel, path, body, streaming=method == "SearchProducts")

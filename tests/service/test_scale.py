@@ -12,9 +12,11 @@ from bench.cases import reference_search
 from bench.catalog import generate_products, write_catalog
 from catalog import catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
+from service.catalog_file import load_catalog
 from service.config import Settings
-from service.server import run_server
-from service.store import load_catalog
+from tests.servers import in_process
+
+pytestmark = pytest.mark.slow
 
 COUNT = 100_000
 Stub = catalog_pb2_grpc.ProductCatalogStub
@@ -31,7 +33,7 @@ def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
     store = load_catalog(path)
     assert store.wait_indexed(timeout=120)  # search through the index, not the scan that precedes it
     with (
-        run_server(Settings(port=0), store) as server,
+        in_process(Settings(port=0), store) as server,
         grpc.insecure_channel(f"localhost:{server.port}") as channel,
     ):
         yield catalog_pb2_grpc.ProductCatalogStub(channel)

@@ -18,10 +18,13 @@ from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.cases import reference_search
 from catalog import catalog_pb2
 from catalog.catalog_pb2 import Product
+from service.catalog_file import load_catalog
+from service.search_index import SEARCH_STEP
 from service.servicer import CatalogServicer
-from service.store import SEARCH_STEP, CatalogStore, load_catalog
+from service.store import CatalogStore
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -52,12 +55,6 @@ def catalogs(draw: st.DrawFn, max_size: int = 40) -> list[Product]:
 
 def reference_filter(products: Sequence[Product], category: str) -> list[Product]:
     return [p for p in products if not category or p.category == category]
-
-
-def reference_search(products: Sequence[Product], query: str, limit: int) -> list[Product]:
-    needle = query.lower()
-    found = [p for p in products if needle in p.name.lower() or needle in p.description.lower()]
-    return found[: max(limit, 0)]
 
 
 @st.composite
@@ -91,8 +88,8 @@ def test_search_matches_the_reference(data: st.DataObject, products: list[Produc
 def test_search_before_the_index_is_ready_matches_the_reference(
     data: st.DataObject, products: list[Product]
 ) -> None:
-    store = CatalogStore.from_products(products)
-    store._search_index = None  # as while load_catalog's background build runs: searches scan
+    store = CatalogStore.from_products(products, search_index="never")  # scans, as before an index is built
+    assert not store.indexed
     query = data.draw(queries(products), label="query")
     limit = data.draw(st.integers(-1, 50), label="limit")
     assert list(store.search(query, limit)) == reference_search(products, query, limit)
@@ -102,11 +99,11 @@ def test_a_store_indexed_in_the_background_answers_the_same_before_and_after() -
     products = [
         Product(id=str(i), name=f"Item {i}", description=f"word{i % 7} common", price=1) for i in range(3000)
     ]
-    store = CatalogStore(products, index_in_background=True)
+    store = CatalogStore(products, search_index="background")
     queries = ("WORD3", "item 29", "common", "absent", "m 1")
     before = [list(store.search(query, 100)) for query in queries]
     assert store.wait_indexed(timeout=60)
-    assert store._search_index is not None
+    assert store.indexed
     after = [list(store.search(query, 100)) for query in queries]
     assert before == after == [reference_search(products, query, 100) for query in queries]
 
@@ -262,9 +259,8 @@ def test_a_search_that_checks_the_whole_catalog_pauses_every_step(indexed: bool)
     products = [
         Product(id=str(i), name=f"Item {i}", description=f"Description {i}", price=1) for i in range(count)
     ]
-    store = CatalogStore.from_products(products)
-    if not indexed:
-        store._search_index = None  # as while load_catalog's background build runs
+    store = CatalogStore.from_products(products, search_index="now" if indexed else "never")
+    assert store.indexed is indexed
     # Both pieces are in every product, so the index cannot narrow; the whole needle is in none.
     steps = list(store.search_in_steps("em desc", 10))
     assert steps == [None] * 2  # a pause between every two steps of SEARCH_STEP products; none after the last

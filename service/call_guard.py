@@ -1,6 +1,8 @@
-"""What every catalog call shares: request decoding, the concurrency limit, the access log, clean errors.
+"""The call guard, around every catalog call, and the server's method table, whose handlers it wraps.
 
-`CallGuard.wrap` wraps a method's handler once, when the server is built, rather than an interceptor
+What every catalog call shares: request decoding, the concurrency limit, the access log, clean errors.
+
+`CallGuard.wrap` wraps a method's handler once, when it is added to the table, rather than an interceptor
 looking it up on every call: on grpc.aio an interceptor is one more coroutine per call, and a call here
 costs little more than that. Everything runs on the server's one event loop thread, so the bookkeeping
 is plain attributes, without locks.
@@ -11,19 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NamedTuple, NoReturn, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, NamedTuple, NoReturn, TypeVar, cast
 
 import grpc
 from grpc import aio
 
+from catalog import HEALTH_SERVICE_NAME, SERVICE_NAME
 from service.logs import AccessLog, trace_resource
 from service.stalls import StallWatchdog, StreamProgress
 
-CATALOG_PREFIX = "/catalog.ProductCatalog/"
-HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+CATALOG_PREFIX = f"/{SERVICE_NAME}/"
+HEALTH_CHECK = f"/{HEALTH_SERVICE_NAME}/Check"
 
-access_log = AccessLog(logging.getLogger("service.access"))
+_Servicer = TypeVar("_Servicer")
 _log = logging.getLogger(__name__)
 
 _QUIET_CODES = {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT}
@@ -69,9 +72,14 @@ class CallGuard:
     """
 
     def __init__(
-        self, max_concurrent_calls: int, project_id: str | None, stalled_stream_seconds: float = 30.0
+        self,
+        max_concurrent_calls: int,
+        project_id: str | None,
+        access_log: AccessLog,
+        stalled_stream_seconds: float = 30.0,
     ) -> None:
         self._limit = max_concurrent_calls
+        self._access_log = access_log
         self._in_flight = 0
         self._refusing = False
         self._project_id = project_id
@@ -202,8 +210,8 @@ class CallGuard:
         level, name = _ACCESS_LINE[code]
         if method == HEALTH_CHECK:
             level = logging.DEBUG
-        if access_log.logger.isEnabledFor(level):
-            access_log.write(level, method, name, duration_ms, peer=call.peer, trace=call.trace)
+        if self._access_log.logger.isEnabledFor(level):
+            self._access_log.write(level, method, name, duration_ms, peer=call.peer, trace=call.trace)
 
 
 async def _reject_malformed(request: _Malformed, context: Context) -> NoReturn:
@@ -256,3 +264,45 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[
             return _Malformed(message_name)
 
     return safe
+
+
+class GuardedHandlers(grpc.GenericRpcHandler):
+    """The server's method table: each method's handler, wrapped by the guard once, when it is added.
+
+    A servicer added later replaces the handlers of the same methods: the server starts with a catalog
+    servicer that answers UNAVAILABLE and swaps in the real one once the catalog is loaded.
+    """
+
+    def __init__(self, guard: CallGuard) -> None:
+        self._guard = guard
+        self._by_method: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def add(self, register: Callable[[_Servicer, aio.Server], None], servicer: _Servicer) -> None:
+        """Add `servicer`'s methods through its generated `add_*_to_server` function (`register`)."""
+        collected = _Collected()
+        register(servicer, cast(aio.Server, collected))  # _Collected has the two methods it calls
+        for method, handler in collected.by_method.items():
+            self._by_method[method] = self._guard.wrap(method, handler)
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """The handler for the call's method, or None (gRPC answers UNIMPLEMENTED)."""
+        return self._by_method.get(handler_call_details.method)
+
+
+class _Collected:
+    """Stands in for a server to collect the method handlers a generated `add_*_to_server` registers."""
+
+    def __init__(self) -> None:
+        self.by_method: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def add_generic_rpc_handlers(self, _handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        """Ignored: the same handlers come by service name in add_registered_method_handlers."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        """Keep the service's handlers under their full method names."""
+        for name, handler in handlers.items():
+            self.by_method[f"/{service}/{name}"] = handler

@@ -1,0 +1,129 @@
+"""ContainerImage: the Artifact Registry repository and the one image every region's service runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_docker_build as docker_build
+import pulumi_gcp as gcp
+
+REQUIRED_APIS = ("artifactregistry.googleapis.com",)
+
+# Until the program served several regions, GrpcService (of the same name as this component) owned the
+# repository and the image. The aliases name that old parent, so a stack deployed then keeps both: Pulumi
+# moves them in its state instead of deleting the registry with its images and building anew.
+FORMER_PARENT_TYPE = "catalog:index:GrpcService"
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    """What to build when no prebuilt image is given: a Docker context and Dockerfile, pushed with a tag.
+
+    pulumi-docker-build keeps both paths in the state and diffs them, and resolves relative ones against its
+    working directory, which Pulumi sets to the program's (`main`). Pass them relative to that directory:
+    absolute ones differ between checkouts, so every machine would see a changed image and roll a revision.
+    """
+
+    context: Path
+    dockerfile: Path
+    tag: str = "latest"
+
+
+@dataclass(frozen=True)
+class ContainerImageArgs:
+    """Where the images live and which one to deploy.
+
+    `image` is a prebuilt image pinned by digest (deployed as is, nothing built) or an ImageBuild, built and
+    pushed to the repository. Cloud Run pulls from Artifact Registry across regions, so one repository and
+    one build serve every region.
+    """
+
+    project: str
+    region: str
+    repository_id: str
+    image: str | ImageBuild
+    keep_images: int = 10
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class ContainerImage(pulumi.ComponentResource):
+    """The repository (with its cleanup policy) and, unless one is given, the image built into it."""
+
+    image: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ContainerImageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("catalog:index:ContainerImage", name, None, opts)
+        former_parent = pulumi.Alias(parent=pulumi.create_urn(name, FORMER_PARENT_TYPE))
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on), aliases=[former_parent])
+
+        repository = gcp.artifactregistry.Repository(
+            f"{name}-repo",
+            project=args.project,
+            location=args.region,
+            repository_id=args.repository_id,
+            format="DOCKER",
+            description=f"Images of the {args.repository_id} Cloud Run service",
+            # Keep policies win over delete policies: everything but the newest keep_images versions goes.
+            cleanup_policy_dry_run=False,
+            cleanup_policies=[
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="keep-recent",
+                    action="KEEP",
+                    most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
+                        keep_count=args.keep_images,
+                    ),
+                ),
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="delete-older",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(tag_state="ANY"),
+                ),
+            ],
+            opts=child,
+        )
+
+        if isinstance(args.image, ImageBuild):
+            self.image = self._build(name, args, args.image, repository, child)
+        else:
+            self.image = pulumi.Output.from_input(args.image)
+        self.register_outputs({"image": self.image})
+
+    def _build(
+        self,
+        name: str,
+        args: ContainerImageArgs,
+        build: ImageBuild,
+        repository: gcp.artifactregistry.Repository,
+        opts: pulumi.ResourceOptions,
+    ) -> pulumi.Output[str]:
+        """Build the image for Cloud Run's platform, push it, and return its reference with the digest."""
+        access_token = gcp.organizations.get_client_config_output(
+            opts=pulumi.InvokeOutputOptions(parent=self)
+        ).access_token
+        image = docker_build.Image(
+            f"{name}-image",
+            context=docker_build.BuildContextArgs(location=str(build.context)),
+            dockerfile=docker_build.DockerfileArgs(location=str(build.dockerfile)),
+            platforms=[docker_build.Platform.LINUX_AMD64],
+            tags=[repository.registry_uri.apply(lambda uri: f"{uri}/{args.repository_id}:{build.tag}")],
+            push=True,
+            # Previews build (without pushing) when every input is known. On a stack's first preview the
+            # registry's address is not, and pulumi-docker-build skips the build ("Skipping preview build
+            # because some inputs are unknown"): the pull-request workflow builds the Dockerfile itself.
+            build_on_preview=True,
+            registries=[
+                docker_build.RegistryArgs(
+                    address=f"{args.region}-docker.pkg.dev",
+                    username="oauth2accesstoken",
+                    password=pulumi.Output.secret(access_token),
+                )
+            ],
+            opts=opts,
+        )
+        # `ref` is the pushed tag with its digest: a new build is a new revision, an unchanged one is not.
+        return image.ref
