@@ -5,20 +5,35 @@ import os
 from pathlib import Path
 
 import pulumi
-from catalog_infra import ci_identity, container_image, front_door, grpc_service, observability
+from catalog_infra import (
+    ci_identity,
+    container_image,
+    front_door,
+    grpc_service,
+    live,
+    observability,
+    revisions,
+)
 from catalog_infra.apis import ProjectApis
 from catalog_infra.config import load, load_observability
 
 # The Docker context is the repository root, found from this file and passed relative to the working
 # directory (infra/, where Pulumi runs the program and its providers): the same in every checkout.
 REPO_ROOT = Path(os.path.relpath(Path(__file__).resolve().parent.parent))
-# The name the server marks SERVING once its catalog is loaded: what the startup probe waits for.
+# The name the server marks SERVING only while it can answer (catalog loaded, no shutdown begun): what the
+# startup probe waits for and the readiness probe watches.
 HEALTH_SERVICE = "catalog.ProductCatalog"
 # The catalog's unary methods: the latency SLO's (SearchProducts streams, and its duration is the stream's).
 UNARY_METHODS = ("/catalog.ProductCatalog/GetProduct", "/catalog.ProductCatalog/ListProducts")
 
 config = load()
 objectives = load_observability(config)
+# The traffic Cloud Run serves now in each region: the program declares it as it is (revisions.py).
+live_services = {
+    region: live.read_service(config.project, region, config.service_name) for region in config.regions
+}
+for live_service in live_services.values():
+    revisions.serving_routes(live_service)  # refuses a split it cannot build on, before any resource
 
 apis = ProjectApis(
     "apis",
@@ -71,12 +86,17 @@ service = grpc_service.GrpcService(
         },
         custom_audiences=(f"https://{config.domain}",) if config.domain else (),
         depends_on=[apis],
+        live=live_services[config.region],
     ),
 )
-# The other regions: the same image and settings, run as the same account; their names carry the region.
+# The other regions: the same image and settings, run as the same account, each over its own live traffic;
+# their names carry the region.
 services = [service] + [
     grpc_service.GrpcService(
-        f"catalog-{region}", dataclasses.replace(service.args, region=region, service_account=service.account)
+        f"catalog-{region}",
+        dataclasses.replace(
+            service.args, region=region, service_account=service.account, live=live_services[region]
+        ),
     )
     for region in config.regions[1:]
 ]
@@ -133,6 +153,36 @@ pulumi.export("dashboardUrl", observed.dashboard_url)
 # What the release gate reads: the call counter's metric type (see docs/observability.md, "Release gate").
 pulumi.export("callsMetric", observed.calls_metric)
 pulumi.export("latencyMetric", observed.latency_metric)
+pulumi.export("revision", service.revision)
+pulumi.export("stableTarget", service.stable_target)
+pulumi.export("candidateTarget", service.candidate_target)
+# What `python -m release` needs: `pulumi stack output release --json | python -m release promote --plan -`.
+pulumi.export(
+    "release",
+    {
+        "project": config.project,
+        # The home region (pull-request revisions go there) and every region a release moves, in order.
+        "region": config.region,
+        "service": service.service_name,
+        "steps": list(config.canary_steps),
+        "pauseSeconds": config.canary_pause_seconds,
+        # The error-ratio gate: the call counter it reads, the highest ratio and the fewest calls it accepts.
+        "callsMetric": observed.calls_metric,
+        "maxErrorRatio": config.canary_max_error_ratio,
+        "minCalls": config.canary_min_calls,
+        # Public either way: an allUsers binding, or no invoker check at all.
+        "private": not (config.allow_unauthenticated or config.invoker_iam_disabled),
+        "url": service.url,
+        "candidateUrl": service.candidate_url,
+        "regions": {
+            regional.region: {"url": regional.url, "candidateUrl": regional.candidate_url}
+            for regional in services
+        },
+        # The audience every region accepts (the front door's custom one), or None: each region's own URL.
+        "audience": door.audience if door else None,
+        "imageRepository": image.image_repository,
+    },
+)
 
 if config.github_repository:
     ci = ci_identity.CiIdentity(
@@ -147,9 +197,20 @@ if config.github_repository:
             deployer_account_id=f"{config.service_name}-deployer",
             previewer_account_id=f"{config.service_name}-preview",
             runtime_service_account=service.service_account_name,
+            front_door=door is not None,
             depends_on=[apis],
+            pull_requests=ci_identity.PullRequestRevisionsArgs(
+                account_id=f"{config.service_name}-pr-rev",
+                service_name=service.service_name,
+                location=config.region,
+                repository_id=config.service_name,
+            )
+            if config.pr_revisions
+            else None,
         ),
     )
     pulumi.export("workloadIdentityProvider", ci.workload_identity_provider)
     pulumi.export("deployerServiceAccount", ci.deployer_service_account)
     pulumi.export("previewerServiceAccount", ci.previewer_service_account)
+    if ci.pr_deployer_service_account is not None:
+        pulumi.export("prDeployerServiceAccount", ci.pr_deployer_service_account)

@@ -103,6 +103,14 @@ class InProcessServer:
         """Start answering from `store` (for a server started without one)."""
         self._loop.run(self.server.serve_catalog(store))
 
+    def shut_down(self, grace_seconds: float) -> None:
+        """Drain and stop the server as SIGTERM would, and wait until it has stopped."""
+
+        async def drain() -> None:
+            await self.server.shut_down(grace_seconds)
+
+        self._loop.run(drain())
+
 
 @contextmanager
 def in_process(settings: Settings | None = None, store: Catalog | None = None) -> Iterator[InProcessServer]:

@@ -5,10 +5,13 @@ request previews), and a deployer, which only tokens for the main branch may use
 main, prod's dispatch from main). With a deploy environment (prod's `production`), the deployer also requires
 the token's `environment` claim: IAM refuses a job that does not declare the environment, so its reviewers
 (enforced by GitHub) cannot be skipped by a workflow that leaves it out. The provider admits only tokens whose
-repository and owner ids match as well as the name.
+repository and owner ids match as well as the name. With pull-request revisions on (config prRevisions), a
+third account, usable only by pull_request workflows, may deploy no-traffic revisions of this stack's service
+and nothing else.
 
 Refresh: neither account may read the pool, the provider, the service accounts or IAM policies, so `pulumi
-refresh` (or `refresh: true`) fails with 403 for them. CI does not refresh; a human with project roles does.
+refresh` (or `refresh: true`) fails with 403 for them. CI refreshes only the Cloud Run service before each
+deploy (docs/releases.md); a whole refresh is for a human with project roles.
 """
 
 from __future__ import annotations
@@ -31,14 +34,35 @@ PROVIDER_ID = "github-actions"
 # for repositories created or renamed after mid-2026 (immutable owner and repository ids); `ref`'s is fixed.
 DEPLOY_REF = "refs/heads/main"
 
-# What `pulumi up` of this program changes on a release, and no more: the Cloud Run service and its invoker
-# bindings, the registry (pushes, cleanup policy) and enabled APIs. Deliberately absent: project IAM admin,
-# workload identity pool admin and service account admin, any of which would let the deployer widen its own
-# access. Changes to this identity or to the runtime service account are applied by a human `pulumi up`.
+# What `pulumi up` of this program changes, and no more: the Cloud Run services and their invoker bindings,
+# the registry (pushes, cleanup policy), enabled APIs, and the observability component's log-based metrics,
+# dashboard, SLOs, alert policies and notification channels. Deliberately absent: project IAM admin, workload
+# identity pool admin and service account admin, any of which would let the deployer widen its own access,
+# and the basic roles. Changes to this identity or to the runtime service account are applied by a human
+# `pulumi up`. Each Monitoring role is the editor of one kind of resource, narrower than monitoring.editor
+# (which also writes metric descriptors, uptime checks, groups and snoozes).
 DEPLOYER_PROJECT_ROLES = (
     "roles/run.admin",
     "roles/artifactregistry.admin",
     "roles/serviceusage.serviceUsageAdmin",
+    # `python -m release promote` reads the candidate's error ratio (monitoring.timeSeries.list); it also
+    # lets the editors below read the channels and metrics what they write refers to.
+    "roles/monitoring.viewer",
+    # Log-based metrics (logging.logMetrics.*): the only predefined role that writes them; it also writes
+    # sinks and exclusions, which no narrower predefined role leaves out.
+    "roles/logging.configWriter",
+    "roles/monitoring.dashboardEditor",  # the dashboard
+    "roles/monitoring.servicesEditor",  # the custom service and its SLOs
+    "roles/monitoring.alertPolicyEditor",  # the burn-rate and other alert policies
+    "roles/monitoring.notificationChannelEditor",  # one email channel per alertEmails entry
+)
+# With a domain, the front door: serverless NEGs, backend service, URL map, managed certificate, HTTPS proxy,
+# global address and forwarding rule (loadBalancerAdmin, which also attaches a security policy to the
+# backend), and the Cloud Armor policy itself (securityAdmin: compute.securityPolicies.*). Not networkAdmin:
+# the program declares no VPC, subnet or route.
+DEPLOYER_FRONT_DOOR_ROLES = (
+    "roles/compute.loadBalancerAdmin",
+    "roles/compute.securityAdmin",
 )
 # Deploying a revision that runs as the runtime service account needs actAs on that account alone.
 DEPLOYER_RUNTIME_ACCOUNT_ROLE = "roles/iam.serviceAccountUser"
@@ -51,6 +75,25 @@ PREVIEWER_PROJECT_ROLES = (
     "roles/artifactregistry.reader",
     "roles/serviceusage.serviceUsageViewer",
 )
+# What deploying a pull request's build as a no-traffic revision of one service takes, each granted on that
+# one resource and not on the project: push to its repository, update that service (a template and a tag;
+# roles/run.developer has no IAM permissions), call it for the smoke check, and act as its runtime account.
+PR_DEPLOYER_REPOSITORY_ROLE = "roles/artifactregistry.writer"
+PR_DEPLOYER_SERVICE_ROLES = ("roles/run.developer", "roles/run.invoker")
+PR_DEPLOYER_RUNTIME_ACCOUNT_ROLE = "roles/iam.serviceAccountUser"
+# Only workflows started by a pull request event may use the PR deployer (the provider admits this
+# repository's tokens only; GitHub gives fork pull requests no token at all).
+PR_EVENT = "pull_request"
+
+
+@dataclass(frozen=True)
+class PullRequestRevisionsArgs:
+    """The one service (and its registry repository) pull requests may deploy no-traffic revisions of."""
+
+    account_id: str
+    service_name: pulumi.Input[str]
+    location: str
+    repository_id: pulumi.Input[str]
 
 
 @dataclass(frozen=True)
@@ -68,6 +111,10 @@ class CiIdentityArgs:
     # The GitHub environment a deploy job must declare (its token's `environment` claim); None: any on main.
     deploy_environment: str | None = None
     depends_on: Sequence[pulumi.Resource] = ()
+    # A third account, for pull-request revisions of one service (docs/releases.md); None creates none.
+    pull_requests: PullRequestRevisionsArgs | None = None
+    # Whether the program declares a front door (a domain): the deployer then manages load balancers too.
+    front_door: bool = False
 
 
 def attribute_condition(repository: str, repository_id: int, owner_id: int) -> str:
@@ -88,6 +135,8 @@ ATTRIBUTE_MAPPING = {
     "attribute.repository_id": "assertion.repository_id",
     "attribute.repository_owner_id": "assertion.repository_owner_id",
     "attribute.ref": "assertion.ref",
+    # Only pull_request workflows may impersonate the pull-request deployer (prRevisions).
+    "attribute.event_name": "assertion.event_name",
     "attribute.environment": ENVIRONMENT,
     # A principal set matches one attribute: the branch and the environment together are one value.
     "attribute.ref_environment": f"assertion.ref + ':' + {ENVIRONMENT}",
@@ -100,6 +149,7 @@ class CiIdentity(pulumi.ComponentResource):
     workload_identity_provider: pulumi.Output[str]
     deployer_service_account: pulumi.Output[str]
     previewer_service_account: pulumi.Output[str]
+    pr_deployer_service_account: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: CiIdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("catalog:index:CiIdentity", name, None, opts)
@@ -148,7 +198,7 @@ class CiIdentity(pulumi.ComponentResource):
             args,
             account_id=args.deployer_account_id,
             description=f"Runs pulumi up from GitHub Actions, {only}.",
-            project_roles=DEPLOYER_PROJECT_ROLES,
+            project_roles=DEPLOYER_PROJECT_ROLES + (DEPLOYER_FRONT_DOOR_ROLES if args.front_door else ()),
             impersonators=deployers,
             opts=child,
         )
@@ -170,6 +220,12 @@ class CiIdentity(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.pr_deployer_service_account = None
+        if args.pull_requests is not None:
+            self.pr_deployer_service_account = _pr_deployer(
+                name, args, args.pull_requests, tokens_with("event_name", PR_EVENT), child
+            ).email
+
         self.workload_identity_provider = provider.name
         self.deployer_service_account = deployer.email
         self.previewer_service_account = previewer.email
@@ -178,6 +234,7 @@ class CiIdentity(pulumi.ComponentResource):
                 "workloadIdentityProvider": self.workload_identity_provider,
                 "deployerServiceAccount": self.deployer_service_account,
                 "previewerServiceAccount": self.previewer_service_account,
+                "prDeployerServiceAccount": self.pr_deployer_service_account,
             }
         )
 
@@ -219,6 +276,56 @@ def _ci_account(
         service_account_id=account.name,
         role="roles/iam.workloadIdentityUser",
         member=principals,
+        opts=opts,
+    )
+    return account
+
+
+def _pr_deployer(
+    name: str,
+    args: CiIdentityArgs,
+    pull_requests: PullRequestRevisionsArgs,
+    principals: pulumi.Output[str],
+    opts: pulumi.ResourceOptions,
+) -> gcp.serviceaccount.Account:
+    """The account pull requests deploy revisions with: roles on one service, its repository, its runtime.
+
+    None on the project, so nothing else (and no IAM policy) is within its reach.
+    """
+    account = _ci_account(
+        name,
+        "pr-deployer",
+        args,
+        account_id=pull_requests.account_id,
+        description="Deploys pull requests as no-traffic revisions of one Cloud Run service.",
+        project_roles=(),
+        impersonators=("pull-requests", principals),
+        opts=opts,
+    )
+    gcp.artifactregistry.RepositoryIamMember(
+        f"{name}-pr-deployer-pushes",
+        project=args.project,
+        location=pull_requests.location,
+        repository=pull_requests.repository_id,
+        role=PR_DEPLOYER_REPOSITORY_ROLE,
+        member=account.member,
+        opts=opts,
+    )
+    for role in PR_DEPLOYER_SERVICE_ROLES:
+        gcp.cloudrunv2.ServiceIamMember(
+            f"{name}-pr-deployer-{role.removeprefix('roles/').replace('.', '-')}",
+            project=args.project,
+            location=pull_requests.location,
+            name=pull_requests.service_name,
+            role=role,
+            member=account.member,
+            opts=opts,
+        )
+    gcp.serviceaccount.IAMMember(
+        f"{name}-pr-deployer-acts-as-runtime",
+        service_account_id=args.runtime_service_account,
+        role=PR_DEPLOYER_RUNTIME_ACCOUNT_ROLE,
+        member=account.member,
         opts=opts,
     )
     return account

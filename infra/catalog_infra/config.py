@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -111,6 +112,8 @@ _MAX_GITHUB_ID = 2**63 - 1
 _GITHUB_ENVIRONMENT = re.compile(r"[A-Za-z0-9._-]{1,100}")
 # The pool id is "github-<suffix>": 4 to 32 characters.
 _POOL_SUFFIX = re.compile(r"[a-z0-9]{1,25}")
+# A share written as a decimal string, as the SLO goals are: "0.01", "0", "1".
+_RATIO = re.compile(r"[01](?:\.[0-9]+)?")
 
 
 class ConfigError(pulumi.RunError):
@@ -149,6 +152,13 @@ class StackConfig:
     github_repository_id: int
     github_repository_owner_id: int
     deploy_environment: str | None
+    # Releases (docs/releases.md): the candidate's share after each step, the wait before each step's checks,
+    # the error ratio and call count that gate each step, and whether pull requests get pr-N revisions.
+    canary_steps: tuple[int, ...]
+    canary_pause_seconds: int
+    canary_max_error_ratio: float
+    canary_min_calls: int
+    pr_revisions: bool
     # Every region the service runs in, `region` (gcp:region, home of the registry) first.
     regions: tuple[str, ...]
     # The front door's host name; None: no load balancer.
@@ -199,12 +209,16 @@ class _Reader:
         except pulumi.ConfigTypeError as error:
             raise ConfigError(self.key(name), error.value, "must be true or false") from None
 
-    def strings(self, name: str) -> tuple[str, ...]:
-        allowed = "must be a list of strings"
+    def json(self, name: str, allowed: str) -> object:
+        """A JSON value (an array or object key), its shape for the caller to check."""
         try:
-            value = self._config.require_object(name)
+            return self._config.require_object(name)
         except pulumi.ConfigTypeError as error:
             raise ConfigError(self.key(name), error.value, allowed) from None
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        allowed = "must be a list of strings"
+        value = self.json(name, allowed)
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(self.key(name), value, allowed)
         return tuple(value)
@@ -329,6 +343,40 @@ def _check_github_ids(read: _Reader, repository: str, repository_id: int, owner_
                 f"is required with {read.key('githubRepository')} = {repository!r}: read it with "
                 f"`gh api repos/{repository} --jq {jq}`",
             )
+
+
+def _canary_steps(reader: _Reader) -> tuple[int, ...]:
+    """canarySteps: increasing percentages from 1 to 100 ending at 100; [100] releases all at once."""
+    allowed = "must be a list of increasing percentages from 1 to 100 that ends at 100, such as [10, 50, 100]"
+    steps = reader.json("canarySteps", allowed)
+    if (
+        not isinstance(steps, list)
+        or not steps
+        or not all(
+            isinstance(step, int) and not isinstance(step, bool) and 1 <= step <= 100 for step in steps
+        )
+        or any(later <= earlier for earlier, later in itertools.pairwise(steps))
+        or steps[-1] != 100
+    ):
+        raise ConfigError(reader.key("canarySteps"), steps, allowed)
+    return tuple(steps)
+
+
+def _max_error_ratio(reader: _Reader) -> float:
+    """canaryMaxErrorRatio: the candidate's highest tolerated share of failed calls, from 0 to 1."""
+    raw = reader.text("canaryMaxErrorRatio")
+    allowed = 'must be a share from 0 to 1 (0 and 1 included), written as a string such as "0.01"'
+    if not _RATIO.fullmatch(raw) or float(raw) > 1:
+        raise ConfigError(reader.key("canaryMaxErrorRatio"), raw, allowed)
+    return float(raw)
+
+
+def _pr_revisions(reader: _Reader, github_repository: str) -> bool:
+    """The prRevisions key; it needs githubRepository, as its deployer is one of the repository's."""
+    enabled = reader.boolean("prRevisions")
+    if enabled and not github_repository:
+        raise ConfigError(reader.key("prRevisions"), True, "needs githubRepository (owner/repo) set as well")
+    return enabled
 
 
 def _check_regions(read: _Reader, home: str, listed: tuple[str, ...], min_instances: int) -> tuple[str, ...]:
@@ -528,6 +576,11 @@ def load() -> StackConfig:
         github_repository_id=github_repository_id,
         github_repository_owner_id=github_repository_owner_id,
         deploy_environment=deploy_environment or None,
+        canary_steps=_canary_steps(read),
+        canary_pause_seconds=read.integer("canaryPauseSeconds", 0, 3600),
+        canary_max_error_ratio=_max_error_ratio(read),
+        canary_min_calls=read.integer("canaryMinCalls", 0, 1_000_000),
+        pr_revisions=_pr_revisions(read, github_repository),
         regions=regions,
         domain=front_door.domain,
         rate_limit_requests=front_door.rate_limit_requests,

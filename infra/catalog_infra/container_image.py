@@ -53,6 +53,8 @@ class ContainerImage(pulumi.ComponentResource):
     """The repository (with its cleanup policy) and, unless one is given, the image built into it."""
 
     image: pulumi.Output[str]
+    # Where builds go, REGION-docker.pkg.dev/PROJECT/REPO/REPO (pull-request revisions push there too).
+    image_repository: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: ContainerImageArgs, opts: pulumi.ResourceOptions | None = None
@@ -87,11 +89,12 @@ class ContainerImage(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.image_repository = repository.registry_uri.apply(lambda uri: f"{uri}/{args.repository_id}")
         if isinstance(args.image, ImageBuild):
             self.image = self._build(name, args, args.image, repository, child)
         else:
             self.image = pulumi.Output.from_input(args.image)
-        self.register_outputs({"image": self.image})
+        self.register_outputs({"image": self.image, "imageRepository": self.image_repository})
 
     def _build(
         self,

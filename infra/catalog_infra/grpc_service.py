@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
+from catalog_infra import revisions
+from catalog_infra.revisions import CANDIDATE, STABLE, LiveService
+
 REQUIRED_APIS = ("run.googleapis.com", "iam.googleapis.com")
 
 # The port Cloud Run sends traffic to and passes in $PORT; the server reads $PORT, so the value only has to
@@ -27,6 +30,13 @@ STARTUP_FAILURE_THRESHOLD = 30
 LIVENESS_PERIOD_SECONDS = 10
 LIVENESS_TIMEOUT_SECONDS = 2
 LIVENESS_FAILURE_THRESHOLD = 3
+# Readiness takes an instance out of rotation (no new requests; multi-region health counts it) while the
+# catalog name is not SERVING: while loading, and from the moment a shutdown begins. Every 5 s with a 2 s
+# answer and two misses: a busy instance is not dropped for one slow answer.
+READINESS_PERIOD_SECONDS = 5
+READINESS_TIMEOUT_SECONDS = 2
+READINESS_FAILURE_THRESHOLD = 2
+READINESS_SUCCESS_THRESHOLD = 1
 
 
 @dataclass(frozen=True)
@@ -35,8 +45,8 @@ class GrpcServiceArgs:
 
     `image` is the image to run, pinned by digest (ContainerImage's `image`). `env` is the
     server's own environment; the component adds MAX_CONCURRENT_RPCS (= concurrency) and GOOGLE_CLOUD_PROJECT,
-    and refuses PORT, which Cloud Run sets. `health_service` is the gRPC health name the startup probe asks
-    for (SERVING once the server is ready to answer); liveness asks for "" (the server as a whole).
+    and refuses PORT, which Cloud Run sets. `health_service` is the gRPC health name the startup and readiness
+    probes ask for (SERVING only while the server can answer); liveness asks for "" (the server as a whole).
     """
 
     project: str
@@ -66,12 +76,21 @@ class GrpcServiceArgs:
     cpu_idle: bool = True
     startup_cpu_boost: bool = True
     depends_on: Sequence[pulumi.Resource] = ()
+    # The traffic Cloud Run serves now (live.read_service), None before the first deploy: the program
+    # declares it as it is, plus the tag candidate on the new revision (revisions.py).
+    live: LiveService | None = None
 
 
 def grpc_target(uri: str) -> str:
     """The host:443 a gRPC client dials for a Cloud Run https URL."""
     host = uri.removeprefix("https://").rstrip("/")
     return f"{host}:443"
+
+
+def tag_url(uri: str, tag: str) -> str:
+    """The https URL Cloud Run gives a tag: the service's host behind `TAG---`."""
+    host = uri.removeprefix("https://").rstrip("/")
+    return f"https://{tag}---{host}"
 
 
 def _member_slug(member: str) -> str:
@@ -86,6 +105,10 @@ class GrpcService(pulumi.ComponentResource):
     account: gcp.serviceaccount.Account
     url: pulumi.Output[str]
     target: pulumi.Output[str]
+    revision: pulumi.Output[str]
+    stable_target: pulumi.Output[str]
+    candidate_target: pulumi.Output[str]
+    candidate_url: pulumi.Output[str]
     image: pulumi.Output[str]
     service_name: pulumi.Output[str]
     service_account_email: pulumi.Output[str]
@@ -101,6 +124,8 @@ class GrpcService(pulumi.ComponentResource):
                 "invoker_iam_disabled already makes the service public: "
                 "do not also set allow_unauthenticated or invokers"
             )
+        # Refuses a live split it cannot build on before any resource is declared.
+        serving = revisions.serving_routes(args.live)
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
 
         image = pulumi.Output.from_input(args.image)
@@ -118,6 +143,38 @@ class GrpcService(pulumi.ComponentResource):
             "MAX_CONCURRENT_RPCS": str(args.concurrency),
             "GOOGLE_CLOUD_PROJECT": args.project,
         }
+        # Everything in the template below but the image: with the image, it names the revision. A setting
+        # left out would make Cloud Run refuse the deploy (same name, other configuration), not go unseen.
+        settings = {
+            "serviceAccount": f"{args.service_name}-run",
+            "timeout": args.request_timeout_seconds,
+            "concurrency": args.concurrency,
+            "scaling": [args.min_instances, args.max_instances],
+            "port": CONTAINER_PORT,
+            "env": env,
+            "resources": [args.cpu, args.memory, args.cpu_idle, args.startup_cpu_boost],
+            "healthService": args.health_service,
+            "startupProbe": [STARTUP_PERIOD_SECONDS, STARTUP_TIMEOUT_SECONDS, STARTUP_FAILURE_THRESHOLD],
+            "livenessProbe": [LIVENESS_PERIOD_SECONDS, LIVENESS_TIMEOUT_SECONDS, LIVENESS_FAILURE_THRESHOLD],
+            "readinessProbe": [
+                READINESS_PERIOD_SECONDS,
+                READINESS_TIMEOUT_SECONDS,
+                READINESS_FAILURE_THRESHOLD,
+                READINESS_SUCCESS_THRESHOLD,
+            ],
+        }
+        revision = image.apply(lambda ref: revisions.revision_name(args.service_name, ref, settings))
+        traffics = revision.apply(
+            lambda name: [
+                gcp.cloudrunv2.ServiceTrafficArgs(
+                    type="TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION",
+                    revision=route.revision,
+                    percent=route.percent,
+                    tag=route.tag or None,
+                )
+                for route in revisions.declared_traffic(serving, name)
+            ]
+        )
         service = gcp.cloudrunv2.Service(
             f"{name}-service",
             name=args.service_name,
@@ -127,7 +184,9 @@ class GrpcService(pulumi.ComponentResource):
             deletion_protection=args.deletion_protection,
             invoker_iam_disabled=args.invoker_iam_disabled,
             custom_audiences=list(args.custom_audiences) or None,
+            traffics=traffics,
             template=gcp.cloudrunv2.ServiceTemplateArgs(
+                revision=revision,
                 service_account=account.email,
                 timeout=f"{args.request_timeout_seconds}s",
                 max_instance_request_concurrency=args.concurrency,
@@ -168,6 +227,15 @@ class GrpcService(pulumi.ComponentResource):
                             timeout_seconds=LIVENESS_TIMEOUT_SECONDS,
                             failure_threshold=LIVENESS_FAILURE_THRESHOLD,
                         ),
+                        readiness_probe=gcp.cloudrunv2.ServiceTemplateContainerReadinessProbeArgs(
+                            grpc=gcp.cloudrunv2.ServiceTemplateContainerReadinessProbeGrpcArgs(
+                                port=CONTAINER_PORT, service=args.health_service
+                            ),
+                            period_seconds=READINESS_PERIOD_SECONDS,
+                            timeout_seconds=READINESS_TIMEOUT_SECONDS,
+                            failure_threshold=READINESS_FAILURE_THRESHOLD,
+                            success_threshold=READINESS_SUCCESS_THRESHOLD,
+                        ),
                     )
                 ],
             ),
@@ -190,6 +258,10 @@ class GrpcService(pulumi.ComponentResource):
         self.account = account
         self.url = service.uri
         self.target = service.uri.apply(grpc_target)
+        self.revision = revision
+        self.stable_target = service.uri.apply(lambda uri: grpc_target(tag_url(uri, STABLE)))
+        self.candidate_target = service.uri.apply(lambda uri: grpc_target(tag_url(uri, CANDIDATE)))
+        self.candidate_url = service.uri.apply(lambda uri: tag_url(uri, CANDIDATE))
         self.image = image
         self.service_name = service.name
         self.service_account_email = account.email
@@ -199,6 +271,9 @@ class GrpcService(pulumi.ComponentResource):
             {
                 "url": self.url,
                 "target": self.target,
+                "revision": self.revision,
+                "stableTarget": self.stable_target,
+                "candidateTarget": self.candidate_target,
                 "image": self.image,
                 "serviceName": self.service_name,
                 "serviceAccount": self.service_account_email,

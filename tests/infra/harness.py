@@ -8,6 +8,7 @@ with its `main` directory as the working directory.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import runpy
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pulumi
 import yaml
@@ -186,6 +188,8 @@ class Deployment:
     outputs: dict[str, Any] = field(default_factory=dict)
     # The globals infra/__main__.py ended with: its config and components, and the modules that define them.
     namespace: dict[str, Any] = field(default_factory=dict)
+    # Each read of the live service the program made: (project, region, service name).
+    live_reads: list[tuple[str, str, str]] = field(default_factory=list)
 
     def all(self, type_: str) -> list[Declared]:
         return [resource for resource in self.declared if resource.type == type_]
@@ -221,6 +225,36 @@ def stack_config(stack: str) -> dict[str, object]:
 def project_file(root: Path = REPO_ROOT) -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load((root / "Pulumi.yaml").read_text())
     return document
+
+
+def infra_module(name: str) -> Any:
+    """A module of infra/catalog_infra, imported as the program imports it (infra/ is its path root)."""
+    if str(INFRA_DIR) not in sys.path:
+        sys.path.append(str(INFRA_DIR))
+    return importlib.import_module(f"catalog_infra.{name}")
+
+
+@contextlib.contextmanager
+def live_service(
+    live: Any, reads: list[tuple[str, str, str]], program_dir: Path = INFRA_DIR
+) -> Iterator[None]:
+    """Answer the program's reads of the live service with `live` (None: not deployed yet), recording them.
+
+    `live` is one answer for every region, or a mapping of region to its answer (a region it leaves out
+    has no service yet). Patches the catalog_infra.live of `program_dir`, the one its program will import.
+    """
+
+    def read_service(project: str, region: str, service_name: str) -> Any:
+        reads.append((project, region, service_name))
+        return live.get(region) if isinstance(live, Mapping) else live
+
+    sys.path.insert(0, str(program_dir))
+    try:
+        module = importlib.import_module("catalog_infra.live")
+    finally:
+        sys.path.remove(str(program_dir))
+    with mock.patch.object(module, "read_service", read_service):
+        yield
 
 
 def project_defaults(root: Path = REPO_ROOT) -> dict[str, object]:
@@ -269,14 +303,16 @@ def run_program(
     stack: str = "dev",
     monitor: RecordingMonitor | None = None,
     program: Callable[[], object] | None = None,
-    root: Path = REPO_ROOT,
     *,
+    root: Path = REPO_ROOT,
+    live: Any = None,
     preview: bool = False,
 ) -> Deployment:
     """Run the program of the project at `root` (infra/ here) as `pulumi up` (or preview) would, under mocks.
 
     `config` is the stack's; Pulumi.yaml's defaults fill in the rest, as the CLI does. `program` runs instead
-    of the project's, if given.
+    of the project's, if given. `live` is what Cloud Run serves (catalog_infra.revisions.LiveService), None
+    for a first deploy, or a mapping of region to either, for a stack with several regions.
     """
     monitor = monitor or RecordingMonitor(Mocks())
     merged = with_project_config(config, root)
@@ -297,7 +333,7 @@ def run_program(
         exported: dict[str, Any] = getattr(root_resource, "outputs", {})
         return pulumi.Output.all(**exported).apply(deployment.outputs.update)
 
-    with _program_environment(program_dir):
+    with _program_environment(program_dir), live_service(live, deployment.live_reads, program_dir):
         run()
     return deployment
 

@@ -83,6 +83,7 @@ def test_provider_trusts_github_and_pins_the_repository_by_name_and_ids() -> Non
         "attribute.repository_id": "assertion.repository_id",
         "attribute.repository_owner_id": "assertion.repository_owner_id",
         "attribute.ref": "assertion.ref",
+        "attribute.event_name": "assertion.event_name",  # the pull-request deployer's (prRevisions)
         "attribute.environment": environment,
         "attribute.ref_environment": f"assertion.ref + ':' + {environment}",
     }
@@ -120,6 +121,12 @@ def test_project_roles_are_listed_explicitly_and_exclude_iam_administration() ->
     deployment = with_ci()
     assert roles_of(deployment, DEPLOYER) == [
         "roles/artifactregistry.admin",
+        "roles/logging.configWriter",  # log-based metrics
+        "roles/monitoring.alertPolicyEditor",
+        "roles/monitoring.dashboardEditor",
+        "roles/monitoring.notificationChannelEditor",
+        "roles/monitoring.servicesEditor",  # the custom service and its SLOs
+        "roles/monitoring.viewer",  # the release's error-ratio gate
         "roles/run.admin",
         "roles/serviceusage.serviceUsageAdmin",
     ]
@@ -217,3 +224,65 @@ def test_ci_resources_belong_to_the_ci_component() -> None:
     ci = next(r for r in deployment.declared if r.type == "catalog:index:CiIdentity")
     for type_ in CI_TYPES:
         assert {resource.parent for resource in deployment.all(type_)} == {ci.urn}, type_
+
+
+def test_with_a_front_door_the_deployer_manages_load_balancers_and_cloud_armor() -> None:
+    without = set(roles_of(with_ci(), DEPLOYER))
+    with_domain = set(roles_of(with_ci(domain="catalog.example.com"), DEPLOYER))
+    assert with_domain - without == {"roles/compute.loadBalancerAdmin", "roles/compute.securityAdmin"}
+    assert not {"roles/compute.loadBalancerAdmin", "roles/compute.securityAdmin"} & without
+
+
+# Which role lets the deployer create each kind of resource the program declares (docs/ci-cd.md): a new
+# kind of resource fails this test until its role is granted and documented.
+ROLE_OF = {
+    "gcp:cloudrunv2/service:Service": "roles/run.admin",
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": "roles/run.admin",
+    "gcp:artifactregistry/repository:Repository": "roles/artifactregistry.admin",
+    "gcp:projects/service:Service": "roles/serviceusage.serviceUsageAdmin",
+    "gcp:logging/metric:Metric": "roles/logging.configWriter",
+    "gcp:monitoring/dashboard:Dashboard": "roles/monitoring.dashboardEditor",
+    "gcp:monitoring/customService:CustomService": "roles/monitoring.servicesEditor",
+    "gcp:monitoring/slo:Slo": "roles/monitoring.servicesEditor",
+    "gcp:monitoring/alertPolicy:AlertPolicy": "roles/monitoring.alertPolicyEditor",
+    "gcp:monitoring/notificationChannel:NotificationChannel": "roles/monitoring.notificationChannelEditor",
+    "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": "roles/compute.loadBalancerAdmin",
+    "gcp:compute/backendService:BackendService": "roles/compute.loadBalancerAdmin",
+    "gcp:compute/uRLMap:URLMap": "roles/compute.loadBalancerAdmin",
+    "gcp:compute/managedSslCertificate:ManagedSslCertificate": "roles/compute.loadBalancerAdmin",
+    "gcp:compute/targetHttpsProxy:TargetHttpsProxy": "roles/compute.loadBalancerAdmin",
+    "gcp:compute/globalAddress:GlobalAddress": "roles/compute.loadBalancerAdmin",
+    "gcp:compute/globalForwardingRule:GlobalForwardingRule": "roles/compute.loadBalancerAdmin",
+    "gcp:compute/securityPolicy:SecurityPolicy": "roles/compute.securityAdmin",
+}
+# Applied by a human `pulumi up` (the CI identity itself, the runtime account), or not in Google Cloud.
+NOT_THE_DEPLOYERS = {
+    "gcp:serviceaccount/account:Account",
+    "gcp:serviceaccount/iAMMember:IAMMember",
+    "gcp:projects/iAMMember:IAMMember",
+    "gcp:iam/workloadIdentityPool:WorkloadIdentityPool",
+    "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider",
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember",
+    "docker-build:index:Image",
+    "time:index/sleep:Sleep",
+}
+
+
+def test_the_deployer_holds_a_role_for_every_kind_of_resource_a_ci_up_applies() -> None:
+    deployment = with_ci(
+        domain="catalog.example.com",
+        regions=["us-central1", "europe-west1"],
+        minInstances=1,
+        alertEmails=["oncall@example.com"],
+    )
+    granted = set(roles_of(deployment, DEPLOYER))
+    declared = {r.type for r in deployment.declared if r.type.split(":")[0] != "catalog"} - NOT_THE_DEPLOYERS
+    # The stack declares every kind the observability component and the front door make.
+    assert {
+        "gcp:logging/metric:Metric",
+        "gcp:monitoring/notificationChannel:NotificationChannel",
+        "gcp:compute/securityPolicy:SecurityPolicy",
+        "gcp:compute/globalAddress:GlobalAddress",
+    } <= declared
+    assert declared <= set(ROLE_OF), sorted(declared - set(ROLE_OF))
+    assert {ROLE_OF[type_] for type_ in declared} <= granted

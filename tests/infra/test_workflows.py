@@ -218,11 +218,11 @@ def test_previews_cover_both_stacks_on_pull_requests() -> None:
 @pytest.mark.parametrize("job_name", ["preview", "up-dev", "up-prod"])
 def test_every_pulumi_job_authenticates_to_google_without_keys(job_name: str) -> None:
     job = pulumi_jobs()[job_name]
-    (auth,) = steps_using(job, "google-github-actions/auth")
+    auth = steps_using(job, "google-github-actions/auth")[0]
     assert {"workload_identity_provider", "service_account"} <= set(auth["with"])
     assert "credentials_json" not in auth["with"]
     assert steps_using(job, "docker/setup-buildx-action")
-    assert step_index(job, "google-github-actions/auth") < step_index(job, "pulumi/actions")
+    assert job["steps"].index(auth) < step_index(job, "pulumi/actions")
     assert step_index(job, "docker/setup-buildx-action") < step_index(job, "pulumi/actions")
 
 
@@ -236,7 +236,7 @@ def test_previews_use_the_read_only_previewer_and_deploys_the_deployer() -> None
         "${{ vars.GCP_PREVIEWER_SERVICE_ACCOUNT_PROD }}",
     ]
     for job, stack in DEPLOYS.items():
-        (auth,) = steps_using(jobs[job], "google-github-actions/auth")
+        auth = steps_using(jobs[job], "google-github-actions/auth")[0]
         assert auth["with"] == {
             "workload_identity_provider": f"${{{{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER_{stack.upper()} }}}}",
             "service_account": f"${{{{ vars.GCP_DEPLOYER_SERVICE_ACCOUNT_{stack.upper()} }}}}",
@@ -259,7 +259,65 @@ def test_only_the_pulumi_jobs_ask_for_oidc_tokens_and_no_workflow_runs_foreign_c
         assert not {"pull_request_target", "workflow_run"} & set(triggers), name
         for job_name, job in document["jobs"].items():
             wants_token = job.get("permissions", {}).get("id-token") == "write"
-            assert wants_token == (name == "pulumi.yml" and job_name in {"preview", *DEPLOYS}), job_name
+            expected = name == "pr-revision.yml" or (
+                name == "pulumi.yml" and job_name in {"preview", *DEPLOYS}
+            )
+            assert wants_token == expected, f"{name}: {job_name}"
+
+
+# --- the release after each deploy (issue 13) -----------------------------------------------------
+
+
+def release_step(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    (found,) = [(i, s) for i, s in enumerate(job["steps"]) if "python -m release" in s.get("run", "")]
+    return found
+
+
+@pytest.mark.parametrize("job_name", list(DEPLOYS))
+def test_each_deploy_releases_its_new_revision_with_the_stacks_plan_after_up(job_name: str) -> None:
+    job = pulumi_jobs()[job_name]
+    index, step = release_step(job)
+    up = next(i for i, s in enumerate(job["steps"]) if s.get("id") == "up")
+    assert job["steps"][up]["with"]["command"] == "up"
+    assert index > up
+    assert index == len(job["steps"]) - 1  # the last step: its failure is the run's
+    assert step["env"]["PLAN"] == "${{ steps.up.outputs.release }}"
+    command = step["run"].split("python -m release ", 1)[1].split()
+    assert command[:3] == ["promote", "--plan", "-"]
+    # A rollback exits 1: nothing lets the job pass anyway.
+    assert "continue-on-error" not in step
+    assert "if" not in step
+    assert "|| true" not in step["run"]
+    from release.cli import build_parser  # noqa: PLC0415
+
+    build_parser().parse_args([part.strip('"') for part in command])
+
+
+def test_dev_releases_without_a_token_and_prod_with_an_id_token_for_its_url() -> None:
+    jobs = pulumi_jobs()
+    assert len(steps_using(jobs["up-dev"], "google-github-actions/auth")) == 1
+    assert "--token-env" not in release_step(jobs["up-dev"])[1]["run"]
+    deploy_auth, token = steps_using(jobs["up-prod"], "google-github-actions/auth")
+    assert token["with"] == {
+        "workload_identity_provider": deploy_auth["with"]["workload_identity_provider"],
+        "service_account": deploy_auth["with"]["service_account"],
+        "token_format": "id_token",
+        # The front door's audience, which every region accepts; without one, the service's URL.
+        "id_token_audience": "${{ fromJSON(steps.up.outputs.release).audience"
+        " || fromJSON(steps.up.outputs.release).url }}",
+        "id_token_include_email": True,
+    }
+    _, step = release_step(jobs["up-prod"])
+    assert step["env"]["CATALOG_ID_TOKEN"] == f"${{{{ steps.{token['id']}.outputs.id_token }}}}"
+    assert "--token-env CATALOG_ID_TOKEN" in step["run"]
+
+
+def test_prods_job_outlasts_its_stepped_release() -> None:
+    prod = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    steps, pause = prod["catalog-grpc:canarySteps"], prod["catalog-grpc:canaryPauseSeconds"]
+    evidence = 300  # python -m release's --evidence-timeout default: a step may wait that long for calls
+    up_and_checks = 15 * 60
+    assert pulumi_jobs()["up-prod"]["timeout-minutes"] * 60 >= len(steps) * (pause + evidence) + up_and_checks
 
 
 # --- the policy pack at every preview and deploy (issue 17) ---------------------------------------
@@ -412,6 +470,8 @@ def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_uses
         ("pulumi.yml", "test"): {"contents": "read"},
         ("pulumi.yml", "up-dev"): {"contents": "read", "id-token": "write", "attestations": "write"},
         ("pulumi.yml", "up-prod"): {"contents": "read", "id-token": "write", "attestations": "write"},
+        ("pr-revision.yml", "deploy"): {"contents": "read", "id-token": "write", "pull-requests": "write"},
+        ("pr-revision.yml", "remove"): {"contents": "read", "id-token": "write"},
     }
     granted = {}
     for name, document in all_workflows().items():

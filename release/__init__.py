@@ -1,0 +1,1 @@
+"""Safe releases on Cloud Run: a new revision earns its traffic in checked steps (docs/releases.md)."""

@@ -1,0 +1,275 @@
+"""The release: check the candidate, move traffic to it step by step, roll back on the first failed check.
+
+With several regions (one service of the same name in each) every step moves every region, and every region's
+candidate is checked after it; the first failed check, or a write Cloud Run refuses, rolls every region back.
+A release is done when every region is done. Cloud Run holds the truth (which revision has which tag and
+share); this reads each region at the start and writes each step with the etag it read, so a concurrent
+`pulumi up` fails the step instead of being undone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from google.cloud import run_v2
+
+from release import traffic
+from release.cloudrun import CloudRun, CloudRunError, routes_of, tag_uri
+from release.gates import Candidate, Gate
+from release.traffic import CANDIDATE, PREVIOUS, STABLE, TrafficError
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a release ended: `ok`, and the one line that says so (the failed check when not ok)."""
+
+    ok: bool
+    line: str
+
+
+@dataclass
+class _Region:
+    """One region's service during a release: as last written, its stable revision, its candidate."""
+
+    run: CloudRun
+    service: run_v2.Service
+    stable: str
+    candidate: Candidate
+
+    @property
+    def name(self) -> str:
+        return self.run.ref.region
+
+    @property
+    def done(self) -> bool:
+        """The candidate already serves all traffic as stable: a first deploy, or a completed release."""
+        return self.candidate.revision == self.stable
+
+
+@dataclass(frozen=True)
+class _Failure:
+    region: str
+    check: str
+    reason: str
+
+
+def _read(run: CloudRun) -> _Region:
+    """The region's service and its release tags; raises TrafficError without them (nothing written yet)."""
+    service = run.get()
+    routes = routes_of(service)
+    stable_route, candidate_route = traffic.tagged(routes, STABLE), traffic.tagged(routes, CANDIDATE)
+    if stable_route is None or candidate_route is None:
+        raise TrafficError(
+            f"{run.ref.path} has no {STABLE!r} and {CANDIDATE!r} tags: deploy it with this repository's "
+            "`pulumi up`, which tags the serving revision stable and the new one candidate"
+        )
+    candidate = Candidate(
+        service=run.ref.service,
+        revision=candidate_route.revision,
+        uri=tag_uri(service, CANDIDATE),
+        percent=traffic.share(routes, candidate_route.revision),
+        region=run.ref.region,
+    )
+    return _Region(run, service, stable_route.revision, candidate)
+
+
+def _gate(gates: Sequence[Gate], regions: Sequence[_Region], log: Log) -> _Failure | None:
+    """The first failed gate in the first region that fails one, or None when every region passes all."""
+    for region in regions:
+        for gate in gates:
+            reason = gate.check(region.candidate)
+            if reason is not None:
+                return _Failure(region.name, gate.name, reason)
+            log(f"  {region.name} {gate.name}: ok")
+    return None
+
+
+def _step(regions: Sequence[_Region], percent: int, clock: Callable[[], float]) -> _Failure | None:
+    """`percent` on every region's candidate (none is ever lowered); the first refused write, if any."""
+    for region in regions:
+        if region.candidate.percent >= percent:
+            continue
+        try:
+            routes = traffic.split(
+                routes_of(region.service), region.stable, region.candidate.revision, percent
+            )
+            region.service = region.run.set_traffic(region.service, routes)
+        except CloudRunError as error:
+            return _Failure(region.name, "cloud-run", str(error))
+        region.candidate = replace(region.candidate, percent=percent, since=clock())
+    return None
+
+
+def _roll_back(regions: Sequence[_Region]) -> list[str]:
+    """Every request on each region's stable revision again; what could not be written, per region."""
+    refused = []
+    for region in regions:
+        try:
+            latest = region.run.get()
+            region.run.set_traffic(
+                latest, traffic.rolled_back(routes_of(latest), region.stable, region.candidate.revision)
+            )
+        except CloudRunError as error:
+            refused.append(f"{region.name}: {error}")
+    return refused
+
+
+def _where(regions: Sequence[_Region], revision: Callable[[_Region], str]) -> str:
+    return ", ".join(f"{region.name} {revision(region)}" for region in regions)
+
+
+def release(
+    runs: Sequence[CloudRun],
+    steps: Sequence[int],
+    pause_seconds: float,
+    gates: Sequence[Gate],
+    *,
+    log: Log = print,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> Outcome:
+    """Promote each region's candidate over its stable revision, in `steps` (percentages), in every region."""
+    steps = traffic.check_steps(steps)
+    if not runs:
+        raise ValueError("a release needs at least one region")
+    regions = [_read(run) for run in runs]  # every region's tags checked before anything is written
+    for region in regions:
+        log(f"{region.name}: candidate {region.candidate.revision} at {region.candidate.uri}")
+        if region.done:
+            log(f"{region.name}: {region.stable} already serves all traffic as {STABLE}")
+    moving = [region for region in regions if not region.done]
+    if moving:
+        return _move(moving, steps, pause_seconds, gates, log, sleep, clock)
+    # A first deploy, or a release that already completed everywhere: nothing to move or go back to.
+    failed = _gate(gates, regions, log)
+    if failed:
+        serving = next(region.stable for region in regions if region.name == failed.region)
+        return Outcome(
+            False,
+            f"check {failed.check} failed in {failed.region} on {serving}, which serves all traffic: "
+            f"{failed.reason}",
+        )
+    return Outcome(
+        True,
+        f"the candidate already serves all traffic as {STABLE} in every region "
+        f"({_where(regions, lambda r: r.stable)}); checks pass",
+    )
+
+
+def _move(  # noqa: PLR0917 (release()'s arguments, passed on)
+    moving: Sequence[_Region],
+    steps: Sequence[int],
+    pause_seconds: float,
+    gates: Sequence[Gate],
+    log: Log,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> Outcome:
+    """The steps in every region that has a candidate to release; every region rolled back on a failure."""
+    now = clock()
+    # A resumed release judges the share it already has from now on: when it began is not recorded.
+    for region in moving:
+        region.candidate = replace(region.candidate, since=now)
+    current = min(region.candidate.percent for region in moving)
+    log(f"releasing in {len(moving)} region(s), {current}% now, in steps {list(steps)}")
+    failed = _gate(gates, moving, log)  # before any candidate gets traffic (or more of it)
+    step = current
+    for next_step in (s for s in steps if s > current):
+        if failed:
+            break
+        step = next_step
+        failed = _step(moving, step, clock)
+        if failed:
+            break
+        for region in moving:
+            log(f"{region.name}: {region.candidate.revision} has {step}% of requests")
+        if pause_seconds:
+            log(f"  waiting {pause_seconds:g} s")
+            sleep(pause_seconds)
+        failed = _gate(gates, moving, log)
+    if failed:
+        return _failed(moving, failed, step)
+    # Done in every region: a refusal here leaves the regions promoted so far as they are, and running
+    # promote again finishes the others (they are at 100% already), or `rollback` undoes it everywhere.
+    for region in moving:
+        routes = traffic.promoted(routes_of(region.service), region.stable, region.candidate.revision)
+        region.run.set_traffic(region.service, routes)
+    return Outcome(
+        True,
+        f"released in every region: {STABLE} (all traffic) is "
+        f"{_where(moving, lambda r: r.candidate.revision)}; "
+        f"{PREVIOUS} is {_where(moving, lambda r: r.stable)}",
+    )
+
+
+def _failed(moving: Sequence[_Region], failed: _Failure, step: int) -> Outcome:
+    """Roll every region back and say which region failed which check at which step."""
+    refused = _roll_back(moving)
+    broken = next(region for region in moving if region.name == failed.region)
+    back = (
+        f"all traffic is back on {STABLE} in every region ({_where(moving, lambda r: r.stable)})"
+        if not refused
+        else f"ROLLBACK REFUSED in {'; '.join(refused)}; run `python -m release rollback`"
+    )
+    return Outcome(
+        False,
+        f"release of {broken.candidate.revision} failed in {failed.region}: check {failed.check} at "
+        f"{step}%: {failed.reason}; {back}, and the candidates keep the tag {CANDIDATE}",
+    )
+
+
+@dataclass(frozen=True)
+class _Back:
+    """What rolling one region back writes, computed for every region before any is written."""
+
+    run: CloudRun
+    service: run_v2.Service
+    routes: list[traffic.Route]
+    line: str
+
+
+def _plan_rollback(run: CloudRun) -> _Back:
+    service = run.get()
+    routes = routes_of(service)
+    stable_route, previous_route = traffic.tagged(routes, STABLE), traffic.tagged(routes, PREVIOUS)
+    candidate_route = traffic.tagged(routes, CANDIDATE)
+    region = run.ref.region
+    if stable_route is None or candidate_route is None:
+        raise TrafficError(f"{run.ref.path} has no {STABLE!r} and {CANDIDATE!r} tags: nothing to roll back")
+    if candidate_route.revision != stable_route.revision:
+        # Mid-release (or after a failed one): the stable revision never stopped being stable.
+        back = traffic.rolled_back(routes, stable_route.revision, candidate_route.revision)
+        return _Back(run, service, back, f"{region}: all traffic on {stable_route.revision}")
+    if previous_route is None:
+        raise TrafficError(
+            f"{run.ref.path}: no revision is tagged {PREVIOUS!r}, so there is none to go back to"
+        )
+    good, bad = previous_route.revision, stable_route.revision
+    # `good` is stable again and `bad` stays the candidate at 0%: the program keeps it there, and the next
+    # image it deploys replaces it.
+    kept = [r for r in routes if r.tag != PREVIOUS]
+    return _Back(
+        run,
+        service,
+        traffic.rolled_back(kept, good, bad),
+        f"{region}: all traffic on {good}, {bad} keeps the tag {CANDIDATE} at 0%",
+    )
+
+
+def rollback(runs: Sequence[CloudRun], *, log: Log = print) -> Outcome:
+    """Every request back on each region's revision tagged previous (after a completed release), or stable.
+
+    Every region is read and judged first: one that cannot roll back refuses the whole command, with nothing
+    written. A write Cloud Run refuses stops it, naming the region; run it again (it is idempotent).
+    """
+    if not runs:
+        raise ValueError("a rollback needs at least one region")
+    plans = [_plan_rollback(run) for run in runs]
+    for plan in plans:
+        log(f"rolling back {plan.line}")
+        plan.run.set_traffic(plan.service, plan.routes)
+    return Outcome(True, "rolled back every region: " + "; ".join(plan.line for plan in plans))

@@ -1,0 +1,90 @@
+"""The program and the release command together over the fake Cloud Run: what Pulumi declares is live.
+
+Each `pulumi up` here is the program under mocks, fed the split the fake serves, and its declared service
+then written to the fake as the provider would. After a release, a rollback, or nothing at all, the next
+`pulumi up` declares exactly what is live: no diff, no traffic moved, nothing brought back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from google.cloud import run_v2
+
+from release import rollout
+from release.cloudrun import CloudRun, ServiceRef, connect
+from release.gates import Candidate
+from release.traffic import Route
+from tests.infra.harness import SERVICE, infra_module, run_program, stack_config
+from tests.release.fake_run import FakeCloudRun, serve
+
+REF = ServiceRef(project="my-gcp-project-prod", region="us-central1", service="catalog-grpc")
+
+
+class Verdict:
+    """A gate that passes or fails as told."""
+
+    name = "verdict"
+
+    def __init__(self, passes: bool) -> None:
+        self.passes = passes
+
+    def check(self, candidate: Candidate) -> str | None:
+        return None if self.passes else "told to fail"
+
+
+@pytest.fixture
+def fake() -> FakeCloudRun:
+    return FakeCloudRun()
+
+
+@pytest.fixture
+def client(fake: FakeCloudRun) -> Iterator[Any]:
+    with serve(fake) as address:
+        yield connect(address, insecure=True)
+
+
+def pulumi_up(fake: FakeCloudRun, client: Any, **config: object) -> tuple[str, list[Route]]:
+    """Run the prod program on the live split, apply what it declares; its revision and split."""
+    live = infra_module("live").read_service(REF.project, REF.region, REF.service, client)
+    settings = {**stack_config("prod"), **{f"catalog-grpc:{key}": value for key, value in config.items()}}
+    inputs = run_program(settings, stack="prod", live=live).one(SERVICE).inputs
+    revision = inputs["template"]["revision"]
+    # Numbers come back from the mocks as floats (protobuf Struct).
+    declared = [Route(t["revision"], int(t["percent"]), t.get("tag", "")) for t in inputs["traffics"]]
+    image = inputs["template"]["containers"][0]["image"]
+    template = run_v2.RevisionTemplate(revision=revision, containers=[run_v2.Container(image=image)])
+    fake.deploy(REF.path, template, declared)
+    return revision, declared
+
+
+def test_up_release_up_declares_what_is_live(fake: FakeCloudRun, client: Any) -> None:
+    run = CloudRun(client, REF, timeout=10)
+    first, _ = pulumi_up(fake, client)
+    second, declared = pulumi_up(fake, client, memory="2Gi")
+    assert declared == [Route(first, 100, "stable"), Route(second, 0, "candidate")]
+
+    assert rollout.release([run], (10, 50, 100), 0, [Verdict(passes=True)], log=lambda _: None).ok
+    live = fake.routes(REF.path)
+    assert live[0] == Route(second, 100, "stable")
+    # The next `pulumi up`, nothing changed: the same revision, the split as the release left it.
+    again, declared = pulumi_up(fake, client, memory="2Gi")
+    assert again == second
+    assert declared == live
+
+
+def test_up_after_a_rollback_brings_nothing_back(fake: FakeCloudRun, client: Any) -> None:
+    run = CloudRun(client, REF, timeout=10)
+    first, _ = pulumi_up(fake, client)
+    second, _ = pulumi_up(fake, client, memory="2Gi")
+
+    assert not rollout.release([run], (10, 50, 100), 0, [Verdict(passes=False)], log=lambda _: None).ok
+    live = fake.routes(REF.path)
+    assert live == [Route(first, 100, "stable"), Route(second, 0, "candidate")]
+    _, declared = pulumi_up(fake, client, memory="2Gi")
+    assert declared == live
+    # A fixed build replaces the rolled-back candidate, still at 0%.
+    third, declared = pulumi_up(fake, client, memory="1Gi")
+    assert declared == [Route(first, 100, "stable"), Route(third, 0, "candidate")]
