@@ -17,6 +17,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ STARTUP_DEFAULT_TARGET = 1.5  # ours with the default catalog, vs the seed's
 STARTUP_LARGE_TARGET = 8  # ours with N products, vs the seed's with the default catalog
 RSS_TARGET_MB = 300
 EXIT_TARGET_MISSED = 3
+# Our server writes access lines up to AccessLog.FLUSH_SECONDS (20 ms) late: wait that many times over
+# before counting a case's status codes, so the previous case's last calls are not counted in it.
+LOG_SETTLE_SECONDS = 0.25
 INDEX_READY = r"search index over \d+ products ready"
 
 
@@ -261,10 +265,12 @@ def _measure_hostile(
                 result.reset_attack = hostile.reset_attack(server.port, case.request, workdir, load)
             if "overload" in names and kind == OURS:
                 _say(f"{kind.name}: GetProduct with all {args.max_concurrent_rpcs} slots held")
-                server.new_status_codes()
+                time.sleep(LOG_SETTLE_SECONDS)
+                server.new_status_codes()  # forget the calls made so far, the last ones logged just now
                 result.overload = hostile.overload(
                     server.port, case.request, args.max_concurrent_rpcs, workdir, load
                 )
+                time.sleep(LOG_SETTLE_SECONDS)
                 result.overload_codes = dict(server.new_status_codes())
             case.check(stub)  # still right afterwards
     return results

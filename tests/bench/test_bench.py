@@ -190,8 +190,9 @@ def test_the_hostile_cases_run_end_to_end(tmp_path: Path) -> None:
     assert all(int(line.split("the attacker sent ")[1].split()[0]) > 0 for line in attacked)
     refused = [line for line in finished.stdout.splitlines() if "slots held by stalled searches" in line]
     assert len(refused) == 1  # ours only: the seed has no limit to reach
-    # Every call of the load was refused: no OK logged, only the held searches ended otherwise (cancelled).
+    # Every call of the load was refused: no OK logged. CANCELLED: the 4 held searches, and up to the 8 calls
+    # in flight that h2load abandons when it stops.
     logged = dict(item.rsplit(" ", 1) for item in refused[0].rsplit("codes logged: ", 1)[1].split(", "))
     assert int(logged["RESOURCE_EXHAUSTED"]) > 0
     assert set(logged) <= {"RESOURCE_EXHAUSTED", "CANCELLED"}
-    assert int(logged.get("CANCELLED", 0)) <= 4
+    assert int(logged.get("CANCELLED", 0)) <= 4 + 8
