@@ -17,13 +17,14 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import grpc
 
-from bench import cases, h2load
+from bench import cases, h2load, hostile
 from bench.catalog import generate, write_catalog
 from bench.servers import OURS, SEED, ServerKind, ServerProcess
 from catalog import catalog_pb2_grpc
@@ -34,6 +35,9 @@ STARTUP_DEFAULT_TARGET = 1.5  # ours with the default catalog, vs the seed's
 STARTUP_LARGE_TARGET = 8  # ours with N products, vs the seed's with the default catalog
 RSS_TARGET_MB = 300
 EXIT_TARGET_MISSED = 3
+# Our server writes access lines up to AccessLog.FLUSH_SECONDS (20 ms) late: wait that many times over
+# before counting a case's status codes, so the previous case's last calls are not counted in it.
+LOG_SETTLE_SECONDS = 0.25
 INDEX_READY = r"search index over \d+ products ready"
 
 
@@ -62,10 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.products < 10 or args.startup_runs < 1 or args.duration <= 0:
         parser.error("--products must be at least 10, --startup-runs at least 1, --duration positive")
-    names = args.cases.split(",") if args.cases else list(cases.CASES)
-    unknown = sorted(set(names) - set(cases.CASES))
+    every = [*cases.CASES, *hostile.CASES]
+    chosen = args.cases.split(",") if args.cases else every
+    unknown = sorted(set(chosen) - set(every))
     if unknown:
-        parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(cases.CASES)}")
+        parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(every)}")
+    names = [name for name in chosen if name in cases.CASES]
+    hostile_names = [name for name in chosen if name in hostile.CASES]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="catalog-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     catalog = workdir / f"catalog-{args.products}.json"
@@ -76,8 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [OURS, SEED] if args.compare else [OURS]
     results = {kind.name: ServerResult() for kind in kinds}
     _time_starts(kinds, catalog, results, workdir, args)
-    _measure(kinds, catalog, products, results, names=names, workdir=workdir, args=args)
+    if names:
+        _measure(kinds, catalog, products, results, names=names, workdir=workdir, args=args)
+    hostile_results = _measure_hostile(
+        kinds, catalog, products, names=hostile_names, workdir=workdir, args=args
+    )
     report, missed = render_report(results, names, args)
+    report += _hostile_report(hostile_results, args)
     print(report)
     if args.json:
         document = {
@@ -85,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             "streams": args.streams,
             "duration_s": args.duration,
             "servers": {name: asdict(result) for name, result in results.items()},
+            "hostile": {name: asdict(result) for name, result in hostile_results.items()},
         }
         Path(args.json).write_text(json.dumps(document, indent=2))
     return EXIT_TARGET_MISSED if missed else 0
@@ -101,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"  {name:18} {case.description} ({'extra, ' if case.extra else ''}target {case.target:g}x)"
             for name, case in cases.CASES.items()
         )
+        + "".join(f"\n  {name:18} {what} (no target)" for name, what in hostile.CASES.items())
         + f"\n\nexit status {EXIT_TARGET_MISSED} when a target is missed",
     )
     parser.add_argument("--products", type=int, default=100_000, help="catalog size (default 100000)")
@@ -210,6 +224,82 @@ def _measure(
                 results[kind.name].cases[name] = CaseResult(load, codes)
         for kind in kinds:
             results[kind.name].peak_rss_mb = servers[kind.name].peak_rss_mb()
+
+
+@dataclass
+class HostileResult:
+    """The hostile cases for one server (overload: ours only)."""
+
+    reset_attack: hostile.ResetResult | None = None
+    overload: h2load.LoadResult | None = None
+    overload_codes: dict[str, int] = field(default_factory=dict)
+
+
+def _measure_hostile(
+    kinds: list[ServerKind],
+    catalog: Path,
+    products: list[Product],
+    *,
+    names: list[str],
+    workdir: Path,
+    args: argparse.Namespace,
+) -> dict[str, HostileResult]:
+    """Each hostile case on a fresh server of each kind, its GetProduct answer checked before and after."""
+    load = hostile.Load(args.streams, args.clients, args.duration, args.warmup)
+    results: dict[str, HostileResult] = {}
+    for kind in kinds if names else []:
+        result = results[kind.name] = HostileResult()
+        log = workdir / f"{kind.name}-hostile.log"
+        with (
+            ServerProcess(kind, catalog, log, _server_env(kind, args)) as server,
+            grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+        ):
+            server.wait_serving()
+            if kind == OURS:
+                server.wait_for_log(INDEX_READY)
+            stub = catalog_pb2_grpc.ProductCatalogStub(channel)
+            case = cases.build("get", products, kind, stub)
+            case.check(stub)
+            if "reset-attack" in names:
+                _say(f"{kind.name}: GetProduct alone, then beside a rapid-reset attacker")
+                result.reset_attack = hostile.reset_attack(server.port, case.request, workdir, load)
+            if "overload" in names and kind == OURS:
+                _say(f"{kind.name}: GetProduct with all {args.max_concurrent_rpcs} slots held")
+                time.sleep(LOG_SETTLE_SECONDS)
+                server.new_status_codes()  # forget the calls made so far, the last ones logged just now
+                result.overload = hostile.overload(
+                    server.port, case.request, args.max_concurrent_rpcs, workdir, load
+                )
+                time.sleep(LOG_SETTLE_SECONDS)
+                result.overload_codes = dict(server.new_status_codes())
+            case.check(stub)  # still right afterwards
+    return results
+
+
+def _hostile_report(results: dict[str, HostileResult], args: argparse.Namespace) -> str:
+    if not results:
+        return ""
+    lines = ["", "hostile cases (GetProduct, the same load):"]
+    for name, result in results.items():
+        attack = result.reset_attack
+        if attack is not None:
+            before, after = attack.alone, attack.alone_after
+            lines.append(
+                f"  {name}: alone {before.requests_per_second:.0f} and {after.requests_per_second:.0f} rps "
+                f"(p99 {before.p99_ms:.1f}, {after.p99_ms:.1f} ms); "
+                f"beside a rapid-reset attacker {attack.attacked.requests_per_second:.0f} rps "
+                f"(p99 {attack.attacked.p99_ms:.1f} ms): {attack.ratio:.2f} of alone; "
+                f"the attacker sent {attack.pairs} HEADERS + RST_STREAM pairs"
+            )
+        refused = result.overload
+        if refused is not None:
+            codes = ", ".join(f"{code} {n}" for code, n in sorted(result.overload_codes.items()))
+            lines.append(
+                f"  {name}: at the limit ({args.max_concurrent_rpcs} slots held by stalled searches), "
+                f"{refused.requests_per_second:.0f} refusals/s, p50 {refused.p50_ms:.1f} ms, "
+                f"p99 {refused.p99_ms:.1f} ms; codes logged: {codes or 'none'}"
+            )
+    return "\n".join(lines)
 
 
 def render_report(

@@ -21,6 +21,7 @@ from grpc import aio
 
 from catalog import HEALTH_SERVICE_NAME, SERVICE_NAME
 from service.logs import AccessLog, trace_resource
+from service.stalls import StallWatchdog, StreamProgress
 
 CATALOG_PREFIX = f"/{SERVICE_NAME}/"
 HEALTH_CHECK = f"/{HEALTH_SERVICE_NAME}/Check"
@@ -70,12 +71,20 @@ class CallGuard:
     only catalog calls: Cloud Run's probes must still get an answer when the catalog is at its limit.
     """
 
-    def __init__(self, max_concurrent_calls: int, project_id: str | None, access_log: AccessLog) -> None:
+    def __init__(
+        self,
+        max_concurrent_calls: int,
+        project_id: str | None,
+        access_log: AccessLog,
+        stalled_stream_seconds: float = 30.0,
+    ) -> None:
         self._limit = max_concurrent_calls
         self._access_log = access_log
         self._in_flight = 0
         self._refusing = False
         self._project_id = project_id
+        # Streams whose client stopped reading are cancelled, so they give their slot back.
+        self._stalls = StallWatchdog(stalled_stream_seconds)
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         """The handler for `method` with this guard around it, or `handler` itself if not ours to guard."""
@@ -119,8 +128,7 @@ class CallGuard:
                 code = _aborted_code(context)
                 raise
             except Exception:
-                code = grpc.StatusCode.INTERNAL
-                await _fail_cleanly(method, context)
+                code = await _fail_cleanly(method, context)
             except BaseException:  # asyncio.CancelledError: the client left or time ran out
                 code = _abandoned_code(call, started)
                 raise
@@ -137,6 +145,7 @@ class CallGuard:
             call = self._begin(context)
             code = grpc.StatusCode.OK
             admitted = False
+            progress: StreamProgress | None = None
             try:
                 if type(request) is _Malformed:
                     await _reject_malformed(request, context)
@@ -145,18 +154,21 @@ class CallGuard:
                         await self._refuse(context)
                     self._in_flight += 1
                     admitted = True
+                progress = self._stalls.watch(method)
                 async for response in behavior(request, context):
                     yield response
+                    progress.sent += 1  # gRPC has taken the message: the client is reading
             except aio.AbortError:
                 code = _aborted_code(context)
                 raise
             except Exception:
-                code = grpc.StatusCode.INTERNAL
-                await _fail_cleanly(method, context)
+                code = await _fail_cleanly(method, context)
             except BaseException:  # CancelledError, or GeneratorExit when gRPC drops a cancelled stream
                 code = _abandoned_code(call, started)
                 raise
             finally:
+                if progress is not None:
+                    self._stalls.release(progress)
                 if admitted:
                     self._in_flight -= 1
                 self._log(method, code, call, started)
@@ -220,11 +232,15 @@ def _abandoned_code(call: _CallFacts, started: float) -> grpc.StatusCode:
     return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
 
 
-async def _fail_cleanly(method: str, context: Context) -> NoReturn:
+async def _fail_cleanly(method: str, context: Context) -> grpc.StatusCode:
     """End a call whose behaviour raised unexpectedly with INTERNAL: a bug, logged whole here.
 
     gRPC would answer UNKNOWN with the exception's text; the client learns nothing of the internals.
+    Unless the call was already ending: an abort (a refusal, say) whose status core could not send
+    because the client had left is the client's doing, and returning lets gRPC finish the call quietly.
     """
+    if context.done():
+        return grpc.StatusCode.CANCELLED
     _log.exception("unexpected error in %s", method)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server's logs")
     raise AssertionError("abort returns only by raising")  # pragma: no cover

@@ -18,6 +18,10 @@ _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 MAX_CONCURRENCY = 1000
 # Cloud Run sends SIGKILL 10 s after SIGTERM: a longer grace would be cut short.
 MAX_SHUTDOWN_GRACE_SECONDS = 9.0
+# A stream that sends nothing for this long is cancelled (service/stalls.py). At least a second, so a slow
+# but live reader is never cut off; at most Cloud Run's longest request timeout, past which no stream lives.
+MIN_STALLED_STREAM_SECONDS = 1.0
+MAX_STALLED_STREAM_SECONDS = 3600.0
 # How long the server may keep retrying an unreadable catalog file: at most a Cloud Run startup probe's
 # longest window (failure threshold x period <= 240 s). The Pulumi program sets less than its own probe's.
 MAX_CATALOG_READ_TIMEOUT_SECONDS = 240.0
@@ -39,6 +43,8 @@ class Settings:
     shutdown_grace_seconds: float = 8.0
     log_level: str = "INFO"
     project_id: str | None = None
+    # 30 s: a reader on the slowest live network takes milliseconds per message; a stalled one never does.
+    stalled_stream_seconds: float = 30.0
     # The file's expected digest (hex): other bytes are an incomplete read, retried, never served.
     catalog_sha256: str | None = None
     # How long to keep retrying a catalog file that cannot be read (a Cloud Storage mount warming up);
@@ -62,6 +68,9 @@ class Settings:
             ),
             log_level=_read(env, "LOG_LEVEL", defaults.log_level, _parse_log_level),
             project_id=env.get("GOOGLE_CLOUD_PROJECT", "").strip() or None,
+            stalled_stream_seconds=_read(
+                env, "STALLED_STREAM_SECONDS", defaults.stalled_stream_seconds, _parse_stalled_seconds
+            ),
             catalog_sha256=_read(env, "CATALOG_SHA256", defaults.catalog_sha256, _parse_sha256),
             catalog_read_timeout_seconds=_read(
                 env,
@@ -120,6 +129,17 @@ def _parse_grace(raw: str) -> float:
     except ValueError:
         raise ValueError(allowed) from None
     if not (math.isfinite(value) and 0 <= value <= MAX_SHUTDOWN_GRACE_SECONDS):
+        raise ValueError(allowed)
+    return value
+
+
+def _parse_stalled_seconds(raw: str) -> float:
+    allowed = f"expected seconds from {MIN_STALLED_STREAM_SECONDS:g} to {MAX_STALLED_STREAM_SECONDS:g}"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(allowed) from None
+    if not (math.isfinite(value) and MIN_STALLED_STREAM_SECONDS <= value <= MAX_STALLED_STREAM_SECONDS):
         raise ValueError(allowed)
     return value
 

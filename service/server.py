@@ -22,10 +22,12 @@ from catalog import HEALTH_NAMES, HEALTH_SERVICE_NAME, SERVICE_NAME, catalog_pb2
 from service.call_guard import CallGuard, GuardedHandlers
 from service.catalog_file import CatalogUnreadableError, load_catalog
 from service.config import Settings
+from service.limits import server_options
 from service.logs import AccessLog
 from service.servicer import Catalog, CatalogServicer, LoadingServicer
 
-# Calls beyond the catalog's limit, so health checks and reflection are served when it is full.
+# Streams a connection may open beyond the catalog's limit, so health checks and reflection get through when
+# the catalog is full (service/limits.py).
 SPARE_CALLS = 4
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # Pauses between reads of a catalog file that cannot be read yet (CATALOG_READ_TIMEOUT_SECONDS bounds them
@@ -39,7 +41,8 @@ _log = logging.getLogger(__name__)
 async def serve(settings: Settings) -> None:
     """Listen, load the catalog, serve it until SIGTERM or SIGINT, then drain and stop.
 
-    Raises CatalogError for an invalid catalog (after stopping: nothing was served), OSError or
+    Raises CatalogError for an invalid catalog or CatalogUnreadableError for one still unreadable after
+    CATALOG_READ_TIMEOUT_SECONDS (after stopping: nothing was served), OSError or
     RuntimeError when the server cannot start.
     """
     async with run_server(settings) as server:
@@ -196,7 +199,9 @@ async def run_server(
 async def _start(settings: Settings, host: str) -> CatalogServer:
     """Build, bind and start the server on the running loop (grpc.aio objects belong to it)."""
     access_log = AccessLog(logging.getLogger("service.access"))
-    guard = CallGuard(settings.max_concurrent_rpcs, settings.project_id, access_log)
+    guard = CallGuard(
+        settings.max_concurrent_rpcs, settings.project_id, access_log, settings.stalled_stream_seconds
+    )
     health_servicer = health.aio.HealthServicer()
     for name in HEALTH_NAMES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -205,8 +210,9 @@ async def _start(settings: Settings, host: str) -> CatalogServer:
     handlers.add(health_pb2_grpc.add_HealthServicer_to_server, health_servicer)
     server = aio.server(
         handlers=[handlers],
-        # A hard cap on everything (health and reflection included), above the catalog's own limit.
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs + SPARE_CALLS,
+        # No server-wide maximum_concurrent_rpcs: it counts calls until gRPC core ends them, and core keeps a
+        # stream cancelled for stalling until its connection closes, so stalled clients would fill it and
+        # refuse health checks. The guard limits catalog calls; the limits bound the rest per connection.
         options=[
             # gRPC shares ports by default: a second server on a busy port would start and split the traffic.
             ("grpc.so_reuseport", 0),
@@ -214,6 +220,8 @@ async def _start(settings: Settings, host: str) -> CatalogServer:
             # bottleneck under load (measured: about 10% more calls per second, about 20 us more per call
             # on an idle connection).
             ("grpc.optimization_target", "throughput"),
+            # What a hostile or broken client may cost: docs/hardening.md.
+            *server_options(settings.max_concurrent_rpcs, SPARE_CALLS),
         ],
     )
     if settings.enable_reflection:

@@ -159,6 +159,45 @@ def test_the_report_lists_each_missed_target(case: str, ours: float, missed: lis
     assert ("below that ratio" in report) is (case == "list-deep-all")
 
 
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is not installed")
+def test_the_hostile_cases_run_end_to_end(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--products",
+        str(COUNT),
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.2",
+    ]
+    command += [
+        "--startup-runs",
+        "1",
+        "--cases",
+        "reset-attack,overload",
+        "--compare",
+        "--workdir",
+        str(tmp_path),
+    ]
+    command += ["--max-concurrent-rpcs", "4", "--streams", "8", "--clients", "2"]
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    # The hostile cases have no target; a start-up target of so short a run may still be missed.
+    assert finished.returncode in {0, bench_main.EXIT_TARGET_MISSED}, finished.stderr
+    attacked = [line for line in finished.stdout.splitlines() if "beside a rapid-reset attacker" in line]
+    assert [line.split(":")[0].strip() for line in attacked] == ["ours", "seed"]
+    assert all(int(line.split("the attacker sent ")[1].split()[0]) > 0 for line in attacked)
+    refused = [line for line in finished.stdout.splitlines() if "slots held by stalled searches" in line]
+    assert len(refused) == 1  # ours only: the seed has no limit to reach
+    # Every call of the load was refused: no OK logged. CANCELLED: the 4 held searches, and up to the 8 calls
+    # in flight that h2load abandons when it stops.
+    logged = dict(item.rsplit(" ", 1) for item in refused[0].rsplit("codes logged: ", 1)[1].split(", "))
+    assert int(logged["RESOURCE_EXHAUSTED"]) > 0
+    assert set(logged) <= {"RESOURCE_EXHAUSTED", "CANCELLED"}
+    assert int(logged.get("CANCELLED", 0)) <= 4 + 8
+
+
 def test_the_memory_benchmark_prints_a_row_per_size(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,11 +11,6 @@ from tests.docs.markdown import REPO_ROOT, Page, github_slug, pages, render_inli
 
 PAGES = pages()
 BY_PATH = {page.path: page for page in PAGES}
-# Pages other branches are writing; the README links them already. A link to one of them is accepted while it
-# is missing; once it exists, it and its anchors are checked like any other. Empty this once both have merged.
-PENDING = {
-    REPO_ROOT / "docs" / "hardening.md": "wt/hostile",
-}
 _EXTERNAL = re.compile(r"^([a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
 
 
@@ -27,8 +22,7 @@ def _broken_links(page: Page) -> list[str]:
         path_part, _, anchor = target.partition("#")
         resolved = (page.path.parent / path_part).resolve() if path_part else page.path
         if not resolved.exists():
-            if resolved not in PENDING:
-                broken.append(f"{target}: no such file")
+            broken.append(f"{target}: no such file")
             continue
         if not anchor:
             continue
@@ -52,7 +46,6 @@ def test_the_readme_links_every_page_of_docs() -> None:
     linked = {(REPO_ROOT / target.partition("#")[0]).resolve() for target in readme.links()}
     on_disk = {page.path for page in PAGES if page.path.parent == REPO_ROOT / "docs"}
     assert sorted(str(path) for path in on_disk - linked) == []
-    assert set(PENDING) <= linked
 
 
 def test_the_readme_is_a_front_page() -> None:

@@ -16,6 +16,7 @@ def test_defaults_suit_cloud_run() -> None:
         shutdown_grace_seconds=8.0,
         log_level="INFO",
         project_id=None,
+        stalled_stream_seconds=30.0,
         catalog_sha256=None,
         catalog_read_timeout_seconds=0.0,
     )
@@ -31,12 +32,13 @@ def test_every_variable_is_read() -> None:
             "SHUTDOWN_GRACE_SECONDS": "2.5",
             "LOG_LEVEL": "debug",
             "GOOGLE_CLOUD_PROJECT": "my-project",
+            "STALLED_STREAM_SECONDS": "45",
             "CATALOG_SHA256": "AB" * 32,
             "CATALOG_READ_TIMEOUT_SECONDS": "15",
         }
     )
     assert settings == Settings(
-        9000, "/data/catalog.json", True, 250, 2.5, "DEBUG", "my-project", "ab" * 32, 15.0
+        9000, "/data/catalog.json", True, 250, 2.5, "DEBUG", "my-project", 45.0, "ab" * 32, 15.0
     )
 
 
@@ -59,6 +61,10 @@ def test_empty_values_mean_the_default(raw: str) -> None:
         ("SHUTDOWN_GRACE_SECONDS", "-1", "seconds from 0 to 9"),
         ("SHUTDOWN_GRACE_SECONDS", "nan", "seconds from 0 to 9"),
         ("LOG_LEVEL", "LOUD", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("STALLED_STREAM_SECONDS", "0.5", "seconds from 1 to 3600"),
+        ("STALLED_STREAM_SECONDS", "3601", "seconds from 1 to 3600"),
+        ("STALLED_STREAM_SECONDS", "inf", "seconds from 1 to 3600"),
+        ("STALLED_STREAM_SECONDS", "soon", "seconds from 1 to 3600"),
         ("CATALOG_SHA256", "abc", "64 hexadecimal digits"),
         ("CATALOG_SHA256", "g" * 64, "64 hexadecimal digits"),
         ("CATALOG_READ_TIMEOUT_SECONDS", "-1", "seconds from 0 to 240"),

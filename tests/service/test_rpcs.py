@@ -269,6 +269,6 @@ def test_a_bug_is_internal_without_its_text() -> None:
 
 def test_a_huge_unknown_id_is_not_found_with_a_short_message(stub: Stub) -> None:
     with pytest.raises(grpc.RpcError) as raised:
-        stub.GetProduct(catalog_pb2.GetProductRequest(id="x" * 20_000), timeout=5)
+        stub.GetProduct(catalog_pb2.GetProductRequest(id="x" * 10_000), timeout=5)  # under MAX_REQUEST_BYTES
     assert raised.value.code() is grpc.StatusCode.NOT_FOUND
-    assert raised.value.details() == f"product {'x' * 100}... (20000 characters) not found"
+    assert raised.value.details() == f"product {'x' * 100}... (10000 characters) not found"
