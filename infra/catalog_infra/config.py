@@ -378,7 +378,12 @@ def _pr_revisions(reader: _Reader, github_repository: str) -> bool:
     """The prRevisions key; it needs githubRepository, as its deployer is one of the repository's."""
     enabled = reader.boolean("prRevisions")
     if enabled and not github_repository:
-        raise ConfigError(reader.key("prRevisions"), True, "needs githubRepository (owner/repo) set as well")
+        raise ConfigError(
+            reader.key("prRevisions"),
+            True,
+            "needs githubRepository (owner/repo) set as well, as its deployer is one of the CI identity's "
+            "accounts: set githubRepository, or turn pull-request revisions off (`pulumi config rm prRevisions`)",
+        )
     return enabled
 
 
