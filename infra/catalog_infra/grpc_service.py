@@ -17,6 +17,8 @@ REQUIRED_APIS = ("run.googleapis.com", "iam.googleapis.com")
 # The port Cloud Run sends traffic to and passes in $PORT; the server reads $PORT, so the value only has to
 # agree between the container port and the probes.
 CONTAINER_PORT = 8080
+# Cloud Run's ingress when none is given.
+DEFAULT_INGRESS = "INGRESS_TRAFFIC_ALL"
 
 # The server reports SERVING for its catalog in about 1-2 s here, even with 100k products. Probing every
 # second starts traffic about as soon as it can. The probe passes at the first SERVING, so a generous 30
@@ -235,6 +237,16 @@ class GrpcService(pulumi.ComponentResource):
             # The mounted bucket and the second generation that mounts it (the object is in env). Only with
             # a catalog: a stack without one keeps the revision names it had.
             settings["catalog"] = [args.catalog.bucket, CATALOG_MOUNT_PATH, "EXECUTION_ENVIRONMENT_GEN2"]
+        # Service-level fields outside the template. Cloud Run's docs say a change of custom audiences creates
+        # a revision, which under an existing name is refused; for ingress and the invoker check they do not
+        # say, and a new name costs at most one more revision. Each only when set away from Cloud Run's
+        # default, so that a stack without them keeps the revision names it had.
+        if args.custom_audiences:
+            settings["customAudiences"] = sorted(args.custom_audiences)
+        if args.ingress != DEFAULT_INGRESS:
+            settings["ingress"] = args.ingress
+        if args.invoker_iam_disabled:
+            settings["invokerIamDisabled"] = True
         revision = image.apply(lambda ref: revisions.revision_name(args.service_name, ref, settings))
         traffics = revision.apply(
             lambda name: [

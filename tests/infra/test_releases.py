@@ -87,6 +87,40 @@ def test_the_revision_is_named_after_what_it_runs(stack: str, revision: str) -> 
     assert service(deploy(stack, image=prebuilt))["template"]["revision"] != revision
 
 
+def test_service_level_settings_that_make_a_revision_change_its_name(stack: str, revision: str) -> None:
+    def name(**overrides: object) -> str:
+        revision_name: str = service(deploy(stack, **overrides))["template"]["revision"]
+        return revision_name
+
+    behind_balancer = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+    # A domain adds the custom audience https://DOMAIN: alone (same ingress), it is a new name.
+    with_domain = name(domain="catalog.example.com", ingress=behind_balancer)
+    assert service(deploy(stack, domain="catalog.example.com"))["customAudiences"] == [
+        "https://catalog.example.com"
+    ]
+    assert with_domain != name(ingress=behind_balancer)
+    assert name(ingress=behind_balancer) != revision
+    if stack == "prod":
+        assert name(invokerIamDisabled=True) != revision
+    else:
+        assert name(invokerIamDisabled=False, allowUnauthenticated=True) != revision
+
+
+def test_settings_outside_the_revision_keep_its_name(stack: str, revision: str) -> None:
+    unrelated: dict[str, object] = {
+        "canaryPauseSeconds": 600,
+        "keepImages": 7,
+        "alertEmails": ["oncall@example.com"],
+        "canaryMaxErrorRatio": "0.5",
+    }
+    for key, value in unrelated.items():
+        assert service(deploy(stack, **{key: value}))["template"]["revision"] == revision, key
+    # The front door's own settings are the load balancer's, not the service's.
+    with_domain = service(deploy(stack, domain="catalog.example.com"))["template"]["revision"]
+    limited = deploy(stack, domain="catalog.example.com", rateLimitRequests=50)
+    assert service(limited)["template"]["revision"] == with_domain
+
+
 def test_first_deploy_serves_the_new_revision_as_stable_and_candidate(stack: str, revision: str) -> None:
     deployment = deploy(stack, None)
     assert split(deployment) == [(revision, 100, "stable"), (revision, 0, "candidate")]
