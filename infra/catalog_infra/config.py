@@ -94,8 +94,8 @@ WHOLE_CPU_MEMORY = {
 }
 _MEMORY_UNITS = {"Mi": MI, "Gi": GI, "M": 10**6, "G": 10**9}
 
+_A_CLOUD_RUN_REGION = "a Cloud Run region (cloud.google.com/run/docs/locations), e.g. us-east1"
 _PROJECT_ID = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
-_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
 # Cloud Run allows longer names, but "<serviceName>-deployer" must be a service-account id (<= 30 chars),
 # as must "<serviceName>-preview".
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}[a-z0-9]")
@@ -395,7 +395,7 @@ def _check_regions(read: _Reader, home: str, listed: tuple[str, ...], min_instan
             raise ConfigError(
                 key,
                 region,
-                "each must be a Cloud Run region (cloud.google.com/run/docs/locations), e.g. us-east1",
+                f"each must be {_A_CLOUD_RUN_REGION}",
             )
     if len(set(listed)) != len(listed):
         raise ConfigError(key, list(listed), "regions must not repeat")
@@ -528,7 +528,11 @@ def load() -> StackConfig:
             "must be a Google Cloud project id (6 to 30 lowercase letters, digits or hyphens; "
             "set it with `pulumi config set gcp:project ID`)",
         )
-    region = gcp.text("region", _REGION, "must be a Cloud Run region such as us-central1")
+    # The same list as `regions`: a region shaped right that Cloud Run does not serve from (a typo such as
+    # us-central9) would otherwise fail halfway through the first `up`.
+    region = gcp.text("region")
+    if region not in CLOUD_RUN_REGIONS:
+        raise ConfigError(gcp.key("region"), region, f"must be {_A_CLOUD_RUN_REGION}")
 
     service_name = read.text(
         "serviceName",

@@ -103,6 +103,18 @@ def test_provider_config_is_checked_too(config: dict[str, object], allowed: str)
         run_program(config)
 
 
+@pytest.mark.parametrize("region", ["us-central9", "europe-west5", "mars-north1"])
+def test_home_region_must_be_a_cloud_run_region(region: str) -> None:
+    # Shaped like a region, so a pattern lets it through; Cloud Run does not serve from it.
+    monitor = RecordingMonitor(Mocks())
+    with pytest.raises(pulumi.RunError) as failure:
+        run_program({**BASE, "gcp:region": region}, monitor=monitor)
+    message = str(failure.value)
+    assert f"invalid config gcp:region = {region!r}" in message
+    assert "Cloud Run region" in message
+    assert monitor.declared == []
+
+
 @pytest.mark.parametrize(
     ("cpu", "memory", "concurrency"),
     [
