@@ -1,0 +1,72 @@
+"""docs/deploying.md's roles for the first `up` cover every kind of resource the program can declare.
+
+A person holding exactly the listed roles must not fail midway: the stack with every optional part on
+(domain, catalog file, CI identity, alert emails) is run, each resource type it declares is mapped to the
+predefined role that creates it, and each such role must be in the page's table.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tests.docs.markdown import REPO_ROOT
+from tests.infra.harness import PROJECT, run_program, stack_config
+
+# The role that creates (or grants on) each resource type; None: no Google API is called.
+CREATED_BY: dict[str, tuple[str, ...] | None] = {
+    "gcp:projects/service:Service": ("roles/serviceusage.serviceUsageAdmin",),
+    "time:index/sleep:Sleep": None,
+    "gcp:artifactregistry/repository:Repository": ("roles/artifactregistry.admin",),
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": ("roles/artifactregistry.admin",),
+    "docker-build:index:Image": ("roles/artifactregistry.admin",),
+    # A service that runs as an account needs actAs on it as well.
+    "gcp:cloudrunv2/service:Service": ("roles/run.admin", "roles/iam.serviceAccountUser"),
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("roles/run.admin",),
+    "gcp:serviceaccount/account:Account": ("roles/iam.serviceAccountAdmin",),
+    "gcp:serviceaccount/iAMMember:IAMMember": ("roles/iam.serviceAccountAdmin",),
+    "gcp:logging/metric:Metric": ("roles/logging.configWriter",),
+    "gcp:monitoring/dashboard:Dashboard": ("roles/monitoring.editor",),
+    "gcp:monitoring/customService:CustomService": ("roles/monitoring.editor",),
+    "gcp:monitoring/slo:Slo": ("roles/monitoring.editor",),
+    "gcp:monitoring/alertPolicy:AlertPolicy": ("roles/monitoring.editor",),
+    "gcp:monitoring/notificationChannel:NotificationChannel": ("roles/monitoring.editor",),
+    "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": ("roles/compute.loadBalancerAdmin",),
+    "gcp:compute/backendService:BackendService": ("roles/compute.loadBalancerAdmin",),
+    "gcp:compute/uRLMap:URLMap": ("roles/compute.loadBalancerAdmin",),
+    "gcp:compute/managedSslCertificate:ManagedSslCertificate": ("roles/compute.loadBalancerAdmin",),
+    "gcp:compute/targetHttpsProxy:TargetHttpsProxy": ("roles/compute.loadBalancerAdmin",),
+    "gcp:compute/globalAddress:GlobalAddress": ("roles/compute.loadBalancerAdmin",),
+    "gcp:compute/globalForwardingRule:GlobalForwardingRule": ("roles/compute.loadBalancerAdmin",),
+    "gcp:compute/securityPolicy:SecurityPolicy": ("roles/compute.securityAdmin",),
+    "gcp:storage/bucket:Bucket": ("roles/storage.admin",),
+    "gcp:storage/bucketObject:BucketObject": ("roles/storage.admin",),
+    "gcp:storage/bucketIAMMember:BucketIAMMember": ("roles/storage.admin",),
+    "gcp:iam/workloadIdentityPool:WorkloadIdentityPool": ("roles/iam.workloadIdentityPoolAdmin",),
+    "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider": (
+        "roles/iam.workloadIdentityPoolAdmin",
+    ),
+    "gcp:projects/iAMMember:IAMMember": ("roles/resourcemanager.projectIamAdmin",),
+}
+
+
+def documented_roles() -> set[str]:
+    """The roles in the table of docs/deploying.md's "Who runs the first `up`" section."""
+    text = (REPO_ROOT / "docs" / "deploying.md").read_text(encoding="utf-8")
+    section = text.split("### Who runs the first `up`", 1)[1].split("\n#", 1)[0]
+    return {match[1] for match in re.finditer(r"^\| `(roles/[A-Za-z.]+)`", section, re.MULTILINE)}
+
+
+def test_the_first_up_roles_cover_every_resource_of_a_full_stack() -> None:
+    config = {
+        **stack_config("dev"),
+        f"{PROJECT}:domain": "catalog.example.com",
+        f"{PROJECT}:alertEmails": ["oncall@example.com"],
+    }
+    assert config[f"{PROJECT}:catalogFile"] and config[f"{PROJECT}:githubRepository"]
+    declared = {resource.type for resource in run_program(config, stack="dev").declared}
+    custom = {type_ for type_ in declared if not type_.startswith("catalog:")}
+    unmapped = custom - CREATED_BY.keys()
+    assert not unmapped, f"map these resource types to the role that creates them: {sorted(unmapped)}"
+    needed = {role for type_ in custom for role in CREATED_BY[type_] or ()}
+    missing = needed - documented_roles()
+    assert not missing, f"docs/deploying.md's first-up roles lack {sorted(missing)}"
