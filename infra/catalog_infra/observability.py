@@ -52,6 +52,11 @@ STARTUP_LATENCIES = "run.googleapis.com/container/startup_latencies"
 COMPLETED_PROBES = "run.googleapis.com/container/completed_probe_count"
 REQUEST_COUNT = "run.googleapis.com/request_count"
 CLOUD_RUN_METRICS = (INSTANCE_COUNT, STARTUP_LATENCIES, COMPLETED_PROBES, REQUEST_COUNT)
+# The probes whose failure stops an instance (startup, liveness). Not readiness: the server turns its catalog
+# name NOT_SERVING at every shutdown (a scale-in, a new revision), so failed readiness checks are how an
+# instance drains, not a fault. Matched without regard to case, so the filter does not hang on how Cloud
+# Run capitalizes the label's values (its metrics list writes them Startup, Liveness, Readiness).
+FATAL_PROBES = 'metric.label.probe_type = monitoring.regex.full_match("(?i)startup|liveness")'
 
 # The latency buckets, in ms: Renard's R10 series (10 steps a decade, each about 26% wider) from 0.1 ms
 # to 1 hour (the longest request Cloud Run allows). The latency SLO's threshold is added as a boundary:
@@ -901,7 +906,9 @@ class Observability(pulumi.ComponentResource):
                 gcp.monitoring.AlertPolicyConditionArgs(
                     display_name="A probe gave up on an instance",
                     condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                        filter=cloud_run_filter(COMPLETED_PROBES, service, "metric.label.is_healthy = false"),
+                        filter=cloud_run_filter(
+                            COMPLETED_PROBES, service, "metric.label.is_healthy = false", FATAL_PROBES
+                        ),
                         aggregations=[
                             gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
                                 alignment_period="300s",

@@ -442,8 +442,18 @@ def test_startups_failing_alert(deployment: Deployment) -> None:
     assert threshold["filter"] == (
         'metric.type="run.googleapis.com/container/completed_probe_count" AND '
         'resource.type="cloud_run_revision" AND resource.label.service_name="catalog-grpc" AND '
-        "metric.label.is_healthy = false"
+        "metric.label.is_healthy = false AND "
+        # Readiness fails on every drain (NOT_SERVING from the start of a shutdown): only the probes that
+        # stop an instance count.
+        'metric.label.probe_type = monitoring.regex.full_match("(?i)startup|liveness")'
     )
+    pattern = re.compile(threshold["filter"].rsplit('full_match("', 1)[1].removesuffix('")'))
+    assert [bool(pattern.fullmatch(t)) for t in ("Startup", "Liveness", "Readiness", "STARTUP")] == [
+        True,
+        True,
+        False,
+        True,
+    ]
     assert (threshold["comparison"], threshold["thresholdValue"]) == ("COMPARISON_GT", 0)
     assert threshold["aggregations"][0]["groupByFields"] == [
         "resource.label.revision_name",
