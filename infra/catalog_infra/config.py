@@ -382,7 +382,8 @@ def _pr_revisions(reader: _Reader, github_repository: str) -> bool:
             reader.key("prRevisions"),
             True,
             "needs githubRepository (owner/repo) set as well, as its deployer is one of the CI identity's "
-            "accounts: set githubRepository, or turn pull-request revisions off (`pulumi config rm prRevisions`)",
+            "accounts: set githubRepository, or turn pull-request revisions off "
+            "(`pulumi config rm prRevisions`)",
         )
     return enabled
 

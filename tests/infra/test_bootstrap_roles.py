@@ -62,7 +62,8 @@ def test_the_first_up_roles_cover_every_resource_of_a_full_stack() -> None:
         f"{PROJECT}:domain": "catalog.example.com",
         f"{PROJECT}:alertEmails": ["oncall@example.com"],
     }
-    assert config[f"{PROJECT}:catalogFile"] and config[f"{PROJECT}:githubRepository"]
+    assert config[f"{PROJECT}:catalogFile"]
+    assert config[f"{PROJECT}:githubRepository"]
     declared = {resource.type for resource in run_program(config, stack="dev").declared}
     custom = {type_ for type_ in declared if not type_.startswith("catalog:")}
     unmapped = custom - CREATED_BY.keys()

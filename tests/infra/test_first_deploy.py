@@ -28,7 +28,7 @@ def recipe(page: str, marker: str) -> list[list[str]]:
 
 
 def apply_config_commands(config: dict[str, object], commands: list[list[str]]) -> dict[str, object]:
-    """`config` after `pulumi config set KEY VALUE` / `pulumi config rm KEY`, keys namespaced as the CLI does."""
+    """`config` after `pulumi config set KEY VALUE` and `pulumi config rm KEY`, namespaced as the CLI does."""
     result = dict(config)
     for words in commands:
         verb, key = words[2], words[3]
