@@ -13,7 +13,6 @@ from catalog_infra import (
     grpc_service,
     live,
     observability,
-    revisions,
 )
 from catalog_infra.apis import ProjectApis
 from catalog_infra.config import load, load_observability
@@ -33,12 +32,8 @@ objectives = load_observability(config)
 catalog = (
     catalog_data.check_catalog(REPO_ROOT, config.catalog_file, config.memory) if config.catalog_file else None
 )
-# The traffic Cloud Run serves now in each region: the program declares it as it is (revisions.py).
-live_services = {
-    region: live.read_service(config.project, region, config.service_name) for region in config.regions
-}
-for live_service in live_services.values():
-    revisions.serving_routes(live_service)  # refuses a split it cannot build on, before any resource
+# The traffic Cloud Run serves now in each region, checked: the program declares it as it is (revisions.py).
+live_services = live.read_live_services(config)
 
 apis = ProjectApis(
     "apis",

@@ -12,6 +12,8 @@ import warnings
 
 import pulumi
 
+from catalog_infra import revisions
+from catalog_infra.config import StackConfig
 from catalog_infra.revisions import LiveRoute, LiveService
 
 with warnings.catch_warnings():
@@ -24,6 +26,27 @@ with warnings.catch_warnings():
 
 _BY_REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 READ_TIMEOUT_SECONDS = 30.0
+
+
+def read_live_services(
+    config: StackConfig, client: run_v2.ServicesClient | None = None
+) -> dict[str, LiveService | None]:
+    """Each region's live traffic (None: no service there yet), checked before any resource is declared.
+
+    Raises RunError when a region's service cannot be read, and LiveTrafficError, naming the service, when
+    its split is one the program cannot build on (revisions.serving_routes says why and how to fix it).
+    `client`: tests.
+    """
+    services: dict[str, LiveService | None] = {}
+    for region in config.regions:
+        service = read_service(config.project, region, config.service_name, client)
+        try:
+            revisions.serving_routes(service)
+        except revisions.LiveTrafficError as error:
+            path = f"projects/{config.project}/locations/{region}/services/{config.service_name}"
+            raise revisions.LiveTrafficError(f"{path}: {error}") from None
+        services[region] = service
+    return services
 
 
 def read_service(

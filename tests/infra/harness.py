@@ -247,7 +247,7 @@ def live_service(
     has no service yet). Patches the catalog_infra.live of `program_dir`, the one its program will import.
     """
 
-    def read_service(project: str, region: str, service_name: str) -> Any:
+    def read_service(project: str, region: str, service_name: str, client: Any = None) -> Any:
         reads.append((project, region, service_name))
         return live.get(region) if isinstance(live, Mapping) else live
 
