@@ -75,6 +75,23 @@ def test_up_release_up_declares_what_is_live(fake: FakeCloudRun, client: Any) ->
     assert declared == live
 
 
+def test_the_up_after_a_release_patches_the_live_service_and_changes_nothing(
+    fake: FakeCloudRun, client: Any
+) -> None:
+    # What docs/releases.md says of the `traffics` update the first `up` after a release shows: the
+    # provider's PATCH sends the existing revision's template and the live split, so Cloud Run creates no
+    # revision and moves no traffic.
+    run = CloudRun(client, REF, timeout=10)
+    pulumi_up(fake, client)
+    second, _ = pulumi_up(fake, client, memory="2Gi")
+    assert rollout.release([run], (10, 50, 100), 0, [Verdict(passes=True)], log=lambda _: None).ok
+    live, revisions = fake.routes(REF.path), set(fake.revisions)
+    again, _ = pulumi_up(fake, client, memory="2Gi")
+    assert again == second
+    assert set(fake.revisions) == revisions
+    assert fake.routes(REF.path) == live
+
+
 def test_up_after_a_rollback_brings_nothing_back(fake: FakeCloudRun, client: Any) -> None:
     run = CloudRun(client, REF, timeout=10)
     first, _ = pulumi_up(fake, client)
