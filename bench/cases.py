@@ -9,11 +9,16 @@ from typing import Any
 from google.protobuf.message import Message
 
 from bench.servers import OURS, SEED, ServerKind
-from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
+from catalog import (
+    GET_PRODUCT_METHOD,
+    LIST_PRODUCTS_METHOD,
+    SEARCH_PRODUCTS_METHOD,
+    catalog_pb2,
+    catalog_pb2_grpc,
+)
 from catalog.catalog_pb2 import Product
 
 Stub = catalog_pb2_grpc.ProductCatalogStub
-SERVICE = f"/{SERVICE_NAME}/"
 CALL_TIMEOUT = 30
 
 PAGE_SIZE = 20
@@ -83,13 +88,13 @@ def build(name: str, products: Sequence[Product], kind: ServerKind, stub: Stub) 
     if name == "get":
         product = products[len(products) // 2]
         request: Message = catalog_pb2.GetProductRequest(id=product.id)
-        return Case(name, SERVICE + "GetProduct", request, _expect(stub.GetProduct, request, product))
+        return Case(name, GET_PRODUCT_METHOD, request, _expect(stub.GetProduct, request, product))
     if name == "list-category":
         matching = [p for p in products if p.category == CATEGORY]
         request = catalog_pb2.ListProductsRequest(category=CATEGORY, page_size=PAGE_SIZE)
         expected = _page(matching[:PAGE_SIZE], len(matching))
         check = _expect_page(stub, request, expected, has_more=len(matching) > PAGE_SIZE)
-        return Case(name, SERVICE + "ListProducts", request, check)
+        return Case(name, LIST_PRODUCTS_METHOD, request, check)
     if name in {"list-deep", "list-deep-all"}:
         category = CATEGORY if name == "list-deep" else ""
         matching = [p for p in products if not category or p.category == category]
@@ -97,7 +102,7 @@ def build(name: str, products: Sequence[Product], kind: ServerKind, stub: Stub) 
         request = catalog_pb2.ListProductsRequest(category=category, page_size=PAGE_SIZE, page_token=token)
         expected = _page(matching[offset : offset + PAGE_SIZE], len(matching))
         check = _expect_page(stub, request, expected, has_more=offset + PAGE_SIZE < len(matching))
-        return Case(name, SERVICE + "ListProducts", request, check)
+        return Case(name, LIST_PRODUCTS_METHOD, request, check)
     queries = {
         "search-none": (SEARCH_ABSENT, 0),
         "search-none-short": (SEARCH_ABSENT_SHORT, 0),
@@ -116,7 +121,7 @@ def build(name: str, products: Sequence[Product], kind: ServerKind, stub: Stub) 
         if streamed != found:
             raise WrongAnswerError(f"{name}: streamed {len(streamed)} products, expected {len(found)}")
 
-    return Case(name, SERVICE + "SearchProducts", request, check_search)
+    return Case(name, SEARCH_PRODUCTS_METHOD, request, check_search)
 
 
 def _page(products: Sequence[Product], total: int) -> catalog_pb2.ListProductsResponse:

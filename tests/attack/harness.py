@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
-from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog import HEALTH_CHECK_METHOD, SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 from tests.servers import ServerProcess
 
@@ -85,7 +85,7 @@ class Probe:
         self._products = products
         self._next = 0
         self.health = self.channel.unary_unary(
-            "/grpc.health.v1.Health/Check",
+            HEALTH_CHECK_METHOD,
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
             response_deserializer=health_pb2.HealthCheckResponse.FromString,
         )
@@ -105,7 +105,7 @@ class Probe:
 
     def serving(self) -> bool:
         """Whether the health service reports SERVING for the catalog."""
-        request = health_pb2.HealthCheckRequest(service="catalog.ProductCatalog")
+        request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
         return bool(self.health(request, timeout=5).status == health_pb2.HealthCheckResponse.SERVING)
 
     def close(self) -> None:
