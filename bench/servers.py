@@ -19,7 +19,7 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2
 
-from catalog import HEALTH_SERVICE_NAME
+from client.channel import health_check
 
 ROOT = Path(__file__).resolve().parents[1]
 # Reconnect at once while the process starts, rather than after gRPC's default one-second backoff.
@@ -96,12 +96,7 @@ class ServerProcess:
             time.sleep(0.001)
         request = health_pb2.HealthCheckRequest(service="")
         with grpc.insecure_channel(f"127.0.0.1:{self.port}", options=_FAST_RECONNECT) as channel:
-            # By hand rather than health_pb2_grpc.HealthStub, whose type stub declares no methods.
-            check = channel.unary_unary(
-                f"/{HEALTH_SERVICE_NAME}/Check",
-                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                response_deserializer=health_pb2.HealthCheckResponse.FromString,
-            )
+            check = health_check(channel)
             while True:
                 try:
                     status = check(request, timeout=1).status

@@ -19,8 +19,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
-from catalog import HEALTH_CHECK_METHOD, SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
+from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
+from client.channel import health_check
 from tests.servers import ServerProcess
 
 CATALOG_PRODUCTS = 3000
@@ -84,11 +85,7 @@ class Probe:
         self.stub = catalog_pb2_grpc.ProductCatalogStub(self.channel)
         self._products = products
         self._next = 0
-        self.health = self.channel.unary_unary(
-            HEALTH_CHECK_METHOD,
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
+        self.health = health_check(self.channel)
         for _ in range(30):  # connect and warm up
             self.call()
         self.baseline_p99 = p99([self.call() for _ in range(_BASELINE_CALLS)])
