@@ -26,7 +26,7 @@ import grpc
 
 from bench import cases, h2load, hostile
 from bench.catalog import generate, write_catalog
-from bench.servers import OURS, SEED, ServerKind, ServerProcess
+from bench.servers import OURS, SEED, ServerKind, ServerProcess, bench_server
 from catalog import catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 
@@ -164,10 +164,10 @@ def _time_starts(
         for _ in range(args.startup_runs):
             for kind in kinds:
                 log = workdir / f"{kind.name}-start.log"
-                with ServerProcess(kind, catalog_path, log, _server_env(kind, args)) as server:
-                    times[kind.name].append(server.wait_serving())
+                with bench_server(kind, catalog_path, log, _server_env(kind, args)) as server:
+                    times[kind.name].append(server.seconds_to_serving())
                     if kind == OURS and catalog_path is not None:
-                        index_times.append(server.wait_for_log(INDEX_READY))
+                        index_times.append(server.seconds_to_log(INDEX_READY))
         for kind in kinds:
             result = results[kind.name]
             median = statistics.median(times[kind.name])
@@ -196,7 +196,7 @@ def _measure(
         servers: dict[str, ServerProcess] = {}
         for kind in kinds:
             log = workdir / f"{kind.name}-server.log"
-            server = stack.enter_context(ServerProcess(kind, catalog, log, _server_env(kind, args)))
+            server = stack.enter_context(bench_server(kind, catalog, log, _server_env(kind, args)))
             server.wait_serving()
             if kind == OURS:
                 server.wait_for_log(INDEX_READY)  # measure the steady state, not the scan before the index
@@ -251,7 +251,7 @@ def _measure_hostile(
         result = results[kind.name] = HostileResult()
         log = workdir / f"{kind.name}-hostile.log"
         with (
-            ServerProcess(kind, catalog, log, _server_env(kind, args)) as server,
+            bench_server(kind, catalog, log, _server_env(kind, args)) as server,
             grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel,
         ):
             server.wait_serving()

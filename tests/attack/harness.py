@@ -19,10 +19,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
+from bench.servers import ServerProcess
 from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 from client.channel import health_check
-from tests.servers import ServerProcess
 
 CATALOG_PRODUCTS = 3000
 # Small, so the slot tests fill the limit with a few streams; the limits under test do not depend on it.
