@@ -6,16 +6,15 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
 import pytest
 
 from bench import __main__ as bench_main
-from bench import cases, h2load, seed_server
+from bench import cases, h2load
 from bench.catalog import generate, generate_products, write_catalog
-from bench.servers import OURS, SEED
+from bench.servers import OURS, SEED, bench_server
 from catalog import catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 from service.catalog_file import load_catalog
@@ -77,19 +76,15 @@ def our_stub(catalog_file: Path) -> Iterator[cases.Stub]:
 
 
 @pytest.fixture(scope="module")
-def seed_stub(catalog_file: Path) -> Iterator[cases.Stub]:
-    saved = seed_server.PRODUCTS
-    seed_server.PRODUCTS = seed_server.load_products(catalog_file)  # type: ignore[no-untyped-call]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    catalog_pb2_grpc.add_ProductCatalogServicer_to_server(seed_server.ProductCatalogServicer(), server)
-    port = server.add_insecure_port("localhost:0")
-    server.start()
-    try:
-        with grpc.insecure_channel(f"localhost:{port}") as channel:
-            yield catalog_pb2_grpc.ProductCatalogStub(channel)
-    finally:
-        server.stop(0).wait()
-        seed_server.PRODUCTS = saved
+def seed_stub(catalog_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[cases.Stub]:
+    # The seed as the bench runs it: its own process, the catalog through CATALOG_PATH (its module state,
+    # PRODUCTS, stays untouched in this process).
+    log = tmp_path_factory.mktemp("seed") / "seed.log"
+    with (
+        bench_server(SEED, catalog_file, log) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.wait_serving()}") as channel,
+    ):
+        yield catalog_pb2_grpc.ProductCatalogStub(channel)
 
 
 @pytest.mark.parametrize("name", list(cases.CASES))
