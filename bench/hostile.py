@@ -1,4 +1,4 @@
-"""The benchmark's hostile cases: GetProduct beside a rapid-reset attacker, and the cost of a refusal.
+"""How the hostile cases measure; their descriptions and targets are in bench.cases.CASES.
 
     reset-attack  h2load's GetProduct throughput while `python -m bench.hostile PORT SECONDS` sends
                   HEADERS + RST_STREAM pairs as fast as it can on connections of its own, as a ratio to the
@@ -25,12 +25,6 @@ from bench import h2load
 from bench.rawh2 import CANCEL, RawConnection, grpc_message, request_headers
 from bench.servers import ROOT
 from catalog import GET_PRODUCT_METHOD, SEARCH_PRODUCTS_METHOD, catalog_pb2
-
-# name: what it measures (--help shows these)
-CASES = {
-    "reset-attack": "GetProduct beside a rapid-reset attacker, as a ratio to GetProduct alone",
-    "overload": "GetProduct at the concurrency limit (ours only): every call refused, at what latency",
-}
 
 
 @dataclass(frozen=True)

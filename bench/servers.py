@@ -207,13 +207,13 @@ class ServerProcess:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmHWM in /proc/PID/status")
 
-    def new_status_codes(self) -> Counter[str]:
-        """Status codes of the catalog calls logged since the last call (ours only; empty for the seed)."""
+    def new_status_codes(self, method: str | None = None) -> Counter[str]:
+        """Status codes of the catalog calls (or `method`'s) logged since the last call (ours only)."""
         if not self.kind.has_access_log:
             return Counter()
         codes: Counter[str] = Counter()
         for line in self._new_lines():
-            if f'"method": "/{SERVICE_NAME}/' not in line:
+            if (f'"method": "{method}"' if method else f'"method": "/{SERVICE_NAME}/') not in line:
                 continue
             try:
                 codes[json.loads(line)["code"]] += 1
