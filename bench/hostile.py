@@ -1,4 +1,4 @@
-"""The benchmark's hostile cases: GetProduct beside a rapid-reset attacker, and the cost of a refusal.
+"""How the hostile cases measure; their descriptions and targets are in bench.cases.CASES.
 
     reset-attack  h2load's GetProduct throughput while `python -m bench.hostile PORT SECONDS` sends
                   HEADERS + RST_STREAM pairs as fast as it can on connections of its own, as a ratio to the
@@ -24,15 +24,7 @@ from hyperframe.frame import RstStreamFrame, SettingsFrame
 from bench import h2load
 from bench.rawh2 import CANCEL, RawConnection, grpc_message, request_headers
 from bench.servers import ROOT
-from catalog import catalog_pb2
-
-GET_PRODUCT = "/catalog.ProductCatalog/GetProduct"
-SEARCH = "/catalog.ProductCatalog/SearchProducts"
-# name: what it measures (--help shows these)
-CASES = {
-    "reset-attack": "GetProduct beside a rapid-reset attacker, as a ratio to GetProduct alone",
-    "overload": "GetProduct at the concurrency limit (ours only): every call refused, at what latency",
-}
+from catalog import GET_PRODUCT_METHOD, SEARCH_PRODUCTS_METHOD, catalog_pb2
 
 
 @dataclass(frozen=True)
@@ -80,7 +72,7 @@ class ResetResult:
 
 def reset_attack(port: int, request: Message, workdir: Path, load: Load) -> ResetResult:
     """Load GetProduct alone, then beside a rapid-reset attacker, then alone again."""
-    alone = load.run(port, GET_PRODUCT, request, workdir)
+    alone = load.run(port, GET_PRODUCT_METHOD, request, workdir)
     seconds = load.duration_seconds + load.warmup_seconds + 1
     attacker = subprocess.Popen(
         [sys.executable, "-m", "bench.hostile", str(port), str(seconds)],
@@ -90,14 +82,14 @@ def reset_attack(port: int, request: Message, workdir: Path, load: Load) -> Rese
     )
     try:
         time.sleep(0.5)  # under way before the load starts
-        attacked = load.run(port, GET_PRODUCT, request, workdir)
+        attacked = load.run(port, GET_PRODUCT_METHOD, request, workdir)
         output, _ = attacker.communicate(timeout=seconds + 30)
     finally:
         if attacker.poll() is None:
             attacker.kill()
             attacker.wait()
     pairs = int(output.split()[0]) if output.strip() else 0
-    return ResetResult(alone, attacked, load.run(port, GET_PRODUCT, request, workdir), pairs)
+    return ResetResult(alone, attacked, load.run(port, GET_PRODUCT_METHOD, request, workdir), pairs)
 
 
 def overload(port: int, request: Message, slots: int, workdir: Path, load: Load) -> h2load.LoadResult:
@@ -109,13 +101,13 @@ def overload(port: int, request: Message, slots: int, workdir: Path, load: Load)
     search = grpc_message(catalog_pb2.SearchRequest(query="wireless", max_results=1000).SerializeToString())
     ids = []
     for _ in range(slots):
-        frames = holder.call_frames(SEARCH, search)
+        frames = holder.call_frames(SEARCH_PRODUCTS_METHOD, search)
         holder.send(*frames)
         ids.append(frames[0].stream_id)
     if not holder.read_until(lambda: all(i in holder.streams for i in ids), 30):
         raise RuntimeError(f"only {len(holder.streams)} of {slots} stalled searches were admitted")
     try:
-        return load.run(port, GET_PRODUCT, request, workdir)
+        return load.run(port, GET_PRODUCT_METHOD, request, workdir)
     finally:
         holder.send(*(RstStreamFrame(i, error_code=CANCEL) for i in ids))
         holder.close()
@@ -126,7 +118,7 @@ def _attack(port: int, seconds: float) -> int:
     deadline = time.monotonic() + seconds
     pairs = 0
     connection = RawConnection(port)
-    headers = request_headers(GET_PRODUCT)
+    headers = request_headers(GET_PRODUCT_METHOD)
     while time.monotonic() < deadline:
         frames = []
         for _ in range(100):

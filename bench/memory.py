@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.catalog import write_catalog
-from bench.servers import OURS, ServerProcess
+from bench.servers import OURS, bench_server
 from service.catalog import memory_needed
 
 MIB = 2**20
@@ -43,9 +43,9 @@ class Measurement:
 def measure(catalog: Path | None, products: int, workdir: Path) -> Measurement:
     """Start the server on `catalog` (None: the embedded one), wait for its index, read its memory."""
     log = workdir / f"server-{products}.log"
-    with ServerProcess(OURS, catalog, log) as server:
-        serving = server.wait_serving(timeout=300)
-        index_ready = server.wait_for_log(INDEX_READY, timeout=300) if catalog is not None else serving
+    with bench_server(OURS, catalog, log) as server:
+        serving = server.seconds_to_serving(timeout=300)
+        index_ready = server.seconds_to_log(INDEX_READY, timeout=300) if catalog is not None else serving
         status = _status(server.process.pid)
     return Measurement(
         products=products,

@@ -1,4 +1,7 @@
-"""Start a catalog server as its own process, time it to SERVING, read its memory and access log, stop it."""
+"""Start a catalog server as its own process, time it to SERVING, read its memory and access log, stop it.
+
+The bench and the tests (tests/servers.py) both run server processes with this module's ServerProcess.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +12,21 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2
 
-from catalog import HEALTH_SERVICE_NAME
+from catalog import SERVICE_NAME
+from client.channel import health_check
 
 ROOT = Path(__file__).resolve().parents[1]
 # Reconnect at once while the process starts, rather than after gRPC's default one-second backoff.
@@ -49,29 +56,47 @@ class StartError(RuntimeError):
 
 
 class ServerProcess:
-    """`python -m <kind.module>` on a free port, its stdout and stderr in `log_path`."""
+    """`python -m <kind.module>` on a free port: the one way the bench and the tests run a server process.
+
+    Its stdout and stderr go to `log_path` when given (the bench: a file costs the server nothing to write
+    and this process no work per line while it measures), else into `lines` as they arrive, read by a
+    thread (the tests: the log in memory, quoted when the server fails). An inherited CATALOG_PATH is
+    dropped: the catalog served is the one `env` names, or the embedded one.
+    """
 
     def __init__(
-        self, kind: ServerKind, catalog: Path | None, log_path: Path, env: dict[str, str] | None = None
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        kind: ServerKind = OURS,
+        log_path: Path | None = None,
+        stop_grace_seconds: float = 0,
     ) -> None:
+        env = dict(env or {})
         self.kind = kind
-        self.port = _free_port()
+        self.port = int(env["PORT"]) if "PORT" in env else _free_port()
         self.log_path = log_path
-        full_env = {**os.environ, "PORT": str(self.port), **(env or {})}
-        full_env.pop("CATALOG_PATH", None)
-        if catalog is not None:
-            full_env["CATALOG_PATH"] = str(catalog)
-        self._log = log_path.open("wb")
+        # What stop() gives the process between SIGTERM and SIGKILL; 0 kills at once (test clean-up).
+        self.stop_grace_seconds = stop_grace_seconds
+        inherited = {name: value for name, value in os.environ.items() if name != "CATALOG_PATH"}
+        full_env = {**inherited, "PORT": str(self.port), **env}
+        self._lines: list[str] = []
+        self._log_offset = 0  # bytes of log_path, or entries of _lines, that new_status_codes() has read
+        self._log: IO[bytes] | None = log_path.open("wb") if log_path is not None else None
         self.started = time.perf_counter()
         self._started_wall = time.time()
+        self._serving_seconds: float | None = None
         self.process = subprocess.Popen(
             [sys.executable, "-m", kind.module],
             cwd=ROOT,
             env=full_env,
-            stdout=self._log,
+            stdout=self._log if self._log is not None else subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        self._log_offset = 0
+        self._reader: threading.Thread | None = None
+        if self._log is None:
+            self._reader = threading.Thread(target=self._read, name=f"{kind.name}-log", daemon=True)
+            self._reader.start()
 
     def __enter__(self) -> ServerProcess:
         return self
@@ -84,29 +109,49 @@ class ServerProcess:
     ) -> None:
         self.stop()
 
-    def wait_serving(self, timeout: float = 60) -> float:
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+
+    @property
+    def lines(self) -> list[str]:
+        """Every line the server has written so far."""
+        if self._log is None:
+            return list(self._lines)
+        self._log.flush()
+        assert self.log_path is not None
+        return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every log line, parsed: each must be one JSON object."""
+        return [json.loads(line) for line in self.lines if line.strip()]
+
+    def wait_serving(self, timeout: float = 60) -> int:
+        """The port, once the health service answers SERVING for the whole server ("")."""
+        self.seconds_to_serving(timeout)
+        return self.port
+
+    def seconds_to_serving(self, timeout: float = 60) -> float:
         """Seconds from process start until its health service answers SERVING.
 
         Waits for the port with plain TCP connects first, 1 ms apart: a gRPC channel that finds the port
         closed retries on its own backoff schedule, which would add up to tens of milliseconds of its own.
         """
+        if self._serving_seconds is not None:
+            return self._serving_seconds
         deadline = self.started + timeout
         while not self._accepts_connections():
             self._check_alive(deadline, timeout)
             time.sleep(0.001)
         request = health_pb2.HealthCheckRequest(service="")
         with grpc.insecure_channel(f"127.0.0.1:{self.port}", options=_FAST_RECONNECT) as channel:
-            # By hand rather than health_pb2_grpc.HealthStub, whose type stub declares no methods.
-            check = channel.unary_unary(
-                f"/{HEALTH_SERVICE_NAME}/Check",
-                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                response_deserializer=health_pb2.HealthCheckResponse.FromString,
-            )
+            check = health_check(channel)
             while True:
                 try:
-                    status = check(request, timeout=1).status
-                    if status == health_pb2.HealthCheckResponse.SERVING:
-                        return time.perf_counter() - self.started
+                    if check(request, timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                        self._serving_seconds = time.perf_counter() - self.started
+                        return self._serving_seconds
                 except grpc.RpcError:
                     pass
                 self._check_alive(deadline, timeout)
@@ -121,23 +166,39 @@ class ServerProcess:
 
     def _check_alive(self, deadline: float, timeout: float) -> None:
         if self.process.poll() is not None:
-            raise StartError(f"{self.kind.name} exited {self.process.returncode}: see {self.log_path}")
+            raise StartError(f"{self.kind.name} exited {self.process.returncode}: {self._where_logged()}")
         if time.perf_counter() > deadline:
-            raise StartError(f"{self.kind.name} not SERVING after {timeout} s: see {self.log_path}")
+            raise StartError(f"{self.kind.name} not SERVING after {timeout:g} s: {self._where_logged()}")
 
-    def wait_for_log(self, pattern: str, timeout: float = 60) -> float:
-        """Seconds from process start to the `time` of the first JSON log line whose message matches."""
+    def _where_logged(self) -> str:
+        if self.log_path is not None:
+            return f"see {self.log_path}"
+        if self._reader is not None and self.process.poll() is not None:
+            self._reader.join(timeout=5)  # the last lines, up to the end of the pipe
+        return "its log:\n" + "\n".join(self._lines)
+
+    def wait_for_log(self, pattern: str, timeout: float = 60, *, json_only: bool = False) -> re.Match[str]:
+        """The first log line matching `pattern` (of the JSON lines only, if asked), waiting for it.
+
+        StartError if the process ends or `timeout` passes first.
+        """
         compiled = re.compile(pattern)
         deadline = time.perf_counter() + timeout
         while True:
-            self._log.flush()
-            for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-                if line.startswith("{") and compiled.search(line):
-                    logged = datetime.fromisoformat(json.loads(line)["time"]).timestamp()
-                    return logged - self._started_wall
-            if self.process.poll() is not None or time.perf_counter() > deadline:
-                raise StartError(f"{self.kind.name} never logged {pattern!r}: see {self.log_path}")
+            exited = self.process.poll() is not None
+            if exited and self._reader is not None:
+                self._reader.join(timeout=5)
+            for line in self.lines:
+                if (not json_only or line.startswith("{")) and (match := compiled.search(line)):
+                    return match
+            if exited or time.perf_counter() > deadline:
+                raise StartError(f"{self.kind.name} never logged {pattern!r}: {self._where_logged()}")
             time.sleep(0.01)
+
+    def seconds_to_log(self, pattern: str, timeout: float = 60) -> float:
+        """Seconds from process start to the `time` of the first JSON log line whose message matches."""
+        line = self.wait_for_log(pattern, timeout, json_only=True).string
+        return datetime.fromisoformat(json.loads(line)["time"]).timestamp() - self._started_wall
 
     def peak_rss_mb(self) -> float:
         """The process's peak resident set size so far (VmHWM), in MiB."""
@@ -146,19 +207,13 @@ class ServerProcess:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmHWM in /proc/PID/status")
 
-    def new_status_codes(self) -> Counter[str]:
-        """Status codes of the catalog calls logged since the last call (ours only; empty for the seed)."""
+    def new_status_codes(self, method: str | None = None) -> Counter[str]:
+        """Status codes of the catalog calls (or `method`'s) logged since the last call (ours only)."""
         if not self.kind.has_access_log:
             return Counter()
-        self._log.flush()
-        with self.log_path.open("rb") as log:
-            log.seek(self._log_offset)
-            text = log.read()
-        complete = text[: text.rfind(b"\n") + 1]
-        self._log_offset += len(complete)
         codes: Counter[str] = Counter()
-        for line in complete.decode("utf-8", "replace").splitlines():
-            if '"method": "/catalog.' not in line:
+        for line in self._new_lines():
+            if (f'"method": "{method}"' if method else f'"method": "/{SERVICE_NAME}/') not in line:
                 continue
             try:
                 codes[json.loads(line)["code"]] += 1
@@ -166,16 +221,46 @@ class ServerProcess:
                 codes["unreadable log line"] += 1
         return codes
 
+    def _new_lines(self) -> list[str]:
+        """The complete lines logged since the last call; from the file by offset, not re-read whole."""
+        if self._log is None:
+            lines = list(self._lines)
+            new, self._log_offset = lines[self._log_offset :], len(lines)
+            return new
+        assert self.log_path is not None
+        self._log.flush()
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            text = log.read()
+        complete = text[: text.rfind(b"\n") + 1]
+        self._log_offset += len(complete)
+        return complete.decode("utf-8", "replace").splitlines()
+
     def stop(self) -> None:
-        """SIGTERM, as Cloud Run does; SIGKILL if it is still running 15 s later."""
+        """SIGTERM, as Cloud Run does, then SIGKILL after `stop_grace_seconds` (at once when 0)."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
+            if self.stop_grace_seconds > 0:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=self.stop_grace_seconds)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+            else:
                 self.process.kill()
-                self.process.wait()
-        self._log.close()
+        self.process.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+
+
+def bench_server(
+    kind: ServerKind, catalog: Path | None, log_path: Path, env: Mapping[str, str] | None = None
+) -> ServerProcess:
+    """A server as the bench runs it: on `catalog` (None: the embedded one), its log in `log_path`.
+
+    It is stopped as Cloud Run stops an instance: SIGTERM, and SIGKILL 15 s later.
+    """
+    catalog_env = {"CATALOG_PATH": str(catalog)} if catalog is not None else {}
+    return ServerProcess({**(env or {}), **catalog_env}, kind=kind, log_path=log_path, stop_grace_seconds=15)
 
 
 def _free_port() -> int:

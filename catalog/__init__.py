@@ -4,13 +4,29 @@ Import as `from catalog import catalog_pb2, catalog_pb2_grpc`. The API's names a
 generated descriptors, for the server, the client, the bench, the Pulumi program and the tests.
 """
 
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2
 
 from catalog import catalog_pb2
 
+_CATALOG: ServiceDescriptor = catalog_pb2.DESCRIPTOR.services_by_name["ProductCatalog"]
+_HEALTH: ServiceDescriptor = health_pb2.DESCRIPTOR.services_by_name["Health"]
+
+
+def _method(service: ServiceDescriptor, name: str) -> str:
+    """The full method name on the wire (`/package.Service/Method`); a KeyError if the proto lacks it."""
+    return f"/{service.full_name}/{service.methods_by_name[name].name}"
+
+
 # "catalog.ProductCatalog": what clients call, and the health name a startup probe asks for.
-SERVICE_NAME: str = catalog_pb2.DESCRIPTOR.services_by_name["ProductCatalog"].full_name
+SERVICE_NAME: str = _CATALOG.full_name
 # "grpc.health.v1.Health": the standard health service every probe calls.
-HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+HEALTH_SERVICE_NAME: str = _HEALTH.full_name
 # The health names the server reports: the whole server ("") and the catalog service.
 HEALTH_NAMES: tuple[str, ...] = ("", SERVICE_NAME)
+
+# Full method names, as access logs, metrics and raw HTTP/2 requests spell them.
+GET_PRODUCT_METHOD: str = _method(_CATALOG, "GetProduct")
+LIST_PRODUCTS_METHOD: str = _method(_CATALOG, "ListProducts")
+SEARCH_PRODUCTS_METHOD: str = _method(_CATALOG, "SearchProducts")
+HEALTH_CHECK_METHOD: str = _method(_HEALTH, "Check")

@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2
 
-from catalog import HEALTH_SERVICE_NAME, SERVICE_NAME
+from catalog import HEALTH_CHECK_METHOD, HEALTH_SERVICE_NAME, SERVICE_NAME
 
 # Retry what a call could not even start: UNAVAILABLE is what a cold start, a revision roll-out or a dropped
 # connection at Cloud Run's edge looks like. Every method here is a read, so a retry is always safe; the
@@ -61,8 +61,6 @@ CHANNEL_OPTIONS: list[tuple[str, str | int]] = [
 # retried on a new connection by gRPC core itself (transparent retries, outside MAX_ATTEMPTS); a call
 # caught in the race as the connection closes fails with UNAVAILABLE and is retried by the policy above.
 # Either way the caller sees no error: tests/client/test_retries.py drives a server with a 0.2 s age.
-
-HEALTH_CHECK_METHOD = f"/{HEALTH_SERVICE_NAME}/Check"
 
 
 @dataclass(frozen=True)

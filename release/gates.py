@@ -15,7 +15,8 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health_pb2
 
-from catalog import HEALTH_SERVICE_NAME, SERVICE_NAME
+from catalog import SERVICE_NAME
+from client.channel import health_check
 from client.smoke import CheckResult, run_smoke
 
 # Opens a channel to a tag's https URL (TLS and credentials are the factory's business).
@@ -74,11 +75,7 @@ class ReadyGate:
         """Wait for SERVING; the last answer seen when it never comes."""
         deadline = self.clock() + self.timeout
         with self.channels(candidate.uri) as channel:
-            health = channel.unary_unary(
-                f"/{HEALTH_SERVICE_NAME}/Check",
-                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                response_deserializer=health_pb2.HealthCheckResponse.FromString,
-            )
+            health = health_check(channel)
             while True:
                 try:
                     status = health(

@@ -1,4 +1,7 @@
-"""How tests run a catalog server: in-process (`in_process`) or as `python -m service` (`ServerProcess`).
+"""How tests run a catalog server: in-process (`in_process`), or as `python -m service` until it exits.
+
+A server process the tests talk to is bench.servers.ServerProcess, the bench's own: without a `log_path`
+it keeps the log in memory, and it is killed at clean-up.
 
 The server is grpc.aio and runs on an event loop; the tests are synchronous, so an in-process server runs
 on a loop of its own on a daemon thread (`LoopThread`), and the tests call it through a small handle.
@@ -8,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import os
-import queue
-import re
 import subprocess
 import sys
 import threading
@@ -27,7 +27,6 @@ from service.server import CatalogServer, run_server
 from service.servicer import Catalog
 
 ROOT = Path(__file__).resolve().parents[1]
-_LISTENING = re.compile(r"listening on port (\d+)")
 _T = TypeVar("_T")
 
 
@@ -121,66 +120,6 @@ def in_process(settings: Settings | None = None, store: Catalog | None = None) -
     context = run_server(settings or Settings(port=0), store, host="localhost")
     with in_thread(context, "catalog-server") as (server, loop):
         yield InProcessServer(server, loop)
-
-
-class ServerProcess:
-    """`python -m service` in a subprocess, its JSON log lines collected as they arrive."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        full_env = {**os.environ, "PORT": "0", **env}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service"],
-            cwd=ROOT,
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._arrivals: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self._arrivals.put(line)
-        self._arrivals.put(None)
-
-    def wait_for_log(self, pattern: str, timeout: float = 15) -> re.Match[str]:
-        """Block until a log line matches `pattern`; fail if the process ends or time runs out first."""
-        compiled = re.compile(pattern)
-        for line in list(self.lines):
-            if match := compiled.search(line):
-                return match
-        while True:
-            arrival = self._arrivals.get(timeout=timeout)
-            if arrival is None:
-                raise AssertionError(f"server exited before logging {pattern!r}:\n" + "\n".join(self.lines))
-            if match := compiled.search(arrival):
-                return match
-
-    def wait_serving(self) -> int:
-        """The bound port, once the catalog is served."""
-        port = int(self.wait_for_log(_LISTENING.pattern).group(1))
-        self.wait_for_log("serving")
-        return port
-
-    def records(self) -> list[dict[str, Any]]:
-        """Every log line, parsed: each must be one JSON object."""
-        return [json.loads(line) for line in self.lines if line.strip()]
-
-    def stop(self) -> None:
-        """Kill the process if it is still running (test clean-up)."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
 
 
 def run_to_exit(env: Mapping[str, str], timeout: float = 20) -> subprocess.CompletedProcess[str]:

@@ -31,8 +31,8 @@ from bench.rawh2 import (
     gzip_message,
     request_headers,
 )
+from catalog import GET_PRODUCT_METHOD
 
-GET_PRODUCT = "/catalog.ProductCatalog/GetProduct"
 # GetProductRequest(id="p000001"), serialised by hand: this process needs no generated code.
 GET_REQUEST = grpc_message(b"\n\x07p000001")
 
@@ -56,7 +56,7 @@ def rapid_reset(queue: Queue[Any], port: int, seconds: float, max_pairs: int) ->
         for _ in range(100):
             stream_id = connection.new_stream_id()
             frames += [
-                connection.headers_frame(stream_id, request_headers(GET_PRODUCT)),
+                connection.headers_frame(stream_id, request_headers(GET_PRODUCT_METHOD)),
                 RstStreamFrame(stream_id, error_code=CANCEL),
             ]
         connection.send(*frames)
@@ -78,7 +78,9 @@ def too_many_streams(queue: Queue[Any], port: int, seconds: float, streams: int)
     queue.put("started")
     frames = []
     for _ in range(streams):  # headers only: each stream waits for a request message that never comes
-        frames.append(connection.headers_frame(connection.new_stream_id(), request_headers(GET_PRODUCT)))
+        frames.append(
+            connection.headers_frame(connection.new_stream_id(), request_headers(GET_PRODUCT_METHOD))
+        )
     connection.send(*frames)
     connection.read(seconds)
     refused = sum(1 for outcome in connection.streams.values() if outcome.reset == REFUSED_STREAM)
@@ -104,7 +106,9 @@ def continuation_flood(queue: Queue[Any], port: int, seconds: float, max_bytes: 
     while sent_total < max_bytes and time.monotonic() < deadline:
         connection = RawConnection(port)
         stream_id = connection.new_stream_id()
-        connection.send(HeadersFrame(stream_id, data=connection.header_block(request_headers(GET_PRODUCT))))
+        connection.send(
+            HeadersFrame(stream_id, data=connection.header_block(request_headers(GET_PRODUCT_METHOD)))
+        )
         sent = 0
         while not (connection.closed or connection.goaway or connection.streams):
             if sent_total + sent >= max_bytes or time.monotonic() >= deadline:
@@ -191,17 +195,17 @@ def _bad_call(connection: RawConnection, kind: str) -> int:
     if kind == "huge-declared":  # a 100 MiB message announced, 16 kB of it sent, then nothing
         stream_id = connection.new_stream_id()
         connection.send(
-            connection.headers_frame(stream_id, request_headers(GET_PRODUCT)),
+            connection.headers_frame(stream_id, request_headers(GET_PRODUCT_METHOD)),
             DataFrame(stream_id, data=b"\x00" + (100 << 20).to_bytes(4, "big") + bytes(16_000)),
         )
         return stream_id
     if kind == "oversized":  # a whole request message of 20,000 bytes
-        frames = connection.call_frames(GET_PRODUCT, grpc_message(b"\n\xa0\x9c\x01" + b"a" * 20_000))
+        frames = connection.call_frames(GET_PRODUCT_METHOD, grpc_message(b"\n\xa0\x9c\x01" + b"a" * 20_000))
     elif kind == "gzip-bomb":  # 8 kB of gzip that inflates to an 8 MiB request
         message = gzip_message(b"\n" + _varint(8 << 20) + b"a" * (8 << 20))
-        frames = connection.call_frames(GET_PRODUCT, message, [("grpc-encoding", "gzip")])
+        frames = connection.call_frames(GET_PRODUCT_METHOD, message, [("grpc-encoding", "gzip")])
     elif kind == "huge-metadata":  # one 20,000-byte header value: above the hard limit
-        frames = connection.call_frames(GET_PRODUCT, GET_REQUEST, [("x-huge", "a" * 20_000)])
+        frames = connection.call_frames(GET_PRODUCT_METHOD, GET_REQUEST, [("x-huge", "a" * 20_000)])
     else:
         raise ValueError(kind)
     connection.send(*frames)

@@ -19,9 +19,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
-from catalog import catalog_pb2, catalog_pb2_grpc
+from bench.servers import ServerProcess
+from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
-from tests.servers import ServerProcess
+from client.channel import health_check
 
 CATALOG_PRODUCTS = 3000
 # Small, so the slot tests fill the limit with a few streams; the limits under test do not depend on it.
@@ -84,11 +85,7 @@ class Probe:
         self.stub = catalog_pb2_grpc.ProductCatalogStub(self.channel)
         self._products = products
         self._next = 0
-        self.health = self.channel.unary_unary(
-            "/grpc.health.v1.Health/Check",
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
+        self.health = health_check(self.channel)
         for _ in range(30):  # connect and warm up
             self.call()
         self.baseline_p99 = p99([self.call() for _ in range(_BASELINE_CALLS)])
@@ -105,7 +102,7 @@ class Probe:
 
     def serving(self) -> bool:
         """Whether the health service reports SERVING for the catalog."""
-        request = health_pb2.HealthCheckRequest(service="catalog.ProductCatalog")
+        request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
         return bool(self.health(request, timeout=5).status == health_pb2.HealthCheckResponse.SERVING)
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from catalog import GET_PRODUCT_METHOD, HEALTH_CHECK_METHOD, LIST_PRODUCTS_METHOD, SEARCH_PRODUCTS_METHOD
 from service.limits import MAX_REQUEST_BYTES
 from tests.attack import attackers
 from tests.attack.harness import ATTACK_SECONDS, AttackRun, Probe, TargetServer, assert_unharmed, under_attack
@@ -30,10 +31,10 @@ def test_oversized_requests_are_refused_before_they_cost_memory(
 
 
 _METHODS = [
-    "/catalog.ProductCatalog/GetProduct",
-    "/catalog.ProductCatalog/ListProducts",
-    "/catalog.ProductCatalog/SearchProducts",
-    "/grpc.health.v1.Health/Check",
+    GET_PRODUCT_METHOD,
+    LIST_PRODUCTS_METHOD,
+    SEARCH_PRODUCTS_METHOD,
+    HEALTH_CHECK_METHOD,
 ]
 # What bytes that do not parse (or parse into a request the API refuses) may get; never INTERNAL or UNKNOWN,
 # which would blame the server for the client's bytes, and never a dead server.
@@ -49,7 +50,7 @@ _CLIENT_FAULTS = {
 def test_request_bytes_that_do_not_parse(server: TargetServer, probe: Probe, method: str) -> None:
     rss = server.rss_mib()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
-    streaming = method.endswith("SearchProducts")
+    streaming = method == SEARCH_PRODUCTS_METHOD
     unary: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
     stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(method)
     latencies: list[float] = []

@@ -13,7 +13,7 @@ import pytest
 from hyperframe.frame import RstStreamFrame, SettingsFrame, WindowUpdateFrame
 
 from bench.rawh2 import CANCEL, RawConnection, grpc_message
-from catalog import catalog_pb2
+from catalog import GET_PRODUCT_METHOD, SEARCH_PRODUCTS_METHOD, catalog_pb2
 from catalog.catalog_pb2 import Product
 from tests.attack.harness import (
     MAX_CONCURRENT_RPCS,
@@ -24,12 +24,10 @@ from tests.attack.harness import (
     assert_unharmed,
 )
 
-SEARCH = "/catalog.ProductCatalog/SearchProducts"
-GET_PRODUCT = "/catalog.ProductCatalog/GetProduct"
 GET_REQUEST = grpc_message(catalog_pb2.GetProductRequest(id="p000001").SerializeToString())
 # A search with more results than any flow-control window lets through unread.
 BIG_SEARCH = grpc_message(catalog_pb2.SearchRequest(query="wireless", max_results=1000).SerializeToString())
-_STALLED_LOG = f"cancelled {SEARCH}: no message sent for {STALLED_STREAM_SECONDS:g} s"
+_STALLED_LOG = f"cancelled {SEARCH_PRODUCTS_METHOD}: no message sent for {STALLED_STREAM_SECONDS:g} s"
 
 
 def _stalled_reader(port: int) -> RawConnection:
@@ -41,7 +39,7 @@ def _hold(connection: RawConnection, count: int) -> list[int]:
     """Start `count` searches on `connection`; return once the server has admitted every one."""
     ids = []
     for _ in range(count):
-        frames = connection.call_frames(SEARCH, BIG_SEARCH)
+        frames = connection.call_frames(SEARCH_PRODUCTS_METHOD, BIG_SEARCH)
         connection.send(*frames)
         ids.append(frames[0].stream_id)
     # An admitted search sends its response headers, which flow control does not hold back; its data waits.
@@ -94,7 +92,9 @@ def test_overload_is_refused_at_once_health_serves_and_it_recovers(
     # Callers that leave while being refused (their connection gone before the answer) are no server fault.
     for _ in range(20):
         leaver = RawConnection(patient_server.port)
-        leaver.send(*(frame for _ in range(50) for frame in leaver.call_frames(GET_PRODUCT, GET_REQUEST)))
+        leaver.send(
+            *(frame for _ in range(50) for frame in leaver.call_frames(GET_PRODUCT_METHOD, GET_REQUEST))
+        )
         leaver.close()
     assert probe.serving()
     # The load drops: the holder cancels its calls, and the next calls are answered.
@@ -157,7 +157,7 @@ def test_a_slow_but_live_reader_is_not_cut_off(server: TargetServer, products: l
     request = catalog_pb2.SearchRequest(query="wireless", max_results=20)
     expected = [p for p in products if "wireless" in p.name.lower() or "wireless" in p.description.lower()]
     reader = _stalled_reader(server.port)
-    frames = reader.call_frames(SEARCH, grpc_message(request.SerializeToString()))
+    frames = reader.call_frames(SEARCH_PRODUCTS_METHOD, grpc_message(request.SerializeToString()))
     stream_id = frames[0].stream_id
     reader.send(*frames)
     started = time.monotonic()

@@ -19,6 +19,7 @@ import pulumi
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.servers import ServerProcess
 from catalog import catalog_pb2, catalog_pb2_grpc
 from tests.infra.harness import (
     ALERT_POLICY,
@@ -38,7 +39,6 @@ from tests.infra.harness import (
     run_program,
     stack_config,
 )
-from tests.servers import ServerProcess
 
 SERVICE_NAME = "catalog-grpc"
 CALLS_TYPE = "logging.googleapis.com/user/catalog_grpc_calls"

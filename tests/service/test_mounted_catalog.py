@@ -20,9 +20,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
+from bench.servers import ServerProcess
 from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 from tests.catalog_files import GOOD
-from tests.servers import ServerProcess, run_to_exit
+from tests.servers import run_to_exit
 from tests.service.test_operations import check
 
 PRODUCTS = [GOOD, {**GOOD, "id": "b", "name": "Bellows"}]

@@ -12,8 +12,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
+from bench.servers import ServerProcess
 from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
-from tests.servers import ServerProcess, run_to_exit
+from tests.servers import run_to_exit
 from tests.service.helpers import write_catalog
 from tests.service.test_operations import health_stub
 
