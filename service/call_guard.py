@@ -44,6 +44,7 @@ _ACCESS_LINE = {
     for code in grpc.StatusCode
 }
 
+# A servicer method's context, as every handler here (the guard's and the servicers') takes it.
 Context = aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]

@@ -11,8 +11,9 @@ import pytest
 
 from catalog import catalog_pb2, catalog_pb2_grpc
 from client.channel import MAX_ATTEMPTS, RETRY_MAX_TOKENS, Transport, open_channel
+from service.call_guard import Context
 from service.catalog_file import load_catalog
-from service.servicer import CatalogServicer, Context
+from service.servicer import CatalogServicer
 from tests.client.servers import many_products, serve
 
 REQUEST = catalog_pb2.GetProductRequest(id="1")
