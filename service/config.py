@@ -123,40 +123,27 @@ def _parse_bool(raw: str) -> bool:
 
 
 def _parse_grace(raw: str) -> float:
-    allowed = f"expected seconds from 0 to {MAX_SHUTDOWN_GRACE_SECONDS:g} (Cloud Run kills at 10)"
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(allowed) from None
-    if not (math.isfinite(value) and 0 <= value <= MAX_SHUTDOWN_GRACE_SECONDS):
-        raise ValueError(allowed)
-    return value
+    return _parse_seconds(raw, 0, MAX_SHUTDOWN_GRACE_SECONDS, "Cloud Run kills at 10")
 
 
 def _parse_stalled_seconds(raw: str) -> float:
-    allowed = f"expected seconds from {MIN_STALLED_STREAM_SECONDS:g} to {MAX_STALLED_STREAM_SECONDS:g}"
+    return _parse_seconds(raw, MIN_STALLED_STREAM_SECONDS, MAX_STALLED_STREAM_SECONDS)
+
+
+def _parse_seconds(raw: str, low: float, high: float, note: str = "") -> float:
+    """A finite number of seconds from `low` to `high`; `note` says why in the error, if given."""
+    allowed = f"expected seconds from {low:g} to {high:g}" + (f" ({note})" if note else "")
     try:
         value = float(raw)
     except ValueError:
         raise ValueError(allowed) from None
-    if not (math.isfinite(value) and MIN_STALLED_STREAM_SECONDS <= value <= MAX_STALLED_STREAM_SECONDS):
-        raise ValueError(allowed)
-    return value
-
-
-def _parse_seconds(raw: str, high: float, why: str = "") -> float:
-    allowed = f"expected seconds from 0 to {high:g}" + (f" ({why})" if why else "")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(allowed) from None
-    if not (math.isfinite(value) and 0 <= value <= high):
+    if not (math.isfinite(value) and low <= value <= high):
         raise ValueError(allowed)
     return value
 
 
 def _parse_read_timeout(raw: str) -> float:
-    return _parse_seconds(raw, MAX_CATALOG_READ_TIMEOUT_SECONDS, "a startup probe's longest window")
+    return _parse_seconds(raw, 0, MAX_CATALOG_READ_TIMEOUT_SECONDS, "a startup probe's longest window")
 
 
 def _parse_sha256(raw: str) -> str:
