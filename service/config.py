@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from service.limits import MAX_CONNECTION_AGE_GRACE_MS
+
 _T = TypeVar("_T")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -18,13 +20,16 @@ _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 MAX_CONCURRENCY = 1000
 # Cloud Run sends SIGKILL 10 s after SIGTERM: a longer grace would be cut short.
 MAX_SHUTDOWN_GRACE_SECONDS = 9.0
-# A stream that sends nothing for this long is cancelled (service/stalls.py). At least a second, so a slow
-# but live reader is never cut off; at most Cloud Run's longest request timeout, past which no stream lives.
+# A stream that sends nothing for this long is cancelled (service/stalls.py), at most 1.25 times this later.
+# At least a second, so a slow but live reader is never cut off. At most 45 s, so that is always before the
+# connection age grace (60 s, service/limits.py) runs out: the grace is for stalled streams, and the
+# watchdog, not the closing connection, is what ends them and says why in the log.
 MIN_STALLED_STREAM_SECONDS = 1.0
-MAX_STALLED_STREAM_SECONDS = 3600.0
+MAX_STALLED_STREAM_SECONDS = 45.0
 # How long the server may keep retrying an unreadable catalog file: at most a Cloud Run startup probe's
 # longest window (failure threshold x period <= 240 s). The Pulumi program sets less than its own probe's.
 MAX_CATALOG_READ_TIMEOUT_SECONDS = 240.0
+_AGE_GRACE_SECONDS = MAX_CONNECTION_AGE_GRACE_MS / 1000
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -127,7 +132,12 @@ def _parse_grace(raw: str) -> float:
 
 
 def _parse_stalled_seconds(raw: str) -> float:
-    return _parse_seconds(raw, MIN_STALLED_STREAM_SECONDS, MAX_STALLED_STREAM_SECONDS)
+    return _parse_seconds(
+        raw,
+        MIN_STALLED_STREAM_SECONDS,
+        MAX_STALLED_STREAM_SECONDS,
+        f"a stalled stream is cancelled before the connection age grace of {_AGE_GRACE_SECONDS:g} s ends",
+    )
 
 
 def _parse_seconds(raw: str, low: float, high: float, note: str = "") -> float:

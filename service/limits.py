@@ -45,7 +45,8 @@ MAX_CONNECTION_IDLE_MS = 5 * 60_000
 # balancer (Cloud Run's front end, or any L4 balancer where the image runs elsewhere) spreads them over the
 # instances a scale-out added, instead of leaving them on the old ones; during a roll-out, connections to an
 # old revision end without cutting calls. The grace is far above any call's length (a search of 1000 results
-# streams in well under a second) and above STALLED_STREAM_SECONDS, so only stalled streams reach it. A
+# streams in well under a second) and above the latest a stalled stream is cancelled (STALLED_STREAM_SECONDS
+# is at most 45 s, cancelled within 1.25 times that: service/config.py), so only stalled streams reach it. A
 # GOAWAY ends no call in flight; new calls go to a new connection, and the client's retry policy covers the
 # UNAVAILABLE of one that raced it, so callers do not see these closes.
 MAX_CONNECTION_AGE_MS = 5 * 60_000

@@ -73,7 +73,7 @@ def _first_answer(probe: Probe, attempts: int, pause: float) -> int:
 @pytest.fixture
 def patient_server(catalog: Path) -> Iterator[TargetServer]:
     """A server that does not cancel stalled streams within the test, to hold its slots at will."""
-    target = TargetServer(catalog, {"STALLED_STREAM_SECONDS": "120"})
+    target = TargetServer(catalog, {"STALLED_STREAM_SECONDS": "45"})  # the longest allowed
     try:
         yield target
     finally:
