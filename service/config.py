@@ -6,10 +6,10 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
-from service.limits import MAX_CONNECTION_AGE_GRACE_MS
+from service.limits import MAX_CONNECTION_AGE_GRACE_MS, ConnectionLimits
 
 _T = TypeVar("_T")
 
@@ -55,6 +55,8 @@ class Settings:
     # How long to keep retrying a catalog file that cannot be read (a Cloud Storage mount warming up);
     # 0 reads once.
     catalog_read_timeout_seconds: float = 0.0
+    # Not read from the environment: the tests shorten them to watch each limit act (service/limits.py).
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

@@ -285,7 +285,7 @@ async def _start(settings: Settings, host: str) -> CatalogServer:
             # on an idle connection).
             ("grpc.optimization_target", "throughput"),
             # What a hostile or broken client may cost: docs/hardening.md.
-            *server_options(settings.max_concurrent_rpcs, SPARE_CALLS),
+            *server_options(settings.max_concurrent_rpcs, SPARE_CALLS, settings.connection_limits),
         ],
     )
     if settings.enable_reflection:
