@@ -56,7 +56,8 @@ async def serve(settings: Settings) -> None:
             loop.add_signal_handler(signum, server.stop_on_signal, signum, settings.shutdown_grace_seconds)
         try:
             # Listening already, with health NOT_SERVING, while the catalog loads (see CatalogServer). On a
-            # thread, so the loop answers probes and signals meanwhile; the store is then only read.
+            # thread, so the loop answers probes and signals meanwhile, raced against the shutdown; the
+            # store is then only read.
             try:
                 store = await _load_unless_shut_down(server, settings)
             except CatalogUnreadableError as error:
@@ -85,8 +86,7 @@ async def _load_unless_shut_down(server: CatalogServer, settings: Settings) -> C
         await asyncio.wait((load, shutdown), return_when=asyncio.FIRST_COMPLETED)
     finally:
         shutdown.cancel()
-        if not load.done() or server.shutting_down:
-            load.cancel()
+        load.cancel()  # a no-op once it is done
     if server.shutting_down:
         if load.done() and not load.cancelled():
             load.exception()  # retrieved, so asyncio does not log it: the shutdown came first
