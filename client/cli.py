@@ -442,10 +442,23 @@ def _connect_and_run(invocation: Invocation, transport: Transport, stdout: TextI
         with open_channel(target.address, transport, call_credentials) as channel:
             return _run(channel, invocation, printer)
     except grpc.RpcError as error:
-        print(status_line(error), file=stderr)
+        print(status_line(error) + _plaintext_hint(invocation, target, error), file=stderr)
     except PageTokenLoopError as error:
         print(f"error: {error}", file=stderr)
     return EXIT_RPC_ERROR
+
+
+def _plaintext_hint(invocation: Invocation, target: Target, error: grpc.RpcError) -> str:
+    """A hint for a TLS call to this machine that a cleartext server answered (a local `python -m service`).
+
+    BoringSSL's WRONG_VERSION_NUMBER: the reply to its hello was not TLS at all. A TLS server with a
+    certificate the client does not trust fails otherwise, and gets no hint.
+    """
+    if invocation.plaintext or not target.is_loopback or not isinstance(error, grpc.Call):
+        return ""
+    if "WRONG_VERSION_NUMBER" not in (error.details() or ""):
+        return ""
+    return " (is it a local cleartext server? try --plaintext)"
 
 
 def _transport(invocation: Invocation) -> Transport:

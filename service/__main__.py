@@ -12,7 +12,6 @@ import sys
 
 import uvloop
 
-from service.catalog_file import CatalogUnreadableError
 from service.config import ConfigError, Settings
 from service.logs import configure_logging
 from service.server import serve
@@ -33,11 +32,7 @@ def main() -> int:
     try:
         # uvloop: the loop's own work per call (callbacks, futures, polling) is in C, not Python.
         uvloop.run(serve(settings))
-    except CatalogUnreadableError as error:
-        _log.critical("cannot read the catalog, not serving: %s", error)
-        return 1
-    except CatalogError as error:
-        _log.critical("invalid catalog, not serving: %s", error)
+    except CatalogError:  # CatalogUnreadableError too: serve() has logged why, before its shutdown lines
         return 1
     except (OSError, RuntimeError) as error:  # gRPC reports a port it cannot bind as RuntimeError
         _log.critical("cannot start: %s", error)

@@ -44,6 +44,7 @@ _ACCESS_LINE = {
     for code in grpc.StatusCode
 }
 
+# A servicer method's context, as every handler here (the guard's and the servicers') takes it.
 Context = aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
@@ -82,6 +83,7 @@ class CallGuard:
         self._access_log = access_log
         self._in_flight = 0
         self._refusing = False
+        self._drained: asyncio.Event | None = None  # set as in-flight calls reach 0 (see `idle`)
         self._project_id = project_id
         # Streams whose client stopped reading are cancelled, so they give their slot back.
         self._stalls = StallWatchdog(stalled_stream_seconds)
@@ -135,6 +137,8 @@ class CallGuard:
             finally:
                 if admitted:
                     self._in_flight -= 1
+                    if self._drained is not None and not self._in_flight:
+                        self._drained.set()
                 self._log(method, code, call, started)
 
         return unary
@@ -171,6 +175,8 @@ class CallGuard:
                     self._stalls.release(progress)
                 if admitted:
                     self._in_flight -= 1
+                    if self._drained is not None and not self._in_flight:
+                        self._drained.set()
                 self._log(method, code, call, started)
 
         return stream
@@ -180,9 +186,13 @@ class CallGuard:
         self._refusing = True
 
     async def idle(self) -> None:
-        """Return once no catalog call is in flight."""
-        while self._in_flight:
-            await asyncio.sleep(0.01)
+        """Return once no catalog call is in flight: at once if none is, else as the last one ends."""
+        if not self._in_flight:
+            return
+        # The event exists only while someone waits (a shutdown), so a call ending costs one more test.
+        if self._drained is None or self._drained.is_set():
+            self._drained = asyncio.Event()
+        await self._drained.wait()
 
     async def _refuse(self, context: Context) -> NoReturn:
         """End a call the guard does not admit: the server is shutting down, or at its limit.

@@ -6,8 +6,10 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
+
+from service.limits import MAX_CONNECTION_AGE_GRACE_MS, ConnectionLimits
 
 _T = TypeVar("_T")
 
@@ -18,13 +20,16 @@ _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 MAX_CONCURRENCY = 1000
 # Cloud Run sends SIGKILL 10 s after SIGTERM: a longer grace would be cut short.
 MAX_SHUTDOWN_GRACE_SECONDS = 9.0
-# A stream that sends nothing for this long is cancelled (service/stalls.py). At least a second, so a slow
-# but live reader is never cut off; at most Cloud Run's longest request timeout, past which no stream lives.
+# A stream that sends nothing for this long is cancelled (service/stalls.py), at most 1.25 times this later.
+# At least a second, so a slow but live reader is never cut off. At most 45 s, so that is always before the
+# connection age grace (60 s, service/limits.py) runs out: the grace is for stalled streams, and the
+# watchdog, not the closing connection, is what ends them and says why in the log.
 MIN_STALLED_STREAM_SECONDS = 1.0
-MAX_STALLED_STREAM_SECONDS = 3600.0
+MAX_STALLED_STREAM_SECONDS = 45.0
 # How long the server may keep retrying an unreadable catalog file: at most a Cloud Run startup probe's
 # longest window (failure threshold x period <= 240 s). The Pulumi program sets less than its own probe's.
 MAX_CATALOG_READ_TIMEOUT_SECONDS = 240.0
+_AGE_GRACE_SECONDS = MAX_CONNECTION_AGE_GRACE_MS / 1000
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -50,6 +55,8 @@ class Settings:
     # How long to keep retrying a catalog file that cannot be read (a Cloud Storage mount warming up);
     # 0 reads once.
     catalog_read_timeout_seconds: float = 0.0
+    # Not read from the environment: the tests shorten them to watch each limit act (service/limits.py).
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -123,40 +130,32 @@ def _parse_bool(raw: str) -> bool:
 
 
 def _parse_grace(raw: str) -> float:
-    allowed = f"expected seconds from 0 to {MAX_SHUTDOWN_GRACE_SECONDS:g} (Cloud Run kills at 10)"
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(allowed) from None
-    if not (math.isfinite(value) and 0 <= value <= MAX_SHUTDOWN_GRACE_SECONDS):
-        raise ValueError(allowed)
-    return value
+    return _parse_seconds(raw, 0, MAX_SHUTDOWN_GRACE_SECONDS, "Cloud Run kills at 10")
 
 
 def _parse_stalled_seconds(raw: str) -> float:
-    allowed = f"expected seconds from {MIN_STALLED_STREAM_SECONDS:g} to {MAX_STALLED_STREAM_SECONDS:g}"
+    return _parse_seconds(
+        raw,
+        MIN_STALLED_STREAM_SECONDS,
+        MAX_STALLED_STREAM_SECONDS,
+        f"a stalled stream is cancelled before the connection age grace of {_AGE_GRACE_SECONDS:g} s ends",
+    )
+
+
+def _parse_seconds(raw: str, low: float, high: float, note: str = "") -> float:
+    """A finite number of seconds from `low` to `high`; `note` says why in the error, if given."""
+    allowed = f"expected seconds from {low:g} to {high:g}" + (f" ({note})" if note else "")
     try:
         value = float(raw)
     except ValueError:
         raise ValueError(allowed) from None
-    if not (math.isfinite(value) and MIN_STALLED_STREAM_SECONDS <= value <= MAX_STALLED_STREAM_SECONDS):
-        raise ValueError(allowed)
-    return value
-
-
-def _parse_seconds(raw: str, high: float, why: str = "") -> float:
-    allowed = f"expected seconds from 0 to {high:g}" + (f" ({why})" if why else "")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(allowed) from None
-    if not (math.isfinite(value) and 0 <= value <= high):
+    if not (math.isfinite(value) and low <= value <= high):
         raise ValueError(allowed)
     return value
 
 
 def _parse_read_timeout(raw: str) -> float:
-    return _parse_seconds(raw, MAX_CATALOG_READ_TIMEOUT_SECONDS, "a startup probe's longest window")
+    return _parse_seconds(raw, 0, MAX_CATALOG_READ_TIMEOUT_SECONDS, "a startup probe's longest window")
 
 
 def _parse_sha256(raw: str) -> str:

@@ -7,6 +7,8 @@ include/grpc/impl/channel_arg_names.h; core's defaults are noted where they diff
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 KIB = 1024
 
 # Streams one HTTP/2 connection may have open at once (core: unlimited). Core's rapid-reset defence refuses
@@ -45,7 +47,8 @@ MAX_CONNECTION_IDLE_MS = 5 * 60_000
 # balancer (Cloud Run's front end, or any L4 balancer where the image runs elsewhere) spreads them over the
 # instances a scale-out added, instead of leaving them on the old ones; during a roll-out, connections to an
 # old revision end without cutting calls. The grace is far above any call's length (a search of 1000 results
-# streams in well under a second) and above STALLED_STREAM_SECONDS, so only stalled streams reach it. A
+# streams in well under a second) and above the latest a stalled stream is cancelled (STALLED_STREAM_SECONDS
+# is at most 45 s, cancelled within 1.25 times that: service/config.py), so only stalled streams reach it. A
 # GOAWAY ends no call in flight; new calls go to a new connection, and the client's retry policy covers the
 # UNAVAILABLE of one that raced it, so callers do not see these closes.
 MAX_CONNECTION_AGE_MS = 5 * 60_000
@@ -57,13 +60,29 @@ MAX_CONNECTION_AGE_GRACE_MS = 60_000
 HANDSHAKE_TIMEOUT_MS = 10_000
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """The connection limits above, in ms, as one value: the tests pass shorter ones to watch each act.
+
+    gRPC ignores a channel argument it does not know, so only watching a limit act shows it is set.
+    """
+
+    idle_ms: int = MAX_CONNECTION_IDLE_MS
+    age_ms: int = MAX_CONNECTION_AGE_MS
+    age_grace_ms: int = MAX_CONNECTION_AGE_GRACE_MS
+    handshake_timeout_ms: int = HANDSHAKE_TIMEOUT_MS
+
+
 def streams_per_connection(max_concurrent_calls: int, spare_calls: int) -> int:
     """Streams one connection may open: the whole call limit and the spare calls, at least 100."""
     return max(MIN_STREAMS_PER_CONNECTION, max_concurrent_calls + spare_calls)
 
 
-def server_options(max_concurrent_calls: int, spare_calls: int) -> list[tuple[str, int]]:
+def server_options(
+    max_concurrent_calls: int, spare_calls: int, connections: ConnectionLimits | None = None
+) -> list[tuple[str, int]]:
     """The limits above as `grpc.aio.server` options, for a server admitting `max_concurrent_calls`."""
+    connections = connections or ConnectionLimits()
     return [
         ("grpc.max_concurrent_streams", streams_per_connection(max_concurrent_calls, spare_calls)),
         ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
@@ -71,8 +90,8 @@ def server_options(max_concurrent_calls: int, spare_calls: int) -> list[tuple[st
         ("grpc.absolute_max_metadata_size", METADATA_HARD_LIMIT_BYTES),
         ("grpc.http2.min_ping_interval_without_data_ms", MIN_PING_INTERVAL_WITHOUT_DATA_MS),
         ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
-        ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
-        ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
-        ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
-        ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+        ("grpc.max_connection_idle_ms", connections.idle_ms),
+        ("grpc.max_connection_age_ms", connections.age_ms),
+        ("grpc.max_connection_age_grace_ms", connections.age_grace_ms),
+        ("grpc.server_handshake_timeout_ms", connections.handshake_timeout_ms),
     ]

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,6 +28,7 @@ from service.config import Settings
 from service.limits import server_options
 from service.logs import AccessLog
 from service.servicer import Catalog, CatalogServicer, LoadingServicer
+from service.store import CatalogError
 
 # Streams a connection may open beyond the catalog's limit, so health checks and reflection get through when
 # the catalog is full (service/limits.py).
@@ -35,6 +39,7 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 FIRST_RETRY_SECONDS = 0.1
 MAX_RETRY_SECONDS = 1.0
 
+_T = TypeVar("_T")
 _log = logging.getLogger(__name__)
 
 
@@ -42,8 +47,8 @@ async def serve(settings: Settings) -> None:
     """Listen, load the catalog, serve it until SIGTERM or SIGINT, then drain and stop.
 
     Raises CatalogError for an invalid catalog or CatalogUnreadableError for one still unreadable after
-    CATALOG_READ_TIMEOUT_SECONDS (after stopping: nothing was served), OSError or
-    RuntimeError when the server cannot start.
+    CATALOG_READ_TIMEOUT_SECONDS (logged here at CRITICAL, before the shutdown's lines; nothing was
+    served), OSError or RuntimeError when the server cannot start.
     """
     async with run_server(settings) as server:
         loop = asyncio.get_running_loop()
@@ -51,8 +56,16 @@ async def serve(settings: Settings) -> None:
             loop.add_signal_handler(signum, server.stop_on_signal, signum, settings.shutdown_grace_seconds)
         try:
             # Listening already, with health NOT_SERVING, while the catalog loads (see CatalogServer). On a
-            # thread, so the loop answers probes and signals meanwhile; the store is then only read.
-            store = await _load_catalog(server, settings)
+            # thread, so the loop answers probes and signals meanwhile, raced against the shutdown; the
+            # store is then only read.
+            try:
+                store = await _load_unless_shut_down(server, settings)
+            except CatalogUnreadableError as error:
+                _log.critical("cannot read the catalog, not serving: %s", error)
+                raise
+            except CatalogError as error:
+                _log.critical("invalid catalog, not serving: %s", error)
+                raise
             if store is not None:
                 await server.serve_catalog(store)
             await server.wait_for_termination()
@@ -61,12 +74,32 @@ async def serve(settings: Settings) -> None:
                 loop.remove_signal_handler(signum)
 
 
-async def _load_catalog(server: CatalogServer, settings: Settings) -> Catalog | None:
+async def _load_unless_shut_down(server: CatalogServer, settings: Settings) -> Catalog | None:
+    """The catalog, or None if a shutdown begins first, while a read hangs or between retries.
+
+    A read that never returns (CATALOG_PATH a FIFO no one writes, a hung Cloud Storage mount) is left on
+    its daemon thread, so SIGTERM still ends the process at once, as Cloud Run expects.
+    """
+    load = asyncio.ensure_future(_load_catalog(settings))
+    shutdown = asyncio.ensure_future(server.wait_for_shutdown())
+    try:
+        await asyncio.wait((load, shutdown), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        shutdown.cancel()
+        load.cancel()  # a no-op once it is done
+    if server.shutting_down:
+        if load.done() and not load.cancelled():
+            load.exception()  # retrieved, so asyncio does not log it: the shutdown came first
+        return None
+    return load.result()
+
+
+async def _load_catalog(settings: Settings) -> Catalog:
     """The catalog, read on a thread; a file that cannot be read yet is read again until the timeout.
 
     Only CatalogUnreadableError is retried (missing, failing to read, or not the bytes CATALOG_SHA256 names):
     what a Cloud Storage mount does for a moment at start-up. A file read whole (its digest as expected)
-    that is invalid stays invalid, so it fails at once. None: a shutdown began while waiting.
+    that is invalid stays invalid, so it fails at once.
     """
     loop = asyncio.get_running_loop()
     timeout = settings.catalog_read_timeout_seconds
@@ -76,8 +109,8 @@ async def _load_catalog(server: CatalogServer, settings: Settings) -> Catalog | 
     while True:
         reads += 1
         try:
-            return await asyncio.to_thread(
-                load_catalog, settings.catalog_path, expected_sha256=settings.catalog_sha256
+            return await _on_daemon_thread(
+                lambda: load_catalog(settings.catalog_path, expected_sha256=settings.catalog_sha256)
             )
         except CatalogUnreadableError as error:
             left = deadline - loop.time()
@@ -90,8 +123,33 @@ async def _load_catalog(server: CatalogServer, settings: Settings) -> Catalog | 
             _log.warning("catalog not readable yet, NOT_SERVING; retrying for %.1f s more: %s", left, error)
         await asyncio.sleep(min(delay, left))
         delay = min(delay * 2, MAX_RETRY_SECONDS)
-        if server.shutting_down:
-            return None
+
+
+async def _on_daemon_thread(function: Callable[[], _T]) -> _T:
+    """`function()` on a daemon thread of its own, awaited on the loop.
+
+    Not asyncio.to_thread: its executor's threads are joined when the loop's run ends (asyncio.run and
+    uvloop.run both do), so a read that never returns would keep the process alive after the shutdown.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():  # not cancelled: someone still waits
+            outcome()
+
+    def run() -> None:
+        try:
+            result = function()
+        except Exception as error:
+            outcome = functools.partial(future.set_exception, error)
+        else:
+            outcome = functools.partial(future.set_result, result)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: no one waits any more
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=run, name="catalog-load", daemon=True).start()
+    return await future
 
 
 class CatalogServer:
@@ -124,6 +182,7 @@ class CatalogServer:
         self._handlers = handlers
         self._guard = guard
         self._shutdown: asyncio.Task[None] | None = None
+        self._shutdown_begun = asyncio.Event()
 
     async def serve_catalog(self, store: Catalog) -> None:
         """Answer from `store` and report SERVING on every health name (unless shutting down already)."""
@@ -148,7 +207,12 @@ class CatalogServer:
         """Begin the shutdown and return it, to await; a later call (a second signal) joins the first."""
         if self._shutdown is None:
             self._shutdown = asyncio.ensure_future(self._drain(grace_seconds))
+            self._shutdown_begun.set()
         return self._shutdown
+
+    async def wait_for_shutdown(self) -> None:
+        """Return once the shutdown has begun (it may still be draining)."""
+        await self._shutdown_begun.wait()
 
     async def _drain(self, grace_seconds: float) -> None:
         # NOT_SERVING at once; the guard refuses new catalog calls with UNAVAILABLE (retryable) while the
@@ -221,7 +285,7 @@ async def _start(settings: Settings, host: str) -> CatalogServer:
             # on an idle connection).
             ("grpc.optimization_target", "throughput"),
             # What a hostile or broken client may cost: docs/hardening.md.
-            *server_options(settings.max_concurrent_rpcs, SPARE_CALLS),
+            *server_options(settings.max_concurrent_rpcs, SPARE_CALLS, settings.connection_limits),
         ],
     )
     if settings.enable_reflection:

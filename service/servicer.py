@@ -13,16 +13,14 @@ from typing import Any, NoReturn, Protocol
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc import aio
 from grpc_status import rpc_status
 
 from catalog import catalog_pb2, catalog_pb2_grpc
+from service.call_guard import Context
 from service.pagination import InvalidPageTokenError, decode_page_token, encode_page_token
 
 DEFAULT_PAGE_SIZE = 10  # the seed's default, for both page_size and max_results
 MAX_PAGE_SIZE = 1000  # larger requests are coerced down (AIP-158), not refused
-
-Context = aio.ServicerContext[Any, Any]
 
 
 class Catalog(Protocol):

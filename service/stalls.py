@@ -21,7 +21,7 @@ _log = logging.getLogger(__name__)
 class StreamProgress:
     """One stream's sent-message count, bumped by the stream, read by the watchdog."""
 
-    __slots__ = ("idle_checks", "last_seen", "method", "sent", "stalled", "task")
+    __slots__ = ("idle_checks", "last_seen", "method", "sent", "task")
 
     def __init__(self, task: asyncio.Task[object] | None, method: str) -> None:
         self.task = task
@@ -29,7 +29,6 @@ class StreamProgress:
         self.sent = 0
         self.last_seen = -1  # `sent` at the previous check
         self.idle_checks = 0  # checks in a row that saw no new message
-        self.stalled = False  # set when the watchdog cancels this stream
 
 
 class StallWatchdog:
@@ -72,7 +71,6 @@ class StallWatchdog:
                 continue
             progress.idle_checks += 1
             if progress.idle_checks >= self.CHECKS_PER_BOUND and progress.task is not None:
-                progress.stalled = True
                 self._streams.discard(progress)
                 _log.warning(
                     "cancelled %s: no message sent for %g s (its client stopped reading)",

@@ -25,7 +25,7 @@ from catalog import SERVICE_NAME
 
 REQUIRED_APIS = ("monitoring.googleapis.com", "logging.googleapis.com")
 
-# What the server writes (service/interceptors.py, service/logs.py): the access logger's name, and the
+# What the server writes (service/call_guard.py, service/logs.py): the access logger's name, and the
 # prefix of every catalog method. Health checks are access lines too (at DEBUG): the prefix leaves them out.
 ACCESS_LOGGER = "service.access"
 CATALOG_METHOD_PREFIX = f"/{SERVICE_NAME}/"

@@ -20,8 +20,9 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from catalog import HEALTH_NAMES, catalog_pb2, catalog_pb2_grpc
+from service.call_guard import Context
 from service.catalog_file import load_catalog
-from service.servicer import CatalogServicer, Context
+from service.servicer import CatalogServicer
 from service.store import CatalogStore
 from tests.servers import in_thread
 

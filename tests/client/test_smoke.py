@@ -24,8 +24,9 @@ from client.smoke import (
     SEARCH,
     run_smoke,
 )
+from service.call_guard import Context
 from service.catalog_file import load_catalog
-from service.servicer import CatalogServicer, Context
+from service.servicer import CatalogServicer
 from service.store import CatalogStore
 from tests.client.conftest import Cli
 from tests.client.servers import SelfSignedCert, StallingServicer, TokenCheck, many_products, serve

@@ -126,6 +126,7 @@ def test_tls_refuses_an_untrusted_cert(cli: Cli, cert: SelfSignedCert) -> None:
     assert result.err.startswith("UNAVAILABLE: ")
     assert "certificate" in result.err.lower() or "handshake" in result.err.lower()
     assert len(result.err.splitlines()) == 1
+    assert "--plaintext" not in result.err  # a TLS server: the hint would mislead
 
 
 def test_tls_client_against_a_plaintext_server_fails_cleanly(cli: Cli) -> None:
@@ -133,6 +134,9 @@ def test_tls_client_against_a_plaintext_server_fails_cleanly(cli: Cli) -> None:
         result = cli("--timeout", "5", server.target, "get", "1")
     assert result.code == EXIT_RPC_ERROR
     assert result.err.startswith("UNAVAILABLE: ")
+    assert "WRONG_VERSION_NUMBER" in result.err
+    assert result.err.endswith(" (is it a local cleartext server? try --plaintext)\n")
+    assert len(result.err.splitlines()) == 1
 
 
 @pytest.mark.parametrize(

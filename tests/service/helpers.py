@@ -46,3 +46,11 @@ def write_catalog(path: Path, products: Sequence[Mapping[str, Any]]) -> Path:
     """Write a catalog file in the server's format and return its path."""
     path.write_text(json.dumps({"products": list(products)}), encoding="utf-8")
     return path
+
+
+def assert_reason_comes_first(records: list[dict[str, Any]], failure: dict[str, Any]) -> None:
+    """The CRITICAL line that says why the server stops comes before the shutdown's own lines."""
+    messages = [r["message"] for r in records]
+    shutting_down = [i for i, m in enumerate(messages) if m.startswith("shutting down")]
+    assert shutting_down
+    assert messages.index(failure["message"]) < shutting_down[0]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.config import ConfigError, Settings
+from service.config import MAX_STALLED_STREAM_SECONDS, ConfigError, Settings
+from service.limits import MAX_CONNECTION_AGE_GRACE_MS
+from service.stalls import StallWatchdog
 
 
 def test_defaults_suit_cloud_run() -> None:
@@ -61,10 +63,14 @@ def test_empty_values_mean_the_default(raw: str) -> None:
         ("SHUTDOWN_GRACE_SECONDS", "-1", "seconds from 0 to 9"),
         ("SHUTDOWN_GRACE_SECONDS", "nan", "seconds from 0 to 9"),
         ("LOG_LEVEL", "LOUD", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
-        ("STALLED_STREAM_SECONDS", "0.5", "seconds from 1 to 3600"),
-        ("STALLED_STREAM_SECONDS", "3601", "seconds from 1 to 3600"),
-        ("STALLED_STREAM_SECONDS", "inf", "seconds from 1 to 3600"),
-        ("STALLED_STREAM_SECONDS", "soon", "seconds from 1 to 3600"),
+        ("STALLED_STREAM_SECONDS", "0.5", "seconds from 1 to 45"),
+        (
+            "STALLED_STREAM_SECONDS",
+            "46",
+            "from 1 to 45 (a stalled stream is cancelled before the connection age grace of 60 s ends)",
+        ),
+        ("STALLED_STREAM_SECONDS", "inf", "seconds from 1 to 45"),
+        ("STALLED_STREAM_SECONDS", "soon", "seconds from 1 to 45"),
         ("CATALOG_SHA256", "abc", "64 hexadecimal digits"),
         ("CATALOG_SHA256", "g" * 64, "64 hexadecimal digits"),
         ("CATALOG_READ_TIMEOUT_SECONDS", "-1", "seconds from 0 to 240"),
@@ -80,3 +86,10 @@ def test_invalid_value_names_the_variable_the_value_and_what_is_allowed(
         Settings.from_env({name: raw})
     assert str(raised.value).startswith(f"{name}={raw!r} is invalid")
     assert allowed in str(raised.value)
+
+
+def test_the_longest_stall_bound_ends_before_the_connection_age_grace() -> None:
+    # The watchdog cancels a stream up to one check interval after the bound; the grace must outlast that.
+    latest = MAX_STALLED_STREAM_SECONDS * (1 + 1 / StallWatchdog.CHECKS_PER_BOUND)
+    assert latest < MAX_CONNECTION_AGE_GRACE_MS / 1000
+    Settings.from_env({"STALLED_STREAM_SECONDS": f"{MAX_STALLED_STREAM_SECONDS:g}"})

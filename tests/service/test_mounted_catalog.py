@@ -24,6 +24,7 @@ from bench.servers import ServerProcess
 from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 from tests.catalog_files import GOOD
 from tests.servers import run_to_exit
+from tests.service.helpers import assert_reason_comes_first
 from tests.service.test_operations import check
 
 PRODUCTS = [GOOD, {**GOOD, "id": "b", "name": "Bellows"}]
@@ -133,6 +134,7 @@ def test_a_read_that_keeps_failing_exits_1_with_the_reason(mount: Path) -> None:
     assert not any(r["message"].startswith("serving ") for r in records)
     (failure,) = [r for r in records if r["severity"] == "CRITICAL"]
     assert failure["message"].startswith(f"cannot read the catalog, not serving: {mount / 'catalog.json'}: ")
+    assert_reason_comes_first(records, failure)
     assert "cannot read: [Errno 2]" in failure["message"]
     assert "still failing after" in failure["message"]
     assert failure["message"].endswith(" reads in 1 s)")
@@ -166,3 +168,19 @@ def test_sigterm_while_waiting_stops_at_once_with_exit_0(mount: Path) -> None:
         process.process.send_signal(signal.SIGTERM)
         assert process.process.wait(timeout=10) == 0
         assert not any('"serving ' in line for line in process.lines)
+
+
+def test_sigterm_while_a_read_hangs_stops_at_once_with_exit_0(tmp_path: Path) -> None:
+    # A FIFO that no one writes: open() blocks for good, as a read from a hung Cloud Storage mount can.
+    fifo = tmp_path / "catalog.json"
+    os.mkfifo(fifo)
+    with ServerProcess(env(fifo)) as process:
+        port = int(process.wait_for_log(r"listening on port (\d+)").group(1))
+        assert_not_serving(port)  # the loop answers while the read hangs on its thread
+        process.process.send_signal(signal.SIGTERM)
+        assert process.process.wait(timeout=10) == 0
+        process.wait_for_log('"message": "stopped"')
+        messages = [r["message"] for r in process.records()]
+    assert "received SIGTERM" in messages
+    assert any(m.startswith("shutting down") for m in messages)
+    assert not any(m.startswith(("serving ", WAITING)) for m in messages)

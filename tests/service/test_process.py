@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2
 from bench.servers import ServerProcess
 from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 from tests.servers import run_to_exit
-from tests.service.helpers import write_catalog
+from tests.service.helpers import assert_reason_comes_first, write_catalog
 from tests.service.test_operations import health_stub
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -119,6 +119,7 @@ def test_bad_catalog_stops_start_up_before_serving(
     (failure,) = [r for r in records if r["severity"] == "CRITICAL"]
     assert str(path) in failure["message"]
     assert expected in failure["message"]
+    assert_reason_comes_first(records, failure)
     assert not any(r["message"].startswith("serving ") for r in records)
 
 
