@@ -10,8 +10,8 @@ third account, usable only by pull_request workflows, may deploy no-traffic revi
 and nothing else.
 
 Refresh: neither account may read the pool, the provider, the service accounts or IAM policies, so `pulumi
-refresh` (or `refresh: true`) fails with 403 for them. CI refreshes only the Cloud Run service before each
-deploy (docs/releases.md); a whole refresh is for a human with project roles.
+refresh` (or `refresh: true`) fails with 403 for them. No workflow refreshes: the program reads the service's
+live traffic through the Admin API instead (docs/releases.md); a refresh is for a human with project roles.
 """
 
 from __future__ import annotations

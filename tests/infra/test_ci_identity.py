@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pulumi
 import pytest
 
@@ -17,6 +19,7 @@ from tests.infra.harness import (
     Deployment,
     Mocks,
     RecordingMonitor,
+    infra_module,
     run_program,
 )
 
@@ -308,3 +311,10 @@ def test_the_deployer_holds_a_role_for_every_kind_of_resource_a_ci_up_applies() 
     } <= declared
     assert declared <= set(ROLE_OF), sorted(declared - set(ROLE_OF))
     assert {ROLE_OF[type_] for type_ in declared} <= granted
+
+
+def test_the_modules_docstring_promises_no_refresh_the_workflows_do_not_run() -> None:
+    # test_workflows.test_ci_never_refreshes keeps refresh out of every workflow: the docs must agree.
+    doc = " ".join((infra_module("ci_identity").__doc__ or "").split())
+    assert "No workflow refreshes" in doc
+    assert not re.search(r"CI refreshes|refreshes only", doc)
