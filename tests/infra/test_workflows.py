@@ -374,10 +374,26 @@ def test_each_deploy_attests_the_digest_it_deployed_in_the_registry(job_name: st
         "push-to-registry": True,
         "create-storage-record": False,
     }
-    # Only an image this run built is attested: a prebuilt `image` from config came from elsewhere.
-    assert login["if"] == attest["if"] == "steps.image.outputs.built == 'true'"
+    # Only an image this run built is attested: a prebuilt `image` from config came from elsewhere. And only
+    # where attestations exist: ATTEST_IMAGES=false skips both steps, and nothing else (the release runs).
+    assert login["if"] == attest["if"] == (
+        "steps.image.outputs.built == 'true' && vars.ATTEST_IMAGES != 'false'"
+    )
+    skippable = [step.get("name", step.get("id")) for step in steps if "ATTEST_IMAGES" in str(step)]
+    assert skippable == [login["name"], attest["name"]]
     index = steps.index
     assert index(up) < index(subject) < index(login) < index(attest)
+
+
+def test_the_docs_say_how_to_skip_attestations_without_dropping_the_release() -> None:
+    text = " ".join(DOCS.read_text().split())
+    assert "last three steps" not in text  # in both jobs those included the release
+    assert "`gh variable set ATTEST_IMAGES --body false`" in text
+    jobs = pulumi_jobs()
+    for job in DEPLOYS:
+        for step in jobs[job]["steps"]:
+            if "ATTEST_IMAGES" in str(step):
+                assert f"`{step['name']}`" in text, step["name"]
 
 
 def image_subject(image: str, stack_file: Path) -> subprocess.CompletedProcess[str]:
