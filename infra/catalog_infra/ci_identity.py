@@ -68,8 +68,8 @@ DEPLOYER_FRONT_DOOR_ROLES = (
 DEPLOYER_RUNTIME_ACCOUNT_ROLE = "roles/iam.serviceAccountUser"
 # Creating (and reading back) catalog objects in the catalog bucket alone.
 DEPLOYER_CATALOG_BUCKET_ROLE = "roles/storage.objectUser"
-# What `pulumi preview` needs: an access token (for the image build's registry login; a preview builds but
-# does not push) and reads of what it shows. It changes nothing, so a pull request from any branch may use it.
+# What `pulumi preview` needs: an access token (the program reads one for the image's registry login; a
+# preview does not build, build_on_preview=False) and reads of what it shows. It changes nothing, so a pull request from any branch may use it.
 # `pulumi preview --refresh` would also need to read IAM policies and the identity pool: not granted (see
 # the module's docstring).
 PREVIEWER_PROJECT_ROLES = (

@@ -115,10 +115,12 @@ class ContainerImage(pulumi.ComponentResource):
             platforms=[docker_build.Platform.LINUX_AMD64],
             tags=[repository.registry_uri.apply(lambda uri: f"{uri}/{args.repository_id}:{build.tag}")],
             push=True,
-            # Previews build (without pushing) when every input is known. On a stack's first preview the
-            # registry's address is not, and pulumi-docker-build skips the build ("Skipping preview build
-            # because some inputs are unknown"): the pull-request workflow builds the Dockerfile itself.
-            build_on_preview=True,
+            # No build on preview. pulumi-docker-build would build (without pushing) on every preview whose
+            # inputs are known, i.e. on any stack after its first `up`, so each pull request would build the
+            # image twice more (dev's preview and prod's) on top of test.yml's `image` job, which already
+            # builds it on the real pinned base and starts it. Previews stay fast and show the plan; the
+            # Dockerfile is checked once, by that job. `up` always builds.
+            build_on_preview=False,
             registries=[
                 docker_build.RegistryArgs(
                     address=f"{args.region}-docker.pkg.dev",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.infra.harness import REPO_ROOT
+from tests.infra.harness import IMAGE, REPO_ROOT, STACKS, run_program, stack_config
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 IMAGE_SUBJECT = REPO_ROOT / ".ci" / "image_subject.py"
@@ -119,11 +119,28 @@ def test_every_pull_request_builds_the_image_for_linux_amd64_on_its_pinned_base(
     assert index(build) < index(smoke)
 
 
-def test_no_comment_claims_the_preview_builds_the_image() -> None:
-    # pulumi-docker-build skips the preview build while the registry address and the tag are unknown.
-    text = (WORKFLOWS / "pulumi.yml").read_text()
-    assert "build_on_preview" not in text
-    assert "a pull request that breaks the image fails its preview" not in text
+@pytest.mark.parametrize("stack", STACKS)
+def test_previews_never_build_the_image_the_pull_requests_image_job_builds(stack: str) -> None:
+    # pulumi-docker-build builds on preview by default whenever its inputs are known (any stack after its
+    # first `up`): each pull request would build the image again in both previews. The program turns that
+    # off, as a preview would run it, and the `image` job builds every pull request's Dockerfile instead.
+    for preview in (True, False):
+        deployment = run_program(stack_config(stack), stack=stack, preview=preview)
+        image = deployment.one(IMAGE).inputs
+        assert image["buildOnPreview"] is False
+        assert image["push"] is True  # `up` builds and pushes
+    test = workflow("test.yml")
+    assert "pull_request" in test["on"]
+    assert any("docker buildx build" in step.get("run", "") for step in test["jobs"]["image"]["steps"])
+    # And no comment or page claims that pulumi-docker-build skips the preview build on its own.
+    for text in (
+        (WORKFLOWS / "pulumi.yml").read_text(),
+        (WORKFLOWS / "test.yml").read_text(),
+        (REPO_ROOT / "docs" / "ci-cd.md").read_text(),
+    ):
+        flat = " ".join(text.replace("#", " ").split())
+        assert "skips the preview build" not in flat
+        assert "build_on_preview=False" in flat
 
 
 # --- state: Pulumi Cloud by OIDC, named ORG/STACK, never refreshed (items 9, 11, 12) --------------
