@@ -262,10 +262,54 @@ def test_previews_use_the_read_only_previewer_and_deploys_the_deployer() -> None
         }
 
 
+DEV_SERVICE_GROUP = {"group": "dev-service", "cancel-in-progress": False, "queue": "max"}
+
+
 def test_deploys_of_one_stack_never_overlap_nor_cancel_each_other() -> None:
     jobs = pulumi_jobs()
-    for job, stack in DEPLOYS.items():
-        assert jobs[job]["concurrency"] == {"group": f"pulumi-up-{stack}", "cancel-in-progress": False}
+    # dev's group is shared with the pull-request revisions (below); `queue: max` keeps every pending run.
+    assert jobs["up-dev"]["concurrency"] == DEV_SERVICE_GROUP
+    assert jobs["up-prod"]["concurrency"] == {"group": "pulumi-up-prod", "cancel-in-progress": False}
+
+
+def writes_the_dev_service(job: dict[str, Any]) -> bool:
+    """Whether a job changes dev's Cloud Run service: `pulumi up` of dev, or the release tool as a dev account."""
+    accounts = {
+        step["with"].get("service_account", "") for step in steps_using(job, "google-github-actions/auth")
+    }
+    dev_account = any(account.endswith("_DEV }}") for account in accounts)
+    ups_dev = any(
+        step["with"].get("command") == "up" and step["with"]["stack-name"].endswith("/dev")
+        for step in steps_using(job, "pulumi/actions")
+    )
+    releases = any("python -m release" in step.get("run", "") for step in job["steps"])
+    return ups_dev or (dev_account and releases)
+
+
+def test_every_write_to_the_dev_service_waits_its_turn_in_one_queue() -> None:
+    # `up` reads the live traffic at its start and writes it minutes later: a pr-N tag added or removed in
+    # between would be dropped or restored. So every writer of dev's service shares one group, never cancels
+    # a running one, and queues the rest (GitHub's default would cancel a pending run for the next one).
+    writers = {
+        (name, job_name): job["concurrency"]
+        for name, document in all_workflows().items()
+        for job_name, job in document["jobs"].items()
+        if "steps" in job and writes_the_dev_service(job)
+    }
+    assert set(writers) == {
+        ("pulumi.yml", "up-dev"),
+        ("pr-revision.yml", "deploy"),
+        ("pr-revision.yml", "remove"),
+    }
+    assert all(concurrency == DEV_SERVICE_GROUP for concurrency in writers.values()), writers
+    # Nothing else takes the group: a job that holds it without writing would only delay the writers.
+    holders = {
+        (name, job_name)
+        for name, document in all_workflows().items()
+        for job_name, job in document["jobs"].items()
+        if job.get("concurrency", {}).get("group") == DEV_SERVICE_GROUP["group"]
+    }
+    assert holders == set(writers)
 
 
 def test_only_the_pulumi_jobs_ask_for_oidc_tokens_and_no_workflow_runs_foreign_code_on_main() -> None:
@@ -503,6 +547,7 @@ def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_uses
         ("pulumi.yml", "test"): {"contents": "read"},
         ("pulumi.yml", "up-dev"): {"contents": "read", "id-token": "write", "attestations": "write"},
         ("pulumi.yml", "up-prod"): {"contents": "read", "id-token": "write", "attestations": "write"},
+        ("pr-revision.yml", "build"): {"contents": "read", "id-token": "write"},
         ("pr-revision.yml", "deploy"): {"contents": "read", "id-token": "write", "pull-requests": "write"},
         ("pr-revision.yml", "remove"): {"contents": "read", "id-token": "write"},
     }
