@@ -4,7 +4,8 @@ Checkov skips, without a word, every workflow that its bundled JSON schema rejec
 older than three things GitHub documents and these workflows use: the `attestations` permission
 (actions/attest), an expression as `cancel-in-progress` (its `oneOf` matches such a string twice, so it
 fails) and a concurrency group's `queue`. This adds exactly those three, refuses to go on while any
-workflow still fails the schema, so none can be skipped silently, then runs Checkov. Run it with .venv-scan's python, from the repository root.
+workflow still fails the schema, so none can be skipped silently, then runs Checkov. Run it with
+.venv-scan's python, from the repository root.
 """
 
 from __future__ import annotations

@@ -230,6 +230,8 @@ if config.github_repository:
             deployer_account_id=f"{config.service_name}-deployer",
             previewer_account_id=f"{config.service_name}-preview",
             runtime_service_account=service.service_account_name,
+            image_repository=image.repository_id,
+            image_repository_location=config.region,
             catalog_bucket=data.bucket_name if data else None,
             front_door=door is not None,
             depends_on=[apis],

@@ -53,6 +53,8 @@ class ContainerImage(pulumi.ComponentResource):
     """The repository (with its cleanup policy) and, unless one is given, the image built into it."""
 
     image: pulumi.Output[str]
+    # The repository's id, for grants on it that must wait for it (CiIdentity).
+    repository_id: pulumi.Output[str]
     # Where builds go, REGION-docker.pkg.dev/PROJECT/REPO/REPO (pull-request revisions push there too).
     image_repository: pulumi.Output[str]
 
@@ -89,6 +91,7 @@ class ContainerImage(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.repository_id = repository.repository_id
         self.image_repository = repository.registry_uri.apply(lambda uri: f"{uri}/{args.repository_id}")
         if isinstance(args.image, ImageBuild):
             self.image = self._build(name, args, args.image, repository, child)

@@ -48,7 +48,6 @@ INVOKERS = ["group:catalog-clients@example.com"]
 _SHARED_URNS = [
     "catalog:index:CiIdentity$gcp:iam/workloadIdentityPool:WorkloadIdentityPool::ci-pool",
     "catalog:index:CiIdentity$gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider::ci-provider",
-    "catalog:index:CiIdentity$gcp:projects/iAMMember:IAMMember::ci-deployer-artifactregistry-admin",
     "catalog:index:CiIdentity$gcp:projects/iAMMember:IAMMember::ci-deployer-run-admin",
     "catalog:index:CiIdentity$gcp:projects/iAMMember:IAMMember::ci-deployer-serviceusage-serviceUsageAdmin",
     "catalog:index:CiIdentity$gcp:projects/iAMMember:IAMMember::ci-previewer-artifactregistry-reader",

@@ -48,11 +48,15 @@ def test_one_build_per_pull_request_at_a_time_and_the_writes_queue_with_devs_dep
     assert not release_commands("build")
     dev_deploy = workflow("pulumi.yml")["jobs"]["up-dev"]["concurrency"]
     for job in ("deploy", "remove"):
-        assert jobs()[job]["concurrency"] == dev_deploy == {
-            "group": "dev-service",
-            "cancel-in-progress": False,
-            "queue": "max",
-        }
+        assert (
+            jobs()[job]["concurrency"]
+            == dev_deploy
+            == {
+                "group": "dev-service",
+                "cancel-in-progress": False,
+                "queue": "max",
+            }
+        )
         assert not any("docker" in step.get("run", "") for step in jobs()[job]["steps"])
 
 

@@ -273,7 +273,7 @@ def test_deploys_of_one_stack_never_overlap_nor_cancel_each_other() -> None:
 
 
 def writes_the_dev_service(job: dict[str, Any]) -> bool:
-    """Whether a job changes dev's Cloud Run service: `pulumi up` of dev, or the release tool as a dev account."""
+    """Whether a job changes dev's service: `pulumi up` of dev, or the release tool as a dev account."""
     accounts = {
         step["with"].get("service_account", "") for step in steps_using(job, "google-github-actions/auth")
     }
@@ -437,8 +437,10 @@ def test_each_deploy_attests_the_digest_it_deployed_in_the_registry(job_name: st
     }
     # Only an image this run built is attested: a prebuilt `image` from config came from elsewhere. And only
     # where attestations exist: ATTEST_IMAGES=false skips both steps, and nothing else (the release runs).
-    assert login["if"] == attest["if"] == (
-        "steps.image.outputs.built == 'true' && vars.ATTEST_IMAGES != 'false'"
+    assert (
+        login["if"]
+        == attest["if"]
+        == ("steps.image.outputs.built == 'true' && vars.ATTEST_IMAGES != 'false'")
     )
     skippable = [step.get("name", step.get("id")) for step in steps if "ATTEST_IMAGES" in str(step)]
     assert skippable == [login["name"], attest["name"]]
