@@ -214,6 +214,8 @@ pulumi.export(
         # The audience every region accepts (the front door's custom one), or None: each region's own URL.
         "audience": door.audience if door else None,
         "imageRepository": image.image_repository,
+        # Pull-request builds push to a package of their own (container_image.PR_PACKAGE_PREFIX).
+        "prImageRepository": image.pr_image_repository,
     },
 )
 
