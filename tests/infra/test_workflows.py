@@ -373,6 +373,21 @@ def test_dev_releases_without_a_token_and_prod_with_an_id_token_for_its_url() ->
     assert "--token-env CATALOG_ID_TOKEN" in step["run"]
 
 
+CUSTOM_AUDIENCES = "cloud.google.com/run/docs/configuring/custom-audiences"
+
+
+def test_what_prods_token_relies_on_is_cited_and_not_claimed_beyond_the_source() -> None:
+    # Cloud Run's page says which audiences a service accepts; it names no tag URL. The texts must cite it
+    # and say that the tag-URL part is a reading of it, not assert it as a documented fact.
+    comment = (WORKFLOWS / "pulumi.yml").read_text().split("- id: idtoken", 1)[0].rsplit("\n\n", 1)[-1]
+    docs = " ".join(DOCS.read_text().split())
+    for text in (" ".join(comment.replace("#", " ").split()), docs):
+        assert "its tag URLs accept it too" not in text
+        assert CUSTOM_AUDIENCES in text
+    assert "does not name tag URLs" in docs
+    assert "before any traffic moves" in docs
+
+
 def test_prods_job_outlasts_its_stepped_release() -> None:
     prod = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())["config"]
     steps, pause = prod["catalog-grpc:canarySteps"], prod["catalog-grpc:canaryPauseSeconds"]
