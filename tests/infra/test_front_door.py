@@ -392,7 +392,10 @@ def test_container_image_deploys_a_prebuilt_image_as_is() -> None:
     repository = deployment.one(REPOSITORY).inputs
     assert repository["repositoryId"] == "orders"
     assert repository["location"] == "europe-west1"
-    assert repository["cleanupPolicies"][0]["mostRecentVersions"] == {"keepCount": 3}
+    assert repository["cleanupPolicies"][0]["mostRecentVersions"] == {
+        "packageNamePrefixes": ["orders"],
+        "keepCount": 3,
+    }
     assert deployment.all(IMAGE) == []
 
 
