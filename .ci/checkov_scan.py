@@ -1,10 +1,11 @@
 """Checkov over the Dockerfile and the GitHub workflows (`make lint`), with .checkov.yaml.
 
 Checkov skips, without a word, every workflow that its bundled JSON schema rejects, and that schema is
-older than two things GitHub documents and these workflows use: the `attestations` permission
-(actions/attest) and an expression as `cancel-in-progress` (its `oneOf` matches such a string twice, so it
-fails). This adds exactly those two, refuses to go on while any workflow still fails the schema, so none
-can be skipped silently, then runs Checkov. Run it with .venv-scan's python, from the repository root.
+older than three things GitHub documents and these workflows use: the `attestations` permission
+(actions/attest), an expression as `cancel-in-progress` (its `oneOf` matches such a string twice, so it
+fails) and a concurrency group's `queue`. This adds exactly those three, refuses to go on while any
+workflow still fails the schema, so none can be skipped silently, then runs Checkov. Run it with
+.venv-scan's python, from the repository root.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ def extend_schema(schema: dict[str, Any]) -> None:
     definitions = schema["definitions"]
     level = {"$ref": "#/definitions/permissions-level"}
     definitions["permissions-event"]["properties"]["attestations"] = level
-    cancel = definitions["concurrency"]["properties"]["cancel-in-progress"]
+    concurrency = definitions["concurrency"]["properties"]
+    cancel = concurrency["cancel-in-progress"]
     cancel["anyOf"] = cancel.pop("oneOf")
+    # `queue: max` (GitHub, May 2026): more than one pending run in a group, none cancelled for the next.
+    concurrency["queue"] = {"enum": ["single", "max"]}
 
 
 def unscannable(workflows: Path) -> list[str]:

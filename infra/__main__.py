@@ -211,6 +211,8 @@ pulumi.export(
         # The audience every region accepts (the front door's custom one), or None: each region's own URL.
         "audience": door.audience if door else None,
         "imageRepository": image.image_repository,
+        # Pull-request builds push to a package of their own (container_image.PR_PACKAGE_PREFIX).
+        "prImageRepository": image.pr_image_repository,
     },
 )
 
@@ -227,6 +229,8 @@ if config.github_repository:
             deployer_account_id=f"{config.service_name}-deployer",
             previewer_account_id=f"{config.service_name}-preview",
             runtime_service_account=service.service_account_name,
+            image_repository=image.repository_id,
+            image_repository_location=config.region,
             catalog_bucket=data.bucket_name if data else None,
             front_door=door is not None,
             depends_on=[apis],

@@ -10,8 +10,8 @@ third account, usable only by pull_request workflows, may deploy no-traffic revi
 and nothing else.
 
 Refresh: neither account may read the pool, the provider, the service accounts or IAM policies, so `pulumi
-refresh` (or `refresh: true`) fails with 403 for them. CI refreshes only the Cloud Run service before each
-deploy (docs/releases.md); a whole refresh is for a human with project roles.
+refresh` (or `refresh: true`) fails with 403 for them. No workflow refreshes: the program reads the service's
+live traffic through the Admin API instead (docs/releases.md); a refresh is for a human with project roles.
 """
 
 from __future__ import annotations
@@ -35,15 +35,17 @@ PROVIDER_ID = "github-actions"
 DEPLOY_REF = "refs/heads/main"
 
 # What `pulumi up` of this program changes, and no more: the Cloud Run services and their invoker bindings,
-# the registry (pushes, cleanup policy), enabled APIs, and the observability component's log-based metrics,
-# dashboard, SLOs, alert policies and notification channels. Deliberately absent: project IAM admin, workload
-# identity pool admin and service account admin, any of which would let the deployer widen its own access,
-# and the basic roles. Changes to this identity or to the runtime service account are applied by a human
-# `pulumi up`. Each Monitoring role is the editor of one kind of resource, narrower than monitoring.editor
-# (which also writes metric descriptors, uptime checks, groups and snoozes).
+# enabled APIs, and the observability component's log-based metrics, dashboard, SLOs, alert policies and
+# notification channels (the registry's role is on the repository alone, below). Deliberately absent: project
+# IAM admin, workload identity pool admin and service account admin, any of which would let the deployer
+# widen its own access, and the basic roles. Changes to this identity or to the runtime service account are
+# applied by a human `pulumi up`. Each Monitoring role is the editor of one kind of resource, narrower than
+# monitoring.editor (which also writes metric descriptors, uptime checks, groups and snoozes).
+# serviceUsageAdmin enables (and disables) any API in the project: kept, because enabling an API grants no
+# access by itself, and without it every merge that adds an API to the program would fail CI until a human
+# `up` (docs/ci-cd.md, "What the deployer may change").
 DEPLOYER_PROJECT_ROLES = (
     "roles/run.admin",
-    "roles/artifactregistry.admin",
     "roles/serviceusage.serviceUsageAdmin",
     # `python -m release promote` reads the candidate's error ratio (monitoring.timeSeries.list); it also
     # lets the editors below read the channels and metrics what they write refers to.
@@ -64,12 +66,18 @@ DEPLOYER_FRONT_DOOR_ROLES = (
     "roles/compute.loadBalancerAdmin",
     "roles/compute.securityAdmin",
 )
+# The image pushes and the cleanup policy, on the stack's one repository (not the project: no other
+# repository, no new ones). Cleanup-policy edits need artifactregistry.repositories.update, which among the
+# predefined roles only artifactregistry.admin holds (repoAdmin has pushes and deletes of versions, not
+# repositories.update); on the repository it still allows that repository's deletion and IAM policy.
+DEPLOYER_REPOSITORY_ROLE = "roles/artifactregistry.admin"
 # Deploying a revision that runs as the runtime service account needs actAs on that account alone.
 DEPLOYER_RUNTIME_ACCOUNT_ROLE = "roles/iam.serviceAccountUser"
 # Creating (and reading back) catalog objects in the catalog bucket alone.
 DEPLOYER_CATALOG_BUCKET_ROLE = "roles/storage.objectUser"
-# What `pulumi preview` needs: an access token (for the image build's registry login; a preview builds but
-# does not push) and reads of what it shows. It changes nothing, so a pull request from any branch may use it.
+# What `pulumi preview` needs: an access token (the program reads one for the image's registry login; a
+# preview does not build, build_on_preview=False) and reads of what it shows. It changes nothing, so a pull
+# request from any branch may use it.
 # `pulumi preview --refresh` would also need to read IAM policies and the identity pool: not granted (see
 # the module's docstring).
 PREVIEWER_PROJECT_ROLES = (
@@ -110,6 +118,9 @@ class CiIdentityArgs:
     deployer_account_id: str
     previewer_account_id: str
     runtime_service_account: pulumi.Input[str]  # full name: projects/P/serviceAccounts/EMAIL
+    # The stack's image repository (ContainerImage.repository_id, so the grant waits for it) and its region.
+    image_repository: pulumi.Input[str]
+    image_repository_location: str
     # The GitHub environment a deploy job must declare (its token's `environment` claim); None: any on main.
     deploy_environment: str | None = None
     depends_on: Sequence[pulumi.Resource] = ()
@@ -204,6 +215,15 @@ class CiIdentity(pulumi.ComponentResource):
             description=f"Runs pulumi up from GitHub Actions, {only}.",
             project_roles=DEPLOYER_PROJECT_ROLES + (DEPLOYER_FRONT_DOOR_ROLES if args.front_door else ()),
             impersonators=deployers,
+            opts=child,
+        )
+        gcp.artifactregistry.RepositoryIamMember(
+            f"{name}-deployer-registry",
+            project=args.project,
+            location=args.image_repository_location,
+            repository=args.image_repository,
+            role=DEPLOYER_REPOSITORY_ROLE,
+            member=deployer.member,
             opts=child,
         )
         gcp.serviceaccount.IAMMember(

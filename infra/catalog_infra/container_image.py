@@ -11,6 +11,14 @@ import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
 REQUIRED_APIS = ("artifactregistry.googleapis.com",)
+# Pull-request builds (pr-revision.yml) go to a package of their own, pr-REPO, beside the deployed builds in
+# REPO: in one package they would count toward keep_images and push out the images that dev's stable and
+# previous revisions run (a rollback or a scale from zero then finds no image). Not REPO-pr: cleanup
+# policies match packages by name prefix, and REPO would match REPO-pr.
+PR_PACKAGE_PREFIX = "pr-"
+# A pull request's build is kept for a week after its push; older ones go, even while the pull request is
+# open (its next push builds again). Keep policies win over the delete policy.
+PR_IMAGE_RETENTION = f"{7 * 24 * 3600}s"
 
 # Until the program served several regions, GrpcService (of the same name as this component) owned the
 # repository and the image. The aliases name that old parent, so a stack deployed then keeps both: Pulumi
@@ -53,8 +61,12 @@ class ContainerImage(pulumi.ComponentResource):
     """The repository (with its cleanup policy) and, unless one is given, the image built into it."""
 
     image: pulumi.Output[str]
-    # Where builds go, REGION-docker.pkg.dev/PROJECT/REPO/REPO (pull-request revisions push there too).
+    # The repository's id, for grants on it that must wait for it (CiIdentity).
+    repository_id: pulumi.Output[str]
+    # Where builds go, REGION-docker.pkg.dev/PROJECT/REPO/REPO.
     image_repository: pulumi.Output[str]
+    # Where pull-request builds go, REGION-docker.pkg.dev/PROJECT/REPO/pr-REPO (a package of their own).
+    pr_image_repository: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: ContainerImageArgs, opts: pulumi.ResourceOptions | None = None
@@ -63,6 +75,7 @@ class ContainerImage(pulumi.ComponentResource):
         former_parent = pulumi.Alias(parent=pulumi.create_urn(name, FORMER_PARENT_TYPE))
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on), aliases=[former_parent])
 
+        pr_package = f"{PR_PACKAGE_PREFIX}{args.repository_id}"
         repository = gcp.artifactregistry.Repository(
             f"{name}-repo",
             project=args.project,
@@ -70,14 +83,24 @@ class ContainerImage(pulumi.ComponentResource):
             repository_id=args.repository_id,
             format="DOCKER",
             description=f"Images of the {args.repository_id} Cloud Run service",
-            # Keep policies win over delete policies: everything but the newest keep_images versions goes.
+            # Keep policies win over delete policies: everything goes but the newest keep_images versions of
+            # the deployed package and the pull-request builds of the last week.
             cleanup_policy_dry_run=False,
             cleanup_policies=[
                 gcp.artifactregistry.RepositoryCleanupPolicyArgs(
                     id="keep-recent",
                     action="KEEP",
                     most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
+                        package_name_prefixes=[args.repository_id],
                         keep_count=args.keep_images,
+                    ),
+                ),
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="keep-pull-requests",
+                    action="KEEP",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        package_name_prefixes=[pr_package],
+                        newer_than=PR_IMAGE_RETENTION,
                     ),
                 ),
                 gcp.artifactregistry.RepositoryCleanupPolicyArgs(
@@ -89,12 +112,20 @@ class ContainerImage(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.repository_id = repository.repository_id
         self.image_repository = repository.registry_uri.apply(lambda uri: f"{uri}/{args.repository_id}")
+        self.pr_image_repository = repository.registry_uri.apply(lambda uri: f"{uri}/{pr_package}")
         if isinstance(args.image, ImageBuild):
             self.image = self._build(name, args, args.image, repository, child)
         else:
             self.image = pulumi.Output.from_input(args.image)
-        self.register_outputs({"image": self.image, "imageRepository": self.image_repository})
+        self.register_outputs(
+            {
+                "image": self.image,
+                "imageRepository": self.image_repository,
+                "prImageRepository": self.pr_image_repository,
+            }
+        )
 
     def _build(
         self,
@@ -115,10 +146,12 @@ class ContainerImage(pulumi.ComponentResource):
             platforms=[docker_build.Platform.LINUX_AMD64],
             tags=[repository.registry_uri.apply(lambda uri: f"{uri}/{args.repository_id}:{build.tag}")],
             push=True,
-            # Previews build (without pushing) when every input is known. On a stack's first preview the
-            # registry's address is not, and pulumi-docker-build skips the build ("Skipping preview build
-            # because some inputs are unknown"): the pull-request workflow builds the Dockerfile itself.
-            build_on_preview=True,
+            # No build on preview. pulumi-docker-build would build (without pushing) on every preview whose
+            # inputs are known, i.e. on any stack after its first `up`, so each pull request would build the
+            # image twice more (dev's preview and prod's) on top of test.yml's `image` job, which already
+            # builds it on the real pinned base and starts it. Previews stay fast and show the plan; the
+            # Dockerfile is checked once, by that job. `up` always builds.
+            build_on_preview=False,
             registries=[
                 docker_build.RegistryArgs(
                     address=f"{args.region}-docker.pkg.dev",

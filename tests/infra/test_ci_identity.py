@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pulumi
 import pytest
 
@@ -14,9 +16,11 @@ from tests.infra.harness import (
     PROJECT,
     PROJECT_IAM,
     PROVIDER,
+    REPO_ROOT,
     Deployment,
     Mocks,
     RecordingMonitor,
+    infra_module,
     run_program,
 )
 
@@ -120,7 +124,6 @@ def roles_of(deployment: Deployment, email: str) -> list[str]:
 def test_project_roles_are_listed_explicitly_and_exclude_iam_administration() -> None:
     deployment = with_ci()
     assert roles_of(deployment, DEPLOYER) == [
-        "roles/artifactregistry.admin",
         "roles/logging.configWriter",  # log-based metrics
         "roles/monitoring.alertPolicyEditor",
         "roles/monitoring.dashboardEditor",
@@ -139,6 +142,33 @@ def test_project_roles_are_listed_explicitly_and_exclude_iam_administration() ->
         f"serviceAccount:{DEPLOYER}",
         f"serviceAccount:{PREVIEWER}",
     }
+
+
+REPOSITORY_IAM = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
+
+
+def repository_roles_of(deployment: Deployment, email: str) -> list[str]:
+    """The roles granted to one service account on the stack's image repository, sorted."""
+    grants = [g for g in deployment.all(REPOSITORY_IAM) if g.inputs["member"] == f"serviceAccount:{email}"]
+    for grant in grants:
+        assert (grant.inputs["project"], grant.inputs["location"]) == (GCP_PROJECT, "us-central1")
+        assert grant.inputs["repository"] == "catalog-grpc"
+    return sorted(grant.inputs["role"] for grant in grants)
+
+
+def test_the_deployer_administers_the_stacks_one_repository_and_no_other() -> None:
+    # Not project-wide: artifactregistry.admin there would reach every repository (their IAM policies and
+    # deletion) and create new ones. On the repository it pushes images and edits the cleanup policy, which
+    # needs repositories.update: repoAdmin lacks it, so admin is the narrowest predefined role that has it.
+    deployment = with_ci()
+    assert not [role for role in roles_of(deployment, DEPLOYER) if role.startswith("roles/artifactregistry.")]
+    assert repository_roles_of(deployment, DEPLOYER) == ["roles/artifactregistry.admin"]
+    member = f"serviceAccount:{DEPLOYER}"
+    (grant,) = [g for g in deployment.all(REPOSITORY_IAM) if g.inputs["member"] == member]
+    # It names the repository by the resource's output, so it waits for the repository to exist.
+    (repository,) = deployment.all("gcp:artifactregistry/repository:Repository")
+    assert repository.urn in grant.dependencies
+    assert repository_roles_of(deployment, PREVIEWER) == []
 
 
 def bindings_on(deployment: Deployment, email: str) -> list[tuple[str, str]]:
@@ -260,7 +290,9 @@ def test_with_a_front_door_the_deployer_manages_load_balancers_and_cloud_armor()
 ROLE_OF = {
     "gcp:cloudrunv2/service:Service": "roles/run.admin",
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": "roles/run.admin",
+    # On the repository itself (test_the_deployer_administers_the_stacks_one_repository_and_no_other).
     "gcp:artifactregistry/repository:Repository": "roles/artifactregistry.admin",
+    "docker-build:index:Image": "roles/artifactregistry.admin",
     "gcp:projects/service:Service": "roles/serviceusage.serviceUsageAdmin",
     "gcp:logging/metric:Metric": "roles/logging.configWriter",
     "gcp:monitoring/dashboard:Dashboard": "roles/monitoring.dashboardEditor",
@@ -285,7 +317,6 @@ NOT_THE_DEPLOYERS = {
     "gcp:iam/workloadIdentityPool:WorkloadIdentityPool",
     "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider",
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember",
-    "docker-build:index:Image",
     "time:index/sleep:Sleep",
 }
 
@@ -297,7 +328,7 @@ def test_the_deployer_holds_a_role_for_every_kind_of_resource_a_ci_up_applies() 
         minInstances=1,
         alertEmails=["oncall@example.com"],
     )
-    granted = set(roles_of(deployment, DEPLOYER))
+    granted = set(roles_of(deployment, DEPLOYER)) | set(repository_roles_of(deployment, DEPLOYER))
     declared = {r.type for r in deployment.declared if r.type.split(":")[0] != "catalog"} - NOT_THE_DEPLOYERS
     # The stack declares every kind the observability component and the front door make.
     assert {
@@ -308,3 +339,23 @@ def test_the_deployer_holds_a_role_for_every_kind_of_resource_a_ci_up_applies() 
     } <= declared
     assert declared <= set(ROLE_OF), sorted(declared - set(ROLE_OF))
     assert {ROLE_OF[type_] for type_ in declared} <= granted
+
+
+def test_the_modules_docstring_promises_no_refresh_the_workflows_do_not_run() -> None:
+    # test_workflows.test_ci_never_refreshes keeps refresh out of every workflow: the docs must agree.
+    doc = " ".join((infra_module("ci_identity").__doc__ or "").split())
+    assert "No workflow refreshes" in doc
+    assert not re.search(r"CI refreshes|refreshes only", doc)
+
+
+def test_the_docs_table_lists_every_deployer_role_where_it_is_granted() -> None:
+    docs = (REPO_ROOT / "docs" / "ci-cd.md").read_text()
+    section = docs.split("## What the deployer may change", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(roles/[\w.]+)`([^|]*)\|", section, re.MULTILINE))
+    module = infra_module("ci_identity")
+    project_roles = set(module.DEPLOYER_PROJECT_ROLES) | set(module.DEPLOYER_FRONT_DOOR_ROLES)
+    assert project_roles | {module.DEPLOYER_REPOSITORY_ROLE} <= set(rows)
+    assert "repository only" in rows[module.DEPLOYER_REPOSITORY_ROLE]
+    assert module.DEPLOYER_REPOSITORY_ROLE not in project_roles
+    # What serviceUsageAdmin allows beyond the program, said where the role is listed.
+    assert "any API" in " ".join(section.split())

@@ -48,7 +48,6 @@ INVOKERS = ["group:catalog-clients@example.com"]
 _SHARED_URNS = [
     "catalog:index:CiIdentity$gcp:iam/workloadIdentityPool:WorkloadIdentityPool::ci-pool",
     "catalog:index:CiIdentity$gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider::ci-provider",
-    "catalog:index:CiIdentity$gcp:projects/iAMMember:IAMMember::ci-deployer-artifactregistry-admin",
     "catalog:index:CiIdentity$gcp:projects/iAMMember:IAMMember::ci-deployer-run-admin",
     "catalog:index:CiIdentity$gcp:projects/iAMMember:IAMMember::ci-deployer-serviceusage-serviceUsageAdmin",
     "catalog:index:CiIdentity$gcp:projects/iAMMember:IAMMember::ci-previewer-artifactregistry-reader",
@@ -393,7 +392,10 @@ def test_container_image_deploys_a_prebuilt_image_as_is() -> None:
     repository = deployment.one(REPOSITORY).inputs
     assert repository["repositoryId"] == "orders"
     assert repository["location"] == "europe-west1"
-    assert repository["cleanupPolicies"][0]["mostRecentVersions"] == {"keepCount": 3}
+    assert repository["cleanupPolicies"][0]["mostRecentVersions"] == {
+        "packageNamePrefixes": ["orders"],
+        "keepCount": 3,
+    }
     assert deployment.all(IMAGE) == []
 
 

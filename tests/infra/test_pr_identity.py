@@ -78,5 +78,8 @@ def test_prod_has_none() -> None:
     deployment = run_program(stack_config("prod"), stack="prod")
     assert stack_config("prod").get(f"{PROJECT}:prRevisions", False) is False
     assert "catalog-grpc-pr-rev" not in {a.inputs["accountId"] for a in deployment.all(ACCOUNT)}
-    assert deployment.all(REPOSITORY_IAM) == []
+    # The repository's one grant is the deployer's: no pull-request account pushes there.
+    assert [g.inputs["member"] for g in deployment.all(REPOSITORY_IAM)] == [
+        "serviceAccount:catalog-grpc-deployer@my-gcp-project-prod.iam.gserviceaccount.com"
+    ]
     assert "prDeployerServiceAccount" not in deployment.outputs

@@ -22,11 +22,13 @@ def test_runs_for_pull_requests_opening_updating_and_closing() -> None:
     assert workflow("pr-revision.yml")["on"] == {
         "pull_request": {"types": ["opened", "synchronize", "reopened", "closed"]}
     }
-    assert "closed" not in jobs()["deploy"]["if"].replace("!= 'closed'", "")
+    for job in ("build", "deploy"):
+        assert "closed" not in jobs()[job]["if"].replace("!= 'closed'", "")
     assert "== 'closed'" in jobs()["remove"]["if"]
+    assert jobs()["deploy"]["needs"] == "build"
 
 
-@pytest.mark.parametrize("job", ["deploy", "remove"])
+@pytest.mark.parametrize("job", ["build", "deploy", "remove"])
 def test_forks_never_reach_the_cloud_and_only_the_pr_deployer_is_used(job: str) -> None:
     assert FORK_GUARD in jobs()[job]["if"]
     (auth,) = steps_using(jobs()[job], "google-github-actions/auth")
@@ -37,13 +39,25 @@ def test_forks_never_reach_the_cloud_and_only_the_pr_deployer_is_used(job: str) 
     assert "prod" not in str(jobs()[job]).lower()
 
 
-@pytest.mark.parametrize("job", ["deploy", "remove"])
-def test_one_run_per_pull_request_never_cancelled_halfway(job: str) -> None:
-    concurrency = jobs()[job]["concurrency"]
-    assert concurrency == {
+def test_one_build_per_pull_request_at_a_time_and_the_writes_queue_with_devs_deploy() -> None:
+    # The build only pushes an image: it holds no lock on the service, so a queue of writes never waits on it.
+    assert jobs()["build"]["concurrency"] == {
         "group": "pr-revision-${{ github.event.pull_request.number }}",
         "cancel-in-progress": False,
     }
+    assert not release_commands("build")
+    dev_deploy = workflow("pulumi.yml")["jobs"]["up-dev"]["concurrency"]
+    for job in ("deploy", "remove"):
+        assert (
+            jobs()[job]["concurrency"]
+            == dev_deploy
+            == {
+                "group": "dev-service",
+                "cancel-in-progress": False,
+                "queue": "max",
+            }
+        )
+        assert not any("docker" in step.get("run", "") for step in jobs()[job]["steps"])
 
 
 def release_commands(job: str) -> list[list[str]]:
@@ -58,11 +72,12 @@ def release_commands(job: str) -> list[list[str]]:
 def test_the_build_is_deployed_by_digest_and_the_tag_removed_on_close() -> None:
     ((deploy,),) = [[c] for c in release_commands("deploy")]
     assert deploy[:3] == ["pr-deploy", "--plan", "-"]
-    build = next(s for s in jobs()["deploy"]["steps"] if s.get("id") == "build")
+    build = next(s for s in jobs()["build"]["steps"] if s.get("id") == "build")
     assert "docker buildx build --platform linux/amd64 --push" in build["run"]
     assert '"containerimage.digest"' in build["run"]
+    assert jobs()["build"]["outputs"] == {"digest": "${{ steps.build.outputs.digest }}"}
     step = next(s for s in jobs()["deploy"]["steps"] if s.get("id") == "revision")
-    assert step["env"]["IMAGE"].endswith("@${{ steps.build.outputs.digest }}")
+    assert step["env"]["IMAGE"].endswith("@${{ needs.build.outputs.digest }}")
     ((remove,),) = [[c] for c in release_commands("remove")]
     assert remove[:3] == ["pr-remove", "--plan", "-"]
     # The commands parse as the tool's own parser reads them.

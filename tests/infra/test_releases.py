@@ -213,6 +213,9 @@ def test_outputs_name_both_targets_and_the_release_plan(stack: str, revision: st
         # No front door: each region's ID tokens are for its own URL.
         "audience": None,
         "imageRepository": f"us-central1-docker.pkg.dev/{config['gcp:project']}/catalog-grpc/catalog-grpc",
+        "prImageRepository": (
+            f"us-central1-docker.pkg.dev/{config['gcp:project']}/catalog-grpc/pr-catalog-grpc"
+        ),
     }
 
 

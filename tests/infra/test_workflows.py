@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.infra.harness import REPO_ROOT
+from tests.infra.harness import IMAGE, REPO_ROOT, STACKS, run_program, stack_config
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 IMAGE_SUBJECT = REPO_ROOT / ".ci" / "image_subject.py"
@@ -119,11 +119,28 @@ def test_every_pull_request_builds_the_image_for_linux_amd64_on_its_pinned_base(
     assert index(build) < index(smoke)
 
 
-def test_no_comment_claims_the_preview_builds_the_image() -> None:
-    # pulumi-docker-build skips the preview build while the registry address and the tag are unknown.
-    text = (WORKFLOWS / "pulumi.yml").read_text()
-    assert "build_on_preview" not in text
-    assert "a pull request that breaks the image fails its preview" not in text
+@pytest.mark.parametrize("stack", STACKS)
+def test_previews_never_build_the_image_the_pull_requests_image_job_builds(stack: str) -> None:
+    # pulumi-docker-build builds on preview by default whenever its inputs are known (any stack after its
+    # first `up`): each pull request would build the image again in both previews. The program turns that
+    # off, as a preview would run it, and the `image` job builds every pull request's Dockerfile instead.
+    for preview in (True, False):
+        deployment = run_program(stack_config(stack), stack=stack, preview=preview)
+        image = deployment.one(IMAGE).inputs
+        assert image["buildOnPreview"] is False
+        assert image["push"] is True  # `up` builds and pushes
+    test = workflow("test.yml")
+    assert "pull_request" in test["on"]
+    assert any("docker buildx build" in step.get("run", "") for step in test["jobs"]["image"]["steps"])
+    # And no comment or page claims that pulumi-docker-build skips the preview build on its own.
+    for text in (
+        (WORKFLOWS / "pulumi.yml").read_text(),
+        (WORKFLOWS / "test.yml").read_text(),
+        (REPO_ROOT / "docs" / "ci-cd.md").read_text(),
+    ):
+        flat = " ".join(text.replace("#", " ").split())
+        assert "skips the preview build" not in flat
+        assert "build_on_preview=False" in flat
 
 
 # --- state: Pulumi Cloud by OIDC, named ORG/STACK, never refreshed (items 9, 11, 12) --------------
@@ -245,10 +262,54 @@ def test_previews_use_the_read_only_previewer_and_deploys_the_deployer() -> None
         }
 
 
+DEV_SERVICE_GROUP = {"group": "dev-service", "cancel-in-progress": False, "queue": "max"}
+
+
 def test_deploys_of_one_stack_never_overlap_nor_cancel_each_other() -> None:
     jobs = pulumi_jobs()
-    for job, stack in DEPLOYS.items():
-        assert jobs[job]["concurrency"] == {"group": f"pulumi-up-{stack}", "cancel-in-progress": False}
+    # dev's group is shared with the pull-request revisions (below); `queue: max` keeps every pending run.
+    assert jobs["up-dev"]["concurrency"] == DEV_SERVICE_GROUP
+    assert jobs["up-prod"]["concurrency"] == {"group": "pulumi-up-prod", "cancel-in-progress": False}
+
+
+def writes_the_dev_service(job: dict[str, Any]) -> bool:
+    """Whether a job changes dev's service: `pulumi up` of dev, or the release tool as a dev account."""
+    accounts = {
+        step["with"].get("service_account", "") for step in steps_using(job, "google-github-actions/auth")
+    }
+    dev_account = any(account.endswith("_DEV }}") for account in accounts)
+    ups_dev = any(
+        step["with"].get("command") == "up" and step["with"]["stack-name"].endswith("/dev")
+        for step in steps_using(job, "pulumi/actions")
+    )
+    releases = any("python -m release" in step.get("run", "") for step in job["steps"])
+    return ups_dev or (dev_account and releases)
+
+
+def test_every_write_to_the_dev_service_waits_its_turn_in_one_queue() -> None:
+    # `up` reads the live traffic at its start and writes it minutes later: a pr-N tag added or removed in
+    # between would be dropped or restored. So every writer of dev's service shares one group, never cancels
+    # a running one, and queues the rest (GitHub's default would cancel a pending run for the next one).
+    writers = {
+        (name, job_name): job["concurrency"]
+        for name, document in all_workflows().items()
+        for job_name, job in document["jobs"].items()
+        if "steps" in job and writes_the_dev_service(job)
+    }
+    assert set(writers) == {
+        ("pulumi.yml", "up-dev"),
+        ("pr-revision.yml", "deploy"),
+        ("pr-revision.yml", "remove"),
+    }
+    assert all(concurrency == DEV_SERVICE_GROUP for concurrency in writers.values()), writers
+    # Nothing else takes the group: a job that holds it without writing would only delay the writers.
+    holders = {
+        (name, job_name)
+        for name, document in all_workflows().items()
+        for job_name, job in document["jobs"].items()
+        if job.get("concurrency", {}).get("group") == DEV_SERVICE_GROUP["group"]
+    }
+    assert holders == set(writers)
 
 
 def test_only_the_pulumi_jobs_ask_for_oidc_tokens_and_no_workflow_runs_foreign_code_on_main() -> None:
@@ -310,6 +371,21 @@ def test_dev_releases_without_a_token_and_prod_with_an_id_token_for_its_url() ->
     _, step = release_step(jobs["up-prod"])
     assert step["env"]["CATALOG_ID_TOKEN"] == f"${{{{ steps.{token['id']}.outputs.id_token }}}}"
     assert "--token-env CATALOG_ID_TOKEN" in step["run"]
+
+
+CUSTOM_AUDIENCES = "cloud.google.com/run/docs/configuring/custom-audiences"
+
+
+def test_what_prods_token_relies_on_is_cited_and_not_claimed_beyond_the_source() -> None:
+    # Cloud Run's page says which audiences a service accepts; it names no tag URL. The texts must cite it
+    # and say that the tag-URL part is a reading of it, not assert it as a documented fact.
+    comment = (WORKFLOWS / "pulumi.yml").read_text().split("- id: idtoken", 1)[0].rsplit("\n\n", 1)[-1]
+    docs = " ".join(DOCS.read_text().split())
+    for text in (" ".join(comment.replace("#", " ").split()), docs):
+        assert "its tag URLs accept it too" not in text
+        assert CUSTOM_AUDIENCES in text
+    assert "does not name tag URLs" in docs
+    assert "before any traffic moves" in docs
 
 
 def test_prods_job_outlasts_its_stepped_release() -> None:
@@ -374,10 +450,28 @@ def test_each_deploy_attests_the_digest_it_deployed_in_the_registry(job_name: st
         "push-to-registry": True,
         "create-storage-record": False,
     }
-    # Only an image this run built is attested: a prebuilt `image` from config came from elsewhere.
-    assert login["if"] == attest["if"] == "steps.image.outputs.built == 'true'"
+    # Only an image this run built is attested: a prebuilt `image` from config came from elsewhere. And only
+    # where attestations exist: ATTEST_IMAGES=false skips both steps, and nothing else (the release runs).
+    assert (
+        login["if"]
+        == attest["if"]
+        == ("steps.image.outputs.built == 'true' && vars.ATTEST_IMAGES != 'false'")
+    )
+    skippable = [step.get("name", step.get("id")) for step in steps if "ATTEST_IMAGES" in str(step)]
+    assert skippable == [login["name"], attest["name"]]
     index = steps.index
     assert index(up) < index(subject) < index(login) < index(attest)
+
+
+def test_the_docs_say_how_to_skip_attestations_without_dropping_the_release() -> None:
+    text = " ".join(DOCS.read_text().split())
+    assert "last three steps" not in text  # in both jobs those included the release
+    assert "`gh variable set ATTEST_IMAGES --body false`" in text
+    jobs = pulumi_jobs()
+    for job in DEPLOYS:
+        for step in jobs[job]["steps"]:
+            if "ATTEST_IMAGES" in str(step):
+                assert f"`{step['name']}`" in text, step["name"]
 
 
 def image_subject(image: str, stack_file: Path) -> subprocess.CompletedProcess[str]:
@@ -470,6 +564,7 @@ def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_uses
         ("pulumi.yml", "test"): {"contents": "read"},
         ("pulumi.yml", "up-dev"): {"contents": "read", "id-token": "write", "attestations": "write"},
         ("pulumi.yml", "up-prod"): {"contents": "read", "id-token": "write", "attestations": "write"},
+        ("pr-revision.yml", "build"): {"contents": "read", "id-token": "write"},
         ("pr-revision.yml", "deploy"): {"contents": "read", "id-token": "write", "pull-requests": "write"},
         ("pr-revision.yml", "remove"): {"contents": "read", "id-token": "write"},
     }
