@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterator
-from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import grpc
+
+from tests.release.fake_api import serve_fake
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -136,20 +137,12 @@ def _parse(text: str) -> list[tuple[str, set[str]]] | None:
 @contextmanager
 def serve(fake: FakeMonitoring) -> Iterator[str]:
     """Serve `fake` on a free loopback port; yields host:port."""
-    handler = grpc.method_handlers_generic_handler(
-        "google.monitoring.v3.MetricService",
-        {
-            "ListTimeSeries": grpc.unary_unary_rpc_method_handler(
-                fake.list_time_series,
-                request_deserializer=monitoring_v3.ListTimeSeriesRequest.deserialize,
-                response_serializer=monitoring_v3.ListTimeSeriesResponse.serialize,
-            ),
-        },
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.stop(0)
+    handlers = {
+        "ListTimeSeries": grpc.unary_unary_rpc_method_handler(
+            fake.list_time_series,
+            request_deserializer=monitoring_v3.ListTimeSeriesRequest.deserialize,
+            response_serializer=monitoring_v3.ListTimeSeriesResponse.serialize,
+        ),
+    }
+    with serve_fake("google.monitoring.v3.MetricService", handlers, workers=2) as address:
+        yield address

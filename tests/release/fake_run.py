@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from release.traffic import Route
+from tests.release.fake_api import serve_fake
 
 BY_REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 PROJECT_NUMBER = "123456789012"
@@ -199,25 +199,17 @@ def _status(code: grpc.StatusCode, reason: str) -> grpc.Status:
 @contextmanager
 def serve(fake: FakeCloudRun) -> Iterator[str]:
     """Serve `fake` on a free loopback port; yields host:port."""
-    handler = grpc.method_handlers_generic_handler(
-        "google.cloud.run.v2.Services",
-        {
-            "GetService": grpc.unary_unary_rpc_method_handler(
-                fake.get_service,
-                request_deserializer=run_v2.GetServiceRequest.deserialize,
-                response_serializer=run_v2.Service.serialize,
-            ),
-            "UpdateService": grpc.unary_unary_rpc_method_handler(
-                fake.update_service,
-                request_deserializer=run_v2.UpdateServiceRequest.deserialize,
-                response_serializer=operations_pb2.Operation.SerializeToString,
-            ),
-        },
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handler])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.stop(0)
+    handlers = {
+        "GetService": grpc.unary_unary_rpc_method_handler(
+            fake.get_service,
+            request_deserializer=run_v2.GetServiceRequest.deserialize,
+            response_serializer=run_v2.Service.serialize,
+        ),
+        "UpdateService": grpc.unary_unary_rpc_method_handler(
+            fake.update_service,
+            request_deserializer=run_v2.UpdateServiceRequest.deserialize,
+            response_serializer=operations_pb2.Operation.SerializeToString,
+        ),
+    }
+    with serve_fake("google.cloud.run.v2.Services", handlers, workers=4) as address:
+        yield address
