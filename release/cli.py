@@ -60,16 +60,21 @@ def _steps(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _seconds(text: object) -> float:
+def _number(text: object, low: float, high: float, what: str, note: str = "") -> float:
+    """`text` as a number from `low` to `high`; errors name it as `what` (a ratio, a number of seconds)."""
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a {what}: {text!r}")
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"must be 0 to 86400 seconds: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be a {what} from {low:g} to {high:g}{note}: {text!r}")
     return value
+
+
+def _seconds(text: object) -> float:
+    return _number(text, 0, 86400, "number of seconds")
 
 
 def _plan_steps(value: object) -> tuple[int, ...]:
@@ -88,15 +93,7 @@ def _metric(value: object) -> str:
 
 
 def _ratio(text: object) -> float:
-    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        raise argparse.ArgumentTypeError(f"not a ratio: {text!r}")
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a ratio: {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a ratio from 0 to 1 (0.01 is 1%): {text!r}")
-    return value
+    return _number(text, 0, 1, "ratio", note=" (0.01 is 1%)")
 
 
 def _count(text: object) -> int:
