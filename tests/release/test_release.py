@@ -118,23 +118,31 @@ def written_splits(fake: FakeCloudRun) -> list[list[tuple[str, int, str]]]:
     return [[(t.revision, t.percent, t.tag) for t in write.service.traffic] for write in fake.writes]
 
 
+# The writes of a release that fails at its second step: 10%, 50%, then the rollback.
+FAILED_AT_50 = [
+    [(OLD, 90, STABLE), (NEW, 10, CANDIDATE)],
+    [(OLD, 50, STABLE), (NEW, 50, CANDIDATE)],
+    [(OLD, 100, STABLE), (NEW, 0, CANDIDATE)],
+]
+
+
+def release_gated(
+    drill: Drill, pauses: Pauses, seconds: float = 30, steps: tuple[int, ...] = STEPS, min_calls: int = 20
+) -> rollout.Outcome:
+    """Healthy catalog servers behind both revisions, released with every gate (the error ratio's too) on
+    the pauses' clock."""
+    drill.edge.servers = {OLD: drill.servers(drill.catalog), NEW: drill.servers(drill.catalog)}
+    clock = pauses.clock
+    checks = gates(drill.edge, clock, drill.counts, min_calls=min_calls)
+    return rollout.release([drill.run], steps, seconds, checks, log=lambda _: None, sleep=pauses, clock=clock)
+
+
 def test_a_good_candidate_is_promoted_step_by_step(drill: Drill) -> None:
-    run, fake, edge, servers, catalog, monitoring, counts = (
-        drill.run,
-        drill.fake,
-        drill.edge,
-        drill.servers,
-        drill.catalog,
-        drill.monitoring,
-        drill.counts,
-    )
-    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
+    run, fake, edge, monitoring = drill.run, drill.fake, drill.edge, drill.monitoring
     clock = Clock()
     healthy = served(monitoring, clock, ok=200)
     pauses = Pauses(clock, at={1: healthy, 2: healthy, 3: healthy})
-    outcome = rollout.release(
-        [run], STEPS, 30, gates(edge, clock, counts), log=lambda _: None, sleep=pauses, clock=clock
-    )
+    outcome = release_gated(drill, pauses)
 
     assert outcome.ok, outcome.line
     assert [split[:2] for split in written_splits(fake)] == [
@@ -215,44 +223,25 @@ def test_a_candidate_that_breaks_at_the_second_step_is_rolled_back(
 
     assert not outcome.ok
     assert outcome.line.startswith(f"release of {NEW} failed in us-central1: check ready at 50%")
-    assert [split[:2] for split in written_splits(fake)] == [
-        [(OLD, 90, STABLE), (NEW, 10, CANDIDATE)],
-        [(OLD, 50, STABLE), (NEW, 50, CANDIDATE)],
-        [(OLD, 100, STABLE), (NEW, 0, CANDIDATE)],
-    ]
+    assert [split[:2] for split in written_splits(fake)] == FAILED_AT_50
     assert_rolled_back(fake)
 
 
 def test_an_error_ratio_that_rises_at_the_second_step_rolls_back(drill: Drill) -> None:
-    run, fake, edge, servers, catalog, monitoring, counts = (
-        drill.run,
-        drill.fake,
-        drill.edge,
-        drill.servers,
-        drill.catalog,
-        drill.monitoring,
-        drill.counts,
-    )
-    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
+    fake, monitoring = drill.fake, drill.monitoring
     clock = Clock()
     # Fine at 10%; at 50% 30 of its 200 calls fail, though every smoke check still passes.
     pauses = Pauses(
         clock, at={1: served(monitoring, clock, ok=200), 2: served(monitoring, clock, ok=170, failed=30)}
     )
-    outcome = rollout.release(
-        [run], STEPS, 120, gates(edge, clock, counts), log=lambda _: None, sleep=pauses, clock=clock
-    )
+    outcome = release_gated(drill, pauses, seconds=120)
 
     assert not outcome.ok
     assert outcome.line.startswith(
         f"release of {NEW} failed in us-central1: check error-ratio at 50%: 30 of 200 calls failed (15.0%) "
         "since it got 50%, above the 1.0% allowed"
     )
-    assert [split[:2] for split in written_splits(fake)] == [
-        [(OLD, 90, STABLE), (NEW, 10, CANDIDATE)],
-        [(OLD, 50, STABLE), (NEW, 50, CANDIDATE)],
-        [(OLD, 100, STABLE), (NEW, 0, CANDIDATE)],
-    ]
+    assert [split[:2] for split in written_splits(fake)] == FAILED_AT_50
     assert_rolled_back(fake)
     # The failures were read with the server-side codes only, over the step's own two minutes.
     bad = monitoring.requests[-1]
@@ -262,21 +251,10 @@ def test_an_error_ratio_that_rises_at_the_second_step_rolls_back(drill: Drill) -
 
 def test_a_step_without_enough_calls_to_judge_is_rolled_back(drill: Drill) -> None:
     """No calls is no evidence: the gate reads again until its evidence timeout, then fails the step."""
-    run, fake, edge, servers, catalog, monitoring, counts = (
-        drill.run,
-        drill.fake,
-        drill.edge,
-        drill.servers,
-        drill.catalog,
-        drill.monitoring,
-        drill.counts,
-    )
-    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
+    fake, monitoring = drill.fake, drill.monitoring
     clock = Clock()
     pauses = Pauses(clock, at={1: served(monitoring, clock, ok=5)})
-    outcome = rollout.release(
-        [run], STEPS, 30, gates(edge, clock, counts), log=lambda _: None, sleep=pauses, clock=clock
-    )
+    outcome = release_gated(drill, pauses)
 
     assert not outcome.ok
     assert (
@@ -289,46 +267,22 @@ def test_a_step_without_enough_calls_to_judge_is_rolled_back(drill: Drill) -> No
 
 
 def test_a_quiet_service_with_min_calls_0_passes_steps_without_calls(drill: Drill) -> None:
-    run, fake, edge, servers, catalog, monitoring, counts = (
-        drill.run,
-        drill.fake,
-        drill.edge,
-        drill.servers,
-        drill.catalog,
-        drill.monitoring,
-        drill.counts,
-    )
-    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
-    clock = Clock()
-    checks = gates(edge, clock, counts, min_calls=0)
-    outcome = rollout.release([run], (100,), 0, checks, log=lambda _: None, sleep=Pauses(clock), clock=clock)
+    fake, monitoring = drill.fake, drill.monitoring
+    outcome = release_gated(drill, Pauses(), seconds=0, steps=(100,), min_calls=0)
     assert outcome.ok, outcome.line
     assert len(monitoring.requests) == 2  # read once at 100%, nothing to judge, no waiting
     assert fake.revision_of(REF.path, STABLE) == NEW
 
 
 def test_monitoring_that_cannot_be_read_fails_the_step(drill: Drill) -> None:
-    run, fake, edge, servers, catalog, monitoring, counts = (
-        drill.run,
-        drill.fake,
-        drill.edge,
-        drill.servers,
-        drill.catalog,
-        drill.monitoring,
-        drill.counts,
-    )
-    edge.servers = {OLD: servers(catalog), NEW: servers(catalog)}
-    monitoring.fail_with = grpc.StatusCode.PERMISSION_DENIED
-    clock = Clock()
-    outcome = rollout.release(
-        [run], STEPS, 30, gates(edge, clock, counts), log=lambda _: None, sleep=Pauses(clock), clock=clock
-    )
+    drill.monitoring.fail_with = grpc.StatusCode.PERMISSION_DENIED
+    outcome = release_gated(drill, Pauses())
     assert not outcome.ok
     assert (
         f"check error-ratio at 10%: cannot read {CALLS_METRIC} in projects/{REF.project}: 403" in outcome.line
     )
     assert "monitoring.timeSeries.list" in outcome.line
-    assert_rolled_back(fake)
+    assert_rolled_back(drill.fake)
 
 
 def test_a_later_release_of_the_rolled_back_revision_only_retries_it(
