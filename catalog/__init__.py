@@ -26,6 +26,8 @@ HEALTH_SERVICE_NAME: str = _HEALTH.full_name
 HEALTH_NAMES: tuple[str, ...] = ("", SERVICE_NAME)
 
 # Full method names, as access logs, metrics and raw HTTP/2 requests spell them.
+# "/catalog.ProductCatalog/": every catalog method's name starts so (health and reflection do not).
+CATALOG_METHOD_PREFIX: str = f"/{SERVICE_NAME}/"
 GET_PRODUCT_METHOD: str = _method(_CATALOG, "GetProduct")
 LIST_PRODUCTS_METHOD: str = _method(_CATALOG, "ListProducts")
 SEARCH_PRODUCTS_METHOD: str = _method(_CATALOG, "SearchProducts")

@@ -19,12 +19,9 @@ from typing import Any, NamedTuple, NoReturn, TypeVar, cast
 import grpc
 from grpc import aio
 
-from catalog import HEALTH_SERVICE_NAME, SERVICE_NAME
+from catalog import CATALOG_METHOD_PREFIX, HEALTH_CHECK_METHOD
 from service.logs import AccessLog, trace_resource
 from service.stalls import StallWatchdog, StreamProgress
-
-CATALOG_PREFIX = f"/{SERVICE_NAME}/"
-HEALTH_CHECK = f"/{HEALTH_SERVICE_NAME}/Check"
 
 _Servicer = TypeVar("_Servicer")
 _log = logging.getLogger(__name__)
@@ -90,8 +87,8 @@ class CallGuard:
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         """The handler for `method` with this guard around it, or `handler` itself if not ours to guard."""
-        is_catalog = method.startswith(CATALOG_PREFIX)
-        if not (is_catalog or method == HEALTH_CHECK):
+        is_catalog = method.startswith(CATALOG_METHOD_PREFIX)
+        if not (is_catalog or method == HEALTH_CHECK_METHOD):
             return handler
         deserializer = _safe_deserializer(handler.request_deserializer)
         # On grpc.aio the behaviours are coroutine functions (unary) and async generators (streams).
@@ -218,7 +215,7 @@ class CallGuard:
     def _log(self, method: str, code: grpc.StatusCode, call: _CallFacts, started: float) -> None:
         duration_ms = (time.perf_counter() - started) * 1000
         level, name = _ACCESS_LINE[code]
-        if method == HEALTH_CHECK:
+        if method == HEALTH_CHECK_METHOD:
             level = logging.DEBUG
         if self._access_log.logger.isEnabledFor(level):
             self._access_log.write(level, method, name, duration_ms, peer=call.peer, trace=call.trace)

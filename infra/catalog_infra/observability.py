@@ -21,14 +21,13 @@ from typing import Literal, NotRequired, TypedDict
 import pulumi
 import pulumi_gcp as gcp
 
-from catalog import SERVICE_NAME
+from catalog import CATALOG_METHOD_PREFIX
 
 REQUIRED_APIS = ("monitoring.googleapis.com", "logging.googleapis.com")
 
-# What the server writes (service/call_guard.py, service/logs.py): the access logger's name, and the
-# prefix of every catalog method. Health checks are access lines too (at DEBUG): the prefix leaves them out.
+# What the server writes (service/call_guard.py, service/logs.py): the access logger's name. Health checks
+# are access lines too (at DEBUG): CATALOG_METHOD_PREFIX leaves them out.
 ACCESS_LOGGER = "service.access"
-CATALOG_METHOD_PREFIX = f"/{SERVICE_NAME}/"
 
 # The codes that are the server's failure, not the caller's. They spend the availability budget.
 # - INTERNAL, UNKNOWN, DATA_LOSS: a bug or a broken catalog (the server logs these at ERROR).
