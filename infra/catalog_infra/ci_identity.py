@@ -217,20 +217,14 @@ class CiIdentity(pulumi.ComponentResource):
             impersonators=deployers,
             opts=child,
         )
-        gcp.artifactregistry.RepositoryIamMember(
-            f"{name}-deployer-registry",
-            project=args.project,
-            location=args.image_repository_location,
-            repository=args.image_repository,
-            role=DEPLOYER_REPOSITORY_ROLE,
-            member=deployer.member,
-            opts=child,
-        )
-        gcp.serviceaccount.IAMMember(
-            f"{name}-deployer-acts-as-runtime",
-            service_account_id=args.runtime_service_account,
-            role=DEPLOYER_RUNTIME_ACCOUNT_ROLE,
-            member=deployer.member,
+        _deploys_revisions(
+            name,
+            "deployer",
+            args,
+            deployer,
+            registry=("registry", args.image_repository_location, args.image_repository),
+            repository_role=DEPLOYER_REPOSITORY_ROLE,
+            runtime_role=DEPLOYER_RUNTIME_ACCOUNT_ROLE,
             opts=child,
         )
         if args.catalog_bucket is not None:
@@ -336,13 +330,14 @@ def _pr_deployer(
         impersonators=("pull-requests", principals),
         opts=opts,
     )
-    gcp.artifactregistry.RepositoryIamMember(
-        f"{name}-pr-deployer-pushes",
-        project=args.project,
-        location=pull_requests.location,
-        repository=pull_requests.repository_id,
-        role=PR_DEPLOYER_REPOSITORY_ROLE,
-        member=account.member,
+    _deploys_revisions(
+        name,
+        "pr-deployer",
+        args,
+        account,
+        registry=("pushes", pull_requests.location, pull_requests.repository_id),
+        repository_role=PR_DEPLOYER_REPOSITORY_ROLE,
+        runtime_role=PR_DEPLOYER_RUNTIME_ACCOUNT_ROLE,
         opts=opts,
     )
     for role in PR_DEPLOYER_SERVICE_ROLES:
@@ -355,11 +350,40 @@ def _pr_deployer(
             member=account.member,
             opts=opts,
         )
-    gcp.serviceaccount.IAMMember(
-        f"{name}-pr-deployer-acts-as-runtime",
-        service_account_id=args.runtime_service_account,
-        role=PR_DEPLOYER_RUNTIME_ACCOUNT_ROLE,
+    return account
+
+
+def _deploys_revisions(
+    name: str,
+    kind: str,
+    args: CiIdentityArgs,
+    account: gcp.serviceaccount.Account,
+    *,
+    registry: tuple[str, str, pulumi.Input[str]],
+    repository_role: str,
+    runtime_role: str,
+    opts: pulumi.ResourceOptions,
+) -> None:
+    """The grants deploying a revision takes besides the service's roles: images and the runtime account.
+
+    `account` ("deployer", "pr-deployer") gets `repository_role` on the image repository and `runtime_role`
+    on the runtime account (to run revisions as it). `registry` is the repository grant's short name for
+    the resource, the repository's location and its id.
+    """
+    grant, location, repository = registry
+    gcp.artifactregistry.RepositoryIamMember(
+        f"{name}-{kind}-{grant}",
+        project=args.project,
+        location=location,
+        repository=repository,
+        role=repository_role,
         member=account.member,
         opts=opts,
     )
-    return account
+    gcp.serviceaccount.IAMMember(
+        f"{name}-{kind}-acts-as-runtime",
+        service_account_id=args.runtime_service_account,
+        role=runtime_role,
+        member=account.member,
+        opts=opts,
+    )
