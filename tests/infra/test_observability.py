@@ -324,13 +324,6 @@ def test_latency_slo_covers_unary_methods_under_the_threshold(stack: str, deploy
     )
 
 
-def test_unary_methods_are_the_apis_unary_methods(deployment: Deployment) -> None:
-    service = catalog_pb2.DESCRIPTOR.services_by_name["ProductCatalog"]
-    unary = {f"/{service.full_name}/{m.name}" for m in service.methods if not m.server_streaming}
-    assert set(deployment.namespace["UNARY_METHODS"]) == unary
-    assert "/catalog.ProductCatalog/SearchProducts" not in unary
-
-
 def test_slo_config_reaches_the_slos() -> None:
     deployment = run_program(
         {
