@@ -37,15 +37,17 @@ def load_catalog(
     *,
     search_index: Indexing = "background",
     expected_sha256: str | None = None,
+    name: str | None = None,
 ) -> CatalogStore:
     """Read and validate a catalog file; None loads the embedded one. Raises CatalogError.
 
     The store is ready for every call when this returns; by default its search index follows on a thread
     (within a second at 100k products), and searches scan until then, with the same answers.
     `expected_sha256` (hex) refuses, as CatalogUnreadableError, bytes with another digest: a read cut short,
-    or a file other than the one deployed, is never parsed, let alone served.
+    or a file other than the one deployed, is never parsed, let alone served. `name` is how errors name the
+    file (its path by default).
     """
-    source = f"embedded catalog {EMBEDDED_CATALOG}" if path is None else os.fspath(path)
+    source = name or (f"embedded catalog {EMBEDDED_CATALOG}" if path is None else os.fspath(path))
     try:
         with open(EMBEDDED_CATALOG if path is None else path, "rb") as file:
             data = file.read()
