@@ -163,7 +163,8 @@ def check_permissions(clients: Clients, stack: Stack, *, deployer: bool) -> Iter
         if not lacking:
             continue
         fix = (
-            f"give CI's deployer {row.role} on {project} (catalog_infra/ci_identity.py, then a person's `up`)"
+            f"add a role that holds them to CI's deployer on {project} (DEPLOYER_PROJECT_ROLES in "
+            "infra/catalog_infra/ci_identity.py), then a person's `up`"
             if deployer
             else f"grant the caller {row.role} on {project} (or roles/owner: docs/deploying.md)"
         )

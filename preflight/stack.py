@@ -100,8 +100,12 @@ def load_stack(stack: str, root: Path = REPO_ROOT) -> Stack:
 
     `root` holds Pulumi.yaml and the stack files; the rules are always this checkout's program's.
     """
-    config = with_project_config(stack_file(stack, root), root)
-    settings._set_project(project_file(root)["name"])
+    return validate(stack, with_project_config(stack_file(stack, root), root), project_file(root)["name"])
+
+
+def validate(stack: str, config: Mapping[str, object], project: str) -> Stack:
+    """The program's own validation of a merged config (Pulumi.yaml's under the stack's), as `up` runs it."""
+    settings._set_project(project)
     settings._set_stack(stack)
     pulumi.runtime.set_all_config({key: wire_value(value) for key, value in config.items()})
     try:
