@@ -18,7 +18,8 @@ import pulumi
 from google.auth.exceptions import DefaultCredentialsError
 
 from preflight.checks import Clients, Finding, connect, run_checks
-from preflight.stack import REPO_ROOT, StackFileError, load_stack
+from preflight.program import REPO_ROOT
+from preflight.stack import StackFileError, load_stack
 
 OK, PROBLEMS, USAGE = 0, 1, 2
 # A stack name as `pulumi stack init` takes it, without an organization (the file is Pulumi.<name>.yaml).

@@ -27,12 +27,10 @@ from pulumi.runtime.mocks import MockMonitor
 
 # How the CLI merges Pulumi.yaml under a stack's config and hands values to the program: preflight's, the
 # one definition that `python -m preflight` validates stacks with too.
-from preflight.stack import (
-    project_defaults,  # noqa: F401  (tests/infra imports it from here)
-    project_file,
-    wire_value,
-    with_project_config,
-)
+from preflight.stack import project_defaults as project_defaults  # noqa: PLC0414  (re-exported)
+from preflight.stack import project_file as project_file  # noqa: PLC0414
+from preflight.stack import wire_value as wire_value  # noqa: PLC0414
+from preflight.stack import with_project_config as with_project_config  # noqa: PLC0414
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA_DIR = REPO_ROOT / "infra"
