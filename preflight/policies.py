@@ -17,6 +17,7 @@ from typing import Any
 from google.cloud import orgpolicy_v2
 
 from preflight.program import ci_identity
+from preflight.program import config as program_config
 from preflight.stack import KEY
 
 # Cloud Run's ingress settings as run.allowedIngress names them (cloud.google.com/run/docs/securing/ingress:
@@ -130,9 +131,24 @@ def list_verdict(
     return Verdict.ALLOWED
 
 
-def boolean_verdict(rules: Sequence[Rule]) -> Verdict:
+def boolean_verdict(rules: Sequence[Rule], _: str | None = None) -> Verdict:
     """A boolean (or managed) constraint refuses once a rule enforces it."""
     return Verdict.REFUSED if any(rule.enforce for rule in rules) else Verdict.ALLOWED
+
+
+def members_verdict(rules: Sequence[Rule], member: str | None) -> Verdict:
+    """iam.managed.allowedPolicyMembers: enforced, it admits only the members its parameters list.
+
+    Its other parameter, allowedPrincipalSets, names organizations, which allUsers belongs to none of.
+    """
+    for rule in rules:
+        if rule.enforce:
+            # A Struct in the stubs; proto-plus hands it over as a mapping (None when unset).
+            parameters: Any = rule.parameters
+            subjects = list(parameters.get("allowedMemberSubjects") or []) if parameters else []
+            if member not in subjects:
+                return Verdict.REFUSED
+    return Verdict.ALLOWED
 
 
 def describe(rules: Sequence[Rule]) -> str:
@@ -149,58 +165,70 @@ def describe(rules: Sequence[Rule]) -> str:
     return "; ".join(parts) or "not enforced"
 
 
+def listed(
+    match: Callable[[str, str], bool | None] = plain_match,
+) -> Callable[[Sequence[Rule], str | None], Verdict]:
+    """The verdict of a list constraint whose values `match` compares with the stack's."""
+
+    def verdict(rules: Sequence[Rule], value: str | None) -> Verdict:
+        assert value is not None, "a list constraint's use names a value"
+        return list_verdict(rules, value, match)
+
+    return verdict
+
+
 @dataclass(frozen=True)
 class Constraint:
-    """A constraint, the stack settings it can refuse, and what to do when it does."""
+    """A constraint, the stack settings it can refuse, how its effective policy decides, and the fix."""
 
     name: str  # without the constraints/ prefix, as policy names carry it
-    boolean: bool
-    uses: Callable[[Any], tuple[Use, ...]]  # from the program's StackConfig
+    uses: Callable[[program_config.StackConfig], tuple[Use, ...]]
+    decide: Callable[[Sequence[Rule], str | None], Verdict]
     fix: str
-    match: Callable[[str, str], bool | None] = plain_match
 
     def verdict(self, rules: Sequence[Rule], use: Use) -> Verdict:
         """What the effective policy's rules say of one use."""
-        if self.boolean:
-            return boolean_verdict(rules)
-        assert use.value is not None, f"{self.name} is a list constraint: each use names a value"
-        return list_verdict(rules, use.value, self.match)
+        return self.decide(rules, use.value)
+
+
+def _public_binding(config: program_config.StackConfig) -> tuple[Use, ...]:
+    """The allUsers invoker binding allowUnauthenticated creates, which Domain Restricted Sharing refuses."""
+    if not config.allow_unauthenticated:
+        return ()
+    return (Use(f"{KEY}allowUnauthenticated = true (an allUsers invoker binding)", "allUsers"),)
+
+
+_PUBLIC_FIX = (
+    f"make the service public without the binding: `pulumi config set {KEY}invokerIamDisabled true` and "
+    f"`pulumi config set {KEY}allowUnauthenticated false`; or ask the policy admin for an exception"
+)
 
 
 CONSTRAINTS: tuple[Constraint, ...] = (
-    Constraint(
-        "iam.allowedPolicyMemberDomains",
-        boolean=False,
-        uses=lambda config: (
-            (Use(f"{KEY}allowUnauthenticated = true (an allUsers invoker binding)", "allUsers"),)
-            if config.allow_unauthenticated
-            else ()
-        ),
-        fix=f"make the service public without the binding: `pulumi config set {KEY}invokerIamDisabled true` "
-        f"and `pulumi config set {KEY}allowUnauthenticated false`; or ask the policy admin for an exception",
-    ),
+    # Domain Restricted Sharing, and its managed form (docs/deploying.md, "Organization policies").
+    Constraint("iam.allowedPolicyMemberDomains", _public_binding, listed(), _PUBLIC_FIX),
+    Constraint("iam.managed.allowedPolicyMembers", _public_binding, members_verdict, _PUBLIC_FIX),
     Constraint(
         "run.managed.requireInvokerIam",
-        boolean=True,
         uses=lambda config: (Use(f"{KEY}invokerIamDisabled = true"),) if config.invoker_iam_disabled else (),
+        decide=boolean_verdict,
         fix=f"keep the service private: `pulumi config set {KEY}invokerIamDisabled false` and list its "
         f"callers in {KEY}invokers; or ask the policy admin to stop enforcing it on this project",
     ),
     Constraint(
         "run.allowedIngress",
-        boolean=False,
         uses=lambda config: (
             Use(
                 f"{KEY}ingress = {config.ingress} ({INGRESS_POLICY_VALUES[config.ingress]})",
                 INGRESS_POLICY_VALUES[config.ingress],
             ),
         ),
+        decide=listed(),
         fix=f"set {KEY}ingress to a setting the policy allows (with a domain, "
         "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER), or ask the policy admin to allow this one",
     ),
     Constraint(
         "iam.workloadIdentityPoolProviders",
-        boolean=False,
         uses=lambda config: (
             (
                 Use(
@@ -212,17 +240,17 @@ CONSTRAINTS: tuple[Constraint, ...] = (
             if config.github_repository
             else ()
         ),
+        decide=listed(),
         fix=f"ask the policy admin to allow {ci_identity.GITHUB_ISSUER} on this project; or leave "
         f"{KEY}githubRepository empty (no CI identity: deploy by hand)",
     ),
     Constraint(
         "gcp.resourceLocations",
-        boolean=False,
         uses=lambda config: tuple(
             Use(f"region {region} (gcp:region and {KEY}regions)", region) for region in config.regions
         ),
+        decide=listed(location_match),
         fix="run in regions the policy allows (gcp:region, regions), or ask the policy admin to allow "
         "in:REGION-locations for this one",
-        match=location_match,
     ),
 )

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from google.cloud import orgpolicy_v2
 
-from preflight import permissions
+from preflight import checks, permissions
 from preflight.checks import Clients, Finding, check_billing, check_constraint, check_permissions, run_checks
 from preflight.policies import CONSTRAINTS, Constraint, Use
 from preflight.stack import KEY, Stack, validate, with_project_config
@@ -94,6 +94,25 @@ CASES = {
         stack={"invokerIamDisabled": False, "allowUnauthenticated": True},
         allows=orgpolicy_v2.PolicySpec(rules=[Rule(allow_all=True)]),
         refuses=allowing("C0123abcd"),  # the organization's customer id: allUsers is outside it
+        setting=f"{KEY}allowUnauthenticated = true",
+        unused={},
+    ),
+    "iam.managed.allowedPolicyMembers": ConstraintCase(
+        stack={"invokerIamDisabled": False, "allowUnauthenticated": True},
+        allows=orgpolicy_v2.PolicySpec(
+            rules=[Rule(enforce=True, parameters={"allowedMemberSubjects": ["allUsers"]})]
+        ),
+        refuses=orgpolicy_v2.PolicySpec(
+            rules=[
+                Rule(
+                    enforce=True,
+                    parameters={
+                        "allowedMemberSubjects": ["user:admin@example.com"],
+                        "allowedPrincipalSets": ["//cloudresourcemanager.googleapis.com/organizations/123"],
+                    },
+                )
+            ]
+        ),
         setting=f"{KEY}allowUnauthenticated = true",
         unused={},
     ),
@@ -305,3 +324,17 @@ def test_every_check_runs_in_order_and_a_fresh_secure_project_passes(
     assert [f.check for f in findings][-1] == "permissions"
     assert {f"constraints/{c.name}" for c in CONSTRAINTS} <= {f.check for f in findings}
     assert problems(findings) == []
+
+
+def test_permissions_are_asked_in_requests_no_larger_than_the_api_takes(
+    cloud: FakeCloud, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every stack asks fewer than the API's 100 today: a smaller limit exercises the batching.
+    monkeypatch.setattr(checks, "PERMISSIONS_PER_CALL", 7)
+    cloud.granted = set(permissions.needed(stack(), deployer=False)) - {"run.services.create"}
+    (problem,) = list(check_permissions(clients, stack(), deployer=False))
+    assert "run.services.create" in problem.text
+    assert len(cloud.permission_requests) > 1
+    assert all(len(request) <= 7 for request in cloud.permission_requests)
+    asked = [permission for request in cloud.permission_requests for permission in request]
+    assert sorted(asked) == sorted(permissions.needed(stack(), deployer=False))
