@@ -166,7 +166,8 @@ def check_permissions(clients: Clients, stack: Stack, *, deployer: bool) -> Iter
             f"add a role that holds them to CI's deployer on {project} (DEPLOYER_PROJECT_ROLES in "
             "infra/catalog_infra/ci_identity.py), then a person's `up`"
             if deployer
-            else f"grant the caller {row.role} on {project} (or roles/owner: docs/deploying.md)"
+            else f"grant the caller {' and '.join(row.roles_for(lacking))} on {project} "
+            "(or roles/owner: docs/deploying.md)"
         )
         yield Finding(
             PERMISSIONS, False, f"{row.type} needs {', '.join(lacking)}, which the caller lacks; fix: {fix}"

@@ -10,10 +10,14 @@ cannot see, and the identity and IAM resources are changed by a person's `up` on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from preflight.stack import Stack
+
+# A resource that runs as a service account takes actAs on it, which the resource's own role does not hold.
+ACT_AS = "iam.serviceAccounts.actAs"
+ACT_AS_ROLE = "roles/iam.serviceAccountUser"
 
 
 @dataclass(frozen=True)
@@ -21,10 +25,29 @@ class Creates:
     """One kind of resource the program declares, and what creating and updating it takes."""
 
     type: str
-    role: str  # the predefined role that holds `permissions` (docs/deploying.md, "Who runs the first `up`")
-    permissions: tuple[str, ...]
+    role: str  # the predefined role that holds `grants` (docs/deploying.md, "Who runs the first `up`")
+    grants: tuple[str, ...]
     when: Callable[[Stack], bool]
     deployer: tuple[str, ...] = ()
+    acts_as: bool = False
+
+    @property
+    def permissions(self) -> tuple[str, ...]:
+        """Every permission a person's `up` of this resource uses."""
+        return (*self.grants, *((ACT_AS,) if self.acts_as else ()))
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The predefined roles that together hold `permissions`; none for a resource no API sees."""
+        return tuple(role for role in (self.role, ACT_AS_ROLE if self.acts_as else "") if role)
+
+    def roles_for(self, lacking: Sequence[str]) -> tuple[str, ...]:
+        """The roles that hold the permissions of this row the caller lacks."""
+        return tuple(
+            role
+            for role, held in ((self.role, self.grants), (ACT_AS_ROLE, (ACT_AS,) if self.acts_as else ()))
+            if set(lacking) & set(held)
+        )
 
 
 def _always(_: Stack) -> bool:
@@ -83,9 +106,10 @@ RESOURCES: tuple[Creates, ...] = (
     Creates(
         "gcp:cloudrunv2/service:Service",
         "roles/run.admin",
-        (*_SERVICE, "iam.serviceAccounts.actAs"),
+        _SERVICE,
         _always,
         deployer=_SERVICE,
+        acts_as=True,
     ),
     # allUsers, each of `invokers`, and the pull-request deployer's grants on the service.
     Creates(

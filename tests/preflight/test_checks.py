@@ -293,7 +293,7 @@ def test_a_missing_permission_is_a_problem_naming_it_the_resource_and_the_role(
     (problem,) = list(check_permissions(clients, stack(), deployer=False))
     assert problem.line() == (
         "PROBLEM permissions: gcp:cloudrunv2/service:Service needs iam.serviceAccounts.actAs, which the "
-        "caller lacks; fix: grant the caller roles/run.admin on my-gcp-project-dev "
+        "caller lacks; fix: grant the caller roles/iam.serviceAccountUser on my-gcp-project-dev "
         "(or roles/owner: docs/deploying.md)"
     )
 
