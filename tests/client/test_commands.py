@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from catalog import SERVICE_NAME
-from client.cli import EXIT_NOT_SERVING, EXIT_OK, EXIT_RPC_ERROR
+from client.commands import EXIT_NOT_SERVING, EXIT_OK, EXIT_RPC_ERROR
 from service.config import Settings
 from tests.client.conftest import Cli
 from tests.client.servers import RepeatingTokenServicer, many_products, serve
@@ -145,6 +145,17 @@ def test_search_max_and_json(cli: Cli, seed_target: str) -> None:
     result = cli("--plaintext", seed_target, "search", "DESK", "--max", "1", "--json")
     assert result.code == EXIT_OK
     assert [json.loads(line)["id"] for line in result.lines] == ["3"]
+
+
+def test_counts_agree_with_their_nouns_at_one(cli: Cli, seed_target: str) -> None:
+    one_match = cli("--plaintext", seed_target, "search", "mouse")
+    assert one_match.lines[-1] == "1 product matches 'mouse'"
+    with in_process(Settings(port=0), many_products(1)) as server:
+        target = f"localhost:{server.port}"
+        listing = cli("--plaintext", target, "list")
+        smoke = cli("--plaintext", target, "smoke")
+    assert listing.lines[-1] == "1 of 1 product"
+    assert "PASS list-pages: 1 product over 1 page agrees with total_count" in smoke.lines
 
 
 def test_search_without_matches(cli: Cli, seed_target: str) -> None:
