@@ -206,6 +206,19 @@ def _smoke(call: Call) -> int:
     return EXIT_OK
 
 
+def _categories(call: Call) -> int:
+    products: dict[str, int] = {}
+    # The largest page there is: the server coerces it down to its own maximum (AIP-158).
+    for page in _pages(call, page_size=_INT32_MAX):
+        for product in page.products:
+            products[product.category] = products.get(product.category, 0) + 1
+    for category, count in sorted(products.items()):
+        call.printer.record({"category": category, "products": count}, f"{category or '(none)':<28}{count}")
+    total = sum(products.values())
+    call.printer.summary(f"{counted(len(products), 'category', 'categories')}, {counted(total, 'product')}")
+    return EXIT_OK
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("get", "one product", _get, (arg("product_id", metavar="ID", type=_text),)),
     Command(
@@ -252,6 +265,7 @@ COMMANDS: tuple[Command, ...] = (
             ),
         ),
     ),
+    Command("categories", "every category and how many products it has (reads every page)", _categories),
     Command("health", f'serving status of "" and {SERVICE_NAME}', _health),
     Command(
         "smoke",
