@@ -170,6 +170,33 @@ def test_empty_search_is_invalid_argument(cli: Cli, seed_target: str) -> None:
     assert result.err.startswith("INVALID_ARGUMENT: ")
 
 
+def test_categories_counts_the_products_of_each(cli: Cli, seed_target: str) -> None:
+    result = cli("--plaintext", seed_target, "categories")
+    assert result.code == EXIT_OK
+    assert [line.split() for line in result.lines] == [
+        ["electronics", "3"],
+        ["furniture", "2"],
+        ["2", "categories,", "5", "products"],
+    ]
+    as_json = cli("--plaintext", seed_target, "categories", "--json")
+    assert [json.loads(line) for line in as_json.lines] == [
+        {"category": "electronics", "products": 3},
+        {"category": "furniture", "products": 2},
+    ]
+
+
+def test_categories_reads_every_page(cli: Cli) -> None:
+    # 2500 products: three pages of at most 1000, the server's largest.
+    with in_process(Settings(port=0), many_products(2500)) as server:
+        result = cli("--plaintext", f"localhost:{server.port}", "categories")
+    assert result.code == EXIT_OK
+    assert result.lines == [
+        "books                       834",
+        "tools                       1666",
+        "2 categories, 2500 products",
+    ]
+
+
 def test_health_serving(cli: Cli, seed_target: str) -> None:
     result = cli("--plaintext", seed_target, "health")
     assert result.code == EXIT_OK
