@@ -169,7 +169,10 @@ class _Misplaced(argparse.Action):
 
 
 def _where_options_go(here: Command | None) -> dict[str, str]:
-    """For each option `here` does not take (a command's, or the global ones' if None), where it goes."""
+    """Where each option goes that `here` does not take: a command, or None for the global options.
+
+    An option that several commands take is placed with the first of them.
+    """
     hints: dict[str, str] = {}
     own = {flag for item in (here.arguments if here else global_args()) for flag in item.flags}
     if here is not None:
