@@ -56,7 +56,10 @@ def split(deployment: Deployment) -> list[tuple[str, int, str]]:
 
 
 def deploy(stack: str, live_service: Any = None, **overrides: object) -> Deployment:
+    """The stack with `overrides`, deployed over `live_service`; a first deploy is shared (read it only)."""
     config = {**stack_config(stack), **{f"{PROJECT}:{key}": value for key, value in overrides.items()}}
+    if live_service is None:
+        return recorded(stack, config=config)
     return run_program(config, stack=stack, live=live_service)
 
 
@@ -71,7 +74,8 @@ def test_the_revision_is_named_after_what_it_runs(stack: str, revision: str) -> 
     # Cloud Run's rule: the service's name and a dash first.
     assert revision.startswith("catalog-grpc-")
     assert len(revision) == len("catalog-grpc-") + 10
-    assert service(deploy(stack))["template"]["revision"] == revision
+    # Another run of the same build and settings: the same name.
+    assert service(run_program(stack_config(stack), stack=stack))["template"]["revision"] == revision
     assert service(deploy(stack, memory="2Gi"))["template"]["revision"] != revision
     assert (
         service(deploy(stack, logLevel="DEBUG" if stack == "prod" else "INFO"))["template"]["revision"]
