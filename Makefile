@@ -20,8 +20,27 @@ help: ## List the targets.
 		'{ name[NR] = $$1; text[NR] = $$2; if (length($$1) > width) width = length($$1) } \
 		END { for (i = 1; i <= NR; i++) printf "  make %-" width "s  %s\n", name[i], text[i] }'
 
-$(VENV)/.installed: requirements-server.txt requirements.txt requirements-dev.txt
+# One virtualenv, filled in layers so each target waits only for what it runs: the server's runtime (about
+# 60 MB: `make run`), the client and grpcurl (the README's tour), the Pulumi program (`make deploy`), then the
+# whole toolchain (lint, tests). Each layer's file includes the one before it, so pip adds only the difference.
+$(VENV)/.server: requirements-server.txt
+	@echo "==> $(VENV): the server's runtime (requirements-server.txt)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --progress-bar on -r requirements-server.txt
+	touch $@
+
+$(VENV)/.client: $(VENV)/.server requirements-client.txt
+	@echo "==> $(VENV): the client and grpcurl (requirements-client.txt)"
+	$(PY) -m pip install --progress-bar on -r requirements-client.txt
+	touch $@
+
+$(VENV)/.program: $(VENV)/.client requirements.txt pyproject.toml
+	@echo "==> $(VENV): the Pulumi program and the release tool (requirements.txt, a few hundred MB)"
+	$(PY) -m pip install --progress-bar on -r requirements.txt
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.program requirements-dev.txt
+	@echo "==> $(VENV): code generation, lint and test tools (requirements-dev.txt)"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
@@ -56,13 +75,16 @@ policy-test: $(VENV)/.installed $(POLICY_VENV)/.installed ## The policy pack on 
 .PHONY: setup
 setup: $(VENV)/.installed $(BUF) ## Create the virtualenv and install the tools (done by every target that needs it).
 
+.PHONY: client
+client: $(VENV)/.client ## Install the client and grpcurl into .venv (the README's tour).
+
 .PHONY: run
-run: $(VENV)/.installed ## Serve the embedded catalog on :8080 (PORT=...) with reflection on.
+run: $(VENV)/.server ## Serve the embedded catalog on :8080 (PORT=...) with reflection on.
 	PORT=$(PORT) ENABLE_REFLECTION=true $(PY) -m service
 
 FILE ?=
 .PHONY: check-catalog
-check-catalog: $(VENV)/.installed ## Check a catalog file as the server loads it: make check-catalog FILE=...
+check-catalog: $(VENV)/.server ## Check a catalog file as the server loads it: make check-catalog FILE=...
 	@test -n "$(FILE)" || { echo "usage: make check-catalog FILE=path/to/catalog.json" >&2; exit 2; }
 	@$(PY) -m service.catalog check "$(FILE)"
 
