@@ -21,21 +21,30 @@ help: ## List the targets.
 		END { for (i = 1; i <= NR; i++) printf "  make %-" width "s  %s\n", name[i], text[i] }'
 
 # One virtualenv, filled in layers so each target waits only for what it runs: the server's runtime (about
-# 60 MB: `make run`), the client and grpcurl (the README's tour), the Pulumi program (`make deploy`), then the
+# 40 MB: `make run`), the client and grpcurl (the README's tour), the Pulumi program (`make deploy`), then the
 # whole toolchain (lint, tests). Each layer's file includes the one before it, so pip adds only the difference.
+# The first layers run the host's pip against .venv when it can (pip >= 22.3, `--python`): .venv is made
+# without a pip of its own, which spares the first `make run` installing one. Pulumi runs .venv's own pip, so
+# the program's layer installs it.
+define venv_pip
+if $(PYTHON) -m pip --python $(PY) --version >/dev/null 2>&1; then $(PYTHON) -m pip --python $(PY) $(1); \
+else { $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip >/dev/null; } && $(PY) -m pip $(1); fi
+endef
+
 $(VENV)/.server: requirements-server.txt
 	@echo "==> $(VENV): the server's runtime (requirements-server.txt)"
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --progress-bar on -r requirements-server.txt
+	test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
+	$(call venv_pip,install --progress-bar on -r requirements-server.txt)
 	touch $@
 
 $(VENV)/.client: $(VENV)/.server requirements-client.txt
 	@echo "==> $(VENV): the client and grpcurl (requirements-client.txt)"
-	$(PY) -m pip install --progress-bar on -r requirements-client.txt
+	$(call venv_pip,install --progress-bar on -r requirements-client.txt)
 	touch $@
 
 $(VENV)/.program: $(VENV)/.client requirements.txt pyproject.toml
-	@echo "==> $(VENV): the Pulumi program and the release tool (requirements.txt, a few hundred MB)"
+	@echo "==> $(VENV): the Pulumi program and the release tool (requirements.txt, about 500 MB)"
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip
 	$(PY) -m pip install --progress-bar on -r requirements.txt
 	touch $@
 
