@@ -34,12 +34,12 @@ endef
 $(VENV)/.server: requirements-server.txt
 	@echo "==> $(VENV): the server's runtime (requirements-server.txt)"
 	test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
-	$(call venv_pip,install --progress-bar on -r requirements-server.txt)
+	@$(call venv_pip,install --progress-bar on -r requirements-server.txt)
 	touch $@
 
 $(VENV)/.client: $(VENV)/.server requirements-client.txt
 	@echo "==> $(VENV): the client and grpcurl (requirements-client.txt)"
-	$(call venv_pip,install --progress-bar on -r requirements-client.txt)
+	@$(call venv_pip,install --progress-bar on -r requirements-client.txt)
 	touch $@
 
 $(VENV)/.program: $(VENV)/.client requirements.txt pyproject.toml
