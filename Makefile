@@ -91,6 +91,18 @@ client: $(VENV)/.client ## Install the client and grpcurl into .venv (the README
 run: $(VENV)/.server ## Serve the embedded catalog on :8080 (PORT=...) with reflection on.
 	PORT=$(PORT) ENABLE_REFLECTION=true $(PY) -m service
 
+STACK ?=
+RELEASE_ARGS ?=
+.PHONY: preview
+preview: $(VENV)/.program $(POLICY_VENV)/.installed ## pulumi preview STACK=... with the policy pack and its config.
+	@test -n "$(STACK)" || { echo "usage: make preview STACK=dev" >&2; exit 2; }
+	$(PY) -m tools.deploy preview --stack "$(STACK)"
+
+.PHONY: deploy
+deploy: $(VENV)/.program $(POLICY_VENV)/.installed ## Ship to STACK=...: preflight, pulumi up, release, smoke check.
+	@test -n "$(STACK)" || { echo "usage: make deploy STACK=dev" >&2; exit 2; }
+	$(PY) -m tools.deploy deploy --stack "$(STACK)" --release-args "$(RELEASE_ARGS)"
+
 FILE ?=
 .PHONY: check-catalog
 check-catalog: $(VENV)/.server ## Check a catalog file as the server loads it: make check-catalog FILE=...
