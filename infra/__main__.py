@@ -249,3 +249,11 @@ if config.github_repository:
     pulumi.export("previewerServiceAccount", ci.previewer_service_account)
     if ci.pr_deployer_service_account is not None:
         pulumi.export("prDeployerServiceAccount", ci.pr_deployer_service_account)
+
+# `pulumi up` alone ships nothing to callers: a new build starts as the candidate with no traffic. Say so
+# where the person who ran it looks, with the command that releases it.
+pulumi.log.info(
+    "A new build is deployed as revision tagged `candidate` with 0% of the traffic; callers get it once it "
+    f"is released: `pulumi stack output release --json --stack {pulumi.get_stack()} | python -m release "
+    f"promote --plan -` (`make deploy STACK={pulumi.get_stack()}` runs up, the release and a smoke check)."
+)
