@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import pulumi
 import pytest
 
 from tests.infra.harness import run_program, stack_config
 
 
 def test_up_says_the_new_revision_waits_and_how_to_release_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pulumi
-
     said: list[str] = []
     monkeypatch.setattr(pulumi.log, "info", lambda message, *args, **kwargs: said.append(message))
     run_program(stack_config("prod"), stack="prod")
