@@ -21,6 +21,7 @@ import pytest
 
 from release.traffic import CANDIDATE, STABLE, Route
 from tests.client.servers import make_self_signed_cert, serve
+from tests.docs.markdown import Page
 from tests.release import fake_monitoring
 from tests.release.conftest import CALLS_METRIC, NEW, OLD, REF, template
 from tests.release.fake_monitoring import FakeMonitoring
@@ -159,3 +160,27 @@ def test_deploy_without_a_stack_is_a_usage_error(world: World) -> None:
     result = world.make("deploy")
     assert result.returncode == 2
     assert "usage: make deploy STACK=dev" in result.stderr
+
+
+def test_the_readmes_deploy_block_runs_as_written(world: World) -> None:
+    (block,) = [
+        block.lines
+        for block in Page.read(ROOT / "README.md").code_blocks
+        if any(line.startswith("pulumi login") for line in block.lines)
+    ]
+    assert block[-1].startswith("make deploy STACK=dev")  # the Deploy section ends with it
+    env = {**world.env, "RELEASE_ARGS": world.release_args}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(block)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    calls = world.calls()
+    assert calls[:2] == [["login"], ["stack", "select", "--create", "dev"]]
+    assert [*UP, "--yes"] in calls
+    assert world.run.revision_of(REF.path, STABLE) == NEW
