@@ -146,6 +146,8 @@ class StackConfig:
     github_repository_id: int
     github_repository_owner_id: int
     deploy_environment: str | None
+    # A state bucket and secrets key for a self-managed backend, used by the CI identity (ci_state.py).
+    ci_state_backend: bool
     # Releases (docs/releases.md): the candidate's share after each step, the wait before each step's checks,
     # the error ratio and call count that gate each step, and whether pull requests get pr-N revisions.
     canary_steps: tuple[int, ...]
@@ -338,6 +340,19 @@ def _pr_revisions(reader: _Reader, github_repository: str) -> bool:
             "needs githubRepository (owner/repo) set as well, as its deployer is one of the CI identity's "
             "accounts: set githubRepository, or turn pull-request revisions off "
             "(`pulumi config rm prRevisions`)",
+        )
+    return enabled
+
+
+def _ci_state_backend(reader: _Reader, github_repository: str) -> bool:
+    """The ciStateBackend key; it needs githubRepository, as its users are the CI identity's accounts."""
+    enabled = reader.boolean("ciStateBackend")
+    if enabled and not github_repository:
+        raise ConfigError(
+            reader.key("ciStateBackend"),
+            True,
+            "needs githubRepository (owner/repo) set as well: the bucket and key are for the CI identity's "
+            "accounts; set githubRepository, or `pulumi config rm ciStateBackend`",
         )
     return enabled
 
@@ -561,6 +576,7 @@ def load() -> StackConfig:
         github_repository_id=github_repository_id,
         github_repository_owner_id=github_repository_owner_id,
         deploy_environment=deploy_environment or None,
+        ci_state_backend=_ci_state_backend(read, github_repository),
         canary_steps=_canary_steps(read),
         canary_pause_seconds=read.integer("canaryPauseSeconds", 0, 3600),
         canary_max_error_ratio=_max_error_ratio(read),
