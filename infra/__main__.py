@@ -261,6 +261,7 @@ if config.github_repository:
                 key_ring_name=f"{config.service_name}-pulumi",
                 deployer_email=ci.deployer_service_account,
                 previewer_email=ci.previewer_service_account,
+                reader_emails=[ci.pr_deployer_service_account] if ci.pr_deployer_service_account else [],
                 depends_on=[apis],
             ),
         )

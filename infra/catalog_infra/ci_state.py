@@ -28,6 +28,8 @@ class CiStateArgs:
     key_ring_name: str
     deployer_email: pulumi.Input[str]
     previewer_email: pulumi.Input[str]
+    # Accounts that only read the stack's outputs (the pull-request deployer reads dev's release plan).
+    reader_emails: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -112,6 +114,22 @@ class CiState(pulumi.ComponentResource):
             member=previewer,
             opts=child,
         )
+        for index, email in enumerate(args.reader_emails):
+            reader = pulumi.Output.concat("serviceAccount:", email)
+            gcp.storage.BucketIAMMember(
+                f"{name}-reader-{index}-objects",
+                bucket=bucket.name,
+                role="roles/storage.objectViewer",
+                member=reader,
+                opts=child,
+            )
+            gcp.kms.CryptoKeyIAMMember(
+                f"{name}-reader-{index}-key",
+                crypto_key_id=key.id,
+                role="roles/cloudkms.cryptoKeyDecrypter",
+                member=reader,
+                opts=child,
+            )
         self.backend_url = pulumi.Output.concat("gs://", bucket.name)
         self.secrets_provider = pulumi.Output.concat("gcpkms://", key.id)
         self.register_outputs({"backendUrl": self.backend_url, "secretsProvider": self.secrets_provider})

@@ -36,10 +36,12 @@ def test_the_bucket_and_key_are_children_of_the_component_with_ci_grants() -> No
         if r.parent == component.urn
     }
     deployer, previewer = "serviceAccount:catalog-grpc-deployer", "serviceAccount:catalog-grpc-preview"
+    pr_deployer = "serviceAccount:catalog-grpc-pr-rev"  # reads dev's release plan (prRevisions)
     assert grants == {
         ("roles/storage.objectUser", deployer, False),
         ("roles/storage.objectViewer", previewer, False),
         ("roles/storage.objectUser", previewer, True),  # Pulumi's lock files only
+        ("roles/storage.objectViewer", pr_deployer, False),
     }
     (locks,) = [r for r in deployment.all(BUCKET_MEMBER) if r.inputs.get("condition")]
     assert ".pulumi/locks/" in locks.inputs["condition"]["expression"]
@@ -47,6 +49,7 @@ def test_the_bucket_and_key_are_children_of_the_component_with_ci_grants() -> No
     assert key_grants == {
         ("roles/cloudkms.cryptoKeyEncrypterDecrypter", deployer),
         ("roles/cloudkms.cryptoKeyDecrypter", previewer),
+        ("roles/cloudkms.cryptoKeyDecrypter", pr_deployer),
     }
     assert deployment.outputs["stateBackendUrl"] == f"gs://{project}-pulumi-state"
     assert deployment.outputs["secretsProvider"].startswith("gcpkms://")
