@@ -1,4 +1,4 @@
-"""The config tables say what Pulumi.yaml declares: docs/deploying.md every key, others theirs."""
+"""The config tables say what Pulumi.yaml declares: docs/deploying-notes.md every key, others theirs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import yaml
 from tests.docs.markdown import REPO_ROOT, Page, Table, first_code, pages
 
 PAGES = pages()
-DEPLOYING = REPO_ROOT / "docs" / "deploying.md"
+DEPLOYING = REPO_ROOT / "docs" / "deploying-notes.md"
 # Pulumi.yaml can give a provider key a value but not declare it; the program requires this one.
 REQUIRED_PROVIDER_KEYS = {"gcp:project"}
 # How a page may spell Pulumi.yaml's types.
@@ -86,7 +86,7 @@ def _mismatches(table_rows: dict[str, tuple[str | None, str | None, str]]) -> li
 def test_deploying_md_lists_exactly_the_keys_pulumi_yaml_declares_with_their_types_and_defaults() -> None:
     page = Page.read(DEPLOYING)
     tables = [table for table in config_tables(page) if table.heading == "Config"]
-    assert tables, "docs/deploying.md has no config table under its Config heading"
+    assert tables, "docs/deploying-notes.md has no config table under its Config heading"
     listed: dict[str, tuple[str | None, str | None, str]] = {}
     for table in tables:
         listed.update(rows(table))
@@ -102,4 +102,4 @@ def test_every_config_table_agrees_with_pulumi_yaml(page: Page) -> None:
 
 def test_the_tables_are_found_on_the_pages_that_have_them() -> None:
     names = {page.name for page in PAGES if config_tables(page)}
-    assert {"docs/deploying.md", "docs/front-door.md", "docs/observability.md"} <= names
+    assert {"docs/deploying-notes.md", "docs/front-door.md", "docs/observability.md"} <= names

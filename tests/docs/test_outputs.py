@@ -1,4 +1,4 @@
-"""The stack outputs table of docs/deploying.md lists exactly what infra/__main__.py exports."""
+"""The stack outputs table of docs/deploying-notes.md lists exactly what infra/__main__.py exports."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def exported_names() -> set[str]:
 
 
 def documented_names() -> list[str]:
-    page = Page.read(REPO_ROOT / "docs" / "deploying.md")
+    page = Page.read(REPO_ROOT / "docs" / "deploying-notes.md")
     (table,) = [table for table in page.tables() if table.heading == "Stack outputs"]
     column = table.column("output")
     assert column is not None

@@ -136,7 +136,7 @@ def test_previews_never_build_the_image_the_pull_requests_image_job_builds(stack
     for text in (
         (WORKFLOWS / "pulumi.yml").read_text(),
         (WORKFLOWS / "test.yml").read_text(),
-        (REPO_ROOT / "docs" / "ci-cd.md").read_text(),
+        (REPO_ROOT / "docs" / "ci-cd-notes.md").read_text(),
     ):
         flat = " ".join(text.replace("#", " ").split())
         assert "skips the preview build" not in flat
@@ -769,10 +769,10 @@ def test_make_lint_runs_both_scanners_beside_actionlint() -> None:
     assert "$(SCAN_VENV)/.installed" in lint.splitlines()[0]
 
 
-# --- docs/ci-cd.md says what the workflows need ---------------------------------------------------
+# --- docs/ci-cd-notes.md says what the workflows need ---------------------------------------------------
 
 
-DOCS = REPO_ROOT / "docs" / "ci-cd.md"
+DOCS = REPO_ROOT / "docs" / "ci-cd-notes.md"
 
 
 def test_the_docs_list_every_repository_variable_the_workflows_read_and_no_other() -> None:
