@@ -92,7 +92,10 @@ run: $(VENV)/.server ## Serve the embedded catalog on :8080 (PORT=...) with refl
 	PORT=$(PORT) ENABLE_REFLECTION=true $(PY) -m service
 
 STACK ?=
+# More options for `python -m release promote`, e.g. RELEASE_ARGS="--pause-seconds 0" for one run.
 RELEASE_ARGS ?=
+# The command make deploy runs first (with --stack NAME); the deploy tests put a fake here.
+PREFLIGHT ?= $(PY) -m preflight
 .PHONY: preview
 preview: $(VENV)/.program $(POLICY_VENV)/.installed ## pulumi preview STACK=... with the policy pack and its config.
 	@test -n "$(STACK)" || { echo "usage: make preview STACK=dev" >&2; exit 2; }
@@ -101,13 +104,18 @@ preview: $(VENV)/.program $(POLICY_VENV)/.installed ## pulumi preview STACK=... 
 .PHONY: deploy
 deploy: $(VENV)/.program $(POLICY_VENV)/.installed ## Ship to STACK=...: preflight, pulumi up, release, smoke check.
 	@test -n "$(STACK)" || { echo "usage: make deploy STACK=dev" >&2; exit 2; }
-	$(PY) -m tools.deploy deploy --stack "$(STACK)" --release-args "$(RELEASE_ARGS)"
+	$(PY) -m tools.deploy deploy --stack "$(STACK)" --release-args "$(RELEASE_ARGS)" --preflight "$(PREFLIGHT)"
 
 FILE ?=
 .PHONY: check-catalog
 check-catalog: $(VENV)/.server ## Check a catalog file as the server loads it: make check-catalog FILE=...
 	@test -n "$(FILE)" || { echo "usage: make check-catalog FILE=path/to/catalog.json" >&2; exit 2; }
 	@$(PY) -m service.catalog check "$(FILE)"
+
+.PHONY: preflight
+preflight: $(VENV)/.program ## Before `pulumi up`: what the project and its organization would refuse (STACK=dev).
+	@test -n "$(STACK)" || { echo "usage: make preflight STACK=dev" >&2; exit 2; }
+	@$(PY) -m preflight --stack "$(STACK)"
 
 .PHONY: proto
 proto: $(VENV)/.installed ## Regenerate catalog/ (messages, stubs, .pyi) from proto/.

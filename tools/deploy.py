@@ -4,7 +4,7 @@
 `python -m release promote` has moved the traffic in the stack's steps. This runs the four steps in order,
 stops at the first that fails and names it:
 
-1. preflight: `python -m preflight --stack NAME`, the project's cloud-side rules (when this checkout has it);
+1. preflight: `python -m preflight --stack NAME`: billing, organization policies and permissions;
 2. up: `pulumi up` with the policy pack and the stack's policy config (policy/config/NAME.json);
 3. release: the stack's `release` output handed to `python -m release promote --plan -`;
 4. smoke: `python -m client --stack NAME smoke` (with `--id-token` for a private stack).
@@ -89,13 +89,13 @@ def _capture(command: Sequence[str], step: str) -> str:
     return result.stdout
 
 
-def steps(stack: str, release_args: Sequence[str] = ()) -> list[Step]:
-    """The deploy's steps, in order; preflight only where this checkout has it."""
+def steps(stack: str, release_args: Sequence[str] = (), preflight_command: Sequence[str] = ()) -> list[Step]:
+    """The deploy's steps, in order. `preflight_command` replaces `python -m preflight` (tests)."""
     python = sys.executable
     plan: dict[str, object] = {}
 
     def preflight() -> None:
-        _run([python, "-m", "preflight", "--stack", stack], "preflight")
+        _run([*(preflight_command or [python, "-m", "preflight"]), "--stack", stack], "preflight")
 
     def up() -> None:
         _run(pulumi_command("up", stack), "up")
@@ -113,10 +113,7 @@ def steps(stack: str, release_args: Sequence[str] = ()) -> list[Step]:
         auth = ["--id-token"] if plan.get("private") else []
         _run([python, "-m", "client", "--stack", stack, *auth, "smoke"], "smoke")
 
-    found = [Step("up", up), Step("release", release), Step("smoke", smoke)]
-    if (ROOT / "preflight" / "__main__.py").is_file():
-        found.insert(0, Step("preflight", preflight))
-    return found
+    return [Step("preflight", preflight), Step("up", up), Step("release", release), Step("smoke", smoke)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,11 +124,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--release-args", default="", help="more options for `python -m release promote` (shell words)"
     )
+    parser.add_argument(
+        "--preflight", default="", help="the preflight command instead of `python -m preflight` (shell words)"
+    )
     args = parser.parse_args(argv)
+    try:  # before any step: a stack without its policy config would fail only after preflight
+        policy_config(args.stack)
+    except StepError as error:
+        print(f"{args.command} of {args.stack}: {error}", file=sys.stderr)
+        return 1
     if args.command == "preview":
         chosen = [Step("preview", lambda: _run(pulumi_command("preview", args.stack), "preview"))]
     else:
-        chosen = steps(args.stack, shlex.split(args.release_args))
+        chosen = steps(args.stack, shlex.split(args.release_args), shlex.split(args.preflight))
     for step in chosen:
         try:
             step.run()

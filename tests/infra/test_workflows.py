@@ -245,7 +245,7 @@ def test_stacks_are_org_slash_stack_on_pulumi_cloud_and_bare_in_a_bucket(mode: s
 def test_each_job_hands_the_script_its_own_stacks_bucket(job_name: str, stack: str) -> None:
     job = pulumi_jobs()[job_name]
     (backend,) = [step for step in job["steps"] if step.get("name") == "Reach Pulumi's state"]
-    matrix = next(
+    matrix: dict[str, str] = next(
         (m for m in job.get("strategy", {}).get("matrix", {}).get("include", []) if m["stack"] == stack), {}
     )
     variables = {f"PULUMI_BACKEND_URL_{stack.upper()}": f"gs://{stack}"}
@@ -570,6 +570,25 @@ def test_the_policy_virtualenv_is_where_the_pack_says() -> None:
 
 
 # --- provenance of the deployed image (issue 17) --------------------------------------------------
+
+
+@pytest.mark.parametrize(("job_name", "stack"), DEPLOYS.items())
+def test_each_deploy_runs_preflight_as_the_deployer_after_signing_in_and_before_up(
+    job_name: str, stack: str
+) -> None:
+    job = pulumi_jobs()[job_name]
+    runs = [step.get("run", "") for step in job["steps"]]
+    (preflight,) = [i for i, run in enumerate(runs) if "-m preflight" in run]
+    assert runs[preflight] == f".venv/bin/python -m preflight --stack {stack} --deployer"
+    installed = next(i for i, run in enumerate(runs) if "pip install" in run and "requirements.txt" in run)
+    # The first sign-in is the deployer's (the access token); prod's second mints the release's ID token.
+    signed_in = next(
+        i for i, step in enumerate(job["steps"]) if "google-github-actions/auth@" in step.get("uses", "")
+    )
+    assert job["steps"][signed_in]["with"]["service_account"].startswith(
+        "${{ vars.GCP_DEPLOYER_SERVICE_ACCOUNT_"
+    )
+    assert installed < signed_in < preflight < step_index(job, "pulumi/actions")
 
 
 @pytest.mark.parametrize(("job_name", "stack"), DEPLOYS.items())

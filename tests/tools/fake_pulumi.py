@@ -1,7 +1,7 @@
-"""A stand-in for the pulumi CLI: records each call and answers from canned stack outputs.
+"""A stand-in for the pulumi CLI (and, as `fake_pulumi.py preflight`, for preflight): records each call.
 
 Installed on PATH as `pulumi` by the deploy tests. $FAKE_PULUMI_DIR holds `outputs.json` (the stack's
-outputs), gets `calls.jsonl` (one argv per line), and may hold `fail` (a verb, e.g. `up`, that exits 255).
+outputs, canned), gets `calls.jsonl` (one argv per line), may hold `fail` (a verb, e.g. `up`, to exit 255).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ def main(argv: list[str]) -> int:
     if argv[:2] == ["stack", "output"]:
         names = [word for word in argv[2:] if not word.startswith("-") and word not in _option_values(argv)]
         print(json.dumps(outputs[names[0]] if names else outputs))
+        return 0
+    if verb == "preflight":
+        print("ok      billing: the fake preflight passes every check")
         return 0
     if verb in {"login", "stack", "config"}:  # the README's setup of a stack: recorded, nothing to answer
         return 0

@@ -32,6 +32,9 @@ from tests.tools.connect_proxy import connect_proxy
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_PULUMI = Path(__file__).with_name("fake_pulumi.py")
 SERVICE_URL = service_uri(REF.path)
+# The preflight make deploy runs: the fake, which records `preflight --stack NAME` beside pulumi's calls.
+PREFLIGHT_COMMAND = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE_PULUMI))} preflight"
+PREFLIGHT = f"PREFLIGHT={PREFLIGHT_COMMAND}"
 UP = ["up", "--stack", "dev", "--policy-pack", "policy", "--policy-pack-config", "policy/config/dev.json"]
 
 
@@ -51,7 +54,7 @@ class World:
         return [json.loads(line) for line in lines]
 
     def make(self, *args: str) -> subprocess.CompletedProcess[str]:
-        command = ["make", "--no-print-directory", *args, f"RELEASE_ARGS={self.release_args}"]
+        command = ["make", "--no-print-directory", *args, f"RELEASE_ARGS={self.release_args}", PREFLIGHT]
         return subprocess.run(
             command, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120, check=False
         )
@@ -109,6 +112,7 @@ def test_deploy_runs_up_with_the_policy_pack_then_releases_and_smoke_checks(worl
     result = world.make("deploy", "STACK=dev")
     assert result.returncode == 0, result.stderr
     assert world.calls() == [
+        ["preflight", "--stack", "dev"],
         [*UP, "--yes"],
         ["stack", "output", "release", "--json", "--stack", "dev"],
         ["stack", "output", "--json", "--stack", "dev"],  # the smoke check's target
@@ -119,16 +123,16 @@ def test_deploy_runs_up_with_the_policy_pack_then_releases_and_smoke_checks(worl
     assert world.asked[-1] == f"{host}:443"  # the smoke check, last, called the service
     assert "==> smoke:" in result.stderr
     assert result.stdout.splitlines()[-1] == (
-        "deployed dev (up, release, smoke): the new revision serves all of the traffic"
+        "deployed dev (preflight, up, release, smoke): the new revision serves all of the traffic"
     )
 
 
-@pytest.mark.parametrize(("verb", "step"), [("up", "up"), ("stack", "release")])
+@pytest.mark.parametrize(("verb", "step"), [("preflight", "preflight"), ("up", "up"), ("stack", "release")])
 def test_deploy_stops_at_the_failed_step_and_names_it(world: World, verb: str, step: str) -> None:
     (world.state / "fail").write_text(verb)
     result = world.make("deploy", "STACK=dev")
     assert result.returncode != 0
-    assert f"deploy of dev failed at step {step}: `pulumi " in result.stderr
+    assert f"deploy of dev failed at step {step}: `" in result.stderr
     assert world.run.revision_of(REF.path, STABLE) == OLD  # nothing released
     assert "==> smoke:" not in result.stderr
 
@@ -169,7 +173,7 @@ def test_the_readmes_deploy_block_runs_as_written(world: World) -> None:
         if any(line.startswith("pulumi login") for line in block.lines)
     ]
     assert block[-1].startswith("make deploy STACK=dev")  # the Deploy section ends with it
-    env = {**world.env, "RELEASE_ARGS": world.release_args}
+    env = {**world.env, "RELEASE_ARGS": world.release_args, "PREFLIGHT": PREFLIGHT_COMMAND}
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", "\n".join(block)],
         cwd=ROOT,
@@ -182,5 +186,6 @@ def test_the_readmes_deploy_block_runs_as_written(world: World) -> None:
     assert result.returncode == 0, result.stderr
     calls = world.calls()
     assert calls[:2] == [["login"], ["stack", "select", "--create", "dev"]]
+    assert ["preflight", "--stack", "dev"] in calls
     assert [*UP, "--yes"] in calls
     assert world.run.revision_of(REF.path, STABLE) == NEW
