@@ -1,7 +1,9 @@
-"""The product catalog in memory: validated whole, indexed by id and category, searched by its index.
+"""The product catalog in memory: serialized products in one buffer, indexed by id and category, searched.
 
-Plain Python over protobuf messages; nothing here knows about gRPC or about the catalog file's format
-(service/catalog_file.py reads files into a store; service/search_index.py is the search index).
+Plain Python; nothing here knows about gRPC or about the catalog file's format (service/catalog_file.py
+reads files into a store; service/search_index.py is the search index). Every answer is a serialized
+`catalog.Product`, sliced from the buffer: a million products take about 140 MB this way, where a million
+protobuf objects took over 800 (docs/catalog.md).
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
 from typing import Literal
 
 from catalog.catalog_pb2 import Product
-from service.search_index import SEARCH_STEP, SearchIndex
+from service.search_index import SEARCH_STEP, SearchIndex, searchable_text, to_needle
 
 # When a store builds its search index: in the constructor, on a thread after it (searches scan until the
 # index is ready, with the same answers), or never (searches always scan: the reference the index must match).
@@ -25,13 +31,80 @@ Indexing = Literal["now", "background", "never"]
 
 _log = logging.getLogger(__name__)
 
+# The id index holds one 64-bit key per product: the id's hash in the high half, the position in the low
+# half (so a catalog holds at most 2**32 products). Equal hashes are told apart by the ids themselves.
+_POSITION_BITS = 32
+_POSITION_MASK = (1 << _POSITION_BITS) - 1
+# Product's wire format, as protobuf writes it: fields in number order, each string as tag, length, bytes.
+_DESCRIPTION_TAG = 0x1A  # field 3, length-delimited
+
 
 class CatalogError(ValueError):
     """The catalog cannot be served: the message names the file, the product and the field."""
 
 
+@dataclass(frozen=True)
+class CatalogRecords:
+    """A validated catalog as compact arrays: what a CatalogStore serves from."""
+
+    data: bytes  # every product serialized, one after the other, in catalog order
+    offsets: array[int]  # product i is data[offsets[i]:offsets[i + 1]]
+    id_keys: array[int]  # sorted (id hash << 32 | position): see _POSITION_BITS
+    positions_by_category: dict[str, array[int]]  # in catalog order
+
+
+class CatalogBuilder:
+    """Validates products one at a time and packs them into CatalogRecords, holding no product object.
+
+    `add` refuses a product the server would not serve (CatalogError naming the source, the position and
+    the field); `finish` refuses a duplicate id, naming both products.
+    """
+
+    def __init__(self, source: str = "<memory>") -> None:
+        self._source = source
+        self._data = bytearray()
+        self._offsets = array("Q", [0])
+        self._id_keys = array("Q")
+        self._positions_by_category: dict[str, array[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._id_keys)
+
+    def add(self, product: Product) -> None:
+        """Validate `product` and append it in catalog order."""
+        position = len(self._id_keys)
+        product_id = product.id
+        problem = _product_problem(product)
+        if problem:
+            raise CatalogError(f"{self._source}: {where(position, product_id)}: {problem}")
+        self._data += product.SerializeToString()
+        self._offsets.append(len(self._data))
+        self._id_keys.append(_id_hash(product_id) | position)
+        category = product.category
+        positions = self._positions_by_category.get(category)
+        if positions is None:
+            positions = self._positions_by_category[category] = array("I")
+        positions.append(position)
+
+    def finish(self) -> CatalogRecords:
+        """The records; CatalogError if two products share an id. The builder is empty afterwards."""
+        id_keys = array("Q", sorted(self._id_keys))
+        self._id_keys = array("Q")
+        data = bytes(self._data)
+        self._data = bytearray()
+        records = CatalogRecords(data, self._offsets, id_keys, self._positions_by_category)
+        duplicate = _first_duplicate(records)
+        if duplicate is not None:
+            position, first = duplicate
+            product_id = _id_at(records, position).decode()
+            raise CatalogError(
+                f"{self._source}: {where(position, product_id)}: id: duplicates products[{first}]"
+            )
+        return records
+
+
 class CatalogStore:
-    """An immutable, validated catalog with the indexes behind every RPC.
+    """An immutable, validated catalog with the indexes behind every RPC; answers are serialized Products.
 
     Build it with `service.catalog_file.load_catalog` (from a file) or `from_products`; both refuse an
     invalid catalog whole. `search_index` says when the search index (about half the build time) is built.
@@ -39,31 +112,24 @@ class CatalogStore:
 
     def __init__(
         self,
-        products: Sequence[Product],
+        products: Iterable[Product] | CatalogRecords,
         source: str = "<memory>",
         *,
         search_index: Indexing = "now",
         fingerprint: bytes | None = None,
     ) -> None:
-        for position, product in enumerate(products):
-            problem = _product_problem(product)
-            if problem:
-                raise CatalogError(f"{source}: {where(position, product.id)}: {problem}")
-        self._products: tuple[Product, ...] = tuple(products)
-        self._positions_by_id: dict[str, int] = {}
-        positions_by_category: dict[str, list[int]] = {}
-        for position, product in enumerate(self._products):
-            first = self._positions_by_id.setdefault(product.id, position)
-            if first != position:
-                raise CatalogError(
-                    f"{source}: {where(position, product.id)}: id: duplicates products[{first}]"
-                )
-            positions_by_category.setdefault(product.category, []).append(position)
-        self._positions_by_category = {c: tuple(p) for c, p in positions_by_category.items()}
-        self._all_positions = range(len(self._products))
+        if not isinstance(products, CatalogRecords):
+            builder = CatalogBuilder(source)
+            for product in products:
+                builder.add(product)
+            products = builder.finish()
+        self._records = products
+        self._data = products.data
+        self._offsets = products.offsets
+        self._all_positions = range(len(products.offsets) - 1)
         # Identifies the catalog, so page tokens are refused by a server with another one: the digest of
         # the file it came from, or else of the products themselves.
-        self.fingerprint = _fingerprint(self._products) if fingerprint is None else fingerprint
+        self.fingerprint = self._products_digest() if fingerprint is None else fingerprint
         self._search_index: SearchIndex | None = None
         self._indexed = threading.Event()
         if search_index == "background":
@@ -74,36 +140,36 @@ class CatalogStore:
             self._indexed.set()
 
     @classmethod
-    def from_products(cls, products: Sequence[Product], *, search_index: Indexing = "now") -> CatalogStore:
+    def from_products(cls, products: Iterable[Product], *, search_index: Indexing = "now") -> CatalogStore:
         """Validate and index products given in catalog order."""
         return cls(products, search_index=search_index)
 
     def __len__(self) -> int:
-        return len(self._products)
+        return len(self._all_positions)
 
     @property
     def categories(self) -> list[str]:
         """The catalog's category names, sorted (products without one have none)."""
-        return sorted(category for category in self._positions_by_category if category)
+        return sorted(category for category in self._records.positions_by_category if category)
 
-    def get(self, product_id: str) -> Product | None:
-        """The product with this id, or None."""
-        position = self._positions_by_id.get(product_id)
-        return None if position is None else self._products[position]
+    def get(self, product_id: str) -> bytes | None:
+        """The serialized product with this id, or None."""
+        position = _position_of(self._records, product_id)
+        return None if position is None else self._product(position)
 
     def count(self, category: str) -> int:
         """How many products ListProducts matches for this category filter ("" = all)."""
         return len(self._matching(category))
 
-    def page(self, category: str, offset: int, limit: int) -> list[Product]:
+    def page(self, category: str, offset: int, limit: int) -> list[bytes]:
         """Matching products offset..offset+limit in catalog order: a slice, whatever the catalog size."""
-        return [self._products[i] for i in self._matching(category)[offset : offset + limit]]
+        return [self._product(i) for i in self._matching(category)[offset : offset + limit]]
 
-    def search(self, query: str, limit: int) -> Iterator[Product]:
+    def search(self, query: str, limit: int) -> Iterator[bytes]:
         """Products whose lower-cased name or description contains query.lower(), in catalog order."""
         return (product for product in self.search_in_steps(query, limit) if product is not None)
 
-    def search_in_steps(self, query: str, limit: int) -> Iterator[Product | None]:
+    def search_in_steps(self, query: str, limit: int) -> Iterator[bytes | None]:
         """`search`, with a None between every two stretches of SEARCH_STEP products checked.
 
         A needle the index cannot narrow (only very common fragments, or any needle before the index
@@ -112,14 +178,14 @@ class CatalogStore:
         """
         if limit <= 0:
             return
-        needle = query.lower()
+        needle = to_needle(query)
         index = self._search_index
         found = 0
         for position in self._scan(needle) if index is None else index.matches(needle):
             if position is None:
                 yield None
                 continue
-            yield self._products[position]
+            yield self._product(position)
             found += 1
             if found == limit:  # stop without looking for one more match, as the seed's loop does
                 return
@@ -133,37 +199,50 @@ class CatalogStore:
         """Wait for the search index build to end (at once unless in the background); False on timeout."""
         return self._indexed.wait(timeout)
 
+    def _product(self, position: int) -> bytes:
+        offsets = self._offsets
+        return self._data[offsets[position] : offsets[position + 1]]
+
+    def _searchable_texts(self) -> Iterator[bytes]:
+        """Each product's searchable text (search_index.searchable_text), in catalog order."""
+        data, offsets = self._data, self._offsets
+        for start, end in zip(offsets, islice(offsets, 1, None), strict=False):
+            yield searchable_text(*_name_and_description(data, start, end))
+
     def _build_search_index(self) -> None:
         started = time.perf_counter()
         try:
             with gc_paused():
-                self._search_index = SearchIndex(self._products)
+                self._search_index = SearchIndex(self._searchable_texts())
         except Exception:  # e.g. MemoryError: searches keep scanning, slower but right
             _log.exception("cannot build the search index; searches will scan the catalog")
             return
         finally:
             self._indexed.set()
-        _log.info(
-            "search index over %d products ready in %.2f s",
-            len(self._products),
-            time.perf_counter() - started,
-        )
+        _log.info("search index over %d products ready in %.2f s", len(self), time.perf_counter() - started)
 
-    def _scan(self, needle: str) -> Iterator[int | None]:
+    def _scan(self, needle: bytes) -> Iterator[int | None]:
         """The seed's search, for the moments before the index is ready; a None between steps."""
-        products = self._products
-        for start in range(0, len(products), SEARCH_STEP):
-            if start:
+        for position, text in enumerate(self._searchable_texts()):
+            if position and not position % SEARCH_STEP:
                 yield None
-            for position in range(start, min(start + SEARCH_STEP, len(products))):
-                product = products[position]
-                if needle in product.name.lower() or needle in product.description.lower():
-                    yield position
+            if needle in text:
+                yield position
 
     def _matching(self, category: str) -> Sequence[int]:
         if not category:
             return self._all_positions
-        return self._positions_by_category.get(category, ())
+        return self._records.positions_by_category.get(category, ())
+
+    def _products_digest(self) -> bytes:
+        # The same digest as serializing each product deterministically, which Product's plain
+        # serialization is (it has no map fields).
+        digest = hashlib.sha256()
+        for position in self._all_positions:
+            serialized = self._product(position)
+            digest.update(len(serialized).to_bytes(4, "big"))
+            digest.update(serialized)
+        return digest.digest()
 
 
 @contextmanager
@@ -197,10 +276,72 @@ def _product_problem(product: Product) -> str | None:
     return None
 
 
-def _fingerprint(products: Sequence[Product]) -> bytes:
-    digest = hashlib.sha256()
-    for product in products:
-        serialized = product.SerializeToString(deterministic=True)
-        digest.update(len(serialized).to_bytes(4, "big"))
-        digest.update(serialized)
-    return digest.digest()
+def _id_hash(product_id: str) -> int:
+    """The high half of an id key. Python's string hash: the keys live only as long as the process."""
+    return (hash(product_id) & _POSITION_MASK) << _POSITION_BITS
+
+
+def _position_of(records: CatalogRecords, product_id: str) -> int | None:
+    keys = records.id_keys
+    wanted = _id_hash(product_id)
+    encoded: bytes | None = None
+    index = bisect_left(keys, wanted)
+    while index < len(keys) and keys[index] & ~_POSITION_MASK == wanted:
+        position = keys[index] & _POSITION_MASK
+        if encoded is None:  # only now: most lookups find their product at the first key
+            encoded = product_id.encode("utf-8", "surrogatepass")
+        if _id_at(records, position) == encoded:
+            return position
+        index += 1
+    return None
+
+
+def _first_duplicate(records: CatalogRecords) -> tuple[int, int] | None:
+    """(position, first) for the earliest product whose id an earlier one has, or None."""
+    keys = records.id_keys
+    found: tuple[int, int] | None = None
+    run_start = 0
+    for index in range(1, len(keys) + 1):
+        if index < len(keys) and keys[index] & ~_POSITION_MASK == keys[run_start] & ~_POSITION_MASK:
+            continue
+        if index - run_start > 1:  # equal hashes: equal ids, or (rarely) a collision
+            first_by_id: dict[bytes, int] = {}
+            for key in keys[run_start:index]:  # ascending positions within a run
+                position = key & _POSITION_MASK
+                first = first_by_id.setdefault(_id_at(records, position), position)
+                if first != position and (found is None or position < found[0]):
+                    found = (position, first)
+        run_start = index
+    return found
+
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int]:
+    """The varint at `at` and the index after it."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _id_at(records: CatalogRecords, position: int) -> bytes:
+    """The UTF-8 id of the product at `position`, from its serialized form (field 1, never empty)."""
+    data, start = records.data, records.offsets[position]
+    length, at = _read_varint(data, start + 1)
+    return data[at : at + length]
+
+
+def _name_and_description(data: bytes, start: int, end: int) -> tuple[bytes, bytes]:
+    """The UTF-8 name and description of the product serialized in data[start:end]."""
+    length, at = _read_varint(data, start + 1)  # skip the id (field 1, never empty)
+    at += length
+    length, at = _read_varint(data, at + 1)  # the name (field 2, never empty)
+    name = data[at : at + length]
+    at += length
+    if at < end and data[at] == _DESCRIPTION_TAG:
+        length, at = _read_varint(data, at + 1)
+        return name, data[at : at + length]
+    return name, b""
