@@ -7,10 +7,10 @@ the store decides when to build it.
 from __future__ import annotations
 
 from array import array
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
-from itertools import chain, repeat
+from itertools import chain
 
 # Products a search checks between two chances for other calls to run: about half a millisecond.
 SEARCH_STEP = 2000
@@ -71,14 +71,11 @@ class SearchIndex:
         self._texts = bytearray()
         self._starts = array("Q", [0])
         positions_by_word: defaultdict[bytes, array[int]] = defaultdict(partial(array, "I"))
-        word_positions = positions_by_word.__getitem__
-        append = array.append
         for position, text in enumerate(texts):
             self._texts += text
             self._starts.append(len(self._texts))
-            words = set(text.replace(_FIELD_SEPARATOR, b" ").split())
-            # Appends the position to each word's array without a Python loop: the build's hot spot.
-            deque(map(append, map(word_positions, words), repeat(position, len(words))), maxlen=0)
+            for word in set(text.replace(_FIELD_SEPARATOR, b" ").split()):
+                positions_by_word[word].append(position)
         self._count = len(self._starts) - 1
         self._positions_by_word = dict(positions_by_word)
         # Trigram -> the words containing it; a word shorter than that is listed under its own

@@ -35,6 +35,7 @@ _log = logging.getLogger(__name__)
 # half (so a catalog holds at most 2**32 products). Equal hashes are told apart by the ids themselves.
 _POSITION_BITS = 32
 _POSITION_MASK = (1 << _POSITION_BITS) - 1
+_HASH_MASK = _POSITION_MASK  # the hash bits kept (tests keep fewer, to make ids collide)
 # Product's wire format, as protobuf writes it: fields in number order, each string as tag, length, bytes.
 _DESCRIPTION_TAG = 0x1A  # field 3, length-delimited
 
@@ -72,19 +73,27 @@ class CatalogBuilder:
 
     def add(self, product: Product) -> None:
         """Validate `product` and append it in catalog order."""
-        position = len(self._id_keys)
-        product_id = product.id
-        problem = _product_problem(product)
+        self.add_serialized(
+            product.SerializeToString(), product.id, product.name, product.price, product.category
+        )
+
+    def add_serialized(
+        self, serialized: bytes, product_id: str, name: str, price: float, category: str
+    ) -> None:
+        """`add` for a product already serialized, given with the fields validation and the indexes need."""
+        id_keys = self._id_keys
+        position = len(id_keys)
+        problem = _product_problem(product_id, name, price)
         if problem:
             raise CatalogError(f"{self._source}: {where(position, product_id)}: {problem}")
-        self._data += product.SerializeToString()
-        self._offsets.append(len(self._data))
-        self._id_keys.append(_id_hash(product_id) | position)
-        category = product.category
-        positions = self._positions_by_category.get(category)
-        if positions is None:
-            positions = self._positions_by_category[category] = array("I")
-        positions.append(position)
+        data = self._data
+        data += serialized
+        self._offsets.append(len(data))
+        id_keys.append((hash(product_id) & _HASH_MASK) << _POSITION_BITS | position)
+        try:
+            self._positions_by_category[category].append(position)
+        except KeyError:
+            self._positions_by_category[category] = array("I", [position])
 
     def finish(self) -> CatalogRecords:
         """The records; CatalogError if two products share an id. The builder is empty afterwards."""
@@ -266,24 +275,20 @@ def where(position: int, product_id: str) -> str:
     return f"products[{position}] (id {product_id!r})" if product_id else f"products[{position}]"
 
 
-def _product_problem(product: Product) -> str | None:
-    if not product.id:
+def _product_problem(product_id: str, name: str, price: float) -> str | None:
+    if not product_id:
         return "id: must not be empty"
-    if not product.name:
+    if not name:
         return "name: must not be empty"
-    if not (math.isfinite(product.price) and product.price >= 0):
-        return f"price: must be a finite number >= 0, got {product.price}"
+    if not (math.isfinite(price) and price >= 0):
+        return f"price: must be a finite number >= 0, got {price}"
     return None
-
-
-def _id_hash(product_id: str) -> int:
-    """The high half of an id key. Python's string hash: the keys live only as long as the process."""
-    return (hash(product_id) & _POSITION_MASK) << _POSITION_BITS
 
 
 def _position_of(records: CatalogRecords, product_id: str) -> int | None:
     keys = records.id_keys
-    wanted = _id_hash(product_id)
+    # As CatalogBuilder makes the keys. Python's string hash: they live only as long as the process.
+    wanted = (hash(product_id) & _HASH_MASK) << _POSITION_BITS
     encoded: bytes | None = None
     index = bisect_left(keys, wanted)
     while index < len(keys) and keys[index] & ~_POSITION_MASK == wanted:
