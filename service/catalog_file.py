@@ -20,7 +20,15 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from catalog.catalog_pb2 import Product
-from service.store import CatalogBuilder, CatalogError, CatalogStore, Indexing, gc_paused, where
+from service.store import (
+    CatalogBuilder,
+    CatalogError,
+    CatalogStore,
+    Indexing,
+    ProductFields,
+    gc_paused,
+    where,
+)
 
 __all__ = ["EMBEDDED_CATALOG", "CatalogError", "CatalogUnreadableError", "load_catalog", "parse_catalog"]
 
@@ -237,15 +245,15 @@ def _stream_products(text: _Text, builder: CatalogBuilder) -> None:
                         category=category,
                         in_stock=in_stock,
                     ).SerializeToString()
-                    add(serialized, product_id, name, price, category)
+                    add((serialized, product_id, name, description, price, category))
                 else:
-                    add(*_fields(item))
+                    add(_fields(item))
             else:
-                add(*_fields(item))
+                add(_fields(item))
             at = skip(window, comma + 1).end()
         text.at = at
         # One item the general way: across the window's end, or the last one.
-        add(*_fields(text.value()))
+        add(_fields(text.value()))
         if text.peek() != ",":
             break
         text.at += 1
@@ -312,13 +320,11 @@ def _product(item: dict[str, Any]) -> Product:
     return Product(**_product_fields(item))
 
 
-# The fields CatalogBuilder.add_serialized takes: the product serialized, its id, name, price, category.
-_Fields = tuple[bytes, str, str, float, str]
 # The shape a generated or exported catalog has: every field, lowerCamel names.
 _PLAIN_KEYS = frozenset(("id", "name", "description", "price", "category", "inStock"))
 
 
-def _fields(item: Any) -> _Fields:
+def _fields(item: Any) -> ProductFields:
     """What the builder takes for one item of the products array; ValueError if it is not a product."""
     if type(item) is dict and item.keys() == _PLAIN_KEYS:
         # The fast path (about twice as fast as _product_fields): only what _product_fields accepts the
@@ -342,11 +348,18 @@ def _fields(item: Any) -> _Fields:
                 category=category,
                 in_stock=in_stock,
             ).SerializeToString()
-            return serialized, product_id, name, price, category
+            return serialized, product_id, name, description, price, category
     if not isinstance(item, dict):
         raise _NotStreamableError("expected a JSON object")
     product = _product(item)
-    return product.SerializeToString(), product.id, product.name, product.price, product.category
+    return (
+        product.SerializeToString(),
+        product.id,
+        product.name,
+        product.description,
+        product.price,
+        product.category,
+    )
 
 
 # Integers this small convert to a double without OverflowError (larger ones go the general way, which

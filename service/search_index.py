@@ -20,14 +20,14 @@ _GRAM = 3
 _FIELD_SEPARATOR = b"\xff"
 
 
-def searchable_text(name: bytes, description: bytes) -> bytes:
-    """What a search looks for a needle in: the lower-cased UTF-8 name and description, kept apart.
+def searchable_text(name: str, description: str) -> bytes:
+    """What a search looks for a needle in: the lower-cased name and description, UTF-8, kept apart.
 
     `to_needle(query) in searchable_text(name, description)` iff `query.lower() in name.lower() or
     query.lower() in description.lower()` (the seed's rule): a substring of valid UTF-8 bytes is a
     substring of its characters, and the separator keeps a match inside one field.
     """
-    return _lower(name) + _FIELD_SEPARATOR + _lower(description)
+    return name.lower().encode() + _FIELD_SEPARATOR + description.lower().encode()
 
 
 def to_needle(query: str) -> bytes:
@@ -35,8 +35,30 @@ def to_needle(query: str) -> bytes:
     return query.lower().encode("utf-8", "surrogatepass")
 
 
-def _lower(text: bytes) -> bytes:
-    return text.lower() if text.isascii() else text.decode().lower().encode()
+class SearchTexts:
+    """Every product's `searchable_text`, in catalog order, in one buffer: what searches check."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._starts = array("Q", [0])  # text i is _buffer[_starts[i]:_starts[i + 1]]
+
+    def add(self, name: str, description: str) -> None:
+        """Append the next product's text."""
+        self._buffer += searchable_text(name, description)
+        self._starts.append(len(self._buffer))
+
+    def __len__(self) -> int:
+        return len(self._starts) - 1
+
+    def __iter__(self) -> Iterator[bytes]:
+        starts = self._starts
+        with memoryview(self._buffer) as buffer:  # bytes slices, copied once
+            for position in range(len(self)):
+                yield bytes(buffer[starts[position] : starts[position + 1]])
+
+    def contains(self, position: int, needle: bytes) -> bool:
+        """Whether the text of the product at `position` contains `needle` (`to_needle`)."""
+        return self._buffer.find(needle, self._starts[position], self._starts[position + 1]) >= 0
 
 
 class SearchIndex:
@@ -65,18 +87,14 @@ class SearchIndex:
     # Candidates above this share of the catalog are scanned in order rather than collected and sorted.
     DENSE_FRACTION = 8
 
-    def __init__(self, texts: Iterable[bytes]) -> None:
-        """Index each product's `searchable_text`, given in catalog order."""
-        # The texts one after the other, in one buffer: text i is _texts[_starts[i]:_starts[i + 1]].
-        self._texts = bytearray()
-        self._starts = array("Q", [0])
+    def __init__(self, texts: SearchTexts) -> None:
+        """Index the products' texts; searches check candidates against them."""
+        self._texts = texts
+        self._count = len(texts)
         positions_by_word: defaultdict[bytes, array[int]] = defaultdict(partial(array, "I"))
         for position, text in enumerate(texts):
-            self._texts += text
-            self._starts.append(len(self._texts))
             for word in set(text.replace(_FIELD_SEPARATOR, b" ").split()):
                 positions_by_word[word].append(position)
-        self._count = len(self._starts) - 1
         self._positions_by_word = dict(positions_by_word)
         # Trigram -> the words containing it; a word shorter than that is listed under its own
         # 1- and 2-byte substrings instead.
@@ -101,13 +119,13 @@ class SearchIndex:
 
         A None between every two stretches of SEARCH_STEP candidates: see CatalogStore.search_in_steps.
         """
-        texts, starts = self._texts, self._starts
+        contains = self._texts.contains
         candidates = self._candidates(needle)
         for start in range(0, len(candidates), SEARCH_STEP):
             if start:
                 yield None
             for position in candidates[start : start + SEARCH_STEP]:
-                if texts.find(needle, starts[position], starts[position + 1]) >= 0:
+                if contains(position, needle):
                     yield position
 
     def _candidates(self, needle: bytes) -> Sequence[int]:
