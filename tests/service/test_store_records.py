@@ -151,3 +151,30 @@ def test_the_first_duplicate_in_catalog_order_is_named() -> None:
     products = [Product(id=i, name="n") for i in ("a", "b", "c", "b", "a", "c")]
     with pytest.raises(CatalogError, match=r"products\[3\] \(id 'b'\): id: duplicates products\[1\]$"):
         CatalogStore.from_products(products)
+
+
+def test_a_file_of_other_bytes_is_unreadable_before_its_products_are_judged(tmp_path: Path) -> None:
+    # Parsed as it is read, but judged by its digest first: a read cut short is retried, not refused.
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps({"products": [{"id": "a", "name": ""}]}), encoding="utf-8")
+    with pytest.raises(catalog_file.CatalogUnreadableError, match=r"expected 00+ \(CATALOG_SHA256\)"):
+        load_catalog(path, expected_sha256="0" * 64)
+    with pytest.raises(CatalogError, match=r"products\[0\] \(id 'a'\): name: must not be empty"):
+        load_catalog(path, expected_sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def test_a_file_that_changes_before_it_is_read_whole_is_unreadable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "catalog.json"
+    path.write_text('{"products": [], "products": []}', encoding="utf-8")  # parsed whole: a key twice
+    stream = catalog_file._stream
+
+    def stream_then_change(*args: Any) -> Any:
+        result = stream(*args)
+        path.write_text('{"products": []}', encoding="utf-8")
+        return result
+
+    monkeypatch.setattr(catalog_file, "_stream", stream_then_change)
+    with pytest.raises(catalog_file.CatalogUnreadableError, match="the file changed while it was read"):
+        load_catalog(path)
