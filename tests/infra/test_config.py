@@ -226,7 +226,8 @@ def bound_cases() -> list[tuple[Key, int, bool]]:
             (key, key.high + 1, False),
         ]
         # Between two choices: inside the bounds, not one of them.
-        cases += [(key, choice + 1, choice + 1 in key.choices) for choice in key.choices[:-1]]
+        between = [int(choice) + 1 for choice in key.choices[:-1]]
+        cases += [(key, value, value in key.choices) for value in between]
     return cases
 
 
