@@ -97,6 +97,10 @@ class StackConfig:
     log_level: Annotated[str, Key("logLevel", choices=LOG_LEVELS, env="LOG_LEVEL",
         allowed=f"must be one of {', '.join(LOG_LEVELS)}: the SLOs count every call's INFO access line, so "
         "use DEBUG or INFO")]
+    # How long a response stream may send nothing (its client stopped reading) before the server cancels it.
+    stalled_stream_seconds: Annotated[int, Key("stalledStreamSeconds", low=1, high=45,
+        env="STALLED_STREAM_SECONDS", allowed="must be an integer from 1 to 45 (the server's range: a "
+        "stalled stream is cancelled before the connection age grace, 60 s, runs out)")]
     github_repository: Annotated[str | None, Key("githubRepository", "must be a GitHub repository as "
         "owner/name", pattern=r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")]
     # The pool id is "github-<suffix>": 4 to 32 characters.
