@@ -20,11 +20,12 @@ import pytest
 from google.cloud import monitoring_v3
 
 from catalog import catalog_pb2
+from contract.release import CANDIDATE, PREVIOUS, STABLE
 from release import rollout
 from release.cli import EXIT_CHECK_FAILED, EXIT_CLOUD_RUN, EXIT_OK, main
 from release.cloudrun import CloudRun
 from release.gates import CallCounts, Candidate, ErrorRatioGate, Gate, ReadyGate, SmokeGate
-from release.traffic import CANDIDATE, PREVIOUS, STABLE, Route, TrafficError
+from release.traffic import Route, TrafficError
 from service.store import CatalogStore
 from tests.release.conftest import CALLS_METRIC, NEW, OLD, REF, Drill, Edge, template
 from tests.release.fake_monitoring import FakeMonitoring
