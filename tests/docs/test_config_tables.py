@@ -1,7 +1,7 @@
 """The config tables say what the program's table declares (config.py) and Pulumi.yaml's defaults.
 
-docs/deploying-notes.md lists every key, other pages theirs: each with its type from the table, its default from
-Pulumi.yaml, and (for a key with choices) every choice.
+docs/deploying-notes.md lists every key, other pages theirs: each with its type from the table, its default
+from Pulumi.yaml, and (for a key with choices) every choice.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from release.traffic import CANDIDATE, STABLE, Route
+from contract.release import CANDIDATE, STABLE
+from release.traffic import Route
 from tests.client.servers import make_self_signed_cert, serve
 from tests.docs.markdown import Page
 from tests.release import fake_monitoring
