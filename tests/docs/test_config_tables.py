@@ -1,4 +1,8 @@
-"""The config tables say what Pulumi.yaml declares: docs/deploying.md every key, others theirs."""
+"""The config tables say what the program's table declares (config.py) and Pulumi.yaml's defaults.
+
+docs/deploying-notes.md lists every key, other pages theirs: each with its type from the table, its default
+from Pulumi.yaml, and (for a key with choices) every choice.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ from typing import Any
 
 import pytest
 import yaml
+from catalog_infra.config import KEYS
 
 from tests.docs.markdown import REPO_ROOT, Page, Table, first_code, pages
 
 PAGES = pages()
-DEPLOYING = REPO_ROOT / "docs" / "deploying.md"
+DEPLOYING = REPO_ROOT / "docs" / "deploying-notes.md"
 # Pulumi.yaml can give a provider key a value but not declare it; the program requires this one.
 REQUIRED_PROVIDER_KEYS = {"gcp:project"}
 # How a page may spell Pulumi.yaml's types.
@@ -19,14 +24,16 @@ _TYPE_NAMES = {"list of strings": "array", "string list": "array"}
 
 
 def declared() -> dict[str, tuple[str | None, str | None]]:
-    """Each key Pulumi.yaml knows -> its type (None for a provider key) and its default as tables write it."""
+    """Each key the program reads -> its type from the table (None for a provider key) and Pulumi.yaml's
+    default as tables write it (None: no default)."""
     config: dict[str, Any] = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
-    keys: dict[str, tuple[str | None, str | None]] = {key: (None, None) for key in REQUIRED_PROVIDER_KEYS}
-    for key, declaration in config.items():
-        if isinstance(declaration, dict) and "type" in declaration:
-            keys[key] = (declaration["type"], shown(declaration.get("default")))
-        else:  # a provider key's bare value
-            keys[key] = (None, shown(declaration["value"] if isinstance(declaration, dict) else declaration))
+    keys: dict[str, tuple[str | None, str | None]] = {}
+    for key in KEYS:
+        declaration = config.get(key.name)
+        if ":" in key.name:  # a provider key: a bare value in Pulumi.yaml, or none
+            keys[key.name] = (None, shown(declaration) if declaration is not None else None)
+        else:
+            keys[key.name] = (key.type, shown((declaration or {}).get("default")))
     return keys
 
 
@@ -86,7 +93,7 @@ def _mismatches(table_rows: dict[str, tuple[str | None, str | None, str]]) -> li
 def test_deploying_md_lists_exactly_the_keys_pulumi_yaml_declares_with_their_types_and_defaults() -> None:
     page = Page.read(DEPLOYING)
     tables = [table for table in config_tables(page) if table.heading == "Config"]
-    assert tables, "docs/deploying.md has no config table under its Config heading"
+    assert tables, "docs/deploying-notes.md has no config table under its Config heading"
     listed: dict[str, tuple[str | None, str | None, str]] = {}
     for table in tables:
         listed.update(rows(table))
@@ -100,6 +107,17 @@ def test_every_config_table_agrees_with_pulumi_yaml(page: Page) -> None:
     assert problems == []
 
 
+@pytest.mark.parametrize("key", [key for key in KEYS if key.choices], ids=lambda key: key.name)
+def test_the_deploying_page_names_every_choice_of_a_key_that_has_choices(key: Any) -> None:
+    (row,) = [
+        row
+        for table in config_tables(Page.read(DEPLOYING))
+        for row in table.rows
+        if first_code(row[0]) == key.name
+    ]
+    assert [choice for choice in key.choices if str(choice) and str(choice) not in row[-1]] == []
+
+
 def test_the_tables_are_found_on_the_pages_that_have_them() -> None:
     names = {page.name for page in PAGES if config_tables(page)}
-    assert {"docs/deploying.md", "docs/front-door.md", "docs/observability.md"} <= names
+    assert {"docs/deploying-notes.md", "docs/front-door.md", "docs/observability.md"} <= names
