@@ -54,10 +54,12 @@ def run(
     clients: int,
     duration_seconds: float,
     warmup_seconds: float,
+    cpus: str | None = None,
 ) -> LoadResult:
     """Load `method` ("/package.Service/Method") with `streams` concurrent streams over `clients` connections.
 
-    Counts and percentiles cover the measured period only, after the warm-up.
+    Counts and percentiles cover the measured period only, after the warm-up. `cpus` pins h2load
+    (`taskset -c`), off the server's CPU.
     """
     executable = shutil.which("h2load")
     if executable is None:
@@ -69,6 +71,7 @@ def run(
     log = workdir / "h2load.log"
     log.unlink(missing_ok=True)
     command = [
+        *(["taskset", "-c", cpus] if cpus is not None else []),
         executable,
         f"--clients={clients}",
         f"--max-concurrent-streams={streams // clients}",

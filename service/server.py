@@ -14,21 +14,21 @@ import functools
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from catalog import HEALTH_NAMES, HEALTH_SERVICE_NAME, SERVICE_NAME, catalog_pb2_grpc
+from catalog import HEALTH_NAMES, HEALTH_SERVICE_NAME, SERVICE_NAME
 from service.call_guard import CallGuard, GuardedHandlers
-from service.catalog_file import CatalogUnreadableError, load_catalog
+from service.catalog_file import EMBEDDED_CATALOG, CatalogUnreadableError, load_catalog
 from service.config import Settings
 from service.limits import server_options
 from service.logs import AccessLog
-from service.servicer import Catalog, CatalogServicer, LoadingServicer
-from service.store import CatalogError
+from service.servicer import Catalog, CatalogServicer, LoadingServicer, add_to_server
+from service.store import CatalogError, CatalogStore
 
 # Streams a connection may open beyond the catalog's limit, so health checks and reflection get through when
 # the catalog is full (service/limits.py).
@@ -41,6 +41,50 @@ MAX_RETRY_SECONDS = 1.0
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
+
+
+# --- Adapter, until the store holds products serialized: delete it, and ServableCatalog, once it does. ---
+class _SerializedStore:
+    """A CatalogStore of Product messages as the bytes `Catalog` the servicer answers from.
+
+    Each product is serialized once, here, at load; a page or a search maps the store's products to
+    those bytes by id.
+    """
+
+    def __init__(self, store: CatalogStore) -> None:
+        self._store = store
+        self.fingerprint = store.fingerprint
+        self._by_id = {product.id: product.SerializeToString() for product in store.page("", 0, len(store))}
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def get(self, product_id: str) -> bytes | None:
+        product = self._store.get(product_id)
+        return None if product is None else self._by_id[product.id]
+
+    def count(self, category: str) -> int:
+        return self._store.count(category)
+
+    def page(self, category: str, offset: int, limit: int) -> list[bytes]:
+        by_id = self._by_id
+        return [by_id[product.id] for product in self._store.page(category, offset, limit)]
+
+    def search_in_steps(self, query: str, limit: int) -> Iterator[bytes | None]:
+        by_id = self._by_id
+        for product in self._store.search_in_steps(query, limit):
+            yield None if product is None else by_id[product.id]
+
+
+ServableCatalog = Catalog | CatalogStore
+
+
+def serialized(store: ServableCatalog) -> Catalog:
+    """The bytes `Catalog` of a store (a CatalogStore adapted; anything else as it is)."""
+    return _SerializedStore(store) if isinstance(store, CatalogStore) else store
+
+
+# --- End of the adapter. ---
 
 
 async def serve(settings: Settings) -> None:
@@ -74,7 +118,7 @@ async def serve(settings: Settings) -> None:
                 loop.remove_signal_handler(signum)
 
 
-async def _load_unless_shut_down(server: CatalogServer, settings: Settings) -> Catalog | None:
+async def _load_unless_shut_down(server: CatalogServer, settings: Settings) -> ServableCatalog | None:
     """The catalog, or None if a shutdown begins first, while a read hangs or between retries.
 
     A read that never returns (CATALOG_PATH a FIFO no one writes, a hung Cloud Storage mount) is left on
@@ -94,7 +138,7 @@ async def _load_unless_shut_down(server: CatalogServer, settings: Settings) -> C
     return load.result()
 
 
-async def _load_catalog(settings: Settings) -> Catalog:
+async def _load_catalog(settings: Settings) -> ServableCatalog:
     """The catalog, read on a thread; a file that cannot be read yet is read again until the timeout.
 
     Only CatalogUnreadableError is retried (missing, failing to read, or not the bytes CATALOG_SHA256 names):
@@ -109,7 +153,7 @@ async def _load_catalog(settings: Settings) -> Catalog:
     while True:
         reads += 1
         try:
-            return await _on_daemon_thread(
+            store = await _on_daemon_thread(
                 lambda: load_catalog(settings.catalog_path, expected_sha256=settings.catalog_sha256)
             )
         except CatalogUnreadableError as error:
@@ -121,6 +165,14 @@ async def _load_catalog(settings: Settings) -> Catalog:
                     f"{error} (still failing after {reads} reads in {timeout:g} s)"
                 ) from None
             _log.warning("catalog not readable yet, NOT_SERVING; retrying for %.1f s more: %s", left, error)
+        else:
+            _log.info(
+                "loaded catalog %s: %d products, sha256 %s",
+                settings.catalog_path or EMBEDDED_CATALOG,
+                len(store),
+                store.fingerprint.hex(),
+            )
+            return store
         await asyncio.sleep(min(delay, left))
         delay = min(delay * 2, MAX_RETRY_SECONDS)
 
@@ -184,11 +236,11 @@ class CatalogServer:
         self._shutdown: asyncio.Task[None] | None = None
         self._shutdown_begun = asyncio.Event()
 
-    async def serve_catalog(self, store: Catalog) -> None:
+    async def serve_catalog(self, store: ServableCatalog) -> None:
         """Answer from `store` and report SERVING on every health name (unless shutting down already)."""
         if self._shutdown is not None:
             return
-        self._handlers.add(catalog_pb2_grpc.add_ProductCatalogServicer_to_server, CatalogServicer(store))
+        self._handlers.add(add_to_server, CatalogServicer(serialized(store)))
         for name in HEALTH_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         _log.info("serving %d products on port %d", len(store), self.port)
@@ -236,7 +288,7 @@ class CatalogServer:
 
 @asynccontextmanager
 async def run_server(
-    settings: Settings, store: Catalog | None = None, host: str = "[::]"
+    settings: Settings, store: ServableCatalog | None = None, host: str = "[::]"
 ) -> AsyncIterator[CatalogServer]:
     """Listen on settings.port (0 picks a free one) and yield the started server; stop it on exit.
 
@@ -270,7 +322,7 @@ async def _start(settings: Settings, host: str) -> CatalogServer:
     for name in HEALTH_NAMES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     handlers = GuardedHandlers(guard)
-    handlers.add(catalog_pb2_grpc.add_ProductCatalogServicer_to_server, LoadingServicer())
+    handlers.add(add_to_server, LoadingServicer())
     handlers.add(health_pb2_grpc.add_HealthServicer_to_server, health_servicer)
     server = aio.server(
         handlers=[handlers],

@@ -19,10 +19,11 @@ from cryptography.x509.oid import NameOID
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from catalog import HEALTH_NAMES, catalog_pb2, catalog_pb2_grpc
+from catalog import HEALTH_NAMES, catalog_pb2
 from service.call_guard import Context
 from service.catalog_file import load_catalog
-from service.servicer import CatalogServicer
+from service.server import serialized
+from service.servicer import CatalogServicer, add_to_server
 from service.store import CatalogStore
 from tests.servers import in_thread
 
@@ -113,7 +114,7 @@ class Started:
 
 @contextmanager
 def serve(
-    servicer: catalog_pb2_grpc.ProductCatalogServicer | None = None,
+    servicer: CatalogServicer | None = None,
     *,
     interceptors: Sequence[aio.ServerInterceptor] = (),
     tls: SelfSignedCert | None = None,
@@ -132,9 +133,7 @@ def serve(
     @asynccontextmanager
     async def started() -> AsyncIterator[Started]:
         server = aio.server(interceptors=list(interceptors), options=list(options))
-        catalog_pb2_grpc.add_ProductCatalogServicer_to_server(
-            servicer or CatalogServicer(load_catalog()), server
-        )
+        add_to_server(servicer or CatalogServicer(serialized(load_catalog())), server)
         health_servicer = health.aio.HealthServicer()
         for name in health_names:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -182,10 +181,10 @@ class StallingServicer(CatalogServicer):
     """Answers nothing until released (or 30 s pass): a server that is up but never replies in time."""
 
     def __init__(self) -> None:
-        super().__init__(load_catalog())
+        super().__init__(serialized(load_catalog()))
         self.release = threading.Event()
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
         await asyncio.to_thread(self.release.wait, 30)
         return await super().GetProduct(request, context)
 
@@ -194,44 +193,41 @@ class RepeatingTokenServicer(CatalogServicer):
     """A broken ListProducts: every page says there is a next page, behind the same token."""
 
     def __init__(self) -> None:
-        super().__init__(load_catalog())
+        super().__init__(serialized(load_catalog()))
         self.calls = 0
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Any
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Any) -> bytes:
         self.calls += 1
         products = [seed_product("1"), seed_product("2")]
-        return catalog_pb2.ListProductsResponse(products=products, next_page_token="again", total_count=5)
+        page = catalog_pb2.ListProductsResponse(products=products, next_page_token="again", total_count=5)
+        return page.SerializeToString()
 
 
 class GatedSearchServicer(CatalogServicer):
     """Streams one product, then the next only once `delivered` is set (by the test, on seeing the first)."""
 
     def __init__(self) -> None:
-        super().__init__(load_catalog())
+        super().__init__(serialized(load_catalog()))
         self.delivered = threading.Event()
 
-    async def SearchProducts(
-        self, request: catalog_pb2.SearchRequest, context: Any
-    ) -> AsyncIterator[catalog_pb2.Product]:
-        yield seed_product("3")
+    async def SearchProducts(self, request: catalog_pb2.SearchRequest, context: Any) -> AsyncIterator[bytes]:
+        yield seed_product("3").SerializeToString()
         if not await asyncio.to_thread(self.delivered.wait, 10):
             await context.abort(
                 grpc.StatusCode.ABORTED, "the client did not print the first product on arrival"
             )
-        yield seed_product("5")
+        yield seed_product("5").SerializeToString()
 
 
 class FlakyServicer(CatalogServicer):
     """GetProduct answers UNAVAILABLE `failures` times, then normally: what a retry policy is for."""
 
     def __init__(self, failures: int) -> None:
-        super().__init__(load_catalog())
+        super().__init__(serialized(load_catalog()))
         self.failures = failures
         self.calls = 0
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
         self.calls += 1
         if self.calls <= self.failures:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
@@ -242,10 +238,10 @@ class FailingServicer(CatalogServicer):
     """GetProduct always fails with `code` and `message`."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(load_catalog())
+        super().__init__(serialized(load_catalog()))
         self.code = code
         self.message = message
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
         await context.abort(self.code, self.message)
         raise AssertionError("abort() raises")

@@ -13,6 +13,7 @@ from catalog import catalog_pb2, catalog_pb2_grpc
 from client.channel import MAX_ATTEMPTS, RETRY_MAX_TOKENS, Transport, open_channel
 from service.call_guard import Context
 from service.catalog_file import load_catalog
+from service.server import serialized
 from service.servicer import CatalogServicer
 from tests.client.servers import many_products, serve
 
@@ -28,15 +29,13 @@ class Failing(CatalogServicer):
     def __init__(
         self, code: grpc.StatusCode, *, failures: int = 10**9, pushback_ms: str | None = None
     ) -> None:
-        super().__init__(load_catalog())
+        super().__init__(serialized(load_catalog()))
         self.code = code
         self.failures = failures
         self.pushback_ms = pushback_ms
         self.attempts: list[float] = []
 
-    async def GetProduct(
-        self, request: catalog_pb2.GetProductRequest, context: Context
-    ) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Context) -> bytes:
         self.attempts.append(time.monotonic())
         if len(self.attempts) <= self.failures:
             trailers = () if self.pushback_ms is None else (("grpc-retry-pushback-ms", self.pushback_ms),)
@@ -112,7 +111,7 @@ class PeerRecording(CatalogServicer):
     """Remembers the client address of every call: a new one is a new connection."""
 
     def __init__(self) -> None:
-        super().__init__(many_products(50))
+        super().__init__(serialized(many_products(50)))
         self.peers: list[str] = []
         self._lock = threading.Lock()
 
@@ -120,15 +119,11 @@ class PeerRecording(CatalogServicer):
         with self._lock:
             self.peers.append(context.peer())
 
-    async def GetProduct(
-        self, request: catalog_pb2.GetProductRequest, context: Context
-    ) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Context) -> bytes:
         self._record(context)
         return await super().GetProduct(request, context)
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
         self._record(context)
         return await super().ListProducts(request, context)
 

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
-from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog import catalog_pb2
 from client.channel import Transport, open_channel
 from client.cli import EXIT_OK, EXIT_SMOKE_FAILED
 from client.smoke import (
@@ -26,7 +26,8 @@ from client.smoke import (
 )
 from service.call_guard import Context
 from service.catalog_file import load_catalog
-from service.servicer import CatalogServicer
+from service.server import serialized
+from service.servicer import Catalog, CatalogServicer
 from service.store import CatalogStore
 from tests.client.conftest import Cli
 from tests.client.servers import SelfSignedCert, StallingServicer, TokenCheck, many_products, serve
@@ -68,7 +69,7 @@ def test_run_smoke_walks_many_pages(seed_target: str) -> None:
 
 
 def test_smoke_passes_against_another_catalog(cli: Cli) -> None:
-    with serve(CatalogServicer(many_products(2500))) as server:
+    with serve(CatalogServicer(serialized(many_products(2500)))) as server:
         result = cli("--plaintext", server.target, "smoke")
     assert result.code == EXIT_OK, result.out
     assert "PASS list-pages: 2500 products over 3 pages agree with total_count" in result.lines
@@ -112,36 +113,29 @@ def test_smoke_without_the_token_a_private_server_wants(
 class WrongTotal(CatalogServicer):
     """Counts one product more than it lists."""
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
-        page = await super().ListProducts(request, context)
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
+        page = catalog_pb2.ListProductsResponse.FromString(await super().ListProducts(request, context))
         page.total_count += 1
-        return page
+        return page.SerializeToString()
 
 
 class RepeatingToken(CatalogServicer):
     """The second page hands out the first page's token again: a walk that would never end."""
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
-        page = await super().ListProducts(request, context)
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
+        page = catalog_pb2.ListProductsResponse.FromString(await super().ListProducts(request, context))
         if request.page_token:
             page.next_page_token = request.page_token
-        return page
+        return page.SerializeToString()
 
 
 class WrongProduct(CatalogServicer):
     """GetProduct answers with a stale price."""
 
-    async def GetProduct(
-        self, request: catalog_pb2.GetProductRequest, context: Context
-    ) -> catalog_pb2.Product:
-        product = catalog_pb2.Product()
-        product.CopyFrom(await super().GetProduct(request, context))
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Context) -> bytes:
+        product = catalog_pb2.Product.FromString(await super().GetProduct(request, context))
         product.price += 1
-        return product
+        return product.SerializeToString()
 
 
 class BlindSearch(CatalogServicer):
@@ -149,34 +143,30 @@ class BlindSearch(CatalogServicer):
 
     async def SearchProducts(
         self, request: catalog_pb2.SearchRequest, context: Context
-    ) -> AsyncIterator[catalog_pb2.Product]:
+    ) -> AsyncIterator[bytes]:
         for _ in ():
-            yield catalog_pb2.Product()
+            yield b""
 
 
 class TokenIgnoring(CatalogServicer):
     """A page token it did not issue starts the list over instead of being refused."""
 
-    def __init__(self, store: CatalogStore) -> None:
+    def __init__(self, store: Catalog) -> None:
         super().__init__(store)
         self.issued: set[str] = set()
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
         if request.page_token not in self.issued:
             request = catalog_pb2.ListProductsRequest(page_size=request.page_size, category=request.category)
-        page = await super().ListProducts(request, context)
+        page = catalog_pb2.ListProductsResponse.FromString(await super().ListProducts(request, context))
         self.issued.add(page.next_page_token)
-        return page
+        return page.SerializeToString()
 
 
 class TokenCrashing(TokenIgnoring):
     """A page token it did not issue raises in the handler: UNKNOWN, not INVALID_ARGUMENT."""
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
         if request.page_token and request.page_token not in self.issued:
             raise ValueError("cannot decode the page token")
         return await super().ListProducts(request, context)
@@ -185,9 +175,7 @@ class TokenCrashing(TokenIgnoring):
 class NegativePageSizeCrashing(CatalogServicer):
     """A negative page size slices the catalog from the end and fails: UNKNOWN."""
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
         if request.page_size < 0:
             raise IndexError("negative page size")
         return await super().ListProducts(request, context)
@@ -196,9 +184,7 @@ class NegativePageSizeCrashing(CatalogServicer):
 class NegativePageSizeAccepting(CatalogServicer):
     """A negative page size is taken as the default one."""
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
         if request.page_size < 0:
             request = catalog_pb2.ListProductsRequest(
                 page_token=request.page_token, category=request.category
@@ -206,8 +192,8 @@ class NegativePageSizeAccepting(CatalogServicer):
         return await super().ListProducts(request, context)
 
 
-def seed(servicer: Callable[[CatalogStore], catalog_pb2_grpc.ProductCatalogServicer]) -> Callable[[], Any]:
-    return lambda: servicer(load_catalog())
+def seed(servicer: Callable[[Catalog], CatalogServicer]) -> Callable[[], Any]:
+    return lambda: servicer(serialized(load_catalog()))
 
 
 @pytest.mark.parametrize(
@@ -215,7 +201,7 @@ def seed(servicer: Callable[[CatalogStore], catalog_pb2_grpc.ProductCatalogServi
     [
         (seed(WrongTotal), [LIST_PAGES], "FAIL list-pages: 5 products over 1 page, but total_count says 6"),
         (
-            lambda: RepeatingToken(many_products(1500)),
+            lambda: RepeatingToken(serialized(many_products(1500))),
             [LIST_PAGES],
             "FAIL list-pages: page 2 repeats the page token ",
         ),
@@ -250,7 +236,7 @@ def seed(servicer: Callable[[CatalogStore], catalog_pb2_grpc.ProductCatalogServi
             "FAIL negative-page-size: ListProducts accepted page_size -1, instead of INVALID_ARGUMENT",
         ),
         (
-            lambda: CatalogServicer(CatalogStore.from_products([])),
+            lambda: CatalogServicer(serialized(CatalogStore.from_products([]))),
             [LIST_PAGES, GET_PRODUCT, SEARCH],
             "FAIL list-pages: the catalog is empty: ListProducts lists no product (total_count 0)",
         ),
@@ -269,7 +255,7 @@ def seed(servicer: Callable[[CatalogStore], catalog_pb2_grpc.ProductCatalogServi
 )
 def test_a_broken_server_fails_the_check_it_breaks(
     cli: Cli,
-    make_servicer: Callable[[], catalog_pb2_grpc.ProductCatalogServicer],
+    make_servicer: Callable[[], CatalogServicer],
     failed: list[str],
     message: str,
 ) -> None:

@@ -23,6 +23,7 @@ from catalog import catalog_pb2
 from catalog.catalog_pb2 import Product
 from service.catalog_file import load_catalog
 from service.search_index import SEARCH_STEP
+from service.server import serialized
 from service.servicer import CatalogServicer
 from service.store import CatalogStore
 
@@ -174,7 +175,8 @@ def walk(servicer: CatalogServicer, category: str, page_size: int) -> list[catal
     token = ""
     while True:
         request = catalog_pb2.ListProductsRequest(page_size=page_size, page_token=token, category=category)
-        page = asyncio.run(servicer.ListProducts(request, _Context()))  # type: ignore[arg-type]
+        answer = asyncio.run(servicer.ListProducts(request, _Context()))  # type: ignore[arg-type]
+        page = catalog_pb2.ListProductsResponse.FromString(answer)  # the servicer answers serialized
         pages.append(page)
         token = page.next_page_token
         if not token:
@@ -191,7 +193,7 @@ def walk(servicer: CatalogServicer, category: str, page_size: int) -> list[catal
 def test_page_walks_yield_the_filtered_catalog_once(
     products: list[Product], category: str, page_size: int
 ) -> None:
-    servicer = CatalogServicer(CatalogStore.from_products(products))
+    servicer = CatalogServicer(serialized(CatalogStore.from_products(products)))
     expected = reference_filter(products, category)
     pages = walk(servicer, category, page_size)
     size = min(page_size or 10, 1000)
@@ -204,13 +206,14 @@ def test_page_walks_yield_the_filtered_catalog_once(
 @PROPERTY_SETTINGS
 @given(data=st.data(), products=catalogs())
 def test_search_rpc_streams_the_reference(data: st.DataObject, products: list[Product]) -> None:
-    servicer = CatalogServicer(CatalogStore.from_products(products))
+    servicer = CatalogServicer(serialized(CatalogStore.from_products(products)))
     query = data.draw(queries(products), label="query")
     max_results = data.draw(st.sampled_from([0, 1, 5, 1000, 5000]), label="max_results")
     request = catalog_pb2.SearchRequest(query=query, max_results=max_results)
 
     async def stream() -> list[Product]:
-        return [p async for p in servicer.SearchProducts(request, _Context())]  # type: ignore[arg-type]
+        found = servicer.SearchProducts(request, _Context())  # type: ignore[arg-type]
+        return [Product.FromString(p) async for p in found]
 
     streamed = asyncio.run(stream())
     assert streamed == reference_search(products, query, min(max_results or 10, 1000))
