@@ -68,7 +68,7 @@ def _serve_sync(port: int) -> None:
         return ANSWER
 
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=int(os.environ.get("BARE_THREADS", SYNC_THREADS))),
+        futures.ThreadPoolExecutor(max_workers=SYNC_THREADS),
         handlers=[_handler(get)],
         options=[("grpc.so_reuseport", 0)],
     )

@@ -65,7 +65,7 @@ def add_to_server(servicer: CatalogServicer | LoadingServicer, server: Any) -> N
 
     But the responses are the bytes the methods return, already serialized, passed through as they are.
     """
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "GetProduct": grpc.unary_unary_rpc_method_handler(
             servicer.GetProduct,
             request_deserializer=catalog_pb2.GetProductRequest.FromString,
