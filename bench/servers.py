@@ -221,7 +221,7 @@ class ServerProcess:
         From /proc/PID/stat, so it counts every thread, gRPC's own included. A server of several processes
         (service/workers.py) is measured whole.
         """
-        return sum(_cpu_seconds(pid) for pid in _process_tree(self.process.pid))
+        return sum(_cpu_seconds(pid) for pid in process_tree(self.process.pid))
 
     def new_status_codes(self, method: str | None = None) -> Counter[str]:
         """Status codes of the catalog calls (or `method`'s) logged since the last call (ours only)."""
@@ -303,7 +303,7 @@ def _cpu_seconds(pid: int) -> float:
     return (utime + stime) / _CLOCK_TICKS
 
 
-def _process_tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[int]:
     """`root` and its live descendants."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():

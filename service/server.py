@@ -27,6 +27,7 @@ from service.catalog_file import EMBEDDED_CATALOG, CatalogUnreadableError, load_
 from service.config import Settings
 from service.limits import server_options
 from service.logs import AccessLog
+from service.processes import claim_port
 from service.servicer import Catalog, CatalogServicer, LoadingServicer, add_to_server
 from service.store import CatalogError, CatalogStore
 
@@ -331,7 +332,8 @@ async def _start(settings: Settings, host: str) -> CatalogServer:
         # refuse health checks. The guard limits catalog calls; the limits bound the rest per connection.
         options=[
             # gRPC shares ports by default: a second server on a busy port would start and split the traffic.
-            ("grpc.so_reuseport", 0),
+            # Only the processes of one server share it (service/processes.py).
+            ("grpc.so_reuseport", int(settings.reuse_port)),
             # Hands socket writes to gRPC's own threads instead of the event loop's, which is the server's
             # bottleneck under load (measured: about 10% more calls per second, about 20 us more per call
             # on an idle connection).
@@ -347,6 +349,8 @@ async def _start(settings: Settings, host: str) -> CatalogServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
         )
+    if settings.port and not settings.reuse_port:
+        claim_port(host, settings.port)  # PortInUseError, rather than gRPC's raw error
     port = server.add_insecure_port(f"{host}:{settings.port}")
     if port == 0:
         raise OSError(f"cannot listen on {host}:{settings.port}")
