@@ -418,12 +418,18 @@ def render_report(
     ]
     missed: list[str] = []
     extra_below: list[str] = []
-    lines += _case_table(ours.cases, seed.cases if seed else None, names, missed, extra_below)
-    if "get" in names:
-        lines += _bare_lines(results, missed)
+    bare_lines = _bare_lines(results, missed) if "get" in names else []
+    # With bare servers measured, they judge GetProduct (_bare_lines); the table judges the rest.
+    judged = [name for name in names if not (bare_lines and name == "get")]
+    lines += _case_table(
+        ours.cases, seed.cases if seed else None, names, missed=missed, extra_below=extra_below, judged=judged
+    )
+    lines += bare_lines
     if ours.unpinned:
         lines += ["", "unpinned, a second view (no targets): the servers and h2load share every CPU"]
-        lines += _case_table(ours.unpinned, seed.unpinned if seed else None, names, None, None)
+        lines += _case_table(
+            ours.unpinned, seed.unpinned if seed else None, names, missed=None, extra_below=None, judged=[]
+        )
     lines += [
         "",
         "non-OK counts come from our server's access log over the whole load (warm-up included); up to",
@@ -469,10 +475,12 @@ def _case_table(
     mine: dict[str, CaseResult],
     theirs: dict[str, CaseResult] | None,
     names: list[str],
+    *,
     missed: list[str] | None,
     extra_below: list[str] | None,
+    judged: list[str],
 ) -> list[str]:
-    """One view's table: ours beside the seed's, judged against each case's target when `missed` is given."""
+    """One view's table: ours beside the seed's; the `judged` cases' misses added to `missed`."""
     lines = [
         f"{'case':18} {'ours rps':>9} {'us/call':>8} {'p50 ms':>7} {'p99 ms':>7} "
         + (f"{'seed rps':>9} {'us/call':>8} {'p99 ms':>7} {'ratio':>7} " if theirs else "")
@@ -494,7 +502,7 @@ def _case_table(
             )
             if missed is not None and extra_below is not None:
                 spec = cases.CASES[name]
-                if ratio < spec.target and name != "get":  # get: judged with the bare servers (_bare_lines)
+                if ratio < spec.target and name in judged:
                     (extra_below if spec.extra else missed).append(
                         f"{name} throughput {ratio:.2f}x < {spec.target:g}x"
                     )
@@ -517,7 +525,9 @@ def _bare_lines(results: dict[str, ServerResult], missed: list[str]) -> list[str
     """
     ours, seed = results["ours"].cases.get("get"), results.get("seed")
     bares = {
-        kind.name: results[kind.name].cases["get"] for kind in BARE_KINDS if "get" in results[kind.name].cases
+        kind.name: results[kind.name].cases["get"]
+        for kind in BARE_KINDS
+        if kind.name in results and "get" in results[kind.name].cases
     }
     if ours is None or not bares:
         return []
