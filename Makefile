@@ -38,10 +38,12 @@ $(BUF): package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(POLICY_VENV)/.installed: policy/requirements.txt policy/requirements-test.txt
+$(POLICY_VENV)/.installed: policy/requirements.txt policy/requirements-test.txt pyproject.toml
 	test -x $(POLICY_VENV)/bin/python || $(PYTHON) -m venv $(POLICY_VENV)
 	$(POLICY_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(POLICY_VENV)/bin/python -m pip install --quiet -r policy/requirements-test.txt
+	# The rules the pack shares with the program (contract/), pure Python: this repository, without its deps.
+	$(POLICY_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 .PHONY: policy-setup

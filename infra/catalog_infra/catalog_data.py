@@ -17,8 +17,9 @@ from pathlib import Path
 import pulumi
 import pulumi_gcp as gcp
 
-from catalog_infra.config import ConfigError, parse_memory
+from catalog_infra.config import ConfigError
 from catalog_infra.grpc_service import CatalogMount
+from contract.cloudrun import parse_memory
 
 REQUIRED_APIS = ("storage.googleapis.com",)
 # Cloud Storage volumes run in Cloud Run's second generation execution environment (network file systems),

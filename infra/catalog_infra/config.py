@@ -6,13 +6,20 @@ import ipaddress
 import itertools
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import PurePosixPath
 
 import pulumi
 
-MI = 2**20
-GI = 2**30
+from contract.cloudrun import (
+    CPU_ALLOWED,
+    MEMORY_ALLOWED,
+    cpu_allowed,
+    format_bytes,
+    memory_range,
+    parse_cpu,
+    parse_memory,
+)
 
 INGRESS_VALUES = (
     "INGRESS_TRAFFIC_ALL",
@@ -81,26 +88,12 @@ BAN_DURATIONS = (60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
 # Each deny rule matches at most 10 ranges (a Cloud Armor limit); 100 ranges keep the policy at 10 such rules.
 MAX_DENIED_IP_RANGES = 100
 
-# Whole CPU counts Cloud Run accepts, with the memory each allows (cloud.google.com/run/docs/configuring/
-# services/memory-limits, "memory required when setting a CPU value"). Below 1 CPU: up to 512Mi under 0.5 CPU,
-# up to 1Gi from 0.5 CPU. 128Mi is the smallest memory Cloud Run takes at all.
-MIN_MEMORY = 128 * MI
-WHOLE_CPU_MEMORY = {
-    1: (MIN_MEMORY, 4 * GI),
-    2: (MIN_MEMORY, 8 * GI),
-    4: (2 * GI, 16 * GI),
-    6: (4 * GI, 24 * GI),
-    8: (4 * GI, 32 * GI),
-}
-_MEMORY_UNITS = {"Mi": MI, "Gi": GI, "M": 10**6, "G": 10**9}
 
 _A_CLOUD_RUN_REGION = "a Cloud Run region (cloud.google.com/run/docs/locations), e.g. us-east1"
 _PROJECT_ID = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
 # Cloud Run allows longer names, but "<serviceName>-deployer" must be a service-account id (<= 30 chars),
 # as must "<serviceName>-preview".
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}[a-z0-9]")
-_CPU = re.compile(r"(?P<cores>[0-9]+(?:\.[0-9]+)?)|(?P<milli>[0-9]+)m")
-_MEMORY = re.compile(r"(?P<amount>[1-9][0-9]*)(?P<unit>Mi|Gi|M|G)")
 # A host name a Google-managed certificate can cover: lowercase labels of letters, digits and inner hyphens,
 # at least two of them, a top-level label that is not all digits; no wildcard, no trailing dot.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -227,51 +220,10 @@ class _Reader:
         return tuple(value)
 
 
-def parse_cpu(value: str) -> Decimal | None:
-    """CPU count of a Cloud Run cpu limit ("0.5", "2", "1000m"), or None when it is not a number."""
-    match = _CPU.fullmatch(value)
-    if match is None:
-        return None
-    try:
-        if match["milli"] is not None:
-            return Decimal(match["milli"]) / 1000
-        return Decimal(match["cores"])
-    except InvalidOperation:
-        return None
-
-
-def parse_memory(value: str) -> int | None:
-    """Bytes in a memory quantity ("512Mi", "2Gi", "1G"), or None when it is not one."""
-    match = _MEMORY.fullmatch(value)
-    if match is None:
-        return None
-    return int(match["amount"]) * _MEMORY_UNITS[match["unit"]]
-
-
-def _format_bytes(amount: int) -> str:
-    return f"{amount // GI}Gi" if amount % GI == 0 else f"{amount // MI}Mi"
-
-
-def memory_range(cpu: Decimal) -> tuple[int, int]:
-    """The memory Cloud Run allows with this many CPUs (assumes an allowed CPU value)."""
-    if cpu < Decimal("0.5"):
-        return MIN_MEMORY, 512 * MI
-    if cpu < 1:
-        return MIN_MEMORY, GI
-    return WHOLE_CPU_MEMORY[int(cpu)]
-
-
 def _check_cpu(reader: _Reader, cpu: str, concurrency: int) -> Decimal:
-    allowed = (
-        f"must be a CPU count Cloud Run accepts: one of {', '.join(map(str, WHOLE_CPU_MEMORY))}, "
-        "or 0.08 to 0.99 in steps of 0.01 (millicores such as 500m also work)"
-    )
     cores = parse_cpu(cpu)
-    if cores is None:
-        raise ConfigError(reader.key("cpu"), cpu, allowed)
-    fractional = Decimal("0.08") <= cores < 1 and cores == cores.quantize(Decimal("0.01"))
-    if not fractional and cores not in WHOLE_CPU_MEMORY:
-        raise ConfigError(reader.key("cpu"), cpu, allowed)
+    if cores is None or not cpu_allowed(cores):
+        raise ConfigError(reader.key("cpu"), cpu, f"must be {CPU_ALLOWED}")
     if cores < 1 and concurrency != 1:
         raise ConfigError(
             reader.key("cpu"),
@@ -284,13 +236,15 @@ def _check_cpu(reader: _Reader, cpu: str, concurrency: int) -> Decimal:
 def _check_memory(reader: _Reader, memory: str, cpu: str, cores: Decimal) -> None:
     amount = parse_memory(memory)
     if amount is None:
-        raise ConfigError(reader.key("memory"), memory, "must be a quantity such as 512Mi, 2Gi or 1G")
-    low, high = memory_range(cores)
+        raise ConfigError(reader.key("memory"), memory, f"must be {MEMORY_ALLOWED}")
+    allowed = memory_range(cores)
+    assert allowed is not None, "_check_cpu admits only CPU counts Cloud Run accepts"
+    low, high = allowed
     if not low <= amount <= high:
         raise ConfigError(
             reader.key("memory"),
             memory,
-            f"with cpu {cpu} Cloud Run allows {_format_bytes(low)} to {_format_bytes(high)}",
+            f"with cpu {cpu} Cloud Run allows {format_bytes(low)} to {format_bytes(high)}",
         )
 
 

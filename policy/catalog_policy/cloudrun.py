@@ -8,10 +8,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
+
+from contract.cloudrun import (
+    CPU_ALLOWED,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_CPU,
+    DEFAULT_MEMORY,
+    MEMORY_ALLOWED,
+    format_bytes,
+    memory_range,
+    parse_cpu,
+    parse_memory,
+)
 
 from .props import as_list, containers, get, number, serving_containers, text
 from .rule import rule
@@ -23,26 +34,6 @@ _DIGEST = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 _DEFAULT_COMPUTE_ACCOUNT = re.compile(r"[0-9]+-compute@developer\.gserviceaccount\.com")
 _DURATION = re.compile(r"(?P<seconds>[0-9]+(?:\.[0-9]{1,9})?)s")
 MAX_TIMEOUT_SECONDS = 3600
-
-# cloud.google.com/run/docs/configuring/services/memory-limits and .../cpu: the whole CPU counts a service
-# may have, and the memory each allows. Below 1 CPU: 0.08 to 0.99, up to 512Mi under 0.5 CPU and up to 1Gi
-# from 0.5, with concurrency 1. The program validates the same table (infra/catalog_infra/config.py); the pack
-# repeats it because it checks any program, including ones that never read that config.
-MI, GI = 2**20, 2**30
-MIN_MEMORY = 128 * MI
-WHOLE_CPU_MEMORY = {
-    1: (MIN_MEMORY, 4 * GI),
-    2: (MIN_MEMORY, 8 * GI),
-    4: (2 * GI, 16 * GI),
-    6: (4 * GI, 24 * GI),
-    8: (4 * GI, 32 * GI),
-}
-_CPU = re.compile(r"(?P<cores>[0-9]+(?:\.[0-9]+)?)|(?P<milli>[0-9]+)m")
-_MEMORY = re.compile(r"(?P<amount>[1-9][0-9]*)(?P<unit>Ki|Mi|Gi|k|M|G)")
-_MEMORY_UNITS = {"Ki": 2**10, "Mi": MI, "Gi": GI, "k": 10**3, "M": 10**6, "G": 10**9}
-# What Cloud Run uses for an unset limit.
-DEFAULT_CPU, DEFAULT_MEMORY = "1000m", "512Mi"
-DEFAULT_CONCURRENCY = 80
 
 
 def _services_only(args: ResourceValidationArgs) -> bool:
@@ -146,36 +137,6 @@ def _service_account(args: ResourceValidationArgs) -> Iterator[str]:
         )
 
 
-def parse_cpu(value: str) -> Decimal | None:
-    """CPU count of a limit ("0.5", "2", "1000m"), or None when it is not one."""
-    match = _CPU.fullmatch(value)
-    if match is None:
-        return None
-    try:
-        return Decimal(match["milli"]) / 1000 if match["milli"] else Decimal(match["cores"])
-    except InvalidOperation:
-        return None
-
-
-def parse_memory(value: str) -> int | None:
-    """Bytes of a memory limit ("512Mi", "2Gi", "1G"), or None when it is not one."""
-    match = _MEMORY.fullmatch(value)
-    return int(match["amount"]) * _MEMORY_UNITS[match["unit"]] if match else None
-
-
-def memory_range(cpu: Decimal) -> tuple[int, int] | None:
-    """The memory Cloud Run allows with this many CPUs, or None when it does not accept the CPU count."""
-    if Decimal("0.08") <= cpu < 1 and cpu == cpu.quantize(Decimal("0.01")):
-        return (MIN_MEMORY, 512 * MI) if cpu < Decimal("0.5") else (MIN_MEMORY, GI)
-    if cpu == cpu.to_integral_value() and int(cpu) in WHOLE_CPU_MEMORY:
-        return WHOLE_CPU_MEMORY[int(cpu)]
-    return None
-
-
-def _format_bytes(amount: int) -> str:
-    return f"{amount // GI}Gi" if amount % GI == 0 else f"{amount // MI}Mi"
-
-
 def _resources(args: ResourceValidationArgs) -> Iterator[str]:
     if not _services_only(args):
         return
@@ -186,19 +147,16 @@ def _resources(args: ResourceValidationArgs) -> Iterator[str]:
         cores = parse_cpu(cpu)
         allowed = memory_range(cores) if cores is not None else None
         if cores is None or allowed is None:
-            yield (
-                f"{label}: cpu {cpu!r} is not a count Cloud Run accepts; use 1, 2, 4, 6 or 8, or "
-                "0.08 to 0.99 in steps of 0.01 (with concurrency 1)."
-            )
+            yield (f"{label}: cpu {cpu!r} is not {CPU_ALLOWED}; below 1 CPU concurrency must be 1.")
             continue
         amount = parse_memory(memory)
         low, high = allowed
         if amount is None:
-            yield f"{label}: memory {memory!r} is not a quantity; use e.g. 512Mi or 2Gi."
+            yield f"{label}: memory {memory!r} is not {MEMORY_ALLOWED}."
         elif not low <= amount <= high:
             yield (
                 f"{label}: memory {memory} with cpu {cpu}: Cloud Run allows "
-                f"{_format_bytes(low)} to {_format_bytes(high)} with that CPU; change one of them."
+                f"{format_bytes(low)} to {format_bytes(high)} with that CPU; change one of them."
             )
         if cores < 1:
             concurrency = number(get(args.props, "template", "maxInstanceRequestConcurrency"))

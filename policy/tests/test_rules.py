@@ -257,7 +257,9 @@ CASES = [
         "template.serviceAccount is not set",
     ),
     Case("memory-too-big", "cloudrun-resources", _limits("1", "8Gi"), "Cloud Run allows 128Mi to 4Gi"),
-    Case("cpu-three", "cloudrun-resources", _limits("3", "2Gi"), "cpu '3' is not a count Cloud Run accepts"),
+    Case(
+        "cpu-three", "cloudrun-resources", _limits("3", "2Gi"), "cpu '3' is not a CPU count Cloud Run accepts"
+    ),
     Case(
         "fractional-cpu-concurrency",
         "cloudrun-resources",
