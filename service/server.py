@@ -22,6 +22,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from catalog import HEALTH_NAMES, HEALTH_SERVICE_NAME, SERVICE_NAME
+from catalog.catalog_pb2 import Product
 from service.call_guard import CallGuard, GuardedHandlers
 from service.catalog_file import EMBEDDED_CATALOG, CatalogUnreadableError, load_catalog
 from service.config import Settings
@@ -48,33 +49,38 @@ _log = logging.getLogger(__name__)
 class _SerializedStore:
     """A CatalogStore of Product messages as the bytes `Catalog` the servicer answers from.
 
-    Each product is serialized once, here, at load; a page or a search maps the store's products to
-    those bytes by id.
+    Each product is serialized once, here, at load. Every answer still comes from the store's own methods
+    (a test's store may override one), mapped to those bytes; a product the store did not hold at load
+    (such an override's) is serialized as it comes.
     """
 
     def __init__(self, store: CatalogStore) -> None:
         self._store = store
         self.fingerprint = store.fingerprint
-        self._by_id = {product.id: product.SerializeToString() for product in store.page("", 0, len(store))}
+        self._loaded = {
+            id(product): (product, product.SerializeToString()) for product in store.page("", 0, len(store))
+        }
+
+    def _bytes(self, product: Product) -> bytes:
+        loaded = self._loaded.get(id(product))
+        return loaded[1] if loaded is not None and loaded[0] is product else product.SerializeToString()
 
     def __len__(self) -> int:
         return len(self._store)
 
     def get(self, product_id: str) -> bytes | None:
         product = self._store.get(product_id)
-        return None if product is None else self._by_id[product.id]
+        return None if product is None else self._bytes(product)
 
     def count(self, category: str) -> int:
         return self._store.count(category)
 
     def page(self, category: str, offset: int, limit: int) -> list[bytes]:
-        by_id = self._by_id
-        return [by_id[product.id] for product in self._store.page(category, offset, limit)]
+        return [self._bytes(product) for product in self._store.page(category, offset, limit)]
 
     def search_in_steps(self, query: str, limit: int) -> Iterator[bytes | None]:
-        by_id = self._by_id
         for product in self._store.search_in_steps(query, limit):
-            yield None if product is None else by_id[product.id]
+            yield None if product is None else self._bytes(product)
 
 
 ServableCatalog = Catalog | CatalogStore
