@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -44,9 +45,10 @@ EXIT_TARGET_MISSED = 3
 # before counting a case's status codes, so the previous case's last calls are not counted in it.
 LOG_SETTLE_SECONDS = 0.25
 INDEX_READY = r"search index over \d+ products ready"
-# The pinned run: the server's CPU (a 1-vCPU instance) and the load generator's, apart.
-SERVER_CPU = "0"
-LOAD_CPU = "1"
+# The pinned run: the server's CPU (a 1-vCPU instance) and the load generator's, apart: the first two CPUs
+# this process may use.
+PINNED_CPUS = sorted(os.sched_getaffinity(0))[:2]
+SERVER_CPU, LOAD_CPU = (str(cpu) for cpu in PINNED_CPUS) if len(PINNED_CPUS) == 2 else ("", "")
 # Bare servers of each model, GetProduct only: the model our server runs (service/server.py), and the others.
 BARE_KINDS = (BARE_AIO, BARE_SYNC)
 OUR_MODEL = BARE_AIO
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.products < 10 or args.startup_runs < 1 or args.duration <= 0:
         parser.error("--products must be at least 10, --startup-runs at least 1, --duration positive")
+    if not LOAD_CPU:
+        parser.error("the pinned run needs two CPUs, one for the server and one for h2load; this has one")
     chosen = args.cases.split(",") if args.cases else list(cases.CASES)
     unknown = sorted(set(chosen) - set(cases.CASES))
     if unknown:
