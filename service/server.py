@@ -14,7 +14,7 @@ import functools
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -22,7 +22,6 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from catalog import HEALTH_NAMES, HEALTH_SERVICE_NAME, SERVICE_NAME
-from catalog.catalog_pb2 import Product
 from service.call_guard import CallGuard, GuardedHandlers
 from service.catalog_file import EMBEDDED_CATALOG, CatalogUnreadableError, load_catalog
 from service.config import Settings
@@ -30,7 +29,7 @@ from service.limits import server_options
 from service.logs import AccessLog
 from service.processes import claim_port
 from service.servicer import Catalog, CatalogServicer, LoadingServicer, add_to_server
-from service.store import CatalogError, CatalogStore
+from service.store import CatalogError
 
 # Streams a connection may open beyond the catalog's limit, so health checks and reflection get through when
 # the catalog is full (service/limits.py).
@@ -43,55 +42,6 @@ MAX_RETRY_SECONDS = 1.0
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
-
-
-# --- Adapter, until the store holds products serialized: delete it, and ServableCatalog, once it does. ---
-class _SerializedStore:
-    """A CatalogStore of Product messages as the bytes `Catalog` the servicer answers from.
-
-    Each product is serialized once, here, at load. Every answer still comes from the store's own methods
-    (a test's store may override one), mapped to those bytes; a product the store did not hold at load
-    (such an override's) is serialized as it comes.
-    """
-
-    def __init__(self, store: CatalogStore) -> None:
-        self._store = store
-        self.fingerprint = store.fingerprint
-        self._loaded = {
-            id(product): (product, product.SerializeToString()) for product in store.page("", 0, len(store))
-        }
-
-    def _bytes(self, product: Product) -> bytes:
-        loaded = self._loaded.get(id(product))
-        return loaded[1] if loaded is not None and loaded[0] is product else product.SerializeToString()
-
-    def __len__(self) -> int:
-        return len(self._store)
-
-    def get(self, product_id: str) -> bytes | None:
-        product = self._store.get(product_id)
-        return None if product is None else self._bytes(product)
-
-    def count(self, category: str) -> int:
-        return self._store.count(category)
-
-    def page(self, category: str, offset: int, limit: int) -> list[bytes]:
-        return [self._bytes(product) for product in self._store.page(category, offset, limit)]
-
-    def search_in_steps(self, query: str, limit: int) -> Iterator[bytes | None]:
-        for product in self._store.search_in_steps(query, limit):
-            yield None if product is None else self._bytes(product)
-
-
-ServableCatalog = Catalog | CatalogStore
-
-
-def serialized(store: ServableCatalog) -> Catalog:
-    """The bytes `Catalog` of a store (a CatalogStore adapted; anything else as it is)."""
-    return _SerializedStore(store) if isinstance(store, CatalogStore) else store
-
-
-# --- End of the adapter. ---
 
 
 async def serve(settings: Settings) -> None:
@@ -125,7 +75,7 @@ async def serve(settings: Settings) -> None:
                 loop.remove_signal_handler(signum)
 
 
-async def _load_unless_shut_down(server: CatalogServer, settings: Settings) -> ServableCatalog | None:
+async def _load_unless_shut_down(server: CatalogServer, settings: Settings) -> Catalog | None:
     """The catalog, or None if a shutdown begins first, while a read hangs or between retries.
 
     A read that never returns (CATALOG_PATH a FIFO no one writes, a hung Cloud Storage mount) is left on
@@ -145,7 +95,7 @@ async def _load_unless_shut_down(server: CatalogServer, settings: Settings) -> S
     return load.result()
 
 
-async def _load_catalog(settings: Settings) -> ServableCatalog:
+async def _load_catalog(settings: Settings) -> Catalog:
     """The catalog, read on a thread; a file that cannot be read yet is read again until the timeout.
 
     Only CatalogUnreadableError is retried (missing, failing to read, or not the bytes CATALOG_SHA256 names):
@@ -243,11 +193,11 @@ class CatalogServer:
         self._shutdown: asyncio.Task[None] | None = None
         self._shutdown_begun = asyncio.Event()
 
-    async def serve_catalog(self, store: ServableCatalog) -> None:
+    async def serve_catalog(self, store: Catalog) -> None:
         """Answer from `store` and report SERVING on every health name (unless shutting down already)."""
         if self._shutdown is not None:
             return
-        self._handlers.add(add_to_server, CatalogServicer(serialized(store)))
+        self._handlers.add(add_to_server, CatalogServicer(store))
         for name in HEALTH_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         _log.info("serving %d products on port %d", len(store), self.port)
@@ -295,7 +245,7 @@ class CatalogServer:
 
 @asynccontextmanager
 async def run_server(
-    settings: Settings, store: ServableCatalog | None = None, host: str = "[::]"
+    settings: Settings, store: Catalog | None = None, host: str = "[::]"
 ) -> AsyncIterator[CatalogServer]:
     """Listen on settings.port (0 picks a free one) and yield the started server; stop it on exit.
 

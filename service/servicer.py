@@ -31,7 +31,10 @@ _PRODUCTS_TAG = b"\x0a"
 
 
 class Catalog(Protocol):
-    """What the servicer asks of a catalog: service.store.CatalogStore, or a test's fake."""
+    """What the servicer asks of a catalog: service.store.CatalogStore, or a test's fake.
+
+    Products come serialized (catalog.Product's wire format), as the store holds them.
+    """
 
     @property
     def fingerprint(self) -> bytes:

@@ -24,7 +24,7 @@ import uvloop
 
 from service.config import Settings
 from service.server import CatalogServer, run_server
-from service.server import ServableCatalog as Catalog
+from service.servicer import Catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 _T = TypeVar("_T")

@@ -22,7 +22,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from catalog import HEALTH_NAMES, catalog_pb2
 from service.call_guard import Context
 from service.catalog_file import load_catalog
-from service.server import serialized
 from service.servicer import CatalogServicer, add_to_server
 from service.store import CatalogStore
 from tests.servers import in_thread
@@ -133,7 +132,7 @@ def serve(
     @asynccontextmanager
     async def started() -> AsyncIterator[Started]:
         server = aio.server(interceptors=list(interceptors), options=list(options))
-        add_to_server(servicer or CatalogServicer(serialized(load_catalog())), server)
+        add_to_server(servicer or CatalogServicer(load_catalog()), server)
         health_servicer = health.aio.HealthServicer()
         for name in health_names:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -157,7 +156,7 @@ def seed_product(product_id: str) -> catalog_pb2.Product:
     """A product of the embedded seed catalog."""
     product = load_catalog().get(product_id)
     assert product is not None
-    return product
+    return catalog_pb2.Product.FromString(product)
 
 
 def many_products(count: int) -> CatalogStore:
@@ -181,7 +180,7 @@ class StallingServicer(CatalogServicer):
     """Answers nothing until released (or 30 s pass): a server that is up but never replies in time."""
 
     def __init__(self) -> None:
-        super().__init__(serialized(load_catalog()))
+        super().__init__(load_catalog())
         self.release = threading.Event()
 
     async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
@@ -193,7 +192,7 @@ class RepeatingTokenServicer(CatalogServicer):
     """A broken ListProducts: every page says there is a next page, behind the same token."""
 
     def __init__(self) -> None:
-        super().__init__(serialized(load_catalog()))
+        super().__init__(load_catalog())
         self.calls = 0
 
     async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Any) -> bytes:
@@ -207,7 +206,7 @@ class GatedSearchServicer(CatalogServicer):
     """Streams one product, then the next only once `delivered` is set (by the test, on seeing the first)."""
 
     def __init__(self) -> None:
-        super().__init__(serialized(load_catalog()))
+        super().__init__(load_catalog())
         self.delivered = threading.Event()
 
     async def SearchProducts(self, request: catalog_pb2.SearchRequest, context: Any) -> AsyncIterator[bytes]:
@@ -223,7 +222,7 @@ class FlakyServicer(CatalogServicer):
     """GetProduct answers UNAVAILABLE `failures` times, then normally: what a retry policy is for."""
 
     def __init__(self, failures: int) -> None:
-        super().__init__(serialized(load_catalog()))
+        super().__init__(load_catalog())
         self.failures = failures
         self.calls = 0
 
@@ -238,7 +237,7 @@ class FailingServicer(CatalogServicer):
     """GetProduct always fails with `code` and `message`."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(serialized(load_catalog()))
+        super().__init__(load_catalog())
         self.code = code
         self.message = message
 

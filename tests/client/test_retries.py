@@ -13,7 +13,6 @@ from catalog import catalog_pb2, catalog_pb2_grpc
 from client.channel import MAX_ATTEMPTS, RETRY_MAX_TOKENS, Transport, open_channel
 from service.call_guard import Context
 from service.catalog_file import load_catalog
-from service.server import serialized
 from service.servicer import CatalogServicer
 from tests.client.servers import many_products, serve
 
@@ -29,7 +28,7 @@ class Failing(CatalogServicer):
     def __init__(
         self, code: grpc.StatusCode, *, failures: int = 10**9, pushback_ms: str | None = None
     ) -> None:
-        super().__init__(serialized(load_catalog()))
+        super().__init__(load_catalog())
         self.code = code
         self.failures = failures
         self.pushback_ms = pushback_ms
@@ -111,7 +110,7 @@ class PeerRecording(CatalogServicer):
     """Remembers the client address of every call: a new one is a new connection."""
 
     def __init__(self) -> None:
-        super().__init__(serialized(many_products(50)))
+        super().__init__(many_products(50))
         self.peers: list[str] = []
         self._lock = threading.Lock()
 

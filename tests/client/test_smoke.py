@@ -26,7 +26,6 @@ from client.smoke import (
 )
 from service.call_guard import Context
 from service.catalog_file import load_catalog
-from service.server import serialized
 from service.servicer import Catalog, CatalogServicer
 from service.store import CatalogStore
 from tests.client.conftest import Cli
@@ -69,7 +68,7 @@ def test_run_smoke_walks_many_pages(seed_target: str) -> None:
 
 
 def test_smoke_passes_against_another_catalog(cli: Cli) -> None:
-    with serve(CatalogServicer(serialized(many_products(2500)))) as server:
+    with serve(CatalogServicer(many_products(2500))) as server:
         result = cli("--plaintext", server.target, "smoke")
     assert result.code == EXIT_OK, result.out
     assert "PASS list-pages: 2500 products over 3 pages agree with total_count" in result.lines
@@ -193,7 +192,7 @@ class NegativePageSizeAccepting(CatalogServicer):
 
 
 def seed(servicer: Callable[[Catalog], CatalogServicer]) -> Callable[[], Any]:
-    return lambda: servicer(serialized(load_catalog()))
+    return lambda: servicer(load_catalog())
 
 
 @pytest.mark.parametrize(
@@ -201,7 +200,7 @@ def seed(servicer: Callable[[Catalog], CatalogServicer]) -> Callable[[], Any]:
     [
         (seed(WrongTotal), [LIST_PAGES], "FAIL list-pages: 5 products over 1 page, but total_count says 6"),
         (
-            lambda: RepeatingToken(serialized(many_products(1500))),
+            lambda: RepeatingToken(many_products(1500)),
             [LIST_PAGES],
             "FAIL list-pages: page 2 repeats the page token ",
         ),
@@ -236,7 +235,7 @@ def seed(servicer: Callable[[Catalog], CatalogServicer]) -> Callable[[], Any]:
             "FAIL negative-page-size: ListProducts accepted page_size -1, instead of INVALID_ARGUMENT",
         ),
         (
-            lambda: CatalogServicer(serialized(CatalogStore.from_products([]))),
+            lambda: CatalogServicer(CatalogStore.from_products([])),
             [LIST_PAGES, GET_PRODUCT, SEARCH],
             "FAIL list-pages: the catalog is empty: ListProducts lists no product (total_count 0)",
         ),

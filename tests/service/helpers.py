@@ -13,7 +13,7 @@ import grpc
 from catalog import catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 from service.config import Settings
-from service.server import ServableCatalog as Catalog
+from service.servicer import Catalog
 from tests.servers import in_process
 
 

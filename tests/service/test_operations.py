@@ -88,7 +88,7 @@ class _HeldStore(CatalogStore):
         )
         self.entered = threading.Semaphore(0)
 
-    def search_in_steps(self, query: str, limit: int) -> Iterator[catalog_pb2.Product | None]:
+    def search_in_steps(self, query: str, limit: int) -> Iterator[bytes | None]:
         self.entered.release()
         yield from super().search_in_steps(query, limit)
 
@@ -188,7 +188,7 @@ class _SlowStore(CatalogStore):
         super().__init__(make_products(250))
         self.produced = 0
 
-    def search_in_steps(self, query: str, limit: int) -> Iterator[catalog_pb2.Product | None]:
+    def search_in_steps(self, query: str, limit: int) -> Iterator[bytes | None]:
         for product in super().search_in_steps(query, limit):
             if product is not None:
                 time.sleep(0.02)
