@@ -574,7 +574,7 @@ def _bare_lines(results: dict[str, ServerResult], missed: list[str]) -> list[str
         lines.append(
             f"  get {ratio:.2f}x the seed's calls/s; no model's bare server reaches {target:g}x "
             f"(best: {best_name}, {best_ratio:.2f}x), so the limit is grpcio's: ours must be within "
-            f"{BARE_FALLBACK_TARGET:g}x of {best_name}'s calls/s, and is {of_best:.2f}x below it"
+            f"{BARE_FALLBACK_TARGET:g}x of {best_name}'s calls/s, which is {of_best:.2f}x ours"
         )
         if of_best > BARE_FALLBACK_TARGET:
             missed.append(
