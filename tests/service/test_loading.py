@@ -1,8 +1,7 @@
 """While the catalog loads, every RPC of catalog.ProductCatalog answers UNAVAILABLE, which clients retry.
 
 Parametrized from the service descriptor, not from the servicer: an RPC added to the proto but not to
-LoadingServicer falls to the generated base class, which raises NotImplementedError (the server answers
-INTERNAL), and no client retries that.
+LoadingServicer would not answer UNAVAILABLE, which clients retry, while the catalog loads.
 """
 
 from __future__ import annotations
