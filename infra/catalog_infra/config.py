@@ -328,9 +328,19 @@ def _max_error_ratio(reader: _Reader) -> float:
     return float(raw)
 
 
-def _pr_revisions(reader: _Reader, github_repository: str) -> bool:
+def _pr_revisions(reader: _Reader, github_repository: str, domain: str | None) -> bool:
     """The prRevisions key; it needs githubRepository, as its deployer is one of the repository's."""
     enabled = reader.boolean("prRevisions")
+    if enabled and domain:
+        # A pr-N revision is checked and used through its run.app tag URL, which the load-balancer-only
+        # ingress of a front door refuses from the internet, and the URL map routes no pr-N tag.
+        raise ConfigError(
+            reader.key("prRevisions"),
+            True,
+            f"cannot be combined with {reader.key('domain')} = {domain!r}: behind the front door the "
+            "services admit only the load balancer, so a pull request's tag URL would refuse every call; "
+            "keep pull-request revisions on a stack without a domain (dev), or turn them off here",
+        )
     if enabled and not github_repository:
         raise ConfigError(
             reader.key("prRevisions"),
@@ -565,7 +575,7 @@ def load() -> StackConfig:
         canary_pause_seconds=read.integer("canaryPauseSeconds", 0, 3600),
         canary_max_error_ratio=_max_error_ratio(read),
         canary_min_calls=read.integer("canaryMinCalls", 0, 1_000_000),
-        pr_revisions=_pr_revisions(read, github_repository),
+        pr_revisions=_pr_revisions(read, github_repository, front_door.domain),
         regions=regions,
         domain=front_door.domain,
         rate_limit_requests=front_door.rate_limit_requests,

@@ -120,6 +120,16 @@ def grpc_target(uri: str) -> str:
     return f"{host}:443"
 
 
+def service_audience(project: str, service_name: str) -> str:
+    """The custom audience of the service in every region: its resource name without the region.
+
+    Cloud Run accepts ID tokens for a service's run.app URL and for its custom audiences, which apply to all
+    serving revisions (cloud.google.com/run/docs/configuring/custom-audiences). One audience that does not
+    depend on the URL dialled (region, tag, domain) leaves no doubt about which URL a token fits.
+    """
+    return f"//run.googleapis.com/projects/{project}/services/{service_name}"
+
+
 def tag_url(uri: str, tag: str) -> str:
     """The https URL Cloud Run gives a tag: the service's host behind `TAG---`."""
     host = uri.removeprefix("https://").rstrip("/")
