@@ -16,6 +16,7 @@ from catalog_infra import (
 )
 from catalog_infra.apis import ProjectApis
 from catalog_infra.config import load, load_observability
+from catalog_infra.revisions import CANDIDATE
 
 from catalog import GET_PRODUCT_METHOD, LIST_PRODUCTS_METHOD, SERVICE_NAME
 
@@ -141,7 +142,7 @@ door = (
             project=config.project,
             domain=config.domain,
             services={regional.region: regional.service_name for regional in services},
-            candidate_tag=grpc_service.CANDIDATE,
+            candidate_tag=CANDIDATE,
             rate_limit_requests=config.rate_limit_requests,
             rate_limit_interval_seconds=config.rate_limit_interval_seconds,
             ban_duration_seconds=config.ban_duration_seconds,

@@ -142,10 +142,6 @@ def _launch_stage(template: gcp.cloudrunv2.ServiceTemplateArgs) -> str | None:
     return None if stage == GA else stage
 
 
-def _probe_timings(period: int, timeout: int, threshold: int) -> dict[str, int]:
-    return {"period_seconds": period, "timeout_seconds": timeout, "failure_threshold": threshold}
-
-
 def _container(
     args: GrpcServiceArgs,
     image: pulumi.Output[str],
@@ -172,22 +168,26 @@ def _container(
                 port=CONTAINER_PORT, service=args.health_service
             ),
             initial_delay_seconds=0,
-            **_probe_timings(STARTUP_PERIOD_SECONDS, STARTUP_TIMEOUT_SECONDS, STARTUP_FAILURE_THRESHOLD),
+            period_seconds=STARTUP_PERIOD_SECONDS,
+            timeout_seconds=STARTUP_TIMEOUT_SECONDS,
+            failure_threshold=STARTUP_FAILURE_THRESHOLD,
         ),
         liveness_probe=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeArgs(
             grpc=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeGrpcArgs(
                 port=CONTAINER_PORT, service=""
             ),
-            **_probe_timings(LIVENESS_PERIOD_SECONDS, LIVENESS_TIMEOUT_SECONDS, LIVENESS_FAILURE_THRESHOLD),
+            period_seconds=LIVENESS_PERIOD_SECONDS,
+            timeout_seconds=LIVENESS_TIMEOUT_SECONDS,
+            failure_threshold=LIVENESS_FAILURE_THRESHOLD,
         ),
         readiness_probe=gcp.cloudrunv2.ServiceTemplateContainerReadinessProbeArgs(
             grpc=gcp.cloudrunv2.ServiceTemplateContainerReadinessProbeGrpcArgs(
                 port=CONTAINER_PORT, service=args.health_service
             ),
             success_threshold=READINESS_SUCCESS_THRESHOLD,
-            **_probe_timings(
-                READINESS_PERIOD_SECONDS, READINESS_TIMEOUT_SECONDS, READINESS_FAILURE_THRESHOLD
-            ),
+            period_seconds=READINESS_PERIOD_SECONDS,
+            timeout_seconds=READINESS_TIMEOUT_SECONDS,
+            failure_threshold=READINESS_FAILURE_THRESHOLD,
         ),
     )
 
@@ -297,12 +297,13 @@ class GrpcService(pulumi.ComponentResource):
         )
         # The service-level fields, then the revision's name: the hash of this very template (as the engine
         # receives it) and of those fields, so that no change to what is sent can keep an old name.
+        # Preview features (a readiness probe) are refused under GA, which the provider assumes unset.
+        launch_stage = _launch_stage(template)
         fields: dict[str, object] = {
             "ingress": args.ingress,
             "invokerIamDisabled": args.invoker_iam_disabled,
             "customAudiences": list(args.custom_audiences) or None,
-            # Preview features (a readiness probe) are refused under GA, which the provider assumes unset.
-            "launchStage": _launch_stage(template),
+            "launchStage": launch_stage,
         }
         revision = revisions.declared_revision(args.service_name, template, fields)
         template.revision = revision
@@ -326,7 +327,7 @@ class GrpcService(pulumi.ComponentResource):
             deletion_protection=args.deletion_protection,
             invoker_iam_disabled=args.invoker_iam_disabled,
             custom_audiences=list(args.custom_audiences) or None,
-            launch_stage=fields["launchStage"],
+            launch_stage=launch_stage,
             traffics=traffics,
             template=template,
             opts=service_opts,
