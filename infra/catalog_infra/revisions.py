@@ -63,11 +63,19 @@ def wire_form(value: Any) -> Any:
     return value
 
 
-def revision_material(template: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
-    """What names a revision: the template as sent (without the name itself) and service-level fields.
+# The service-level fields (wire names) whose change makes Cloud Run create a revision, or may: custom
+# audiences do by Cloud Run's docs, the launch stage decides which template fields are taken; for ingress and
+# the invoker check the docs do not say, and a new name costs at most one more revision.
+REVISION_FIELDS = ("customAudiences", "ingress", "invokerIamDisabled", "launchStage")
 
-    The fields are those that make a revision when they change; unset ones are left out.
+
+def revision_material(template: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What names a revision: the template as sent (without the name itself) and REVISION_FIELDS.
+
+    Unset fields (None) are left out; a field outside REVISION_FIELDS, or one missing, is a ValueError.
     """
+    if set(fields) != set(REVISION_FIELDS):
+        raise ValueError(f"revision fields {sorted(fields)}: expected {sorted(REVISION_FIELDS)}")
     return {
         "template": {key: value for key, value in template.items() if key != "revision"},
         **{key: value for key, value in fields.items() if value is not None},

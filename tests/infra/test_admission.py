@@ -287,7 +287,7 @@ def test_concurrency_bounds(concurrency: int, ok: bool) -> None:
     ("stage", "ok"), [(None, False), ("GA", False), ("BETA", True), ("ALPHA", True), ("PREVIEW", False)]
 )
 def test_readiness_probes_need_beta_or_less(stage: str | None, ok: bool) -> None:
-    service = {"template": {"containers": [{"readinessProbe": {}}]}}
+    service: dict[str, Any] = {"template": {"containers": [{"readinessProbe": {}}]}}
     if stage:
         service["launchStage"] = stage
     assert (cloudrun.launch_stage_problems(service) == []) is ok
