@@ -445,15 +445,24 @@ def test_startups_failing_alert(deployment: Deployment) -> None:
         "metric.label.is_healthy = false AND "
         # Readiness fails on every drain (NOT_SERVING from the start of a shutdown): only the probes that
         # stop an instance count.
-        'metric.label.probe_type = monitoring.regex.full_match("(?i)startup|liveness")'
+        'metric.label.probe_type = monitoring.regex.full_match("(?i).*(startup|liveness).*")'
     )
     pattern = re.compile(threshold["filter"].rsplit('full_match("', 1)[1].removesuffix('")'))
-    assert [bool(pattern.fullmatch(t)) for t in ("Startup", "Liveness", "Readiness", "STARTUP")] == [
-        True,
-        True,
-        False,
-        True,
-    ]
+    # No source settles the label's spelling: every plausible one of the two fatal kinds matches, and no
+    # spelling of readiness does.
+    fatal = (
+        "Startup",
+        "STARTUP",
+        "startup",
+        "StartupProbe",
+        "startup_probe",
+        "STARTUP_PROBE",
+        "startup-probe",
+    )
+    fatal += ("Liveness", "LIVENESS", "liveness", "LivenessProbe", "liveness_probe", "LIVENESS_PROBE")
+    assert all(pattern.fullmatch(value) for value in fatal)
+    other = ("Readiness", "READINESS", "readiness_probe", "ReadinessProbe", "READINESS_PROBE", "")
+    assert not any(pattern.fullmatch(value) for value in other)
     assert (threshold["comparison"], threshold["thresholdValue"]) == ("COMPARISON_GT", 0)
     assert threshold["aggregations"][0]["groupByFields"] == [
         "resource.label.revision_name",
