@@ -1,35 +1,42 @@
-"""The command line: `python -m client [options] [TARGET] COMMAND ...`, one channel per invocation.
+"""The command line: `python -m client [options] TARGET COMMAND ...`, or `--stack NAME` instead of TARGET.
 
-Parsed in two stages, as httpie's argparser.py does: the global options with `parse_known_args` up to the
-first word that is no option's, then that word is TARGET unless it names a command (a target is host:port or
-https://HOST, never a bare command name), and the command's own parser reads the rest. The outcome is one
-frozen, typed `Invocation`.
+The commands are one table (client.commands); here are the global options, the grammar and the run.
+argparse parses the whole line in one pass and makes every check (types, choices, mutually exclusive
+options). The one thing it cannot tell, whether the first word is TARGET or COMMAND, is settled before, as
+httpie's argparser sorts out its positionals. An option given where it does not belong is refused with where
+it goes. The outcome is one frozen `Invocation`.
 """
 
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from types import MappingProxyType
+from typing import Any, TextIO
 
 import grpc
 
-from catalog import HEALTH_NAMES, SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
+from catalog import catalog_pb2_grpc
 from client.auth import AuthError, bearer_token_credentials, id_token_credentials
-from client.channel import Transport, health_check, open_channel, read_ca_cert, serving_status, status_line
+from client.channel import Transport, open_channel, read_ca_cert, status_line
+from client.commands import (
+    COMMANDS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RPC_ERROR,
+    EXIT_SETUP,
+    EXIT_USAGE,
+    Arg,
+    Call,
+    Command,
+    PageTokenLoopError,
+    arg,
+)
 from client.output import Printer
-from client.smoke import run_smoke
 from client.target import Target, TargetError, parse_target, target_from_stack
-
-EXIT_OK = 0
-EXIT_RPC_ERROR = 1
-EXIT_USAGE = 2
-EXIT_NOT_SERVING = 3
-EXIT_SETUP = 4
-EXIT_SMOKE_FAILED = 5
-EXIT_INTERRUPTED = 130
 
 AUTH_ENV_VAR = "CATALOG_TOKEN"
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -38,49 +45,11 @@ USAGE = f"{PROG} [options] [TARGET] COMMAND ..."
 
 
 @dataclass(frozen=True)
-class Get:
-    """`get ID`: one product."""
-
-    id: str
-
-
-@dataclass(frozen=True)
-class ListPages:
-    """`list`: one page of products, or every page from `page_token` on."""
-
-    category: str = ""
-    page_size: int = 0
-    page_token: str = ""
-    all: bool = False
-
-
-@dataclass(frozen=True)
-class Search:
-    """`search QUERY`: the matching products, as the server streams them."""
-
-    query: str
-    max_results: int = 0
-
-
-@dataclass(frozen=True)
-class Health:
-    """`health`: the serving status of every health name."""
-
-
-@dataclass(frozen=True)
-class Smoke:
-    """`smoke`: the smoke check (client.smoke)."""
-
-
-Command = Get | ListPages | Search | Health | Smoke
-COMMANDS = ("get", "list", "search", "health", "smoke")
-
-
-@dataclass(frozen=True)
 class Invocation:
-    """One run of the client: the command, where it goes (TARGET or --stack, never both) and how."""
+    """One run of the client: the command and its arguments, where it goes (TARGET or --stack) and how."""
 
-    command: Command
+    command: str  # a name in COMMANDS
+    arguments: Mapping[str, object]  # the handler's keyword arguments, read-only
     target: Target | None = None
     stack: str | None = None
     plaintext: bool = False
@@ -93,24 +62,58 @@ class Invocation:
     as_json: bool = False
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
+_JSON = "--json"
+_JSON_HELP = "print JSON, one object per line"
+
+# The global options, before COMMAND. A tuple is a group of mutually exclusive options.
+GLOBAL_OPTIONS: tuple[Arg | tuple[Arg, ...], ...] = (
+    arg("--stack", metavar="NAME", help="read TARGET (and the ID token audience) from this Pulumi stack"),
+    (
+        arg("--plaintext", action="store_true", help="cleartext HTTP/2, for a local server"),
+        arg("--ca-cert", metavar="FILE", type=Path, help="trust this PEM CA instead of the system's"),
+    ),
+    (
+        arg("--token", metavar="TOKEN", help=f"bearer token for every call (default: ${AUTH_ENV_VAR})"),
+        arg("--id-token", action="store_true", help="send a Google ID token (see auth below)"),
+    ),
+    arg("--audience", metavar="URL", help="ID token audience (a Cloud Run custom audience)"),
+    arg(
+        "--timeout",
+        metavar="SECONDS",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        help="deadline of every call, retries included (default: %(default)g)",
+    ),
+    arg(_JSON, action="store_true", help=_JSON_HELP),
+)
+
+
+def global_args() -> Iterator[Arg]:
+    """Every global option, groups unpacked."""
+    for entry in GLOBAL_OPTIONS:
+        yield from (entry,) if isinstance(entry, Arg) else entry
+
+
 _DESCRIPTION = """\
 Call catalog.ProductCatalog on a local server or a deployed Cloud Run service.
 
 TARGET is host:port (a Cloud Run URL https://HOST means HOST:443); --stack NAME reads it from the
-`target` output of that Pulumi stack instead. TLS with the system's roots unless --plaintext."""
+`target` output of that Pulumi stack instead. TLS with the system's roots unless --plaintext.
+Options go before COMMAND (before or after TARGET); --json may also follow the command's arguments."""
 
 _EPILOG = f"""\
-commands (COMMAND --help for their options):
-  get ID                      one product
-  list [--category C] [--page-size N] [--page-token T] [--all]
-                              one page of products, or with --all every page after it
-  search QUERY [--max N]      products matching QUERY, printed as the server streams them
-  health                      serving status of "" and {SERVICE_NAME}
-  smoke                       check that the server answers correctly: health, paging, get, search,
-                              invalid requests, deadlines; one PASS or FAIL line per check
-
-output: aligned lines; with --json (before or after the command's arguments) one protobuf-JSON object per
-line: a Product for get and search, a ListProductsResponse per page for list, one object per check for smoke.
+output: aligned lines; with --json one JSON object per line: a protobuf-JSON Product for get and search, a
+ListProductsResponse per page for list, a plain object per line for the other commands.
 
 auth: --token TOKEN (or ${AUTH_ENV_VAR}) sends `authorization: Bearer TOKEN`; --id-token sends a Google ID
 token from application default credentials (a service account, or impersonation via
@@ -132,130 +135,130 @@ examples:
   python -m client --stack prod --id-token search desk --json
   python -m client --stack prod --id-token smoke"""
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
-    return value
+_HELP_COLUMN = 30
 
 
-_INT32_MAX = 2**31 - 1  # page_size and max_results are int32 on the wire
+def _commands_help() -> str:
+    lines = ["commands (COMMAND --help for their options):"]
+    for command in COMMANDS:
+        head = f"  {command.synopsis}"
+        text = textwrap.wrap(command.help, width=80)
+        if len(head) < _HELP_COLUMN - 1:
+            lines.append(head.ljust(_HELP_COLUMN) + text.pop(0))
+        else:
+            lines.append(head)
+        lines.extend(" " * _HELP_COLUMN + line for line in text)
+    return "\n".join(lines)
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value <= _INT32_MAX:
-        raise argparse.ArgumentTypeError(f"must be from 0 to {_INT32_MAX}: {text!r}")
-    return value
+class _Misplaced(argparse.Action):
+    """An option that belongs elsewhere on the command line: its error says where it goes."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, where: str) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs="?", help=argparse.SUPPRESS)
+        self.where = where
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(self.where)
 
 
-def _add_json(parser: argparse.ArgumentParser, *, default: object) -> None:
-    parser.add_argument(
-        "--json", action="store_true", default=default, help="print protobuf JSON, one object per line"
-    )
+def _where_options_go(here: Command | None) -> dict[str, str]:
+    """Where each option goes that `here` does not take: a command, or None for the global options.
+
+    An option that several commands take is placed with the first of them.
+    """
+    hints: dict[str, str] = {}
+    own = {flag for item in (here.arguments if here else global_args()) for flag in item.flags}
+    if here is not None:
+        own.add(_JSON)
+        for item in global_args():
+            for flag in set(item.flags) - own:
+                hints[flag] = f"{flag} goes before the command: {PROG} {item.usage} ... {here.positionals}"
+    for command in COMMANDS:
+        for item in command.arguments:
+            for flag in set(item.flags) - own:
+                elsewhere = f", not of {here.name}" if here is not None else ""
+                hint = f"{PROG} ... {command.positionals} {item.usage}"
+                hints.setdefault(flag, f"{flag} is an option of {command.name}{elsewhere}: {hint}")
+    return hints
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of the global options; its --help documents the whole command line."""
+def _add_misplaced(parser: argparse.ArgumentParser, here: Command | None) -> None:
+    for flag, where in _where_options_go(here).items():
+        parser.add_argument(flag, action=_Misplaced, where=where)
+
+
+def _global_parser() -> argparse.ArgumentParser:
+    """The global options, and the help of the whole command line."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         usage=USAGE,
         description=_DESCRIPTION,
-        epilog=_EPILOG,
+        epilog=f"{_commands_help()}\n\n{_EPILOG}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # `--tim 3` is a typo to report, not --timeout
     )
-    parser.add_argument(
-        "--stack", metavar="NAME", help="read TARGET (and the ID token audience) from this Pulumi stack"
-    )
-    parser.add_argument("--plaintext", action="store_true", help="cleartext HTTP/2, for a local server")
-    parser.add_argument(
-        "--ca-cert", metavar="FILE", type=Path, help="trust this PEM CA instead of the system's"
-    )
-    parser.add_argument(
-        "--token", metavar="TOKEN", help=f"bearer token for every call (default: ${AUTH_ENV_VAR})"
-    )
-    parser.add_argument("--id-token", action="store_true", help="send a Google ID token (see auth below)")
-    parser.add_argument("--audience", metavar="URL", help="ID token audience (a Cloud Run custom audience)")
-    parser.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=_positive_float,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        help="deadline of every call, retries included (default: %(default)g)",
-    )
-    _add_json(parser, default=False)
-    # Everything from the first word that is no option's: [TARGET] COMMAND ..., for parse_invocation.
-    parser.add_argument("words", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    for entry in GLOBAL_OPTIONS:
+        container = parser if isinstance(entry, Arg) else parser.add_mutually_exclusive_group()
+        for item in (entry,) if isinstance(entry, Arg) else entry:
+            container.add_argument(*item.names, **item.keywords)
+    _add_misplaced(parser, None)
     return parser
 
 
-def build_command_parser() -> argparse.ArgumentParser:
-    """The parser of `COMMAND ...`, the words after the global options and TARGET."""
-    parser = argparse.ArgumentParser(prog=PROG, usage=USAGE, add_help=False, allow_abbrev=False)
+def build_parser(*, with_target: bool) -> argparse.ArgumentParser:
+    """The parser of a whole command line, with TARGET before COMMAND or without (--stack names it)."""
+    parser = _global_parser()
+    global_dests = set(vars(parser.parse_args([])))  # what the global options fill in, by name
+    if with_target:
+        parser.add_argument("target", metavar="TARGET", help=argparse.SUPPRESS)
     commands = parser.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, prog=f"{PROG} [options] [TARGET]"
+        dest="command",
+        metavar="COMMAND",
+        required=True,
+        prog=f"{PROG} [options] [TARGET]",
+        help=argparse.SUPPRESS,
     )
-    get = commands.add_parser("get", help="one product", description="Print one product by id.")
-    get.add_argument("id", metavar="ID")
-    listing = commands.add_parser(
-        "list", help="a page of products", description="Print products page by page."
-    )
-    listing.add_argument("--category", default="", help="only products of this category (exact match)")
-    listing.add_argument(
-        "--page-size",
-        type=_non_negative_int,
-        default=0,
-        metavar="N",
-        help="products per page (0: server default)",
-    )
-    listing.add_argument(
-        "--page-token", default="", metavar="T", help="start at this page (a next page token)"
-    )
-    listing.add_argument("--all", action="store_true", help="follow next page tokens to the last page")
-    search = commands.add_parser(
-        "search", help="stream matching products", description="Print products as the search streams them."
-    )
-    search.add_argument("query", metavar="QUERY")
-    search.add_argument(
-        "--max", type=_non_negative_int, default=0, metavar="N", help="at most N results (0: server default)"
-    )
-    health = commands.add_parser("health", help="serving status", description=f'Check "" and {SERVICE_NAME}.')
-    smoke = commands.add_parser(
-        "smoke",
-        help="smoke check",
-        description="Check that the server answers correctly, whatever its catalog (see client/smoke.py). "
-        f"Prints one PASS or FAIL line per check; exits {EXIT_SMOKE_FAILED} when any fails.",
-    )
-    for subparser in (get, listing, search, health, smoke):
-        _add_json(subparser, default=argparse.SUPPRESS)
+    for command in COMMANDS:
+        subparser = commands.add_parser(command.name, description=command.help, allow_abbrev=False)
+        dests = {subparser.add_argument(*item.names, **item.keywords).dest for item in command.arguments}
+        if dests != set(command.parameters) or dests & global_dests:
+            raise TypeError(
+                f"command {command.name!r}: its arguments' destinations {sorted(dests)} must be its handler's"
+                f" parameters {list(command.parameters)} and no global option's {sorted(global_dests)}"
+            )
+        # Given here, --json overrides the global default; not given, it leaves the global value alone.
+        subparser.add_argument(_JSON, action="store_true", default=argparse.SUPPRESS, help=_JSON_HELP)
+        _add_misplaced(subparser, command)
     return parser
 
 
-def _global_options(
-    parser: argparse.ArgumentParser, args: Sequence[str], namespace: argparse.Namespace
-) -> list[str]:
-    """Parse global options into `namespace` up to the first other word; return the words from there."""
-    namespace, unknown = parser.parse_known_args(args, namespace)
-    if unknown:  # an unknown option before the command; the command's own options come after it
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    words: list[str] = namespace.words
-    del namespace.words  # so that a second pass fills it afresh
-    return words[1:] if words[:1] == ["--"] else words
+_BY_NAME = {command.name: command for command in COMMANDS}
 
 
-def _is_target(word: str, *, stack_given: bool) -> bool:
-    if word in COMMANDS:
-        return False
-    # After --stack a word that cannot be host:port is a mistyped command, not a second target.
-    return not stack_given or ":" in word
+def _sort_out_target(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The parser for this command line, and the line to give it: whether the first word is TARGET.
+
+    A target is host:port or https://HOST, never a command's name; after --stack a word without a colon is a
+    mistyped command rather than a second target. The global options before the first word are parsed
+    here as they will be again, so that their errors come first.
+    """
+    scan = _global_parser()
+    scan.add_argument("words", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    before = scan.parse_args(argv)
+    words: list[str] = before.words
+    line = list(argv)
+    if words[:1] == ["--"]:  # argparse would read a "--" just before COMMAND as the command's name
+        del line[len(argv) - len(words)]
+        words = words[1:]
+    has_target = not words or (words[0] not in _BY_NAME and (before.stack is None or ":" in words[0]))
+    return build_parser(with_target=has_target), line
 
 
 def parse_invocation(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Invocation:
@@ -265,25 +268,13 @@ def parse_invocation(argv: Sequence[str], environ: Mapping[str, str] | None = No
     and the error on stderr, SystemExit(2); --help prints and raises SystemExit(0).
     """
     environ = os.environ if environ is None else environ
-    parser = build_parser()
-    options = argparse.Namespace()
-    words = _global_options(parser, argv, options)
-    target_text: str | None = None
-    if words and _is_target(words[0], stack_given=options.stack is not None):
-        target_text = words[0]
-        words = _global_options(parser, words[1:], options)  # options may stand after TARGET too
-        if not words:
-            parser.error(f"a COMMAND after {target_text!r} is required: {', '.join(COMMANDS)}")
-    parsed = build_command_parser().parse_args(words)
-    command = _command(parser, parsed)
+    parser, line = _sort_out_target(argv)
+    options = parser.parse_args(line)
+    target_text: str | None = getattr(options, "target", None)
     if target_text is not None and options.stack is not None:
         parser.error("give either TARGET or --stack NAME, not both")
     if target_text is None and options.stack is None:
         parser.error("a TARGET (host:port) or --stack NAME is required")
-    if options.plaintext and options.ca_cert is not None:
-        parser.error("argument --ca-cert: not allowed with argument --plaintext")
-    if options.id_token and options.token is not None:
-        parser.error("argument --id-token: not allowed with argument --token")
     if options.audience and not options.id_token:
         parser.error("--audience goes with --id-token")
     token: str | None = options.token
@@ -296,8 +287,10 @@ def parse_invocation(argv: Sequence[str], environ: Mapping[str, str] | None = No
         target = None if target_text is None else parse_target(target_text)
     except TargetError as error:
         parser.error(str(error))
+    command = _BY_NAME[options.command]
     return Invocation(
-        command=command,
+        command=command.name,
+        arguments=MappingProxyType({name: getattr(options, name) for name in command.parameters}),
         target=target,
         stack=options.stack,
         plaintext=options.plaintext,
@@ -307,28 +300,8 @@ def parse_invocation(argv: Sequence[str], environ: Mapping[str, str] | None = No
         id_token=options.id_token,
         audience=options.audience,
         timeout=options.timeout,
-        as_json=options.json or getattr(parsed, "json", False),
+        as_json=options.json,
     )
-
-
-def _command(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> Command:
-    for name in ("id", "query", "category", "page_token"):
-        try:
-            getattr(parsed, name, "").encode("utf-8")
-        except UnicodeEncodeError:  # undecodable bytes on the command line; protobuf strings are UTF-8
-            parser.error(f"{name.upper().replace('_', '-')} is not valid UTF-8 text")
-    match parsed.command:
-        case "get":
-            return Get(parsed.id)
-        case "list":
-            return ListPages(parsed.category, parsed.page_size, parsed.page_token, parsed.all)
-        case "search":
-            return Search(parsed.query, parsed.max)
-        case "health":
-            return Health()
-        case "smoke":
-            return Smoke()
-    raise AssertionError(f"argparse let an unknown command through: {parsed.command!r}")
 
 
 def _call_credentials(invocation: Invocation, target: Target) -> grpc.CallCredentials | None:
@@ -337,88 +310,6 @@ def _call_credentials(invocation: Invocation, target: Target) -> grpc.CallCreden
     if invocation.token is not None:
         return bearer_token_credentials(invocation.token)
     return None
-
-
-class PageTokenLoopError(Exception):
-    """The server handed out a page token it had already given: following it would never end."""
-
-
-def _get(stub: catalog_pb2_grpc.ProductCatalogStub, command: Get, timeout: float, printer: Printer) -> int:
-    printer.product(stub.GetProduct(catalog_pb2.GetProductRequest(id=command.id), timeout=timeout))
-    return EXIT_OK
-
-
-def _list(
-    stub: catalog_pb2_grpc.ProductCatalogStub, command: ListPages, timeout: float, printer: Printer
-) -> int:
-    token = command.page_token
-    used_tokens = {token}
-    while True:
-        request = catalog_pb2.ListProductsRequest(
-            category=command.category, page_size=command.page_size, page_token=token
-        )
-        page = stub.ListProducts(request, timeout=timeout)
-        printer.page(page)
-        token = page.next_page_token
-        if not token or not command.all:
-            break
-        if token in used_tokens:
-            raise PageTokenLoopError(
-                f"the server repeated page token {token!r}; stopped after {printer.rows} products"
-            )
-        used_tokens.add(token)
-    summary = f"{printer.rows} of {page.total_count} products"
-    printer.summary(f"{summary}; next page: --page-token {token}" if token else summary)
-    return EXIT_OK
-
-
-def _search(
-    stub: catalog_pb2_grpc.ProductCatalogStub, command: Search, timeout: float, printer: Printer
-) -> int:
-    request = catalog_pb2.SearchRequest(query=command.query, max_results=command.max_results)
-    # The deadline covers the whole stream; each product is printed as soon as it arrives.
-    for product in stub.SearchProducts(request, timeout=timeout):
-        printer.row(product)
-    printer.summary(f"{printer.rows} products match {command.query!r}")
-    return EXIT_OK
-
-
-def _health(channel: grpc.Channel, timeout: float, printer: Printer) -> int:
-    check = health_check(channel)
-    all_serving = True
-    for name in HEALTH_NAMES:
-        status = serving_status(check, name, timeout)
-        printer.health(name, status)
-        all_serving = all_serving and status == "SERVING"
-    return EXIT_OK if all_serving else EXIT_NOT_SERVING
-
-
-def _smoke(channel: grpc.Channel, timeout: float, printer: Printer) -> int:
-    results = run_smoke(channel, timeout)
-    for result in results:
-        printer.check(result)
-    failed = [result.name for result in results if not result.passed]
-    if failed:
-        printer.summary(f"smoke: {len(failed)} of {len(results)} checks failed: {', '.join(failed)}")
-        return EXIT_SMOKE_FAILED
-    printer.summary(f"smoke: all {len(results)} checks passed")
-    return EXIT_OK
-
-
-def _run(channel: grpc.Channel, invocation: Invocation, printer: Printer) -> int:
-    stub = catalog_pb2_grpc.ProductCatalogStub(channel)
-    timeout = invocation.timeout
-    match invocation.command:
-        case Get() as get:
-            return _get(stub, get, timeout, printer)
-        case ListPages() as listing:
-            return _list(stub, listing, timeout, printer)
-        case Search() as search:
-            return _search(stub, search, timeout, printer)
-        case Health():
-            return _health(channel, timeout, printer)
-        case Smoke():
-            return _smoke(channel, timeout, printer)
 
 
 def _connect_and_run(invocation: Invocation, transport: Transport, stdout: TextIO, stderr: TextIO) -> int:
@@ -440,7 +331,8 @@ def _connect_and_run(invocation: Invocation, transport: Transport, stdout: TextI
     printer = Printer(stdout, as_json=invocation.as_json)
     try:
         with open_channel(target.address, transport, call_credentials) as channel:
-            return _run(channel, invocation, printer)
+            call = Call(channel, catalog_pb2_grpc.ProductCatalogStub(channel), invocation.timeout, printer)
+            return _BY_NAME[invocation.command].run(call, **invocation.arguments)
     except grpc.RpcError as error:
         print(status_line(error) + _plaintext_hint(invocation, target, error), file=stderr)
     except PageTokenLoopError as error:
@@ -468,7 +360,7 @@ def _transport(invocation: Invocation) -> Transport:
         try:
             ca_cert = read_ca_cert(invocation.ca_cert)
         except (OSError, ValueError) as error:
-            build_parser().error(f"--ca-cert: {error}")
+            _global_parser().error(f"--ca-cert: {error}")
     return Transport(plaintext=invocation.plaintext, ca_cert=ca_cert)
 
 

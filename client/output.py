@@ -1,20 +1,19 @@
-"""How answers are printed: aligned lines for people, or protobuf JSON, one object per line, for tools.
+"""How answers are printed: aligned lines for people, or JSON, one object per line, for tools.
 
-JSON output is the protobuf JSON mapping (lowerCamelCase names, every field present): `get` and `search` print
-one Product per line, `list` one ListProductsResponse per page (so `nextPageToken` and `totalCount` survive),
-`health` one `{"service": ..., "status": ...}` per service name, and `smoke` one
-`{"check": ..., "passed": ..., "detail": ...}` per check.
+Products are printed in the protobuf JSON mapping (lowerCamelCase names, every field present): `get` and
+`search` one Product per line, `list` one ListProductsResponse per page (so `nextPageToken` and `totalCount`
+survive). Every other answer is one plain object per line (`Printer.record`): `{"service", "status"}` per
+health name, `{"check", "passed", "detail"}` per smoke check.
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from catalog import catalog_pb2
-from client.smoke import CheckResult
 
 _COLUMNS = (("ID", 10), ("NAME", 28), ("CATEGORY", 14), ("PRICE", 10), ("IN STOCK", 0))
 
@@ -84,19 +83,9 @@ class Printer:
         if not self._as_json:
             self._line(text)
 
-    def health(self, service: str, status: str) -> None:
-        """Print the serving status of one service name ("" is the server as a whole)."""
-        if self._as_json:
-            self._line(json.dumps({"service": service, "status": status}))
-        else:
-            self._line(f"{service or '(server)':<28}{status}")
-
-    def check(self, result: CheckResult) -> None:
-        """Print one smoke check's outcome: `PASS name: detail` or `FAIL name: detail`."""
-        if self._as_json:
-            self._line(json.dumps({"check": result.name, "passed": result.passed, "detail": result.detail}))
-        else:
-            self._line(str(result))
+    def record(self, fields: Mapping[str, object], text: str) -> None:
+        """Print one answer that is not a product: `fields` as one JSON object, or `text` as one line."""
+        self._line(json.dumps(fields) if self._as_json else text)
 
 
 def _table_line(cells: Iterable[object]) -> str:

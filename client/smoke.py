@@ -13,6 +13,7 @@ import grpc
 
 from catalog import HEALTH_NAMES, catalog_pb2, catalog_pb2_grpc
 from client.channel import health_check, serving_status, status_line
+from client.plural import counted, plural
 
 # The checks, in the order they run and are reported.
 HEALTH = "health"
@@ -156,10 +157,10 @@ def _list_pages(calls: _Calls, page_size: int, products: list[catalog_pb2.Produc
         tokens.add(token)
     if total == 0 and not seen:
         raise _CheckFailedError("the catalog is empty: ListProducts lists no product (total_count 0)")
-    walked = f"{len(seen)} products over {pages} page{'' if pages == 1 else 's'}"
+    walked = f"{counted(len(seen), 'product')} over {counted(pages, 'page')}"
     if len(seen) != total:
         raise _CheckFailedError(f"{walked}, but total_count says {total}")
-    return f"{walked} agree with total_count"
+    return f"{walked} {plural(len(seen), 'agrees', 'agree')} with total_count"
 
 
 def _get_product(calls: _Calls, listed: catalog_pb2.Product) -> str:
@@ -189,7 +190,7 @@ def _search(calls: _Calls, listed: catalog_pb2.Product) -> str:
             stream.cancel()  # found: the rest of the stream is not needed
             return f"a search for {listed.name!r} finds product {listed.id!r}"
     raise _CheckFailedError(
-        f"a search for {listed.name!r} did not find product {listed.id!r} ({results} results)"
+        f"a search for {listed.name!r} did not find product {listed.id!r} ({counted(results, 'result')})"
     )
 
 
@@ -212,9 +213,9 @@ def _refused(calls: _Calls, request: catalog_pb2.ListProductsRequest, what: str)
 
 def _deadlines(calls: _Calls) -> CheckResult:
     if calls.expired:
-        detail = (
-            f"{len(calls.expired)} of {calls.made} calls did not finish within {calls.timeout:g} s:"
-            f" {', '.join(calls.expired)}"
-        )
+        late = f"{len(calls.expired)} of {counted(calls.made, 'call')}"
+        detail = f"{late} did not finish within {calls.timeout:g} s: {', '.join(calls.expired)}"
         return CheckResult(DEADLINES, False, detail)
-    return CheckResult(DEADLINES, True, f"all {calls.made} calls finished within {calls.timeout:g} s")
+    return CheckResult(
+        DEADLINES, True, f"all {counted(calls.made, 'call')} finished within {calls.timeout:g} s"
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from google.auth import exceptions as auth_exceptions
 
-from client.cli import EXIT_OK, EXIT_RPC_ERROR, EXIT_SETUP, EXIT_USAGE
+from client.commands import EXIT_OK, EXIT_RPC_ERROR, EXIT_SETUP, EXIT_USAGE
 from tests.client.conftest import Cli
 from tests.client.servers import SelfSignedCert, TokenCheck, serve
 from tests.client.stubs import SHORT, IdTokenStub

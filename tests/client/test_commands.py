@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from catalog import SERVICE_NAME
-from client.cli import EXIT_NOT_SERVING, EXIT_OK, EXIT_RPC_ERROR
+from client.commands import EXIT_NOT_SERVING, EXIT_OK, EXIT_RPC_ERROR
 from service.config import Settings
 from tests.client.conftest import Cli
 from tests.client.servers import RepeatingTokenServicer, many_products, serve
@@ -147,6 +147,17 @@ def test_search_max_and_json(cli: Cli, seed_target: str) -> None:
     assert [json.loads(line)["id"] for line in result.lines] == ["3"]
 
 
+def test_counts_agree_with_their_nouns_at_one(cli: Cli, seed_target: str) -> None:
+    one_match = cli("--plaintext", seed_target, "search", "mouse")
+    assert one_match.lines[-1] == "1 product matches 'mouse'"
+    with in_process(Settings(port=0), many_products(1)) as server:
+        target = f"localhost:{server.port}"
+        listing = cli("--plaintext", target, "list")
+        smoke = cli("--plaintext", target, "smoke")
+    assert listing.lines[-1] == "1 of 1 product"
+    assert "PASS list-pages: 1 product over 1 page agrees with total_count" in smoke.lines
+
+
 def test_search_without_matches(cli: Cli, seed_target: str) -> None:
     result = cli("--plaintext", seed_target, "search", "zebra")
     assert result.code == EXIT_OK
@@ -157,6 +168,33 @@ def test_empty_search_is_invalid_argument(cli: Cli, seed_target: str) -> None:
     result = cli("--plaintext", seed_target, "search", "")
     assert result.code == EXIT_RPC_ERROR
     assert result.err.startswith("INVALID_ARGUMENT: ")
+
+
+def test_categories_counts_the_products_of_each(cli: Cli, seed_target: str) -> None:
+    result = cli("--plaintext", seed_target, "categories")
+    assert result.code == EXIT_OK
+    assert [line.split() for line in result.lines] == [
+        ["electronics", "3"],
+        ["furniture", "2"],
+        ["2", "categories,", "5", "products"],
+    ]
+    as_json = cli("--plaintext", seed_target, "categories", "--json")
+    assert [json.loads(line) for line in as_json.lines] == [
+        {"category": "electronics", "products": 3},
+        {"category": "furniture", "products": 2},
+    ]
+
+
+def test_categories_reads_every_page(cli: Cli) -> None:
+    # 2500 products: three pages of at most 1000, the server's largest.
+    with in_process(Settings(port=0), many_products(2500)) as server:
+        result = cli("--plaintext", f"localhost:{server.port}", "categories")
+    assert result.code == EXIT_OK
+    assert result.lines == [
+        "books                       834",
+        "tools                       1666",
+        "2 categories, 2500 products",
+    ]
 
 
 def test_health_serving(cli: Cli, seed_target: str) -> None:

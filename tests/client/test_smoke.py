@@ -12,7 +12,7 @@ import pytest
 
 from catalog import catalog_pb2, catalog_pb2_grpc
 from client.channel import Transport, open_channel
-from client.cli import EXIT_OK, EXIT_SMOKE_FAILED
+from client.commands import EXIT_OK, EXIT_SMOKE_FAILED
 from client.smoke import (
     BAD_PAGE_TOKEN,
     CHECKS,

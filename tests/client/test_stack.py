@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from client.cli import EXIT_OK, EXIT_SETUP, EXIT_USAGE
+from client.commands import EXIT_OK, EXIT_SETUP, EXIT_USAGE
 from client.target import target_from_stack
 from tests.client.conftest import Cli
 from tests.client.servers import SelfSignedCert, TokenCheck, serve

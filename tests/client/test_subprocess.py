@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from client.cli import EXIT_OK, EXIT_RPC_ERROR, EXIT_SETUP, EXIT_SMOKE_FAILED, EXIT_USAGE
+from client.commands import EXIT_OK, EXIT_RPC_ERROR, EXIT_SETUP, EXIT_SMOKE_FAILED, EXIT_USAGE
 from service.config import Settings
 from tests.client.servers import SelfSignedCert, many_products, serve
 from tests.servers import in_process

@@ -12,7 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from client.cli import EXIT_OK, EXIT_RPC_ERROR, EXIT_USAGE, main
+from client.cli import main
+from client.commands import EXIT_OK, EXIT_RPC_ERROR, EXIT_USAGE
 from tests.client.conftest import Cli
 from tests.client.servers import (
     FailingServicer,
