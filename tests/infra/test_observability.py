@@ -450,7 +450,7 @@ def test_startups_failing_alert(deployment: Deployment) -> None:
     pattern = re.compile(threshold["filter"].rsplit('full_match("', 1)[1].removesuffix('")'))
     # No source settles the label's spelling: every plausible one of the two fatal kinds matches, and no
     # spelling of readiness does.
-    fatal = (
+    startup = [
         "Startup",
         "STARTUP",
         "startup",
@@ -458,8 +458,9 @@ def test_startups_failing_alert(deployment: Deployment) -> None:
         "startup_probe",
         "STARTUP_PROBE",
         "startup-probe",
-    )
-    fatal += ("Liveness", "LIVENESS", "liveness", "LivenessProbe", "liveness_probe", "LIVENESS_PROBE")
+    ]
+    liveness = ["Liveness", "LIVENESS", "liveness", "LivenessProbe", "liveness_probe", "LIVENESS_PROBE"]
+    fatal = startup + liveness
     assert all(pattern.fullmatch(value) for value in fatal)
     other = ("Readiness", "READINESS", "readiness_probe", "ReadinessProbe", "READINESS_PROBE", "")
     assert not any(pattern.fullmatch(value) for value in other)
