@@ -16,9 +16,9 @@ from catalog_infra import (
 )
 from catalog_infra.apis import ProjectApis
 from catalog_infra.config import load, load_observability
-from catalog_infra.revisions import CANDIDATE
 
 from catalog import GET_PRODUCT_METHOD, LIST_PRODUCTS_METHOD, SERVICE_NAME
+from contract.release import CANDIDATE
 
 # The Docker context is the repository root, found from this file and passed relative to the working
 # directory (infra/, where Pulumi runs the program and its providers): the same in every checkout.
@@ -102,10 +102,8 @@ service = grpc_service.GrpcService(
         allow_unauthenticated=config.allow_unauthenticated,
         invokers=config.invokers,
         invoker_iam_disabled=config.invoker_iam_disabled,
-        env={
-            "ENABLE_REFLECTION": "true" if config.reflection else "false",
-            "LOG_LEVEL": config.log_level,
-        },
+        # The keys that set the server's environment (ENABLE_REFLECTION, LOG_LEVEL, ...): config.py's `env`.
+        env=config.server_env,
         # One audience every URL of the service accepts in every region (the release and the client mint ID
         # tokens for it), and with a front door its https://DOMAIN, which callers of a domain expect.
         custom_audiences=(

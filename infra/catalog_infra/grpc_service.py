@@ -10,8 +10,9 @@ import pulumi
 import pulumi_gcp as gcp
 
 from catalog_infra import revisions
-from catalog_infra.revisions import CANDIDATE, STABLE, LiveService
+from catalog_infra.revisions import LiveService
 from contract.cloudrun import GA, GEN2, required_launch_stage
+from contract.release import CANDIDATE, STABLE
 
 REQUIRED_APIS = ("run.googleapis.com", "iam.googleapis.com")
 

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor_pool
 
-from release.traffic import CANDIDATE, STABLE
+from contract.release import CANDIDATE, STABLE
 from tests.release.conftest import Edge, ref_in
 
 HEADER = "x-catalog-candidate"

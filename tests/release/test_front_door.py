@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from contract.release import CANDIDATE, PREVIOUS, STABLE
 from release.cli import EXIT_CHECK_FAILED, EXIT_OK
-from release.traffic import CANDIDATE, PREVIOUS, STABLE, Route
+from release.traffic import Route
 from tests.release.conftest import NEW, OLD, REF, Drill, template
 from tests.release.fake_front_door import DOMAIN_URL, HEADER, BehindFrontDoor, FakeFrontDoor, serve
 from tests.release.test_regions import EU, EU_PATH, plan, run_cli
