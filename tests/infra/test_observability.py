@@ -149,7 +149,10 @@ def test_latency_distribution_reads_duration_ms_by_method_and_revision(
 
 
 def test_latency_threshold_moves_into_the_buckets() -> None:
-    latency = run_program({**BASE, f"{PROJECT}:latencyThresholdMs": 37}).all(LOG_METRIC)[1].inputs
+    # By name: the order in which resources register is not part of the program's contract.
+    latency = by_name(run_program({**BASE, f"{PROJECT}:latencyThresholdMs": 37}), LOG_METRIC)[
+        "observability-latency"
+    ]
     assert 37.0 in latency["bucketOptions"]["explicitBuckets"]["bounds"]
 
 
