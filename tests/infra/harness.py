@@ -230,9 +230,7 @@ def stack_config(stack: str) -> dict[str, object]:
 
 
 def infra_module(name: str) -> Any:
-    """A module of infra/catalog_infra, imported as the program imports it (infra/ is its path root)."""
-    if str(INFRA_DIR) not in sys.path:
-        sys.path.append(str(INFRA_DIR))
+    """A module of infra/catalog_infra, as installed (pyproject.toml maps the package to that folder)."""
     return importlib.import_module(f"catalog_infra.{name}")
 
 
