@@ -27,6 +27,10 @@ REQUIRED_APIS = (
     "iamcredentials.googleapis.com",  # the auth action mints the deployer's access token here
     "sts.googleapis.com",  # and exchanges GitHub's OIDC token here first
     "cloudresourcemanager.googleapis.com",  # project IAM bindings
+    # Preflight runs as the deployer before each CI deploy, and its calls count against this project: the
+    # organization policies it reads, and the billing link.
+    "orgpolicy.googleapis.com",
+    "cloudbilling.googleapis.com",
 )
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 PROVIDER_ID = "github-actions"
@@ -57,6 +61,9 @@ DEPLOYER_PROJECT_ROLES = (
     "roles/monitoring.servicesEditor",  # the custom service and its SLOs
     "roles/monitoring.alertPolicyEditor",  # the burn-rate and other alert policies
     "roles/monitoring.notificationChannelEditor",  # one email channel per alertEmails entry
+    # Preflight (`python -m preflight --deployer`) reads the effective organization policies the stack's
+    # settings must meet (orgpolicy.policy.get): reads only.
+    "roles/orgpolicy.policyViewer",
 )
 # With a domain, the front door: serverless NEGs, backend service, URL map, managed certificate, HTTPS proxy,
 # global address and forwarding rule (loadBalancerAdmin, which also attaches a security policy to the

@@ -131,6 +131,7 @@ def test_project_roles_are_listed_explicitly_and_exclude_iam_administration() ->
         "roles/monitoring.notificationChannelEditor",
         "roles/monitoring.servicesEditor",  # the custom service and its SLOs
         "roles/monitoring.viewer",  # the release's error-ratio gate
+        "roles/orgpolicy.policyViewer",  # preflight's reads of the organization policies
         "roles/run.admin",
         "roles/serviceusage.serviceUsageAdmin",
     ]
@@ -241,6 +242,12 @@ def test_token_exchange_apis_are_enabled_and_waited_for() -> None:
         "cloudresourcemanager.googleapis.com",
     } <= set(apis)
     assert set(apis.values()) <= set(deployment.one(POOL).dependencies)
+
+
+def test_the_apis_preflight_calls_as_the_deployer_are_enabled() -> None:
+    # `python -m preflight --deployer` bills its org policy and billing reads to the stack's project.
+    apis = {api.inputs["service"] for api in with_ci().all(API)}
+    assert {"orgpolicy.googleapis.com", "cloudbilling.googleapis.com"} <= apis
 
 
 def test_outputs_feed_the_workflows() -> None:
