@@ -11,7 +11,7 @@ import pulumi_gcp as gcp
 
 from catalog_infra import revisions
 from catalog_infra.revisions import LiveService
-from contract.cloudrun import GA, GEN2, required_launch_stage
+from contract.cloudrun import GA, GEN2, parse_cpu, required_launch_stage
 from contract.release import CANDIDATE, STABLE
 
 REQUIRED_APIS = ("run.googleapis.com", "iam.googleapis.com")
@@ -119,6 +119,18 @@ def grpc_target(uri: str) -> str:
     """The host:443 a gRPC client dials for a Cloud Run https URL."""
     host = uri.removeprefix("https://").rstrip("/")
     return f"{host}:443"
+
+
+def server_processes(cpu: str) -> int:
+    """The server processes for a `cpu` limit: its whole CPUs, at least 1 (a fractional CPU runs one).
+
+    Passed as SERVER_PROCESSES rather than left to the server's reading of the container's CPU quota,
+    which Cloud Run's sandbox may not show (service/processes.py).
+    """
+    cores = parse_cpu(cpu)
+    if cores is None:
+        raise ValueError(f"cpu {cpu!r} is not a CPU count such as 1, 2 or 1000m")
+    return max(1, int(cores))
 
 
 def service_audience(project: str, service_name: str) -> str:
@@ -241,6 +253,7 @@ class GrpcService(pulumi.ComponentResource):
         env = {
             **args.env,
             "MAX_CONCURRENT_RPCS": str(args.concurrency),
+            "SERVER_PROCESSES": str(server_processes(args.cpu)),
             "GOOGLE_CLOUD_PROJECT": args.project,
         }
         volumes: list[gcp.cloudrunv2.ServiceTemplateVolumeArgs] = []

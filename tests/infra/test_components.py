@@ -49,6 +49,7 @@ def test_grpc_service_serves_another_server() -> None:
     assert {env["name"]: env["value"] for env in container["envs"]} == {
         "FEATURE": "on",
         "MAX_CONCURRENT_RPCS": "10",
+        "SERVER_PROCESSES": "2",
         "GOOGLE_CLOUD_PROJECT": "other-project-1",
     }
     assert container["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
@@ -57,6 +58,15 @@ def test_grpc_service_serves_another_server() -> None:
     assert deployment.all(REPOSITORY) == []
     assert [b.inputs["member"] for b in deployment.all(INVOKER)] == ["group:orders-clients@example.com"]
     assert {r.name.split("-")[0] for r in deployment.declared} == {"orders"}
+
+
+@pytest.mark.parametrize(("cpu", "processes"), [("1", "1"), ("2", "2"), ("0.5", "1"), ("4000m", "4")])
+def test_the_server_runs_one_process_per_whole_cpu(cpu: str, processes: str) -> None:
+    # Cloud Run may not show the container its CPU quota, so the program says how many (fractional: one).
+    args = orders_args(cpu=cpu, concurrency=1 if cpu == "0.5" else 10)
+    deployment = run_program({}, program=lambda: grpc_service.GrpcService("orders", args))
+    container = deployment.one(SERVICE).inputs["template"]["containers"][0]
+    assert {env["name"]: env["value"] for env in container["envs"]}["SERVER_PROCESSES"] == processes
 
 
 def test_grpc_service_refuses_to_set_port() -> None:

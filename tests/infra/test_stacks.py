@@ -101,6 +101,7 @@ def test_environment_is_the_servers_and_never_port(stack: str, deployment: Deplo
         # The keys that carry a server setting (config.py's `env`: ENABLE_REFLECTION, LOG_LEVEL, ...).
         **{key.env: wire_value(setting(stack, key.name)) for key in KEYS if key.env},
         "MAX_CONCURRENT_RPCS": str(setting(stack, "concurrency")),
+        "SERVER_PROCESSES": str(max(1, int(float(setting(stack, "cpu"))))),
         "GOOGLE_CLOUD_PROJECT": stack_config(stack)["gcp:project"],
         # With a catalog file (dev): the mounted object, its digest, and how long to wait for the mount.
         **(
