@@ -7,6 +7,7 @@ the CLI hands them to the program as if the stack had set them.
 """
 
 import ipaddress
+import math
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Annotated, Any
@@ -23,6 +24,8 @@ from contract.cloudrun import (
     parse_memory,
 )
 from contract.release import STEPS_RULE, check_steps
+from service.config import MAX_STALLED_STREAM_SECONDS, MIN_STALLED_STREAM_SECONDS
+from service.limits import MAX_CONNECTION_AGE_GRACE_MS
 
 __all__ = ["KEYS", "ConfigError", "ObservabilityConfig", "StackConfig", "load", "load_observability"]
 
@@ -45,6 +48,8 @@ BAN_DURATIONS = (60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
 MAX_DENIED_IP_RANGES = 100
 # The windows Cloud Monitoring's rolling SLOs take, and burn-rate alerting is tuned for (see observability).
 SLO_WINDOW_DAYS = (7, 14, 28, 30)
+_STALLED_LOW = math.ceil(MIN_STALLED_STREAM_SECONDS)
+_STALLED_HIGH = math.floor(MAX_STALLED_STREAM_SECONDS)
 _GITHUB_ID = 2**63 - 1  # GitHub's ids are 64-bit integers
 # A host name a Google-managed certificate can cover: lowercase labels of letters, digits and inner hyphens,
 # at least two of them, a top-level label that is not all digits; no wildcard, no trailing dot.
@@ -98,9 +103,11 @@ class StackConfig:
         allowed=f"must be one of {', '.join(LOG_LEVELS)}: the SLOs count every call's INFO access line, so "
         "use DEBUG or INFO")]
     # How long a response stream may send nothing (its client stopped reading) before the server cancels it.
-    stalled_stream_seconds: Annotated[int, Key("stalledStreamSeconds", low=1, high=45,
-        env="STALLED_STREAM_SECONDS", allowed="must be an integer from 1 to 45 (the server's range: a "
-        "stalled stream is cancelled before the connection age grace, 60 s, runs out)")]
+    # The server's bounds (service/config.py), in whole seconds.
+    stalled_stream_seconds: Annotated[int, Key("stalledStreamSeconds", low=_STALLED_LOW, high=_STALLED_HIGH,
+        env="STALLED_STREAM_SECONDS", allowed=f"must be an integer from {_STALLED_LOW} to {_STALLED_HIGH} "
+        "(the server's range: a stalled stream is cancelled before the connection age grace, "
+        f"{MAX_CONNECTION_AGE_GRACE_MS // 1000} s, runs out)")]
     github_repository: Annotated[str | None, Key("githubRepository", "must be a GitHub repository as "
         "owner/name", pattern=r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")]
     # The pool id is "github-<suffix>": 4 to 32 characters.
