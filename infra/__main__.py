@@ -91,17 +91,8 @@ service = grpc_service.GrpcService(
         service_name=config.service_name,
         image=image.image,
         health_service=HEALTH_SERVICE,
-        min_instances=config.min_instances,
-        max_instances=config.max_instances,
-        concurrency=config.concurrency,
-        cpu=config.cpu,
-        memory=config.memory,
-        request_timeout_seconds=config.request_timeout_seconds,
-        ingress=config.ingress,
-        deletion_protection=config.deletion_protection,
-        allow_unauthenticated=config.allow_unauthenticated,
-        invokers=config.invokers,
-        invoker_iam_disabled=config.invoker_iam_disabled,
+        # Its keys (grpc_service.GrpcServiceSettings), validated, the joined rules applied (config.py).
+        settings=config,
         # The keys that set the server's environment (ENABLE_REFLECTION, LOG_LEVEL, ...): config.py's `env`.
         env=config.server_env,
         # One audience every URL of the service accepts in every region (the release and the client mint ID
@@ -138,13 +129,10 @@ door = (
         "front-door",
         front_door.FrontDoorArgs(
             project=config.project,
-            domain=config.domain,
+            # Its keys (front_door.FrontDoorSettings), the domain among them.
+            settings=config,
             services={regional.region: regional.service_name for regional in services},
             candidate_tag=CANDIDATE,
-            rate_limit_requests=config.rate_limit_requests,
-            rate_limit_interval_seconds=config.rate_limit_interval_seconds,
-            ban_duration_seconds=config.ban_duration_seconds,
-            denied_ip_ranges=config.denied_ip_ranges,
             depends_on=[apis],
         ),
     )

@@ -1,60 +1,47 @@
 """Stack configuration: each key declared once, read through `pulumi.Config`, validated before any resource.
 
-A key's declaration is its field below: its Python type and its `Key` (name, what it accepts, what a refusal
-says; config_keys.py reads them). The refusals, the test of Pulumi.yaml's types and the docs tests use the
-same declarations; the few rules that join keys follow as named functions. Pulumi.yaml holds every default:
-the CLI hands them to the program as if the stack had set them.
+A key's declaration is a settings field: its Python type and its `Key` (name, what it accepts, what a refusal
+says; config_keys.py reads them). A key a component reads is declared beside that component (GrpcService's
+and FrontDoor's settings), the program's own keys below; StackConfig is made of them all. The refusals, the
+test of Pulumi.yaml's types and the docs tests use the same declarations; the few rules that join keys follow
+as named functions. Pulumi.yaml holds every default: the CLI hands them to the program as if the stack had
+set them.
 """
 
-import ipaddress
 import math
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from catalog_infra.config_keys import ConfigError, Key, declared, integer, one_of, read_all
-from contract.cloudrun import (
-    CLOUD_RUN_REGIONS,
-    CPU_ALLOWED,
-    MEMORY_ALLOWED,
-    cpu_allowed,
-    format_bytes,
-    memory_range,
-    parse_cpu,
-    parse_memory,
-)
+from catalog_infra.front_door import FrontDoorSettings
+from catalog_infra.grpc_service import INGRESS_VALUES, GrpcServiceSettings
+from contract.cloudrun import CLOUD_RUN_REGIONS, format_bytes, memory_range, parse_cpu, parse_memory
 from contract.release import STEPS_RULE, check_steps
 from service.config import MAX_STALLED_STREAM_SECONDS, MIN_STALLED_STREAM_SECONDS
 from service.limits import MAX_CONNECTION_AGE_GRACE_MS
 
-__all__ = ["KEYS", "ConfigError", "ObservabilityConfig", "StackConfig", "load", "load_observability"]
+__all__ = [
+    "INGRESS_VALUES",
+    "KEYS",
+    "ConfigError",
+    "ObservabilityConfig",
+    "StackConfig",
+    "load",
+    "load_observability",
+]
 
-INGRESS_VALUES = (
-    "INGRESS_TRAFFIC_ALL",
-    "INGRESS_TRAFFIC_INTERNAL_ONLY",
-    "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
-)
 # What the empty `ingress` (Pulumi.yaml's default) means: only the load balancer and internal traffic with a
 # front door, so the run.app names cannot go around its Cloud Armor policy; anyone without one.
 INGRESS_WITHOUT_FRONT_DOOR = "INGRESS_TRAFFIC_ALL"
 INGRESS_WITH_FRONT_DOOR = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
 # The server also takes WARNING, ERROR and CRITICAL, but the SLOs count the INFO access line of every call.
 LOG_LEVELS = ("DEBUG", "INFO")
-# Cloud Armor's rate-based ban (cloud.google.com/armor/docs/rate-limiting-overview): 1 to 10,000 requests per
-# interval, the interval and the ban each one of a fixed set of lengths. A deny rule matches at most 10
-# ranges (a Cloud Armor limit); 100 ranges keep the policy at 10 such rules.
-RATE_LIMIT_INTERVALS = (10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
-BAN_DURATIONS = (60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
-MAX_DENIED_IP_RANGES = 100
 # The windows Cloud Monitoring's rolling SLOs take, and burn-rate alerting is tuned for (see observability).
 SLO_WINDOW_DAYS = (7, 14, 28, 30)
 _STALLED_LOW = math.ceil(MIN_STALLED_STREAM_SECONDS)
 _STALLED_HIGH = math.floor(MAX_STALLED_STREAM_SECONDS)
 _GITHUB_ID = 2**63 - 1  # GitHub's ids are 64-bit integers
-# A host name a Google-managed certificate can cover: lowercase labels of letters, digits and inner hyphens,
-# at least two of them, a top-level label that is not all digits; no wildcard, no trailing dot.
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_DOMAIN = rf"(?=.{{1,253}}$)(?:{_LABEL}\.)+[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?"
 _REGION = "a Cloud Run region (cloud.google.com/run/docs/locations), e.g. us-east1"
 _LONGEST_CALL = "no call lasts longer than requestTimeoutSeconds"
 _GOAL = 'must be a share strictly between 0 and 1, written as a string such as "0.999"'
@@ -67,8 +54,8 @@ def _inside_repository(path: str) -> bool:
 
 
 @dataclass(frozen=True)
-class StackConfig:
-    """Everything the program reads from the stack's config, already validated."""
+class ProgramSettings:
+    """The keys the program itself reads (the components' are declared beside each component)."""
 
     # fmt: off
     project: Annotated[str, Key("gcp:project", pattern=r"[a-z][a-z0-9-]{4,28}[a-z0-9]",
@@ -79,23 +66,7 @@ class StackConfig:
     service_name: Annotated[str, Key("serviceName", pattern=r"[a-z][a-z0-9-]{0,19}[a-z0-9]",
         allowed="must be 2 to 21 lowercase letters, digits or hyphens, start with a letter and not end "
         "with a hyphen")]
-    min_instances: Annotated[int, integer("minInstances", 0, 1000)]
-    max_instances: Annotated[int, integer("maxInstances", 1, 1000)]
-    concurrency: Annotated[int, integer("concurrency", 1, 1000)]
-    cpu: Annotated[str, Key("cpu", f"must be {CPU_ALLOWED}",
-        test=lambda cpu: (cores := parse_cpu(cpu)) is not None and cpu_allowed(cores))]
-    memory: Annotated[str, Key("memory", f"must be {MEMORY_ALLOWED}", test=parse_memory)]
-    request_timeout_seconds: Annotated[int, integer("requestTimeoutSeconds", 1, 3600)]
-    allow_unauthenticated: Annotated[bool, Key("allowUnauthenticated")]
-    invokers: Annotated[tuple[str, ...], Key("invokers",
-        pattern=r"(user|serviceAccount|group|domain|principal|principalSet):\S+",
-        allowed="each must be an IAM member: user:EMAIL, group:EMAIL, serviceAccount:EMAIL or domain:NAME; "
-        "public access is invokerIamDisabled's (or allowUnauthenticated's) job, not an invoker")]
     reflection: Annotated[bool, Key("reflection", env="ENABLE_REFLECTION")]
-    deletion_protection: Annotated[bool, Key("deletionProtection")]
-    # The ingress each service gets: the configured one, or (empty) the one that suits the front door.
-    ingress: Annotated[str, Key("ingress", choices=("", *INGRESS_VALUES),
-        allowed=f"must be one of {', '.join(INGRESS_VALUES)}, or empty")]
     image: Annotated[str | None, Key("image", pattern=r"\S+@sha256:[0-9a-f]{64}", allowed="must be pinned by "
         "digest (REGISTRY/PATH@sha256:<64 hex digits>): a new image, a new revision")]
     keep_images: Annotated[int, integer("keepImages", 1, 1000)]
@@ -113,7 +84,6 @@ class StackConfig:
     # The pool id is "github-<suffix>": 4 to 32 characters.
     ci_pool_suffix: Annotated[str, Key("ciPoolSuffix", "must be 1 to 25 lowercase letters or digits",
         pattern=r"[a-z0-9]{1,25}")]
-    invoker_iam_disabled: Annotated[bool, Key("invokerIamDisabled")]
     # Set (not 0) whenever github_repository is.
     github_repository_id: Annotated[int, integer("githubRepositoryId", 0, _GITHUB_ID)]
     github_repository_owner_id: Annotated[int, integer("githubRepositoryOwnerId", 0, _GITHUB_ID)]
@@ -134,22 +104,21 @@ class StackConfig:
     # Every region the service runs in, `region` (gcp:region, home of the registry) first.
     regions: Annotated[tuple[str, ...], Key("regions", f"each must be {_REGION}",
         test=CLOUD_RUN_REGIONS.__contains__)]
-    # The front door's host name; None: no load balancer.
-    domain: Annotated[str | None, Key("domain", pattern=_DOMAIN, allowed="must be a DNS name such as "
-        "catalog.example.com: lowercase letters, digits, hyphens and dots, at least two labels, no wildcard, "
-        "no trailing dot")]
-    rate_limit_requests: Annotated[int, integer("rateLimitRequests", 1, 10_000, "Cloud Armor's range for a "
-        "rate-based ban")]
-    rate_limit_interval_seconds: Annotated[int, one_of("rateLimitIntervalSeconds", RATE_LIMIT_INTERVALS)]
-    ban_duration_seconds: Annotated[int, one_of("banDurationSeconds", BAN_DURATIONS)]
-    denied_ip_ranges: Annotated[tuple[str, ...], Key("deniedIpRanges", test=ipaddress.ip_network,
-        high=MAX_DENIED_IP_RANGES,
-        allowed="each must be an IPv4 or IPv6 address or range (CIDR) such as 203.0.113.0/24")]
     # The catalog file to ship, relative to the repository root; None serves the image's embedded one. Only
     # its form: the file itself is checked by the server's loader (catalog_data.check_catalog).
     catalog_file: Annotated[str | None, Key("catalogFile", test=_inside_repository, allowed="must be a "
         "file's path relative to the repository root, inside it, with / separators (e.g. data/catalog.json)")]
     # fmt: on
+
+
+@dataclass(frozen=True)
+class StackConfig(FrontDoorSettings, GrpcServiceSettings, ProgramSettings):
+    """Everything the program reads from the stack's config, already validated.
+
+    Made of the program's own keys and each component's settings, so the program hands a component its
+    settings whole. The keys are read (and a missing one named) in that order: the program's, GrpcService's,
+    FrontDoor's.
+    """
 
     @property
     def server_env(self) -> dict[str, str]:

@@ -21,11 +21,15 @@ policy, and the services' invoker check still applies.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import pulumi
 import pulumi_gcp as gcp
+
+from catalog_infra.config_keys import Key, integer, one_of
 
 REQUIRED_APIS = ("compute.googleapis.com",)
 
@@ -56,26 +60,62 @@ CANDIDATE_HEADER = "x-catalog-candidate"
 PATH_MATCHER = "release"
 
 
+# Cloud Armor's rate-based ban (cloud.google.com/armor/docs/rate-limiting-overview): 1 to 10,000 requests per
+# interval, the interval and the ban each one of a fixed set of lengths. A deny rule matches at most 10
+# ranges (RANGES_PER_RULE); 100 ranges keep the policy at 10 such rules.
+RATE_LIMIT_INTERVALS = (10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
+BAN_DURATIONS = (60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
+MAX_DENIED_IP_RANGES = 100
+# A host name a Google-managed certificate can cover: lowercase labels of letters, digits and inner hyphens,
+# at least two of them, a top-level label that is not all digits; no wildcard, no trailing dot.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+DOMAIN_PATTERN = rf"(?=.{{1,253}}$)(?:{_LABEL}\.)+[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?"
+
+
+@dataclass(frozen=True)
+class FrontDoorSettings:
+    """The stack's keys this component reads, each declared on its field (config_keys.py reads them).
+
+    A client IP over `rate_limit_requests` per `rate_limit_interval_seconds` is answered 429 and banned: it
+    stays refused until its rate is back under the limit and `ban_duration_seconds` have passed.
+    `denied_ip_ranges` are refused outright. A new key is a field here, its use below, its entry in
+    Pulumi.yaml and its row in the docs' table: the program passes the validated settings whole.
+    """
+
+    # fmt: off
+    # The front door's host name; None: no load balancer (the program declares no FrontDoor).
+    domain: Annotated[str | None, Key("domain", pattern=DOMAIN_PATTERN, allowed="must be a DNS name such "
+        "as catalog.example.com: lowercase letters, digits, hyphens and dots, at least two labels, no "
+        "wildcard, no trailing dot")]
+    rate_limit_requests: Annotated[int, integer("rateLimitRequests", 1, 10_000, "Cloud Armor's range for a "
+        "rate-based ban")]
+    rate_limit_interval_seconds: Annotated[int, one_of("rateLimitIntervalSeconds", RATE_LIMIT_INTERVALS)]
+    ban_duration_seconds: Annotated[int, one_of("banDurationSeconds", BAN_DURATIONS)]
+    denied_ip_ranges: Annotated[tuple[str, ...], Key("deniedIpRanges", test=ipaddress.ip_network,
+        high=MAX_DENIED_IP_RANGES,
+        allowed="each must be an IPv4 or IPv6 address or range (CIDR) such as 203.0.113.0/24")]
+    # fmt: on
+
+
 @dataclass(frozen=True)
 class FrontDoorArgs:
-    """The domain, the Cloud Run service of each region behind it, and the Cloud Armor thresholds.
+    """The Cloud Run service of each region behind the front door, and its settings (a domain among them).
 
     `services` maps each region to its Cloud Run service's name (the same name in every region works: a NEG
-    is regional). A client IP over `rate_limit_requests` per `rate_limit_interval_seconds` is answered 429
-    and banned: it stays refused until its rate is back under the limit and `ban_duration_seconds` have
-    passed. `denied_ip_ranges` are refused outright.
+    is regional).
     """
 
     project: str
-    domain: str
+    settings: FrontDoorSettings
     services: Mapping[str, pulumi.Input[str]]
     # The tag of the revision a release checks (revisions.CANDIDATE): each region's gets a route of its own.
     candidate_tag: str
-    rate_limit_requests: int
-    rate_limit_interval_seconds: int
-    ban_duration_seconds: int
-    denied_ip_ranges: Sequence[str] = ()
     depends_on: Sequence[pulumi.Resource] = ()
+
+    @property
+    def domain(self) -> str:
+        """The host name the front door answers for (FrontDoor refuses settings without one)."""
+        return self.settings.domain or ""
 
 
 def _match(ranges: Sequence[str]) -> gcp.compute.SecurityPolicyRuleMatchArgs:
@@ -92,7 +132,7 @@ def security_rules(args: FrontDoorArgs) -> list[gcp.compute.SecurityPolicyRuleAr
     (SQL injection, XSS, ... signatures), and a gRPC body is length-prefixed binary protobuf, in which any
     byte sequence can occur: they would refuse ordinary calls and protect nothing.
     """
-    ranges = list(args.denied_ip_ranges)
+    ranges = list(args.settings.denied_ip_ranges)
     deny = [
         gcp.compute.SecurityPolicyRuleArgs(
             priority=DENY_PRIORITY + index,
@@ -113,10 +153,10 @@ def security_rules(args: FrontDoorArgs) -> list[gcp.compute.SecurityPolicyRuleAr
             conform_action="allow",
             exceed_action=RATE_LIMITED,
             rate_limit_threshold=gcp.compute.SecurityPolicyRuleRateLimitOptionsRateLimitThresholdArgs(
-                count=args.rate_limit_requests,
-                interval_sec=args.rate_limit_interval_seconds,
+                count=args.settings.rate_limit_requests,
+                interval_sec=args.settings.rate_limit_interval_seconds,
             ),
-            ban_duration_sec=args.ban_duration_seconds,
+            ban_duration_sec=args.settings.ban_duration_seconds,
         ),
     )
     default = gcp.compute.SecurityPolicyRuleArgs(
@@ -142,6 +182,8 @@ class FrontDoor(pulumi.ComponentResource):
         super().__init__("catalog:index:FrontDoor", name, None, opts)
         if not args.services:
             raise ValueError("a front door needs at least one region's service behind it")
+        if not args.settings.domain:
+            raise ValueError("a front door needs a domain: set the domain key, or declare no FrontDoor")
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
 
         groups = [

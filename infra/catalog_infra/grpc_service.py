@@ -5,13 +5,24 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import pulumi
 import pulumi_gcp as gcp
 
 from catalog_infra import revisions
+from catalog_infra.config_keys import Key, integer
 from catalog_infra.revisions import LiveService
-from contract.cloudrun import GA, GEN2, parse_cpu, required_launch_stage
+from contract.cloudrun import (
+    CPU_ALLOWED,
+    GA,
+    GEN2,
+    MEMORY_ALLOWED,
+    cpu_allowed,
+    parse_cpu,
+    parse_memory,
+    required_launch_stage,
+)
 from contract.release import CANDIDATE, STABLE
 
 REQUIRED_APIS = ("run.googleapis.com", "iam.googleapis.com")
@@ -70,12 +81,56 @@ class CatalogMount:
         return f"{CATALOG_MOUNT_PATH}/{self.object_name}"
 
 
+INGRESS_VALUES = (
+    "INGRESS_TRAFFIC_ALL",
+    "INGRESS_TRAFFIC_INTERNAL_ONLY",
+    "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+)
+
+
+def _cpu_accepted(cpu: str) -> bool:
+    """Whether Cloud Run takes `cpu` as a CPU limit."""
+    cores = parse_cpu(cpu)
+    return cores is not None and cpu_allowed(cores)
+
+
+@dataclass(frozen=True)
+class GrpcServiceSettings:
+    """The stack's keys this component reads, each declared on its field (config_keys.py reads them).
+
+    A new key is a field here, its use below, its entry in Pulumi.yaml and its row in the docs' table: the
+    program passes the validated settings whole (config.py's StackConfig is made of them).
+    """
+
+    # fmt: off
+    min_instances: Annotated[int, integer("minInstances", 0, 1000)]
+    max_instances: Annotated[int, integer("maxInstances", 1, 1000)]
+    concurrency: Annotated[int, integer("concurrency", 1, 1000)]
+    cpu: Annotated[str, Key("cpu", f"must be {CPU_ALLOWED}", test=_cpu_accepted)]
+    memory: Annotated[str, Key("memory", f"must be {MEMORY_ALLOWED}", test=parse_memory)]
+    request_timeout_seconds: Annotated[int, integer("requestTimeoutSeconds", 1, 3600)]
+    allow_unauthenticated: Annotated[bool, Key("allowUnauthenticated")]
+    invokers: Annotated[tuple[str, ...], Key("invokers",
+        pattern=r"(user|serviceAccount|group|domain|principal|principalSet):\S+",
+        allowed="each must be an IAM member: user:EMAIL, group:EMAIL, serviceAccount:EMAIL or domain:NAME; "
+        "public access is invokerIamDisabled's (or allowUnauthenticated's) job, not an invoker")]
+    deletion_protection: Annotated[bool, Key("deletionProtection")]
+    # The configured ingress; empty is resolved by config.py to the one that suits the front door.
+    ingress: Annotated[str, Key("ingress", choices=("", *INGRESS_VALUES),
+        allowed=f"must be one of {', '.join(INGRESS_VALUES)}, or empty")]
+    # Public without an allUsers binding: Cloud Run skips the invoker check (works under Domain Restricted
+    # Sharing, which refuses allUsers). Not together with allow_unauthenticated or invokers.
+    invoker_iam_disabled: Annotated[bool, Key("invokerIamDisabled")]
+    # fmt: on
+
+
 @dataclass(frozen=True)
 class GrpcServiceArgs:
     """Settings of one gRPC service on Cloud Run.
 
     `image` is the image to run, pinned by digest (ContainerImage's `image`). `env` is the
-    server's own environment; the component adds MAX_CONCURRENT_RPCS (= concurrency) and GOOGLE_CLOUD_PROJECT,
+    server's own environment; the component adds MAX_CONCURRENT_RPCS (= concurrency), SERVER_PROCESSES and
+    GOOGLE_CLOUD_PROJECT,
     and refuses PORT, which Cloud Run sets. `health_service` is the gRPC health name the startup and readiness
     probes ask for (SERVING only while the server can answer); liveness asks for "" (the server as a whole).
     """
@@ -85,19 +140,7 @@ class GrpcServiceArgs:
     service_name: str
     image: pulumi.Input[str]
     health_service: str
-    min_instances: int
-    max_instances: int
-    concurrency: int
-    cpu: str
-    memory: str
-    request_timeout_seconds: int
-    ingress: str
-    deletion_protection: bool
-    allow_unauthenticated: bool
-    invokers: Sequence[str] = ()
-    # Public without an allUsers binding: Cloud Run skips the invoker check (works under Domain Restricted
-    # Sharing, which refuses allUsers). Not together with allow_unauthenticated or invokers.
-    invoker_iam_disabled: bool = False
+    settings: GrpcServiceSettings
     env: Mapping[str, str] = field(default_factory=dict)
     # The account the same service in another region already runs as; None creates one.
     service_account: gcp.serviceaccount.Account | None = None
@@ -172,7 +215,7 @@ def _container(
         ],
         volume_mounts=list(volume_mounts) or None,
         resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
-            limits={"cpu": args.cpu, "memory": args.memory},
+            limits={"cpu": args.settings.cpu, "memory": args.settings.memory},
             cpu_idle=args.cpu_idle,
             startup_cpu_boost=args.startup_cpu_boost,
         ),
@@ -229,9 +272,10 @@ class GrpcService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GrpcServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("catalog:index:GrpcService", name, None, opts)
+        settings = args.settings
         if "PORT" in args.env:
             raise ValueError("PORT is reserved: Cloud Run sets it, so the service must not")
-        if args.invoker_iam_disabled and (args.allow_unauthenticated or args.invokers):
+        if settings.invoker_iam_disabled and (settings.allow_unauthenticated or settings.invokers):
             raise ValueError(
                 "invoker_iam_disabled already makes the service public: "
                 "do not also set allow_unauthenticated or invokers"
@@ -252,8 +296,8 @@ class GrpcService(pulumi.ComponentResource):
 
         env = {
             **args.env,
-            "MAX_CONCURRENT_RPCS": str(args.concurrency),
-            "SERVER_PROCESSES": str(server_processes(args.cpu)),
+            "MAX_CONCURRENT_RPCS": str(settings.concurrency),
+            "SERVER_PROCESSES": str(server_processes(settings.cpu)),
             "GOOGLE_CLOUD_PROJECT": args.project,
         }
         volumes: list[gcp.cloudrunv2.ServiceTemplateVolumeArgs] = []
@@ -296,11 +340,11 @@ class GrpcService(pulumi.ComponentResource):
             )
         template = gcp.cloudrunv2.ServiceTemplateArgs(
             service_account=account.email,
-            timeout=f"{args.request_timeout_seconds}s",
-            max_instance_request_concurrency=args.concurrency,
+            timeout=f"{settings.request_timeout_seconds}s",
+            max_instance_request_concurrency=settings.concurrency,
             scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
-                min_instance_count=args.min_instances,
-                max_instance_count=args.max_instances,
+                min_instance_count=settings.min_instances,
+                max_instance_count=settings.max_instances,
             ),
             # Cloud Storage volumes are a network file system, which the second generation offers; set, not
             # left to Cloud Run's choice, so the template says what runs. Only with a catalog: the first
@@ -314,8 +358,8 @@ class GrpcService(pulumi.ComponentResource):
         # Preview features (a readiness probe) are refused under GA, which the provider assumes unset.
         launch_stage = _launch_stage(template)
         fields: dict[str, object] = {
-            "ingress": args.ingress,
-            "invokerIamDisabled": args.invoker_iam_disabled,
+            "ingress": settings.ingress,
+            "invokerIamDisabled": settings.invoker_iam_disabled,
             "customAudiences": list(args.custom_audiences) or None,
             "launchStage": launch_stage,
         }
@@ -337,9 +381,9 @@ class GrpcService(pulumi.ComponentResource):
             name=args.service_name,
             project=args.project,
             location=args.region,
-            ingress=args.ingress,
-            deletion_protection=args.deletion_protection,
-            invoker_iam_disabled=args.invoker_iam_disabled,
+            ingress=settings.ingress,
+            deletion_protection=settings.deletion_protection,
+            invoker_iam_disabled=settings.invoker_iam_disabled,
             custom_audiences=list(args.custom_audiences) or None,
             launch_stage=launch_stage,
             traffics=traffics,
@@ -347,7 +391,7 @@ class GrpcService(pulumi.ComponentResource):
             opts=service_opts,
         )
 
-        members = (["allUsers"] if args.allow_unauthenticated else []) + list(args.invokers)
+        members = (["allUsers"] if settings.allow_unauthenticated else []) + list(settings.invokers)
         for member in members:
             gcp.cloudrunv2.ServiceIamMember(
                 f"{name}-invoker-{_member_slug(member)}",

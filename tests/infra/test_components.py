@@ -21,19 +21,26 @@ def orders_args(**overrides: Any) -> grpc_service.GrpcServiceArgs:
         service_name="orders",
         image=PREBUILT,
         health_service="orders.Orders",
-        min_instances=1,
-        max_instances=2,
-        concurrency=10,
-        cpu="2",
-        memory="1Gi",
-        request_timeout_seconds=60,
-        ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
-        deletion_protection=True,
-        allow_unauthenticated=False,
-        invokers=["group:orders-clients@example.com"],
+        settings=grpc_service.GrpcServiceSettings(
+            min_instances=1,
+            max_instances=2,
+            concurrency=10,
+            cpu="2",
+            memory="1Gi",
+            request_timeout_seconds=60,
+            ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
+            deletion_protection=True,
+            allow_unauthenticated=False,
+            invokers=("group:orders-clients@example.com",),
+            invoker_iam_disabled=False,
+        ),
         env={"FEATURE": "on"},
     )
-    return dataclasses.replace(args, **overrides)
+    # Each override goes where its field is: the component's settings (its config keys) or its other args.
+    keys = {name for name in overrides if name in grpc_service.GrpcServiceSettings.__dataclass_fields__}
+    settings = dataclasses.replace(args.settings, **{name: overrides[name] for name in keys})
+    others = {name: value for name, value in overrides.items() if name not in keys}
+    return dataclasses.replace(args, settings=settings, **others)
 
 
 def test_grpc_service_serves_another_server() -> None:

@@ -6,6 +6,8 @@ them), and nothing of the load balancer.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pulumi
 import pytest
 from catalog_infra import container_image, front_door
@@ -452,12 +454,18 @@ def test_container_image_deploys_a_prebuilt_image_as_is() -> None:
 def test_front_door_needs_a_service() -> None:
     args = front_door.FrontDoorArgs(
         project="p-123456",
-        domain=DOMAIN,
-        services={},
+        settings=front_door.FrontDoorSettings(
+            domain=DOMAIN,
+            rate_limit_requests=10,
+            rate_limit_interval_seconds=60,
+            ban_duration_seconds=60,
+            denied_ip_ranges=(),
+        ),
+        services={"us-east1": "catalog"},
         candidate_tag="candidate",
-        rate_limit_requests=10,
-        rate_limit_interval_seconds=60,
-        ban_duration_seconds=60,
     )
     with pytest.raises(ValueError, match="at least one region"):
-        run_program({}, program=lambda: front_door.FrontDoor("door", args))
+        run_program({}, program=lambda: front_door.FrontDoor("door", dataclasses.replace(args, services={})))
+    no_domain = dataclasses.replace(args, settings=dataclasses.replace(args.settings, domain=None))
+    with pytest.raises(ValueError, match="needs a domain"):
+        run_program({}, program=lambda: front_door.FrontDoor("door", no_domain))
