@@ -121,6 +121,10 @@ class GrpcServiceSettings:
     # Public without an allUsers binding: Cloud Run skips the invoker check (works under Domain Restricted
     # Sharing, which refuses allUsers). Not together with allow_unauthenticated or invokers.
     invoker_iam_disabled: Annotated[bool, Key("invokerIamDisabled")]
+    # Request-based billing (true): CPU only while a call is in flight, which is all this server works in.
+    # False keeps the CPU for the instance's life (instance-based billing): no throttled start for the first
+    # call after a quiet spell, at the price of billing idle instances (cheaper with steady traffic).
+    cpu_idle: Annotated[bool, Key("cpuIdle")]
     # fmt: on
 
 
@@ -146,8 +150,6 @@ class GrpcServiceArgs:
     service_account: gcp.serviceaccount.Account | None = None
     # Audiences besides its run.app URLs the service accepts ID tokens for (a front door's https://DOMAIN).
     custom_audiences: Sequence[str] = ()
-    # Request-based billing: the server does no work between requests, so CPU outside them buys nothing.
-    cpu_idle: bool = True
     startup_cpu_boost: bool = True
     depends_on: Sequence[pulumi.Resource] = ()
     # A catalog to serve from a bucket instead of the image's embedded one; the component grants its own
@@ -216,7 +218,7 @@ def _container(
         volume_mounts=list(volume_mounts) or None,
         resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
             limits={"cpu": args.settings.cpu, "memory": args.settings.memory},
-            cpu_idle=args.cpu_idle,
+            cpu_idle=args.settings.cpu_idle,
             startup_cpu_boost=args.startup_cpu_boost,
         ),
         startup_probe=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(

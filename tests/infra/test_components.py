@@ -9,7 +9,7 @@ import pytest
 from catalog_infra import grpc_service
 from catalog_infra.apis import SERVICE_USAGE_API, ProjectApis
 
-from tests.infra.harness import API, IMAGE, INVOKER, REPOSITORY, SERVICE, SLEEP, run_program
+from tests.infra.harness import API, IMAGE, INVOKER, PROJECT, REPOSITORY, SERVICE, SLEEP, run_program
 
 PREBUILT = "europe-west1-docker.pkg.dev/other-project-1/images/orders@sha256:" + "b" * 64
 
@@ -33,6 +33,7 @@ def orders_args(**overrides: Any) -> grpc_service.GrpcServiceArgs:
             allow_unauthenticated=False,
             invokers=("group:orders-clients@example.com",),
             invoker_iam_disabled=False,
+            cpu_idle=True,
         ),
         env={"FEATURE": "on"},
     )
@@ -74,6 +75,28 @@ def test_the_server_runs_one_process_per_whole_cpu(cpu: str, processes: str) -> 
     deployment = run_program({}, program=lambda: grpc_service.GrpcService("orders", args))
     container = deployment.one(SERVICE).inputs["template"]["containers"][0]
     assert {env["name"]: env["value"] for env in container["envs"]}["SERVER_PROCESSES"] == processes
+
+
+@pytest.mark.parametrize("cpu_idle", [True, False])
+def test_cpu_idle_picks_the_billing(cpu_idle: bool) -> None:
+    # True: request-based billing (CPU only during calls); False: the CPU stays for the instance's life.
+    args = orders_args(cpu_idle=cpu_idle)
+    deployment = run_program({}, program=lambda: grpc_service.GrpcService("orders", args))
+    resources = deployment.one(SERVICE).inputs["template"]["containers"][0]["resources"]
+    assert resources["cpuIdle"] is cpu_idle
+
+
+def test_the_stacks_cpu_idle_reaches_every_regions_service() -> None:
+    config = {
+        "gcp:project": "my-gcp-project-dev",
+        "gcp:region": "us-central1",
+        f"{PROJECT}:regions": ["us-central1", "europe-west1"],
+        f"{PROJECT}:minInstances": 1,
+        f"{PROJECT}:cpuIdle": False,
+    }
+    services = run_program(config).all(SERVICE)
+    assert len(services) == 2
+    assert {s.inputs["template"]["containers"][0]["resources"]["cpuIdle"] for s in services} == {False}
 
 
 def test_grpc_service_refuses_to_set_port() -> None:

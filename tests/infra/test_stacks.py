@@ -89,7 +89,7 @@ def test_scaling_concurrency_and_timeout_follow_the_stack(stack: str, deployment
 def test_resources_are_explicit(stack: str, deployment: Deployment) -> None:
     assert container(deployment)["resources"] == {
         "limits": {"cpu": setting(stack, "cpu"), "memory": setting(stack, "memory")},
-        "cpuIdle": True,
+        "cpuIdle": setting(stack, "cpuIdle"),
         "startupCpuBoost": True,
     }
 
