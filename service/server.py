@@ -29,6 +29,8 @@ from service.limits import server_options
 from service.logs import AccessLog
 from service.servicer import Catalog, CatalogServicer, LoadingServicer
 from service.store import CatalogError
+from service.telemetry import Telemetry
+from service.telemetry import start as start_telemetry
 
 # Streams a connection may open beyond the catalog's limit, so health checks and reflection get through when
 # the catalog is full (service/limits.py).
@@ -174,9 +176,11 @@ class CatalogServer:
         handlers: GuardedHandlers,
         guard: CallGuard,
         access_log: AccessLog,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.port = port
         self.access_log = access_log
+        self.telemetry = telemetry
         self._server = server
         self._health = health_servicer
         self._handlers = handlers
@@ -258,13 +262,21 @@ async def run_server(
         await server.shut_down(0)  # joins a shutdown already under way
         # Calls cancelled by the stop add their lines as they unwind, maybe after the loop's last turn.
         server.access_log.close()
+        if server.telemetry is not None:
+            server.telemetry.shutdown()  # the last points and spans, exported before the process ends
 
 
 async def _start(settings: Settings, host: str) -> CatalogServer:
     """Build, bind and start the server on the running loop (grpc.aio objects belong to it)."""
     access_log = AccessLog(logging.getLogger("service.access"))
+    telemetry = start_telemetry(settings)
     guard = CallGuard(
-        settings.max_concurrent_rpcs, settings.project_id, access_log, settings.stalled_stream_seconds
+        settings.max_concurrent_rpcs,
+        settings.project_id,
+        access_log,
+        settings.stalled_stream_seconds,
+        telemetry=telemetry,
+        ok_log_sample_rate=settings.ok_log_sample_rate,
     )
     health_servicer = health.aio.HealthServicer()
     for name in HEALTH_NAMES:
@@ -306,4 +318,5 @@ async def _start(settings: Settings, host: str) -> CatalogServer:
         handlers=handlers,
         guard=guard,
         access_log=access_log,
+        telemetry=telemetry,
     )

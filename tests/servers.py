@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import os
 import subprocess
 import sys
@@ -117,7 +118,9 @@ def in_process(settings: Settings | None = None, store: Catalog | None = None) -
 
     The one way tests start the service's server in-process.
     """
-    context = run_server(settings or Settings(port=0), store, host="localhost")
+    # Every OK call's line too: tests read calls from their lines (a sampled log is tested on its own).
+    settings = dataclasses.replace(settings or Settings(port=0), ok_log_sample_rate=1.0)
+    context = run_server(settings, store, host="localhost")
     with in_thread(context, "catalog-server") as (server, loop):
         yield InProcessServer(server, loop)
 
