@@ -66,6 +66,12 @@ check-catalog: $(VENV)/.installed ## Check a catalog file as the server loads it
 	@test -n "$(FILE)" || { echo "usage: make check-catalog FILE=path/to/catalog.json" >&2; exit 2; }
 	@$(PY) -m service.catalog check "$(FILE)"
 
+STACK ?=
+.PHONY: preflight
+preflight: $(VENV)/.installed ## Before `pulumi up`: what the project and its organization would refuse (STACK=dev).
+	@test -n "$(STACK)" || { echo "usage: make preflight STACK=dev" >&2; exit 2; }
+	@$(PY) -m preflight --stack "$(STACK)"
+
 .PHONY: proto
 proto: $(VENV)/.installed ## Regenerate catalog/ (messages, stubs, .pyi) from proto/.
 	$(PY) -m tools.genproto

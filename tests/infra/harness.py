@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import json
 import os
 import runpy
 import sys
@@ -25,6 +24,13 @@ import pulumi
 import yaml
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.mocks import MockMonitor
+
+# How the CLI merges Pulumi.yaml under a stack's config and hands values to the program: preflight's, the
+# one definition that `python -m preflight` validates stacks with too.
+from preflight.stack import project_defaults as project_defaults  # noqa: PLC0414  (re-exported)
+from preflight.stack import project_file as project_file  # noqa: PLC0414
+from preflight.stack import wire_value as wire_value  # noqa: PLC0414
+from preflight.stack import with_project_config as with_project_config  # noqa: PLC0414
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA_DIR = REPO_ROOT / "infra"
@@ -203,31 +209,11 @@ class Deployment:
         return found[0]
 
 
-def wire_value(value: object) -> str:
-    """A YAML config value as the Pulumi CLI hands it to the program.
-
-    Strings, integers and booleans as their text (Go's %v), anything else as JSON (pulumi/pulumi
-    pkg/workspace/config.go, createConfigValue).
-    """
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(value, separators=(",", ":"))
-
-
 def stack_config(stack: str) -> dict[str, object]:
     """The config section of a committed Pulumi.<stack>.yaml."""
     document = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
     config: dict[str, object] = document["config"]
     return config
-
-
-def project_file(root: Path = REPO_ROOT) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((root / "Pulumi.yaml").read_text())
-    return document
 
 
 def infra_module(name: str) -> Any:
@@ -258,27 +244,6 @@ def live_service(
         sys.path.remove(str(program_dir))
     with mock.patch.object(module, "read_service", read_service):
         yield
-
-
-def project_defaults(root: Path = REPO_ROOT) -> dict[str, object]:
-    """What Pulumi.yaml gives a stack that sets nothing: namespaced keys, each with its default or value."""
-    document = project_file(root)
-    name = document["name"]
-    defaults: dict[str, object] = {}
-    for key, declaration in (document.get("config") or {}).items():
-        full_key = key if ":" in key else f"{name}:{key}"
-        if not isinstance(declaration, dict):
-            defaults[full_key] = declaration  # the short form: a bare value
-        elif "value" in declaration:
-            defaults[full_key] = declaration["value"]
-        elif "default" in declaration:
-            defaults[full_key] = declaration["default"]
-    return defaults
-
-
-def with_project_config(config: Mapping[str, object], root: Path = REPO_ROOT) -> dict[str, object]:
-    """The stack's config with Pulumi.yaml's defaults and values under it, as the CLI merges them."""
-    return {**project_defaults(root), **config}
 
 
 @contextlib.contextmanager

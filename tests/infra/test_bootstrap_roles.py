@@ -9,44 +9,13 @@ from __future__ import annotations
 
 import re
 
+from preflight import permissions
 from tests.docs.markdown import REPO_ROOT
 from tests.infra.harness import PROJECT, run_program, stack_config
 
-# The role that creates (or grants on) each resource type; None: no Google API is called.
-CREATED_BY: dict[str, tuple[str, ...] | None] = {
-    "gcp:projects/service:Service": ("roles/serviceusage.serviceUsageAdmin",),
-    "time:index/sleep:Sleep": None,
-    "gcp:artifactregistry/repository:Repository": ("roles/artifactregistry.admin",),
-    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": ("roles/artifactregistry.admin",),
-    "docker-build:index:Image": ("roles/artifactregistry.admin",),
-    # A service that runs as an account needs actAs on it as well.
-    "gcp:cloudrunv2/service:Service": ("roles/run.admin", "roles/iam.serviceAccountUser"),
-    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("roles/run.admin",),
-    "gcp:serviceaccount/account:Account": ("roles/iam.serviceAccountAdmin",),
-    "gcp:serviceaccount/iAMMember:IAMMember": ("roles/iam.serviceAccountAdmin",),
-    "gcp:logging/metric:Metric": ("roles/logging.configWriter",),
-    "gcp:monitoring/dashboard:Dashboard": ("roles/monitoring.editor",),
-    "gcp:monitoring/customService:CustomService": ("roles/monitoring.editor",),
-    "gcp:monitoring/slo:Slo": ("roles/monitoring.editor",),
-    "gcp:monitoring/alertPolicy:AlertPolicy": ("roles/monitoring.editor",),
-    "gcp:monitoring/notificationChannel:NotificationChannel": ("roles/monitoring.editor",),
-    "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": ("roles/compute.loadBalancerAdmin",),
-    "gcp:compute/backendService:BackendService": ("roles/compute.loadBalancerAdmin",),
-    "gcp:compute/uRLMap:URLMap": ("roles/compute.loadBalancerAdmin",),
-    "gcp:compute/managedSslCertificate:ManagedSslCertificate": ("roles/compute.loadBalancerAdmin",),
-    "gcp:compute/targetHttpsProxy:TargetHttpsProxy": ("roles/compute.loadBalancerAdmin",),
-    "gcp:compute/globalAddress:GlobalAddress": ("roles/compute.loadBalancerAdmin",),
-    "gcp:compute/globalForwardingRule:GlobalForwardingRule": ("roles/compute.loadBalancerAdmin",),
-    "gcp:compute/securityPolicy:SecurityPolicy": ("roles/compute.securityAdmin",),
-    "gcp:storage/bucket:Bucket": ("roles/storage.admin",),
-    "gcp:storage/bucketObject:BucketObject": ("roles/storage.admin",),
-    "gcp:storage/bucketIAMMember:BucketIAMMember": ("roles/storage.admin",),
-    "gcp:iam/workloadIdentityPool:WorkloadIdentityPool": ("roles/iam.workloadIdentityPoolAdmin",),
-    "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider": (
-        "roles/iam.workloadIdentityPoolAdmin",
-    ),
-    "gcp:projects/iAMMember:IAMMember": ("roles/resourcemanager.projectIamAdmin",),
-}
+# The roles that create (or grant on) each resource type, from preflight's table of what `up` declares
+# (the one definition `make preflight` checks a caller's permissions with); None: no Google API is called.
+CREATED_BY: dict[str, tuple[str, ...] | None] = {row.type: row.roles or None for row in permissions.RESOURCES}
 
 
 def documented_roles() -> set[str]:

@@ -430,6 +430,25 @@ def test_the_policy_virtualenv_is_where_the_pack_says() -> None:
 
 
 @pytest.mark.parametrize(("job_name", "stack"), DEPLOYS.items())
+def test_each_deploy_runs_preflight_as_the_deployer_after_signing_in_and_before_up(
+    job_name: str, stack: str
+) -> None:
+    job = pulumi_jobs()[job_name]
+    runs = [step.get("run", "") for step in job["steps"]]
+    (preflight,) = [i for i, run in enumerate(runs) if "-m preflight" in run]
+    assert runs[preflight] == f".venv/bin/python -m preflight --stack {stack} --deployer"
+    installed = next(i for i, run in enumerate(runs) if "pip install" in run and "requirements.txt" in run)
+    # The first sign-in is the deployer's (the access token); prod's second mints the release's ID token.
+    signed_in = next(
+        i for i, step in enumerate(job["steps"]) if "google-github-actions/auth@" in step.get("uses", "")
+    )
+    assert job["steps"][signed_in]["with"]["service_account"].startswith(
+        "${{ vars.GCP_DEPLOYER_SERVICE_ACCOUNT_"
+    )
+    assert installed < signed_in < preflight < step_index(job, "pulumi/actions")
+
+
+@pytest.mark.parametrize(("job_name", "stack"), DEPLOYS.items())
 def test_each_deploy_attests_the_digest_it_deployed_in_the_registry(job_name: str, stack: str) -> None:
     job = pulumi_jobs()[job_name]
     assert job["permissions"] == {"contents": "read", "id-token": "write", "attestations": "write"}
