@@ -26,7 +26,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context as OtelContext
-from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from opentelemetry.propagators.cloud_trace_propagator import CloudTraceFormatPropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.metrics import MeterProvider
@@ -38,13 +38,14 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-# gRFC A66's names: what Cloud Monitoring, the SLOs and the release gate read (contract with
-# infra/catalog_infra/observability.py and release/monitoring.py).
-CALL_DURATION = "grpc.server.call.duration"
-METHOD_LABEL = "grpc.method"
-STATUS_LABEL = "grpc.status"
-# Not in A66: Cloud Run's revision, which the exported resource (generic_task) has no label for.
-REVISION_LABEL = "revision"
+from contract.server_metrics import (
+    CALL_DURATION,
+    CALLS,
+    METHOD_ATTRIBUTE,
+    REVISION_ATTRIBUTE,
+    STATUS_ATTRIBUTE,
+)
+
 # gRFC A66's latency buckets (seconds), so percentiles read the same as other gRPC services' do.
 DURATION_BUCKETS = (
     0, 0.00001, 0.00005, 0.0001, 0.0003, 0.0006, 0.0008, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008,
@@ -58,29 +59,41 @@ _PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), CloudTraceFo
 
 
 class CallMetrics:
-    """The per-call instruments: one histogram measurement per finished call, labelled by method and code.
+    """The per-call instruments: a duration histogram (gRFC A66) and a count of calls by method and status.
 
     The attribute mappings are built once per (method, code) and reused: the SDK keys its series by them,
-    and a dict built per call would cost as much again as the measurement.
+    and a dict built per call would cost as much again as the measurement. The count is a plain dict,
+    read by an observable counter once per export, so it costs the call one increment.
     """
 
     def __init__(self, meter: Meter, revision: str) -> None:
         self._duration: Histogram = meter.create_histogram(
             CALL_DURATION, unit="s", description="Time from a call's start to its status (gRFC A66)."
         )
+        meter.create_observable_counter(
+            CALLS, callbacks=[self._observe_calls], unit="{call}", description="Calls ended, by status."
+        )
         self._revision = revision
         self._attributes: dict[tuple[str, str], Mapping[str, str]] = {}
+        self._calls: dict[tuple[str, str], int] = {}
 
     def finished(self, method: str, code: str, seconds: float) -> None:
         """Record one call to `method` ending with status `code` (its name) after `seconds`."""
-        attributes = self._attributes.get((method, code))
+        key = (method, code)
+        attributes = self._attributes.get(key)
         if attributes is None:
-            attributes = self._attributes[(method, code)] = {
-                METHOD_LABEL: method.lstrip("/"),
-                STATUS_LABEL: code,
-                REVISION_LABEL: self._revision,
+            attributes = self._attributes[key] = {
+                METHOD_ATTRIBUTE: method.lstrip("/"),
+                STATUS_ATTRIBUTE: code,
+                REVISION_ATTRIBUTE: self._revision,
             }
+            self._calls[key] = 0
+        self._calls[key] += 1
         self._duration.record(seconds, attributes)
+
+    def _observe_calls(self, _options: CallbackOptions) -> Iterable[Observation]:
+        # Runs on the exporter's thread: a copy, so a call ending meanwhile cannot change the dict mid-read.
+        return [Observation(count, self._attributes[key]) for key, count in list(self._calls.items())]
 
 
 def _carrier(metadata: Iterable[tuple[str, str | bytes]]) -> dict[str, str]:
