@@ -83,6 +83,15 @@ def variants(prometheus_port: int) -> dict[str, Variant]:
                 "TRACE_SAMPLE_RATE": "0",
             },
         ),
+        "metrics + sampled lines, tracing off": Variant(
+            "metrics + sampled lines, tracing off",
+            {
+                **_QUIET,
+                "LOG_LEVEL": "INFO",
+                "METRICS_EXPORTER": "prometheus",
+                "PROMETHEUS_PORT": str(prometheus_port + 1),
+            },
+        ),
     }
 
 
@@ -223,10 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=30_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--plugin-python", help="a Python with grpcio-observability installed")
+    parser.add_argument("--only-new", action="store_true", help="only today's line against the new design")
     options = parser.parse_args(args)
     by_name = variants(_free_port())
-    none, today, new = by_name.values()
-    pairs = [(none, today), (none, new), (today, new)]
+    none, today, new, untraced = by_name.values()
+    pairs = [(none, today), (today, new), (today, untraced)]
+    if options.only_new:
+        pairs = pairs[1:]
     if options.plugin_python:
         pairs.append(
             (

@@ -73,6 +73,7 @@ def _read(run: CloudRun) -> _Region:
         uri=tag_uri(service, CANDIDATE),
         percent=traffic.share(routes, candidate_route.revision),
         region=run.ref.region,
+        stable=stable_route.revision,
     )
     return _Region(run, service, stable_route.revision, candidate)
 

@@ -197,7 +197,7 @@ def test_outputs_name_both_targets_and_the_release_plan(stack: str, revision: st
         "service": "catalog-grpc",
         "steps": config[f"{PROJECT}:canarySteps"],
         "pauseSeconds": config[f"{PROJECT}:canaryPauseSeconds"],
-        "callsMetric": "logging.googleapis.com/user/catalog_grpc_calls",
+        "callsMetric": "workload.googleapis.com/catalog.server.calls",
         "maxErrorRatio": float(str(config.get(f"{PROJECT}:canaryMaxErrorRatio", "0.01"))),
         "minCalls": config.get(f"{PROJECT}:canaryMinCalls", 20),
         # dev is public through invokerIamDisabled, prod private.
