@@ -240,14 +240,14 @@ class CatalogServer:
 
 @asynccontextmanager
 async def run_server(
-    settings: Settings, store: Catalog | None = None, host: str = "[::]"
+    settings: Settings, store: Catalog | None = None, host: str = "[::]", telemetry: Telemetry | None = None
 ) -> AsyncIterator[CatalogServer]:
     """Listen on settings.port (0 picks a free one) and yield the started server; stop it on exit.
 
     Health stays NOT_SERVING and catalog calls answer UNAVAILABLE until a catalog is served, `store`
     here or later through `serve_catalog`, so a probe never sees SERVING before products are.
     """
-    server = await _start(settings, host)
+    server = await _start(settings, host, telemetry)
     _log.info(
         "listening on port %d (reflection %s, at most %d concurrent calls)",
         server.port,
@@ -266,10 +266,13 @@ async def run_server(
             server.telemetry.shutdown()  # the last points and spans, exported before the process ends
 
 
-async def _start(settings: Settings, host: str) -> CatalogServer:
-    """Build, bind and start the server on the running loop (grpc.aio objects belong to it)."""
+async def _start(settings: Settings, host: str, telemetry: Telemetry | None) -> CatalogServer:
+    """Build, bind and start the server on the running loop (grpc.aio objects belong to it).
+
+    `telemetry` is the settings' unless given (tests read metrics from an in-memory reader).
+    """
     access_log = AccessLog(logging.getLogger("service.access"))
-    telemetry = start_telemetry(settings)
+    telemetry = telemetry or start_telemetry(settings)
     guard = CallGuard(
         settings.max_concurrent_rpcs,
         settings.project_id,

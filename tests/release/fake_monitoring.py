@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import grpc
-from google.api import distribution_pb2
+from google.api import distribution_pb2  # type: ignore[import-untyped]
 
 from contract.server_metrics import (
     DURATION_TYPE,

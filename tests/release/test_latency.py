@@ -6,6 +6,8 @@ libraries' own protos), through the real Monitoring client; time is the drill's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from release import rollout
@@ -27,10 +29,10 @@ def latencies(drill: Drill) -> MonitoringLatencies:
     return MonitoringLatencies(connect(drill.monitoring_api, insecure=True), REF.project, UNARY_METHODS)
 
 
-def served(drill: Drill, clock: Clock, new_seconds: float, calls: int = 200) -> rollout.Log:
+def served(drill: Drill, clock: Clock, new_seconds: float, calls: int = 200) -> Callable[[], None]:
     """Both revisions' calls during a pause: the stable one at 2 ms, the candidate at `new_seconds`."""
 
-    def record(_: object = None) -> None:
+    def record() -> None:
         drill.monitoring.record(clock.now - 1, OLD, "OK", calls, seconds=0.002)
         drill.monitoring.record(clock.now - 1, NEW, "OK", calls, seconds=new_seconds)
 
