@@ -247,13 +247,37 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     print(f"server CPU per GetProduct call, {options.calls} calls x {options.rounds} rounds per variant")
+    met = True
     with tempfile.TemporaryDirectory() as tmp:
         for first, second in pairs:
             figures = compare(first, second, options.calls, options.rounds, Path(tmp))
             print("\n".join(report_pair(first, second, figures)), flush=True)
             if second.plugin:
                 print("  " + _plugin_methods(Path(tmp)))
-    return 0
+            if (first, second) == (today, new):
+                lines, ok = targets(figures[0], figures[1])
+                print("\n".join(lines), flush=True)
+                met = met and ok
+    return 0 if met else 1
+
+
+# The targets: the log's bytes per OK call at most 2% of the access line's; CPU per call no more than it.
+MAX_LOG_SHARE = 0.02
+
+
+def targets(today: Figures, new: Figures) -> tuple[list[str], bool]:
+    """The two targets' lines (met or not), from a pair of today's design and the new one."""
+    old_bytes, new_bytes = today.median(today.log_bytes), new.median(new.log_bytes)
+    old_cpu, new_cpu = today.median(today.cpu_us), new.median(new.cpu_us)
+    share = new_bytes / old_bytes if old_bytes else float("inf")
+    bytes_ok, cpu_ok = share <= MAX_LOG_SHARE, new_cpu <= old_cpu
+    lines = [
+        f"target: log bytes per 1M OK GetProduct calls {new_bytes:.1f} MB against {old_bytes:.1f} MB "
+        f"({share:.1%}, at most {MAX_LOG_SHARE:.0%}): {'met' if bytes_ok else 'NOT met'}",
+        f"target: server CPU per call {new_cpu:.1f} µs against the access line's {old_cpu:.1f} µs "
+        f"(no more): {'met' if cpu_ok else 'NOT met'}",
+    ]
+    return lines, bytes_ok and cpu_ok
 
 
 def _plugin_methods(workdir: Path) -> str:
