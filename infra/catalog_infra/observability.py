@@ -463,7 +463,7 @@ class Observability(pulumi.ComponentResource):
         service = args.service_name
         no_instance = [
             # Cloud Run answered calls itself with 5xx: no instance could take them (none ready, all failing
-            # to start, or at maxInstances). Such calls never reach the server, so its own metrics do not count them.
+            # to start, or at maxInstances). Such calls never reach the server: its metrics do not count them.
             gcp.monitoring.AlertPolicyConditionArgs(
                 display_name="Cloud Run answers calls with HTTP 5xx",
                 condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(

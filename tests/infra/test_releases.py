@@ -199,6 +199,10 @@ def test_outputs_name_both_targets_and_the_release_plan(stack: str, revision: st
         "callsMetric": "workload.googleapis.com/catalog.server.calls",
         "maxErrorRatio": float(str(config.get(f"{PROJECT}:canaryMaxErrorRatio", "0.01"))),
         "minCalls": config.get(f"{PROJECT}:canaryMinCalls", 20),
+        "maxLatencyRatio": 1.5,
+        "maxP95Ms": 0,
+        "maxP99Ms": 0,
+        "ingestionDelaySeconds": 120,
         # dev is public through invokerIamDisabled, prod private.
         "private": stack == "prod",
         "url": "https://catalog-grpc-abc123-uc.a.run.app",
