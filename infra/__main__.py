@@ -8,6 +8,7 @@ import pulumi
 from catalog_infra import (
     catalog_data,
     ci_identity,
+    ci_state,
     container_image,
     front_door,
     grpc_service,
@@ -45,6 +46,7 @@ apis = ProjectApis(
     + container_image.REQUIRED_APIS
     + (front_door.REQUIRED_APIS if config.domain else ())
     + (ci_identity.REQUIRED_APIS if config.github_repository else ())
+    + (ci_state.REQUIRED_APIS if config.ci_state_backend else ())
     + (catalog_data.REQUIRED_APIS if catalog else ()),
 )
 
@@ -252,3 +254,27 @@ if config.github_repository:
     pulumi.export("previewerServiceAccount", ci.previewer_service_account)
     if ci.pr_deployer_service_account is not None:
         pulumi.export("prDeployerServiceAccount", ci.pr_deployer_service_account)
+    if config.ci_state_backend:
+        state = ci_state.CiState(
+            "ci-state",
+            ci_state.CiStateArgs(
+                project=config.project,
+                location=config.region,
+                bucket_name=f"{config.project}-pulumi-state",
+                key_ring_name=f"{config.service_name}-pulumi",
+                deployer_email=ci.deployer_service_account,
+                previewer_email=ci.previewer_service_account,
+                reader_emails=[ci.pr_deployer_service_account] if ci.pr_deployer_service_account else [],
+                depends_on=[apis],
+            ),
+        )
+        pulumi.export("stateBackendUrl", state.backend_url)
+        pulumi.export("secretsProvider", state.secrets_provider)
+
+# `pulumi up` alone ships nothing to callers: a new build starts as the candidate with no traffic. Say so
+# where the person who ran it looks, with the command that releases it.
+pulumi.log.info(
+    "A new build is deployed as revision tagged `candidate` with 0% of the traffic; callers get it once it "
+    f"is released: `pulumi stack output release --json --stack {pulumi.get_stack()} | python -m release "
+    f"promote --plan -` (`make deploy STACK={pulumi.get_stack()}` runs up, the release and a smoke check)."
+)

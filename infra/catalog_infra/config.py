@@ -130,6 +130,8 @@ class StackConfig:
     canary_max_p99_ms: Annotated[int, integer("canaryMaxP99Ms", 0, 3_600_000)]
     canary_ingestion_delay_seconds: Annotated[int, integer("canaryIngestionDelaySeconds", 0, 600)]
     pr_revisions: Annotated[bool, Key("prRevisions")]
+    # A state bucket and secrets key for a self-managed backend, used by the CI identity (ci_state.py).
+    ci_state_backend: Annotated[bool, Key("ciStateBackend")]
     # Every region the service runs in, `region` (gcp:region, home of the registry) first.
     regions: Annotated[tuple[str, ...], Key("regions", f"each must be {_REGION}",
         test=CLOUD_RUN_REGIONS.__contains__)]
@@ -226,7 +228,7 @@ def check_access(c: dict[str, Any]) -> None:
 
 
 def check_github(c: dict[str, Any]) -> None:
-    """A repository needs its ids (a name can change hands, an id cannot); prRevisions needs a repository."""
+    """A repository needs its ids (a name can change hands, an id cannot); prRevisions, ciStateBackend one."""
     repository = c["github_repository"]
     for field, jq in (("github_repository_id", ".id"), ("github_repository_owner_id", ".owner.id")):
         if repository and c[field] == 0:
@@ -239,6 +241,12 @@ def check_github(c: dict[str, Any]) -> None:
             "(`pulumi config rm prRevisions`)"
         )
         raise _refuse("pr_revisions", True, allowed)
+    if c["ci_state_backend"] and not repository:
+        allowed = (
+            "needs githubRepository (owner/repo) set as well: the bucket and key are for the CI identity's "
+            "accounts; set githubRepository, or `pulumi config rm ciStateBackend`"
+        )
+        raise _refuse("ci_state_backend", True, allowed)
 
 
 def check_regions(c: dict[str, Any]) -> None:

@@ -35,8 +35,8 @@ class SelfSignedCert:
     key_pem: bytes
 
 
-def make_self_signed_cert() -> SelfSignedCert:
-    """Issue a fresh self-signed certificate for localhost, valid for a day."""
+def make_self_signed_cert(dns_names: Sequence[str] = ()) -> SelfSignedCert:
+    """Issue a fresh self-signed certificate for localhost (and `dns_names`), valid for a day."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -52,6 +52,7 @@ def make_self_signed_cert() -> SelfSignedCert:
             x509.SubjectAlternativeName(
                 [
                     x509.DNSName("localhost"),
+                    *(x509.DNSName(name) for name in dns_names),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                     x509.IPAddress(ipaddress.ip_address("::1")),
                 ]

@@ -1,4 +1,4 @@
-"""docs/deploying.md's roles for the first `up` cover every kind of resource the program can declare.
+"""docs/deploying-notes.md's roles for the first `up` cover every kind of resource the program can declare.
 
 A person holding exactly the listed roles must not fail midway: the stack with every optional part on
 (domain, catalog file, CI identity, alert emails) is run, each resource type it declares is mapped to the
@@ -19,8 +19,8 @@ CREATED_BY: dict[str, tuple[str, ...] | None] = {row.type: row.roles or None for
 
 
 def documented_roles() -> set[str]:
-    """The roles in the table of docs/deploying.md's "Who runs the first `up`" section."""
-    text = (REPO_ROOT / "docs" / "deploying.md").read_text(encoding="utf-8")
+    """The roles in the table of docs/deploying-notes.md's "Who runs the first `up`" section."""
+    text = (REPO_ROOT / "docs" / "deploying-notes.md").read_text(encoding="utf-8")
     section = text.split("### Who runs the first `up`", 1)[1].split("\n#", 1)[0]
     return {match[1] for match in re.finditer(r"^\| `(roles/[A-Za-z.]+)`", section, re.MULTILINE)}
 
@@ -39,4 +39,4 @@ def test_the_first_up_roles_cover_every_resource_of_a_full_stack() -> None:
     assert not unmapped, f"map these resource types to the role that creates them: {sorted(unmapped)}"
     needed = {role for type_ in custom for role in CREATED_BY[type_] or ()}
     missing = needed - documented_roles()
-    assert not missing, f"docs/deploying.md's first-up roles lack {sorted(missing)}"
+    assert not missing, f"docs/deploying-notes.md's first-up roles lack {sorted(missing)}"
