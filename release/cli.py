@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import grpc
 from google.auth.exceptions import GoogleAuthError
 
-from catalog import catalog_pb2
+from catalog import UNARY_METHODS
 from client.auth import AuthError, bearer_token_credentials, id_token_credentials
 from client.channel import Transport, open_channel
 from client.target import TargetError, parse_target
@@ -215,14 +215,6 @@ def _latency_ratio(text: object) -> float:
 
 def _milliseconds(text: object) -> float:
     return _number(text, 0.0, 3_600_000.0, "milliseconds", "0 for no bound")
-
-
-# The latency gate judges unary calls: a stream's duration is the whole stream (as the latency SLO).
-UNARY_METHODS = tuple(
-    f"/{method.full_name.rsplit('.', 1)[0]}/{method.name}"
-    for method in catalog_pb2.DESCRIPTOR.services_by_name["ProductCatalog"].methods
-    if not method.server_streaming
-)
 
 
 def _read_plan(source: str, stdin: TextIO) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
+from catalog import UNARY_METHODS
 from release import rollout
-from release.cli import UNARY_METHODS
 from release.gates import Candidate, Latency, LatencyBounds, LatencyGate
 from release.monitoring import MonitoringLatencies, connect
 from tests.release.conftest import NEW, OLD, REF, Drill
