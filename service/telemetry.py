@@ -304,9 +304,10 @@ def metric_reader(
             CloudMonitoringMetricsExporter,
         )
 
-        return PeriodicReader(
-            CloudMonitoringMetricsExporter(project_id=project_id), export_interval_millis=interval_ms
-        )
+        # A label of its own per process (`opentelemetry_id`): several server processes on one instance
+        # (SERVER_PROCESSES) would otherwise write the same series, which Monitoring refuses.
+        exporter = CloudMonitoringMetricsExporter(project_id=project_id, add_unique_identifier=True)
+        return PeriodicReader(exporter, export_interval_millis=interval_ms)
     if exporter == "console":
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter  # noqa: PLC0415
 

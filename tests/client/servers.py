@@ -19,10 +19,10 @@ from cryptography.x509.oid import NameOID
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from catalog import HEALTH_NAMES, catalog_pb2, catalog_pb2_grpc
+from catalog import HEALTH_NAMES, catalog_pb2
 from service.call_guard import Context
 from service.catalog_file import load_catalog
-from service.servicer import CatalogServicer
+from service.servicer import CatalogServicer, add_to_server
 from service.store import CatalogStore
 from tests.servers import in_thread
 
@@ -114,7 +114,7 @@ class Started:
 
 @contextmanager
 def serve(
-    servicer: catalog_pb2_grpc.ProductCatalogServicer | None = None,
+    servicer: CatalogServicer | None = None,
     *,
     interceptors: Sequence[aio.ServerInterceptor] = (),
     tls: SelfSignedCert | None = None,
@@ -133,9 +133,7 @@ def serve(
     @asynccontextmanager
     async def started() -> AsyncIterator[Started]:
         server = aio.server(interceptors=list(interceptors), options=list(options))
-        catalog_pb2_grpc.add_ProductCatalogServicer_to_server(
-            servicer or CatalogServicer(load_catalog()), server
-        )
+        add_to_server(servicer or CatalogServicer(load_catalog()), server)
         health_servicer = health.aio.HealthServicer()
         for name in health_names:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -186,7 +184,7 @@ class StallingServicer(CatalogServicer):
         super().__init__(load_catalog())
         self.release = threading.Event()
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
         await asyncio.to_thread(self.release.wait, 30)
         return await super().GetProduct(request, context)
 
@@ -198,12 +196,11 @@ class RepeatingTokenServicer(CatalogServicer):
         super().__init__(load_catalog())
         self.calls = 0
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Any
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Any) -> bytes:
         self.calls += 1
         products = [seed_product("1"), seed_product("2")]
-        return catalog_pb2.ListProductsResponse(products=products, next_page_token="again", total_count=5)
+        page = catalog_pb2.ListProductsResponse(products=products, next_page_token="again", total_count=5)
+        return page.SerializeToString()
 
 
 class GatedSearchServicer(CatalogServicer):
@@ -213,15 +210,13 @@ class GatedSearchServicer(CatalogServicer):
         super().__init__(load_catalog())
         self.delivered = threading.Event()
 
-    async def SearchProducts(
-        self, request: catalog_pb2.SearchRequest, context: Any
-    ) -> AsyncIterator[catalog_pb2.Product]:
-        yield seed_product("3")
+    async def SearchProducts(self, request: catalog_pb2.SearchRequest, context: Any) -> AsyncIterator[bytes]:
+        yield seed_product("3").SerializeToString()
         if not await asyncio.to_thread(self.delivered.wait, 10):
             await context.abort(
                 grpc.StatusCode.ABORTED, "the client did not print the first product on arrival"
             )
-        yield seed_product("5")
+        yield seed_product("5").SerializeToString()
 
 
 class FlakyServicer(CatalogServicer):
@@ -232,7 +227,7 @@ class FlakyServicer(CatalogServicer):
         self.failures = failures
         self.calls = 0
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
         self.calls += 1
         if self.calls <= self.failures:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
@@ -247,6 +242,6 @@ class FailingServicer(CatalogServicer):
         self.code = code
         self.message = message
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
         await context.abort(self.code, self.message)
         raise AssertionError("abort() raises")
