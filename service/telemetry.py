@@ -306,8 +306,8 @@ def metric_reader(
 
         # A label of its own per process (`opentelemetry_id`): several server processes on one instance
         # (SERVER_PROCESSES) would otherwise write the same series, which Monitoring refuses.
-        exporter = CloudMonitoringMetricsExporter(project_id=project_id, add_unique_identifier=True)
-        return PeriodicReader(exporter, export_interval_millis=interval_ms)
+        monitoring = CloudMonitoringMetricsExporter(project_id=project_id, add_unique_identifier=True)
+        return PeriodicReader(monitoring, export_interval_millis=interval_ms)
     if exporter == "console":
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter  # noqa: PLC0415
 
