@@ -1,9 +1,9 @@
 """The candidate's calls and latency as Cloud Monitoring has them: the metrics the server exports itself.
 
 The server exports a count of calls by `grpc.status` and gRFC A66's duration histogram, by revision, once a
-minute (service/telemetry.py; names in contract/server_metrics.py). The filters are those of
-`candidate_error_ratio` in infra/catalog_infra/observability.py (the dashboard's and the SLOs' definition of
-a server-side failure); tests/release/test_monitoring.py holds the two equal. The Monitoring API's
+minute (service/telemetry.py; names in contract/server_metrics.py). The filters are contract.telemetry's,
+which the dashboard and the SLOs are built from too: the gate's server-side failure is the SLO's. The
+Monitoring API's
 `projects.timeSeries.list` (google-cloud-monitoring's MetricServiceClient) rather than its PromQL endpoint:
 the Python client is Google's own, typed, with retries; PromQL would be a raw HTTP call.
 """
@@ -25,64 +25,15 @@ with warnings.catch_warnings():
 
 import grpc
 
-from contract.server_metrics import (
-    DURATION_TYPE,
-    METHOD_LABEL,
-    MONITORED_RESOURCE,
-    REGION_LABEL,
-    REVISION_LABEL,
-    SERVICE_LABEL,
-    STATUS_LABEL,
-)
+from contract.telemetry import error_ratio_filters, latency_filter
 from release.gates import CallCountsError, Latency
 
-# As observability.SERVER_FAULT_CODES: the codes that are the server's failure, not the caller's.
-SERVER_FAULT_CODES = (
-    "INTERNAL",
-    "UNKNOWN",
-    "DATA_LOSS",
-    "UNAVAILABLE",
-    "RESOURCE_EXHAUSTED",
-    "DEADLINE_EXCEEDED",
-)
 # Monitoring aligns over at least a minute.
 MIN_ALIGNMENT_SECONDS = 60
 
 
 class MonitoringError(CallCountsError):
     """Cloud Monitoring could not be read; the message names the metric and why."""
-
-
-def _scope(metric_type: str, service: str, revision: str, region: str) -> str:
-    parts = [
-        f'metric.type="{metric_type}"',
-        f'resource.type="{MONITORED_RESOURCE}"',
-        f'{SERVICE_LABEL}="{service}"',
-        f'{REVISION_LABEL} = "{revision}"',
-    ]
-    if region:
-        parts.append(f'{REGION_LABEL}="{region}"')
-    return " AND ".join(parts)
-
-
-def error_ratio_filters(calls_metric: str, service: str, revision: str, region: str = "") -> tuple[str, str]:
-    """(all calls, server-side failures) of `revision`: observability.candidate_error_ratio's filters.
-
-    With `region`, only that region's: the resource's `location` label (the revision's name is the same in
-    every region).
-    """
-    total = _scope(calls_metric, service, revision, region)
-    codes = ", ".join(f'"{code}"' for code in SERVER_FAULT_CODES)
-    bad = total.replace(
-        f" AND {REVISION_LABEL}", f" AND {STATUS_LABEL} = one_of({codes}) AND {REVISION_LABEL}", 1
-    )
-    return total, bad
-
-
-def latency_filter(service: str, revision: str, region: str, methods: tuple[str, ...]) -> str:
-    """The duration distribution of `revision`'s calls to `methods` (labels as the server writes them)."""
-    names = ", ".join(f'"{method.lstrip("/")}"' for method in methods)
-    return _scope(DURATION_TYPE, service, revision, region) + f" AND {METHOD_LABEL} = one_of({names})"
 
 
 def percentile(bounds: list[float], counts: list[int], share: float) -> float:
@@ -133,6 +84,7 @@ class MonitoringCallCounts:
 
     def calls(self, service: str, region: str, revision: str, start: float, end: float) -> tuple[int, int]:
         """(all calls, failed calls) of `revision` in `region` over [start, end], at least a minute."""
+        # With the region: a revision has the same name in every region (same image and settings).
         total_filter, bad_filter = error_ratio_filters(self._metric, service, revision, region)
         return self._sum(total_filter, start, end), self._sum(bad_filter, start, end)
 
@@ -158,7 +110,7 @@ class MonitoringLatencies:
 
     def latency(self, service: str, region: str, revision: str, start: float, end: float) -> Latency:
         """p95 and p99 (seconds) of `revision`'s calls to the methods over [start, end], and their count."""
-        filter_ = latency_filter(service, revision, region, self._methods)
+        filter_ = latency_filter(service, self._methods, revision=revision, region=region)
         series = _list_summed(self._client, self._project, filter_, start, end, self._timeout)
         bounds: list[float] = []
         counts: list[int] = []

@@ -6,8 +6,9 @@ to Cloud Monitoring once a minute (service/telemetry.py; names in contract/serve
 calls and gRFC A66's duration histogram, by `grpc.method`, `grpc.status` and revision. They cost per series
 and minute, where the log-based metrics they replace cost a log line per call.
 
-The filters and queries are plain functions of names, so the release gate computes the same error ratio the
-dashboard shows (`candidate_error_ratio`). The dashboard is a JSON document with slots (dashboard.json).
+The filters are contract.telemetry's, which the release gate reads too: its error ratio is the one the
+dashboard shows (`candidate_error_ratio` gives it as a query). The dashboard is a JSON document with slots
+(dashboard.json).
 """
 
 from __future__ import annotations
@@ -22,35 +23,16 @@ from typing import Any, Literal
 import pulumi
 import pulumi_gcp as gcp
 
-from contract.server_metrics import (
-    CALLS_TYPE,
-    DURATION_TYPE,
-    METHOD_LABEL,
-    MONITORED_RESOURCE,
-    REVISION_LABEL,
-    SERVICE_LABEL,
-    STATUS_LABEL,
+from contract.server_metrics import CALLS_TYPE, DURATION_TYPE, MONITORED_RESOURCE, STATUS_LABEL
+from contract.telemetry import (
+    SERVER_FAULT_CODES,
+    calls_filter,
+    latency_filter,
 )
 
 REQUIRED_APIS = ("monitoring.googleapis.com", "logging.googleapis.com")
 
-# The codes that are the server's failure, not the caller's. They spend the availability budget.
-# - INTERNAL, UNKNOWN, DATA_LOSS: a bug or a broken catalog (the server logs these at ERROR).
-# - UNAVAILABLE: the server refused the call (starting, shutting down); the caller did nothing wrong.
-# - RESOURCE_EXHAUSTED: the server is at its concurrency limit: too little capacity is ours to fix.
-# - DEADLINE_EXCEEDED: the call's own deadline passed while the server worked on it. Catalog calls are
-#   in-memory lookups of a few milliseconds, so this means the server was slow (overloaded, starved of CPU).
-# Not counted: INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, FAILED_PRECONDITION (the request's fault), CANCELLED
-# (the caller left), and auth codes (Cloud Run's IAM answers those before the server sees the call).
-SERVER_FAULT_CODES = (
-    "INTERNAL",
-    "UNKNOWN",
-    "DATA_LOSS",
-    "UNAVAILABLE",
-    "RESOURCE_EXHAUSTED",
-    "DEADLINE_EXCEEDED",
-)
-
+# The monitored resource of Cloud Run's own metrics (cloud.google.com/monitoring/api/resources).
 CLOUD_RUN_RESOURCE = "cloud_run_revision"
 # The Cloud Run metrics the dashboard and alerts read (cloud.google.com/monitoring/api/metrics_gcp, "run").
 INSTANCE_COUNT = "run.googleapis.com/container/instance_count"
@@ -60,9 +42,11 @@ REQUEST_COUNT = "run.googleapis.com/request_count"
 CLOUD_RUN_METRICS = (INSTANCE_COUNT, STARTUP_LATENCIES, COMPLETED_PROBES, REQUEST_COUNT)
 # The probes whose failure stops an instance (startup, liveness). Not readiness: the server turns its catalog
 # name NOT_SERVING at every shutdown (a scale-in, a new revision), so failed readiness checks are how an
-# instance drains, not a fault. Matched without regard to case, so the filter does not hang on how Cloud
-# Run capitalizes the label's values (its metrics list writes them Startup, Liveness, Readiness).
-FATAL_PROBES = 'metric.label.probe_type = monitoring.regex.full_match("(?i)startup|liveness")'
+# instance drains, not a fault. No source documents the label's exact values (Startup, STARTUP,
+# STARTUP_PROBE, startup_probe ... are all plausible), so the filter matches any value that contains
+# "startup" or "liveness" in any case, and none that does not: whatever the spelling, readiness stays out.
+FATAL_PROBE_PATTERN = "(?i).*(startup|liveness).*"
+FATAL_PROBES = f'metric.label.probe_type = monitoring.regex.full_match("{FATAL_PROBE_PATTERN}")'
 
 
 @dataclass(frozen=True)
@@ -115,45 +99,9 @@ class ObservabilityArgs:
 # ---- Monitoring filters ----
 
 
-def _one_of(values: Sequence[str]) -> str:
-    return "one_of(" + ", ".join(f'"{value}"' for value in values) + ")"
-
-
-def server_filter(metric_type: str, service_name: str) -> str:
-    """Time series of one of the server's own metrics, for this service (every region and revision)."""
-    return " AND ".join(
-        [
-            f'metric.type="{metric_type}"',
-            f'resource.type="{MONITORED_RESOURCE}"',
-            f'{SERVICE_LABEL}="{service_name}"',
-        ]
-    )
-
-
-def calls_filter(service_name: str, *, faults_only: bool = False, revision: str | None = None) -> str:
-    """Time series of the call counter: all calls, or those ending in a server-side failure code."""
-    parts = [server_filter(CALLS_TYPE, service_name)]
-    if faults_only:
-        parts.append(f"{STATUS_LABEL} = {_one_of(SERVER_FAULT_CODES)}")
-    if revision is not None:
-        parts.append(f'{REVISION_LABEL} = "{revision}"')
-    return " AND ".join(parts)
-
-
-def method_label_value(full_method: str) -> str:
-    """A method as the server's metrics label it (gRFC A66: without the leading slash)."""
-    return full_method.lstrip("/")
-
-
 def unary_latency_filter(service_name: str, unary_methods: Sequence[str], revision: str | None = None) -> str:
     """Time series of the duration distribution for unary methods only (full names, /pkg.Service/Method)."""
-    parts = [
-        server_filter(DURATION_TYPE, service_name),
-        f"{METHOD_LABEL} = {_one_of([method_label_value(method) for method in unary_methods])}",
-    ]
-    if revision is not None:
-        parts.append(f'{REVISION_LABEL} = "{revision}"')
-    return " AND ".join(parts)
+    return latency_filter(service_name, unary_methods, revision=revision)
 
 
 def cloud_run_filter(metric_type: str, service_name: str, *extra: str) -> str:

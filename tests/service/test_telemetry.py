@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from catalog import catalog_pb2, catalog_pb2_grpc
 from contract.server_metrics import CALL_DURATION, CALLS
+from contract.telemetry import calls_filter, error_ratio_filters, latency_filter
 from service.config import ConfigError, Settings
 from service.store import CatalogStore
 from service.telemetry import (
@@ -250,14 +251,13 @@ def test_the_exporter_writes_each_series_on_the_cloud_run_resource(exported: Fak
 
 
 def test_the_slos_and_the_gate_select_what_the_exporter_writes(exported: FakeMetricService) -> None:
-    from release.monitoring import error_ratio_filters, latency_filter  # noqa: PLC0415
     from tests.infra.harness import infra_module  # noqa: PLC0415
 
     observability = infra_module("observability")
     series = [labels_of(s) for s in exported.series]
-    all_calls = [s for s in series if selects(observability.calls_filter("catalog-grpc"), s)]
+    all_calls = [s for s in series if selects(calls_filter("catalog-grpc"), s)]
     assert len(all_calls) == 4
-    faults = [s for s in series if selects(observability.calls_filter("catalog-grpc", faults_only=True), s)]
+    faults = [s for s in series if selects(calls_filter("catalog-grpc", faults_only=True), s)]
     assert faults == []  # NOT_FOUND and INVALID_ARGUMENT are the caller's
     unary = observability.unary_latency_filter("catalog-grpc", ["/" + GET, "/" + LIST])
     assert {s["metric.label.grpc_method"] for s in series if selects(unary, s)} == {GET, LIST}
@@ -268,7 +268,9 @@ def test_the_slos_and_the_gate_select_what_the_exporter_writes(exported: FakeMet
         "europe-west1",
     )
     assert len([s for s in series if selects(total, s)]) == 4
-    latency = latency_filter("catalog-grpc", "catalog-grpc-00007-abc", "europe-west1", ("/" + GET,))
+    latency = latency_filter(
+        "catalog-grpc", ("/" + GET,), revision="catalog-grpc-00007-abc", region="europe-west1"
+    )
     assert len([s for s in series if selects(latency, s)]) == 2  # OK and NOT_FOUND
 
 
