@@ -3,7 +3,7 @@
 Steps 2 to 6 run on a copy (the files `git ls-files` lists): the page's proto, `make proto`'s generator, the
 page's servicer and smoke check, the constants deleted, the page's `rm -r`. Then `python -m service` starts
 there and answers the greeter, its health names and reflection; the release tool's smoke check passes.
-Not run: the Pulumi program (no `pulumi` here), whose only edit is the list of unary methods.
+The page's code passes ruff and mypy there. Not run: the Pulumi program (no `pulumi` here).
 """
 
 from __future__ import annotations
@@ -79,11 +79,12 @@ def free_port() -> int:
 def greeter_server(greeter_repo: Path) -> Iterator[str]:
     """`python -m service` in the copy, serving; yields its target. It must stop cleanly on SIGTERM."""
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "ENABLE_REFLECTION": "true", "PYTHONSAFEPATH": ""}
-    env.pop("PYTHONSAFEPATH")
+    # Without PYTHONSAFEPATH: the working directory, the copy, must come first on sys.path.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONSAFEPATH"}
+    env |= {"PORT": str(port), "ENABLE_REFLECTION": "true"}
     process = subprocess.Popen(
         [sys.executable, "-m", "service"],
-        cwd=greeter_repo,  # the copy's packages come first on sys.path
+        cwd=greeter_repo,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -136,3 +137,11 @@ def test_the_release_tools_smoke_check_passes(greeter_repo: Path, greeter_server
         "raise SystemExit(0 if results and all(r.passed for r in results) else 1)\n"
     )
     assert "PASS say-hello" in run([sys.executable, "-c", script], greeter_repo)
+
+
+def test_the_pages_code_passes_the_linters(greeter_repo: Path) -> None:
+    written = ["service/servicer.py", "client/smoke.py"]
+    tools = Path(sys.executable).parent
+    run([str(tools / "ruff"), "check", *written], greeter_repo)
+    run([str(tools / "ruff"), "format", "--check", *written], greeter_repo)
+    run([str(tools / "mypy"), "--strict", *written], greeter_repo)
