@@ -19,6 +19,7 @@ from catalog_infra.apis import ProjectApis
 from catalog_infra.config import load, load_observability
 
 from catalog import GET_PRODUCT_METHOD, LIST_PRODUCTS_METHOD, SERVICE_NAME
+from contract.release import CANDIDATE
 
 # The Docker context is the repository root, found from this file and passed relative to the working
 # directory (infra/, where Pulumi runs the program and its providers): the same in every checkout.
@@ -105,7 +106,12 @@ service = grpc_service.GrpcService(
         invoker_iam_disabled=config.invoker_iam_disabled,
         # The keys that set the server's environment (ENABLE_REFLECTION, LOG_LEVEL, ...): config.py's `env`.
         env=config.server_env,
-        custom_audiences=(f"https://{config.domain}",) if config.domain else (),
+        # One audience every URL of the service accepts in every region (the release and the client mint ID
+        # tokens for it), and with a front door its https://DOMAIN, which callers of a domain expect.
+        custom_audiences=(
+            grpc_service.service_audience(config.project, config.service_name),
+            *((f"https://{config.domain}",) if config.domain else ()),
+        ),
         # A service starts reading its catalog at once: the object must be there.
         depends_on=[apis, *([data] if data else [])],
         catalog=data.mount if data else None,
@@ -136,6 +142,7 @@ door = (
             project=config.project,
             domain=config.domain,
             services={regional.region: regional.service_name for regional in services},
+            candidate_tag=CANDIDATE,
             rate_limit_requests=config.rate_limit_requests,
             rate_limit_interval_seconds=config.rate_limit_interval_seconds,
             ban_duration_seconds=config.ban_duration_seconds,
@@ -149,8 +156,9 @@ door = (
 
 pulumi.export("url", service.url)
 pulumi.export("target", door.target if door else service.target)
+# The ID token audience every region's service accepts, whichever URL a caller dials.
+pulumi.export("audience", grpc_service.service_audience(config.project, config.service_name))
 if door:
-    pulumi.export("audience", door.audience)
     pulumi.export("address", door.address)
     pulumi.export("certificate", door.certificate)
 pulumi.export("image", service.image)
@@ -208,8 +216,11 @@ pulumi.export(
             regional.region: {"url": regional.url, "candidateUrl": regional.candidate_url}
             for regional in services
         },
-        # The audience every region accepts (the front door's custom one), or None: each region's own URL.
-        "audience": door.audience if door else None,
+        # The audience every region's service accepts, on every URL: what the release mints ID tokens for.
+        "audience": grpc_service.service_audience(config.project, config.service_name),
+        # With a domain the services admit only the load balancer: the release checks each region's
+        # candidate through the domain, with the header that routes to it (front_door.py).
+        "frontDoor": {"url": door.url, "candidateHeader": door.candidate_header} if door else None,
         "imageRepository": image.image_repository,
         # Pull-request builds push to a package of their own (container_image.PR_PACKAGE_PREFIX).
         "prImageRepository": image.pr_image_repository,

@@ -263,7 +263,10 @@ def check_regions(c: dict[str, Any]) -> None:
 
 
 def check_front_door(c: dict[str, Any]) -> None:
-    """Denied ranges need the load balancer; the ingress must let it in (empty picks the one that does)."""
+    """Denied ranges need the load balancer, which the ingress must let in; no pull-request revisions there.
+
+    An empty ingress picks the one that lets the load balancer in.
+    """
     domain, ingress = c["domain"], c["ingress"]
     if c["denied_ip_ranges"] and not domain:
         allowed = (
@@ -277,6 +280,15 @@ def check_front_door(c: dict[str, Any]) -> None:
             f"{INGRESS_WITH_FRONT_DOOR} (or leave ingress empty)"
         )
         raise _refuse("ingress", ingress, allowed)
+    if domain and c["pr_revisions"]:
+        # A pr-N revision is checked and used through its run.app tag URL, which the load-balancer-only
+        # ingress of a front door refuses from the internet, and the URL map routes no pr-N tag.
+        allowed = (
+            f"cannot be combined with {_name('domain')} = {domain!r}: behind the front door the services "
+            "admit only the load balancer, so a pull request's tag URL would refuse every call; keep "
+            "pull-request revisions on a stack without a domain (dev), or turn them off here"
+        )
+        raise _refuse("pr_revisions", True, allowed)
     c["ingress"] = ingress or (INGRESS_WITH_FRONT_DOOR if domain else INGRESS_WITHOUT_FRONT_DOOR)
 
 

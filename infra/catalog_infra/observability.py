@@ -55,9 +55,11 @@ REQUEST_COUNT = "run.googleapis.com/request_count"
 CLOUD_RUN_METRICS = (INSTANCE_COUNT, STARTUP_LATENCIES, COMPLETED_PROBES, REQUEST_COUNT)
 # The probes whose failure stops an instance (startup, liveness). Not readiness: the server turns its catalog
 # name NOT_SERVING at every shutdown (a scale-in, a new revision), so failed readiness checks are how an
-# instance drains, not a fault. Matched without regard to case, so the filter does not hang on how Cloud
-# Run capitalizes the label's values (its metrics list writes them Startup, Liveness, Readiness).
-FATAL_PROBES = 'metric.label.probe_type = monitoring.regex.full_match("(?i)startup|liveness")'
+# instance drains, not a fault. No source documents the label's exact values (Startup, STARTUP,
+# STARTUP_PROBE, startup_probe ... are all plausible), so the filter matches any value that contains
+# "startup" or "liveness" in any case, and none that does not: whatever the spelling, readiness stays out.
+FATAL_PROBE_PATTERN = "(?i).*(startup|liveness).*"
+FATAL_PROBES = f'metric.label.probe_type = monitoring.regex.full_match("{FATAL_PROBE_PATTERN}")'
 
 # The latency buckets, in ms: Renard's R10 series (10 steps a decade, each about 26% wider) from 0.1 ms
 # to 1 hour (the longest request Cloud Run allows). The latency SLO's threshold is added as a boundary:

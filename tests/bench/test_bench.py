@@ -56,6 +56,20 @@ def test_h2load_output_and_log_are_summarised(tmp_path: Path) -> None:
     assert 99 <= result.p99_ms <= 100
 
 
+def test_a_starved_run_is_a_figure_with_unknown_latency(tmp_path: Path) -> None:
+    # A server that an attacker starves may finish one request in a short run: throughput ~0, not a crash.
+    output = (
+        "finished in 500.10ms, 2.00 req/s, 1.00KB/s\n"
+        "requests: 1 total, 2 started, 1 done, 1 succeeded, 0 failed, 0 errored, 0 timeout\n"
+    )
+    log = tmp_path / "h2load.log"
+    log.write_text("1700000000000000\t200\t450000\n1700000000000001\t0\t5\n")
+    result = h2load.summarise(output, log)
+    assert result.requests_per_second == 2.0
+    assert (result.requests, result.unfinished) == (1, 1)
+    assert result.p99_ms == float("inf")
+
+
 @pytest.fixture(scope="module")
 def products() -> list[Product]:
     return generate_products(COUNT)

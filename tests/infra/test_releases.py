@@ -27,6 +27,8 @@ from tests.infra.harness import (
 BY_REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 OLD = "catalog-grpc-0ld0ld0ld0"
 OLDER = "catalog-grpc-01de401de4"
+# A front door; pull-request revisions (dev's) cannot live behind one, so they are off with it.
+DOMAIN: dict[str, object] = {"domain": "catalog.example.com", "prRevisions": False}
 PR = "catalog-grpc-pr3-12345678"
 
 
@@ -93,10 +95,8 @@ def test_service_level_settings_that_make_a_revision_change_its_name(stack: str,
 
     behind_balancer = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
     # A domain adds the custom audience https://DOMAIN: alone (same ingress), it is a new name.
-    with_domain = name(domain="catalog.example.com", ingress=behind_balancer)
-    assert service(deploy(stack, domain="catalog.example.com"))["customAudiences"] == [
-        "https://catalog.example.com"
-    ]
+    with_domain = name(**DOMAIN, ingress=behind_balancer)
+    assert service(deploy(stack, **DOMAIN))["customAudiences"][1:] == ["https://catalog.example.com"]
     assert with_domain != name(ingress=behind_balancer)
     assert name(ingress=behind_balancer) != revision
     if stack == "prod":
@@ -115,8 +115,8 @@ def test_settings_outside_the_revision_keep_its_name(stack: str, revision: str) 
     for key, value in unrelated.items():
         assert service(deploy(stack, **{key: value}))["template"]["revision"] == revision, key
     # The front door's own settings are the load balancer's, not the service's.
-    with_domain = service(deploy(stack, domain="catalog.example.com"))["template"]["revision"]
-    limited = deploy(stack, domain="catalog.example.com", rateLimitRequests=50)
+    with_domain = service(deploy(stack, **DOMAIN))["template"]["revision"]
+    limited = deploy(stack, **DOMAIN, rateLimitRequests=50)
     assert service(limited)["template"]["revision"] == with_domain
 
 
@@ -209,8 +209,9 @@ def test_outputs_name_both_targets_and_the_release_plan(stack: str, revision: st
                 "candidateUrl": "https://candidate---catalog-grpc-abc123-uc.a.run.app",
             }
         },
-        # No front door: each region's ID tokens are for its own URL.
-        "audience": None,
+        # The custom audience every region's service accepts on every URL.
+        "audience": f"//run.googleapis.com/projects/{config['gcp:project']}/services/catalog-grpc",
+        "frontDoor": None,
         "imageRepository": f"us-central1-docker.pkg.dev/{config['gcp:project']}/catalog-grpc/catalog-grpc",
         "prImageRepository": (
             f"us-central1-docker.pkg.dev/{config['gcp:project']}/catalog-grpc/pr-catalog-grpc"
@@ -340,12 +341,20 @@ def test_the_release_plan_lists_every_region(stack: str) -> None:
             "candidateUrl": "https://candidate---catalog-grpc-abc123-uc.a.run.app",
         },
     }
-    assert plan["audience"] is None
+    assert (
+        plan["audience"]
+        == f"//run.googleapis.com/projects/{stack_config(stack)['gcp:project']}/services/catalog-grpc"
+    )
+    assert plan["frontDoor"] is None
 
 
-def test_with_a_front_door_the_plan_carries_its_audience(stack: str) -> None:
-    plan = deploy(stack, None, domain="catalog.example.com", **REGIONS).outputs["release"]
-    assert plan["audience"] == "https://catalog.example.com"
+def test_with_a_front_door_the_plan_routes_the_release_through_it(stack: str) -> None:
+    plan = deploy(stack, None, **DOMAIN, **REGIONS).outputs["release"]
+    assert plan["audience"].endswith("/services/catalog-grpc")
+    assert plan["frontDoor"] == {
+        "url": "https://catalog.example.com",
+        "candidateHeader": "x-catalog-candidate",
+    }
     assert list(plan["regions"]) == ["us-central1", "europe-west1"]
 
 
