@@ -3,7 +3,7 @@
 Steps 2 to 6 run on a copy (the files `git ls-files` lists): the page's proto, `make proto`'s generator, the
 page's servicer and smoke check, the constants deleted, the page's `rm -r`. Then `python -m service` starts
 there and answers the greeter, its health names and reflection; the release tool's smoke check passes.
-The page's code passes ruff and mypy there. Not run: the Pulumi program (no `pulumi` here).
+The page's code passes buf, ruff and mypy there. Not run: the Pulumi program (no `pulumi` here).
 """
 
 from __future__ import annotations
@@ -140,6 +140,10 @@ def test_the_release_tools_smoke_check_passes(greeter_repo: Path, greeter_server
 
 
 def test_the_pages_code_passes_the_linters(greeter_repo: Path) -> None:
+    """As `make lint` checks them: the proto with buf, the Python with ruff and mypy."""
+    buf = str(REPO_ROOT / "node_modules" / ".bin" / "buf")
+    run([buf, "lint"], greeter_repo)
+    run([buf, "format", "--diff", "--exit-code"], greeter_repo)
     written = ["service/servicer.py", "client/smoke.py"]
     tools = Path(sys.executable).parent
     run([str(tools / "ruff"), "check", *written], greeter_repo)
