@@ -44,7 +44,8 @@ class ServedApi(Generic[_Data]):
     # The log line's description of loaded data, and of what is served.
     loaded: Callable[[Settings, _Data], str] = lambda _settings, _data: "no data to load"
     served: Callable[[_Data], str] = lambda _data: "the API"
-    # Errors of `load`: worth reading again (a mount warming up), and the data's own (stop at once).
+    # Errors of `load`: worth reading again (a mount warming up; the server raises it again, past the
+    # timeout, with one message), and the data's own (stop at once).
     unreadable: type[Exception] = NeverRaisedError
     invalid: type[Exception] = NeverRaisedError
     # Answers the API's calls until the data is loaded; by default each call gets UNAVAILABLE.
