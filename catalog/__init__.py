@@ -30,8 +30,15 @@ HEALTH_NAMES: tuple[str, ...] = ("", SERVICE_NAME)
 # "/catalog.ProductCatalog/": every method of the service starts so (health and reflection do not).
 CATALOG_METHOD_PREFIX: str = f"/{SERVICE_NAME}/"
 HEALTH_CHECK_METHOD: str = _method(_HEALTH, "Check")
+# The service's unary methods (neither side streams), in the proto's order: the latency SLO holds these to its
+# threshold, since a stream's duration is the whole stream's (SearchProducts).
+UNARY_METHODS: tuple[str, ...] = tuple(
+    _method(_SERVICE, method.name)
+    for method in _SERVICE.methods
+    if not (method.client_streaming or method.server_streaming)
+)
 
-# The catalog API's own methods, for the Pulumi program, the bench and the tests: delete them for another API.
+# The catalog API's own methods, for the bench and the tests: delete them for another API.
 GET_PRODUCT_METHOD: str = _method(_SERVICE, "GetProduct")
 LIST_PRODUCTS_METHOD: str = _method(_SERVICE, "ListProducts")
 SEARCH_PRODUCTS_METHOD: str = _method(_SERVICE, "SearchProducts")

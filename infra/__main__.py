@@ -18,7 +18,7 @@ from catalog_infra import (
 from catalog_infra.apis import ProjectApis
 from catalog_infra.config import load, load_observability
 
-from catalog import GET_PRODUCT_METHOD, LIST_PRODUCTS_METHOD, SERVICE_NAME
+from catalog import SERVICE_NAME, UNARY_METHODS
 from contract.release import CANDIDATE
 
 # The Docker context is the repository root, found from this file and passed relative to the working
@@ -27,8 +27,6 @@ REPO_ROOT = Path(os.path.relpath(Path(__file__).resolve().parent.parent))
 # The name the server marks SERVING only while it can answer (catalog loaded, no shutdown begun): what the
 # startup probe waits for and the readiness probe watches.
 HEALTH_SERVICE = SERVICE_NAME
-# The catalog's unary methods: the latency SLO's (SearchProducts streams, and its duration is the stream's).
-UNARY_METHODS = (GET_PRODUCT_METHOD, LIST_PRODUCTS_METHOD)
 
 config = load()
 objectives = load_observability(config)

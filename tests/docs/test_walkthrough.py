@@ -3,7 +3,8 @@
 Steps 2 to 6 run on a copy (the files `git ls-files` lists): the page's proto, `make proto`'s generator, the
 page's servicer and smoke check, the constants deleted, the page's `rm -r`. Then `python -m service` starts
 there and answers the greeter, its health names and reflection; the release tool's smoke check passes.
-The page's code passes buf, ruff and mypy there. Not run: the Pulumi program (no `pulumi` here).
+The page's code passes buf, ruff and mypy there. Not run: the Pulumi program (no `pulumi` here), which
+follows the derived names.
 """
 
 from __future__ import annotations
@@ -149,3 +150,11 @@ def test_the_pages_code_passes_the_linters(greeter_repo: Path) -> None:
     run([str(tools / "ruff"), "check", *written], greeter_repo)
     run([str(tools / "ruff"), "format", "--check", *written], greeter_repo)
     run([str(tools / "mypy"), "--strict", *written], greeter_repo)
+
+
+def test_the_names_the_program_uses_are_the_greeters(greeter_repo: Path) -> None:
+    script = "from catalog import SERVICE_NAME, UNARY_METHODS; print(SERVICE_NAME, *UNARY_METHODS)"
+    assert run([sys.executable, "-c", script], greeter_repo).split() == [
+        "greeter.Greeter",
+        "/greeter.Greeter/SayHello",
+    ]

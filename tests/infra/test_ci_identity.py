@@ -21,6 +21,7 @@ from tests.infra.harness import (
     Mocks,
     RecordingMonitor,
     infra_module,
+    recorded,
     run_program,
 )
 
@@ -44,7 +45,7 @@ def with_ci(**overrides: object) -> Deployment:
         f"{PROJECT}:githubRepositoryOwnerId": OWNER_ID,
     }
     config.update({f"{PROJECT}:{key}": value for key, value in overrides.items()})
-    return run_program(config)
+    return recorded("dev", config=config)
 
 
 def test_no_repository_no_ci_identity() -> None:

@@ -33,6 +33,7 @@ from tests.infra.harness import (
     Deployment,
     Mocks,
     RecordingMonitor,
+    recorded,
     run_program,
     stack_config,
 )
@@ -121,7 +122,7 @@ def by_id(deployment: Deployment, type_: str) -> dict[str, Declared]:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_committed_stacks_keep_every_urn(stack: str) -> None:
-    deployment = run_program(stack_config(stack), stack=stack)
+    deployment = recorded(stack)
     prefix = f"urn:pulumi:{stack}::{PROJECT}::"
     claimed: dict[str, list[str]] = {}
     for resource in deployment.declared:
@@ -145,7 +146,7 @@ def test_committed_stacks_keep_every_urn(stack: str) -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_committed_stacks_have_no_front_door(stack: str) -> None:
-    deployment = run_program(stack_config(stack), stack=stack)
+    deployment = recorded(stack)
     for type_ in LB_TYPES:
         assert deployment.all(type_) == [], type_
     assert "compute.googleapis.com" not in {api.inputs["service"] for api in deployment.all(API)}

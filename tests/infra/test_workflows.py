@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.infra.harness import IMAGE, REPO_ROOT, STACKS, run_program, stack_config
+from tests.infra.harness import IMAGE, REPO_ROOT, STACKS, recorded
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 IMAGE_SUBJECT = REPO_ROOT / ".ci" / "image_subject.py"
@@ -125,7 +125,7 @@ def test_previews_never_build_the_image_the_pull_requests_image_job_builds(stack
     # first `up`): each pull request would build the image again in both previews. The program turns that
     # off, as a preview would run it, and the `image` job builds every pull request's Dockerfile instead.
     for preview in (True, False):
-        deployment = run_program(stack_config(stack), stack=stack, preview=preview)
+        deployment = recorded(stack, preview=preview)
         image = deployment.one(IMAGE).inputs
         assert image["buildOnPreview"] is False
         assert image["push"] is True  # `up` builds and pushes
