@@ -101,10 +101,8 @@ service = grpc_service.GrpcService(
         allow_unauthenticated=config.allow_unauthenticated,
         invokers=config.invokers,
         invoker_iam_disabled=config.invoker_iam_disabled,
-        env={
-            "ENABLE_REFLECTION": "true" if config.reflection else "false",
-            "LOG_LEVEL": config.log_level,
-        },
+        # The keys that set the server's environment (ENABLE_REFLECTION, LOG_LEVEL, ...): config.py's `env`.
+        env=config.server_env,
         custom_audiences=(f"https://{config.domain}",) if config.domain else (),
         # A service starts reading its catalog at once: the object must be there.
         depends_on=[apis, *([data] if data else [])],

@@ -23,7 +23,8 @@ from google.auth.exceptions import GoogleAuthError
 from client.auth import AuthError, bearer_token_credentials, id_token_credentials
 from client.channel import Transport, open_channel
 from client.target import TargetError, parse_target
-from release import monitoring, pr, rollout, traffic
+from contract.release import check_steps
+from release import monitoring, pr, rollout
 from release.cloudrun import CloudRun, CloudRunError, ServiceRef, connect
 from release.gates import ChannelFactory, ErrorRatioGate, Gate, ReadyGate, SmokeGate
 from release.monitoring import MonitoringCallCounts
@@ -55,7 +56,7 @@ example (CI, after `pulumi up`):
 
 def _steps(text: str) -> tuple[int, ...]:
     try:
-        return traffic.check_steps([int(part) for part in text.split(",")])
+        return check_steps([int(part) for part in text.split(",")])
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -81,7 +82,7 @@ def _plan_steps(value: object) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(isinstance(step, int) for step in value):
         raise argparse.ArgumentTypeError("must be a list of percentages")
     try:
-        return traffic.check_steps(value)
+        return check_steps(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 

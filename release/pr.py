@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from contract.release import pr_tag
 from release import traffic
 from release.cloudrun import CloudRun, copy_template, routes_of, tag_uri
 from release.gates import Candidate, Gate
@@ -26,7 +27,7 @@ def deploy(run: CloudRun, number: int, image: str, gates: Sequence[Gate], *, log
     """Deploy `image` as revision tagged pr-N with no traffic, restore the template, check it."""
     if "@sha256:" not in image:
         raise ValueError(f"image {image!r}: pass it by digest (REGISTRY/PATH@sha256:...)")
-    tag = traffic.pr_tag(number)
+    tag = pr_tag(number)
     service = run.get()
     program_template = service.template
     template = copy_template(program_template)
@@ -50,7 +51,7 @@ def deploy(run: CloudRun, number: int, image: str, gates: Sequence[Gate], *, log
 
 def remove(run: CloudRun, number: int) -> Outcome:
     """Drop the pr-N tag (idempotent); the untagged revision serves nothing and costs nothing."""
-    tag = traffic.pr_tag(number)
+    tag = pr_tag(number)
     service = run.get()
     routes = routes_of(service)
     if traffic.tagged(routes, tag) is None:

@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 
 from google.cloud import run_v2
 
+from contract.release import CANDIDATE, PREVIOUS, STABLE, check_steps
 from release import traffic
 from release.cloudrun import CloudRun, CloudRunError, routes_of, tag_uri
 from release.gates import Candidate, Gate
-from release.traffic import CANDIDATE, PREVIOUS, STABLE, TrafficError
+from release.traffic import TrafficError
 
 Log = Callable[[str], None]
 
@@ -133,7 +134,7 @@ def release(
     clock: Callable[[], float] = time.time,
 ) -> Outcome:
     """Promote each region's candidate over its stable revision, in `steps` (percentages), in every region."""
-    steps = traffic.check_steps(steps)
+    steps = check_steps(steps)
     if not runs:
         raise ValueError("a release needs at least one region")
     regions = [_read(run) for run in runs]  # every region's tags checked before anything is written

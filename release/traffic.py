@@ -1,20 +1,16 @@
 """Traffic splits as plain values: the tags a release uses and the split each of its moves sets.
 
 Pure functions over `Route`s, so the plan is tested without Cloud Run; release/cloudrun.py converts them
-to and from the Admin API's TrafficTarget. The Pulumi program (infra/catalog_infra/revisions.py) uses the
-same tag names: a test keeps the two in step.
+to and from the Admin API's TrafficTarget. The tag names are contract/release.py's, which the Pulumi program
+(infra/catalog_infra/revisions.py) declares too.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-STABLE = "stable"  # the revision callers are served by
-CANDIDATE = "candidate"  # the newest revision the program deployed, earning its traffic
-PREVIOUS = "previous"  # the revision a completed release replaced: where `rollback` returns to
-RELEASE_TAGS = (STABLE, CANDIDATE, PREVIOUS)
+from contract.release import CANDIDATE, PREVIOUS, RELEASE_TAGS, STABLE
 
 
 class TrafficError(Exception):
@@ -28,11 +24,6 @@ class Route:
     revision: str
     percent: int
     tag: str = ""
-
-
-def pr_tag(number: int) -> str:
-    """The tag of a pull request's revision."""
-    return f"pr-{number}"
 
 
 def tagged(routes: Iterable[Route], tag: str) -> Route | None:
@@ -95,14 +86,3 @@ def without_tag(routes: Sequence[Route], tag: str) -> list[Route]:
     if route is not None and route.percent:
         raise TrafficError(f"tag {tag} serves {route.percent}% of requests: move that traffic first")
     return [route for route in routes if route.tag != tag]
-
-
-def check_steps(steps: Sequence[int]) -> tuple[int, ...]:
-    """Validate canary steps: increasing percentages from 1 to 100 that end at 100."""
-    if not steps or any(not 1 <= step <= 100 for step in steps):
-        raise ValueError(f"steps {list(steps)}: each must be a percentage from 1 to 100")
-    if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
-        raise ValueError(f"steps {list(steps)}: must increase")
-    if steps[-1] != 100:
-        raise ValueError(f"steps {list(steps)}: the last must be 100 (the candidate gets every request)")
-    return tuple(steps)

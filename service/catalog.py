@@ -24,13 +24,14 @@ from service.catalog_file import CatalogError, load_catalog
 
 MIB = 2**20
 # What the server needs to load a catalog, from `python -m bench.memory` (docs/catalog.md has the table).
-# The peak is while loading: the file's bytes, its text and its parsed JSON are alive together with the
-# products, and then the search index is built beside them. It grows with the number of products
-# (objects, index entries) and with their text; the model takes whichever of the two measured rates
-# gives more, so a catalog of long descriptions is not judged by the benchmark's short ones.
-BASELINE_BYTES = 48 * MIB  # the server on the embedded catalog: 42 MiB measured
-PEAK_BYTES_PER_PRODUCT = 1_500  # measured 1,300 to 1,500 (10k to 1M products)
-PEAK_BYTES_PER_FILE_BYTE = 8  # measured 6.2 to 7.3 (the benchmark's products are ~210 bytes of JSON)
+# The peak is once the search index is built: the products serialized in one buffer, their lower-cased
+# text in another, and the index's arrays (the file is read a window at a time, so loading peaks lower).
+# It grows with the number of products (offsets, id and category entries, postings) and with their text;
+# the model takes whichever of the two measured rates gives more, so a catalog of long descriptions is
+# not judged by the benchmark's short ones.
+BASELINE_BYTES = 48 * MIB  # the server on the embedded catalog: 41 MiB measured
+PEAK_BYTES_PER_PRODUCT = 600  # measured 357 (1M products) to 513 (100k); at 10k, 930 of mostly fixed cost
+PEAK_BYTES_PER_FILE_BYTE = 3.5  # measured 1.7 to 2.4 (~210 bytes of JSON a product), 2.9 (2.7 KB each)
 # Cloud Storage FUSE runs inside the instance's memory: a 32 MB stat cache, a 4 MiB type cache and a
 # 1 MiB buffer per file read (cloud.google.com/run/docs/configuring/services/cloud-storage-volume-mounts).
 FUSE_BYTES = 40 * MIB

@@ -24,7 +24,10 @@ MAX_PAGE_SIZE = 1000  # larger requests are coerced down (AIP-158), not refused
 
 
 class Catalog(Protocol):
-    """What the servicer asks of a catalog: service.store.CatalogStore, or a test's fake."""
+    """What the servicer asks of a catalog: service.store.CatalogStore, or a test's fake.
+
+    Products come serialized (catalog.Product's wire format), as the store holds them.
+    """
 
     @property
     def fingerprint(self) -> bytes:
@@ -33,20 +36,20 @@ class Catalog(Protocol):
 
     def __len__(self) -> int: ...
 
-    def get(self, product_id: str) -> catalog_pb2.Product | None:
-        """The product with this id, or None."""
+    def get(self, product_id: str) -> bytes | None:
+        """The product with this id, serialized (a catalog.Product), or None."""
         ...
 
     def count(self, category: str) -> int:
         """How many products match this category filter ("" = all)."""
         ...
 
-    def page(self, category: str, offset: int, limit: int) -> Sequence[catalog_pb2.Product]:
-        """Matching products offset..offset+limit, in catalog order."""
+    def page(self, category: str, offset: int, limit: int) -> Sequence[bytes]:
+        """Matching products offset..offset+limit, in catalog order, serialized."""
         ...
 
-    def search_in_steps(self, query: str, limit: int) -> Iterator[catalog_pb2.Product | None]:
-        """The first `limit` products containing `query`, case-insensitively; a None between steps."""
+    def search_in_steps(self, query: str, limit: int) -> Iterator[bytes | None]:
+        """The first `limit` products containing `query` (any case), serialized; a None between steps."""
         ...
 
 
@@ -66,7 +69,7 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
         product = store.get(request.id)
         if product is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"product {_shortened(request.id)} not found")
-        return product
+        return catalog_pb2.Product.FromString(product)  # temporary: until answers are sent as bytes
 
     async def ListProducts(
         self, request: catalog_pb2.ListProductsRequest, context: Context
@@ -86,7 +89,8 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
         end = offset + page_size
         next_token = encode_page_token(end, request.category, store.fingerprint) if end < total else ""
         return catalog_pb2.ListProductsResponse(
-            products=store.page(request.category, offset, page_size),
+            # temporary: until answers are sent as bytes
+            products=map(catalog_pb2.Product.FromString, store.page(request.category, offset, page_size)),
             next_page_token=next_token,
             total_count=total,
         )
@@ -109,7 +113,7 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
             if product is None:
                 await asyncio.sleep(0)
             else:
-                yield product
+                yield catalog_pb2.Product.FromString(product)  # temporary: until answers are sent as bytes
 
 
 class LoadingServicer(catalog_pb2_grpc.ProductCatalogServicer):

@@ -10,7 +10,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from catalog_infra import revisions
-from catalog_infra.revisions import CANDIDATE, STABLE, LiveService
+from catalog_infra.revisions import LiveService
+from contract.release import CANDIDATE, STABLE
 
 REQUIRED_APIS = ("run.googleapis.com", "iam.googleapis.com")
 

@@ -5,7 +5,7 @@ Cloud Run holds the truth about traffic: which revision is tagged `stable` and s
 through the Admin API. The program reads it (live.py) before declaring the service and declares it as it
 is, adding only the tag `candidate` on the revision it deploys, at 0%. So a later `pulumi up` neither
 reverts a completed promotion nor brings back a rolled-back revision, and one with nothing changed
-declares what is already there. The tag names are release/traffic.py's; a test keeps them in step.
+declares what is already there. The tag names are the release tool's too (contract/release.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import pulumi
 
-STABLE = "stable"
-CANDIDATE = "candidate"
+from contract.release import CANDIDATE, STABLE
+
 # Hex digits of the hash in a revision name: 40 bits, so two different builds sharing a name (which Cloud
 # Run would refuse) is a one-in-a-trillion event, and "<serviceName>-<hash>" stays far under 63 characters.
 HASH_LENGTH = 10

@@ -158,7 +158,7 @@ def seed_product(product_id: str) -> catalog_pb2.Product:
     """A product of the embedded seed catalog."""
     product = load_catalog().get(product_id)
     assert product is not None
-    return product
+    return catalog_pb2.Product.FromString(product)
 
 
 def many_products(count: int) -> CatalogStore:

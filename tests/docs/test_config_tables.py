@@ -1,4 +1,8 @@
-"""The config tables say what Pulumi.yaml declares: docs/deploying.md every key, others theirs."""
+"""The config tables say what the program's table declares (config.py) and Pulumi.yaml's defaults.
+
+docs/deploying.md lists every key, other pages theirs: each with its type from the table, its default from
+Pulumi.yaml, and (for a key with choices) every choice.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from catalog_infra.config import KEYS
 
 from tests.docs.markdown import REPO_ROOT, Page, Table, first_code, pages
 
@@ -19,14 +24,16 @@ _TYPE_NAMES = {"list of strings": "array", "string list": "array"}
 
 
 def declared() -> dict[str, tuple[str | None, str | None]]:
-    """Each key Pulumi.yaml knows -> its type (None for a provider key) and its default as tables write it."""
+    """Each key the program reads -> its type from the table (None for a provider key) and Pulumi.yaml's
+    default as tables write it (None: no default)."""
     config: dict[str, Any] = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
-    keys: dict[str, tuple[str | None, str | None]] = {key: (None, None) for key in REQUIRED_PROVIDER_KEYS}
-    for key, declaration in config.items():
-        if isinstance(declaration, dict) and "type" in declaration:
-            keys[key] = (declaration["type"], shown(declaration.get("default")))
-        else:  # a provider key's bare value
-            keys[key] = (None, shown(declaration["value"] if isinstance(declaration, dict) else declaration))
+    keys: dict[str, tuple[str | None, str | None]] = {}
+    for key in KEYS:
+        declaration = config.get(key.name)
+        if ":" in key.name:  # a provider key: a bare value in Pulumi.yaml, or none
+            keys[key.name] = (None, shown(declaration) if declaration is not None else None)
+        else:
+            keys[key.name] = (key.type, shown((declaration or {}).get("default")))
     return keys
 
 
@@ -98,6 +105,17 @@ def test_deploying_md_lists_exactly_the_keys_pulumi_yaml_declares_with_their_typ
 def test_every_config_table_agrees_with_pulumi_yaml(page: Page) -> None:
     problems = [problem for table in config_tables(page) for problem in _mismatches(rows(table))]
     assert problems == []
+
+
+@pytest.mark.parametrize("key", [key for key in KEYS if key.choices], ids=lambda key: key.name)
+def test_the_deploying_page_names_every_choice_of_a_key_that_has_choices(key: Any) -> None:
+    (row,) = [
+        row
+        for table in config_tables(Page.read(DEPLOYING))
+        for row in table.rows
+        if first_code(row[0]) == key.name
+    ]
+    assert [choice for choice in key.choices if str(choice) and str(choice) not in row[-1]] == []
 
 
 def test_the_tables_are_found_on_the_pages_that_have_them() -> None:

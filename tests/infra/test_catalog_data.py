@@ -230,11 +230,11 @@ def test_a_path_outside_the_repository_is_refused(root: Path, path: str) -> None
 
 
 def test_memory_that_cannot_hold_the_catalog_is_refused_naming_both_numbers(root: Path) -> None:
-    # 20 products of 2.5 MB each: few products, but 50 MB of text to hold and index.
-    products = [{**GOOD, "id": str(i), "description": "heavy anvil " * 210_000} for i in range(20)]
+    # 24 products of 5 MB each: few products, but 120 MB of text to hold and index.
+    products = [{**GOOD, "id": str(i), "description": "heavy anvil " * 420_000} for i in range(24)]
     path = write(root, catalog_bytes(products))
     message = refused(root, catalogFile=path, memory="512Mi")
-    assert f"invalid config {PROJECT}:memory = '512Mi': {path} (20 products, " in message
+    assert f"invalid config {PROJECT}:memory = '512Mi': {path} (24 products, " in message
     needed = int(message.split("needs at least ", 1)[1].split("Mi", 1)[0])
     assert needed > 512
     assert "and 512Mi is 512Mi" in message

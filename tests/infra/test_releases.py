@@ -12,7 +12,6 @@ from typing import Any
 import pulumi
 import pytest
 
-from release import traffic as release_traffic
 from tests.infra.harness import (
     PROJECT,
     SERVICE,
@@ -225,11 +224,6 @@ def test_dev_releases_at_once_and_prod_in_steps() -> None:
     assert isinstance(prod, list)
     assert len(prod) >= 2
     assert prod[-1] == 100
-
-
-def test_the_program_and_the_release_tool_use_the_same_tags() -> None:
-    assert revisions().STABLE == release_traffic.STABLE
-    assert revisions().CANDIDATE == release_traffic.CANDIDATE
 
 
 INVALID: list[tuple[str, object, str]] = [

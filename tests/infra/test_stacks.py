@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 import pytest
+from catalog_infra.config import KEYS
 
 from tests.infra.harness import (
     ACCOUNT,
@@ -29,6 +30,7 @@ from tests.infra.harness import (
     project_defaults,
     run_program,
     stack_config,
+    wire_value,
 )
 
 
@@ -106,10 +108,10 @@ def test_environment_is_the_servers_and_never_port(stack: str, deployment: Deplo
     catalog_file = setting(stack, "catalogFile")
     sha256 = hashlib.sha256((REPO_ROOT / catalog_file).read_bytes()).hexdigest() if catalog_file else ""
     assert env_of(deployment) == {
-        "ENABLE_REFLECTION": "true" if setting(stack, "reflection") else "false",
+        # The keys that carry a server setting (config.py's `env`: ENABLE_REFLECTION, LOG_LEVEL, ...).
+        **{key.env: wire_value(setting(stack, key.name)) for key in KEYS if key.env},
         "MAX_CONCURRENT_RPCS": str(setting(stack, "concurrency")),
         "GOOGLE_CLOUD_PROJECT": stack_config(stack)["gcp:project"],
-        "LOG_LEVEL": setting(stack, "logLevel"),
         # With a catalog file (dev): the mounted object, its digest, and how long to wait for the mount.
         **(
             {

@@ -10,10 +10,11 @@ import grpc
 import pytest
 from google.cloud import run_v2
 
+from contract.release import CANDIDATE, STABLE
 from release.cloudrun import CloudRun, ServiceRef, connect
 from release.monitoring import MonitoringCallCounts
 from release.monitoring import connect as connect_monitoring
-from release.traffic import CANDIDATE, STABLE, Route
+from release.traffic import Route
 from service.catalog_file import load_catalog
 from service.store import CatalogStore
 from tests.release import fake_monitoring

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from contract.release import CANDIDATE, STABLE
 from release.cloudrun import CloudRun, CloudRunError
-from release.traffic import CANDIDATE, STABLE, Route
+from release.traffic import Route
 from tests.release.conftest import NEW, OLD, REF, template
 from tests.release.fake_run import FakeCloudRun
 

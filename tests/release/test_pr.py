@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
+from contract.release import CANDIDATE, STABLE
 from release import pr
 from release.cloudrun import CloudRun, CloudRunError
 from release.gates import Gate, ReadyGate, SmokeGate
-from release.traffic import CANDIDATE, STABLE, Route, TrafficError
+from release.traffic import Route, TrafficError
 from service.store import CatalogStore
 from tests.release.conftest import NEW, OLD, REF, Edge
 from tests.release.fake_run import FakeCloudRun

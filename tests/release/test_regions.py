@@ -13,10 +13,11 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
+from contract.release import CANDIDATE, PREVIOUS, STABLE
 from release import pr, rollout
 from release.cli import EXIT_CHECK_FAILED, EXIT_CLOUD_RUN, EXIT_OK, main
 from release.cloudrun import CloudRun, connect
-from release.traffic import CANDIDATE, PREVIOUS, STABLE, Route
+from release.traffic import Route
 from tests.release.conftest import CALLS_METRIC, NEW, OLD, REF, Drill, Edge, ref_in, template
 from tests.release.test_release import STEPS, Clock, Pauses, gates
 

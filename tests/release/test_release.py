@@ -20,11 +20,12 @@ import pytest
 from google.cloud import monitoring_v3
 
 from catalog import catalog_pb2
+from contract.release import CANDIDATE, PREVIOUS, STABLE
 from release import rollout
 from release.cli import EXIT_CHECK_FAILED, EXIT_CLOUD_RUN, EXIT_OK, main
 from release.cloudrun import CloudRun
 from release.gates import CallCounts, Candidate, ErrorRatioGate, Gate, ReadyGate, SmokeGate
-from release.traffic import CANDIDATE, PREVIOUS, STABLE, Route, TrafficError
+from release.traffic import Route, TrafficError
 from service.store import CatalogStore
 from tests.release.conftest import CALLS_METRIC, NEW, OLD, REF, Drill, Edge, template
 from tests.release.fake_monitoring import FakeMonitoring
@@ -57,11 +58,12 @@ class Clock:
 class WrongStore(CatalogStore):
     """A catalog that answers GetProduct with another product: a regression in a handler."""
 
-    def get(self, product_id: str) -> catalog_pb2.Product | None:
-        product = super().get(product_id)
-        if product is None:
+    def get(self, product_id: str) -> bytes | None:
+        serialized = super().get(product_id)
+        if serialized is None:
             return None
-        return catalog_pb2.Product(id=product.id, name=product.name + " (wrong)")
+        product = catalog_pb2.Product.FromString(serialized)
+        return catalog_pb2.Product(id=product.id, name=product.name + " (wrong)").SerializeToString()
 
 
 def gates(edge: Edge, clock: Clock, counts: CallCounts | None = None, min_calls: int = 20) -> list[Gate]:
@@ -180,7 +182,7 @@ def test_a_candidate_that_answers_wrongly_never_gets_traffic(
 ) -> None:
     edge.servers = {
         OLD: servers(catalog),
-        NEW: servers(WrongStore.from_products(list(catalog.page("", 0, 50)))),
+        NEW: servers(WrongStore.from_products(map(catalog_pb2.Product.FromString, catalog.page("", 0, 50)))),
     }
     outcome = rollout.release([run], STEPS, 30, gates(edge, Clock()), log=lambda _: None, sleep=Pauses())
 

@@ -20,17 +20,24 @@ from tests.servers import ROOT
 from tests.service.helpers import make_products, write_catalog
 
 
+def product(store: CatalogStore, product_id: str) -> Product:
+    """The store's product with this id, decoded."""
+    serialized = store.get(product_id)
+    assert serialized is not None, product_id
+    return Product.FromString(serialized)
+
+
 def test_embedded_catalog_is_the_seeds_five_products() -> None:
     store = load_catalog()
     assert len(store) == 5
-    assert [store.get(str(i)).name for i in range(1, 6)] == [  # type: ignore[union-attr]
+    assert [product(store, str(i)).name for i in range(1, 6)] == [
         "Laptop Pro 16",
         "Wireless Mouse",
         "Standing Desk",
         "Monitor 27 4K",
         "Desk Lamp",
     ]
-    assert store.get("3").in_stock is False  # type: ignore[union-attr]
+    assert product(store, "3").in_stock is False
 
 
 def test_both_spellings_of_in_stock_and_string_prices_are_accepted(tmp_path: Path) -> None:
@@ -43,11 +50,11 @@ def test_both_spellings_of_in_stock_and_string_prices_are_accepted(tmp_path: Pat
         ],
     )
     store = load_catalog(path)
-    assert store.get("a") == Product(
+    assert product(store, "a") == Product(
         id="a", name="Anvil", description="Heavy", price=10.5, category="tools", in_stock=True
     )
-    assert store.get("b") == Product(id="b", name="B", in_stock=True, price=2.25)
-    assert store.get("c") == Product(id="c", name="C")
+    assert product(store, "b") == Product(id="b", name="B", in_stock=True, price=2.25)
+    assert product(store, "c") == Product(id="c", name="C")
 
 
 @pytest.mark.parametrize(("products", "expected"), BAD_PRODUCTS)
@@ -109,7 +116,7 @@ def test_a_file_written_from_the_json_mapping_round_trips(tmp_path: Path) -> Non
     path = tmp_path / "mapped.json"
     path.write_text(json.dumps(document), encoding="utf-8")
     store = load_catalog(path)
-    assert [store.get(p.id) for p in products] == products
+    assert [store.get(p.id) for p in products] == [p.SerializeToString() for p in products]
 
 
 def test_bytes_are_checked_as_a_file_is_naming_the_source(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ class _HeldStore(CatalogStore):
         )
         self.entered = threading.Semaphore(0)
 
-    def search_in_steps(self, query: str, limit: int) -> Iterator[catalog_pb2.Product | None]:
+    def search_in_steps(self, query: str, limit: int) -> Iterator[bytes | None]:
         self.entered.release()
         yield from super().search_in_steps(query, limit)
 
@@ -188,7 +188,7 @@ class _SlowStore(CatalogStore):
         super().__init__(make_products(250))
         self.produced = 0
 
-    def search_in_steps(self, query: str, limit: int) -> Iterator[catalog_pb2.Product | None]:
+    def search_in_steps(self, query: str, limit: int) -> Iterator[bytes | None]:
         for product in super().search_in_steps(query, limit):
             if product is not None:
                 time.sleep(0.02)
@@ -233,7 +233,7 @@ class _EndlessSearchStore:
     Not a CatalogStore: the servicer asks only for what service.servicer.Catalog declares.
     """
 
-    PRODUCT = catalog_pb2.Product(id="p1", name="Item 1", price=1.0)
+    PRODUCT = catalog_pb2.Product(id="p1", name="Item 1", price=1.0).SerializeToString()
     fingerprint = b"endless"
 
     def __init__(self) -> None:
@@ -243,16 +243,16 @@ class _EndlessSearchStore:
     def __len__(self) -> int:
         return 1
 
-    def get(self, product_id: str) -> catalog_pb2.Product | None:
-        return self.PRODUCT if product_id == self.PRODUCT.id else None
+    def get(self, product_id: str) -> bytes | None:
+        return self.PRODUCT if product_id == "p1" else None
 
     def count(self, category: str) -> int:
         return 1
 
-    def page(self, category: str, offset: int, limit: int) -> list[catalog_pb2.Product]:
+    def page(self, category: str, offset: int, limit: int) -> list[bytes]:
         return [self.PRODUCT][offset : offset + limit]
 
-    def search_in_steps(self, query: str, limit: int) -> Iterator[catalog_pb2.Product | None]:
+    def search_in_steps(self, query: str, limit: int) -> Iterator[bytes | None]:
         deadline = time.monotonic() + 20
         while not self.released.is_set() and time.monotonic() < deadline:
             self.pauses += 1

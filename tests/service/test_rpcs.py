@@ -252,7 +252,7 @@ def test_malformed_request_bytes_are_invalid_argument(
 
 
 class _BrokenStore(CatalogStore):
-    def get(self, product_id: str) -> catalog_pb2.Product | None:
+    def get(self, product_id: str) -> bytes | None:
         raise RuntimeError("secret internals")
 
 
