@@ -108,7 +108,8 @@ def run_area(area: Area, files: tuple[str, ...]) -> None:
         raise SystemExit(f"{python} is missing: run `make setup policy-setup` first")
     env = {**os.environ, "MAIN_PYTHON": str(MAIN_PYTHON)}
     argv = [str(python), str(Path(__file__)), "--mutmut", area.name, *files]
-    print(f"== {area.name}: {len(files)} file(s), tests {' '.join(area.tests)}", flush=True)
+    tests = " ".join(str(Path(area.cwd) / t) for t in area.tests)
+    print(f"== {area.name}: {len(files)} file(s), tests {tests}", flush=True)
     subprocess.run(argv, cwd=ROOT, env=env, check=False)
 
 
@@ -193,6 +194,9 @@ def stage_tracked_files() -> None:
         target = MUTANTS / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
+    # Tests that start the program or the pack as a process find their interpreters beside them.
+    for venv in (".venv", "policy/.venv"):
+        (MUTANTS / venv).symlink_to(ROOT / venv, target_is_directory=True)
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,138 @@
+"""Each item of the lists the access and storage rules decide by, one case each, from the lists themselves.
+
+A rule that matched only some public members, only some IAM resource kinds, or only some of Cloud Run's IAM
+types would pass tests written with one example of each; these cases fail for the item it dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from catalog_policy import access, props, storage
+from catalog_policy.settings import ALLOW_PUBLIC
+from engine import Diagnostic, Resource, evaluate
+from pulumi_policy import ResourceValidationPolicy
+
+PRIVATE = next(p for p in access.POLICIES if p.name == "cloudrun-private")
+UNIFORM = next(p for p in storage.POLICIES if p.name == "storage-uniform-access")
+PREVENTION = next(p for p in storage.POLICIES if p.name == "storage-public-access-prevention")
+NOT_PUBLIC = "serviceAccount:reader@my-project.iam.gserviceaccount.com"
+# pulumi-gcp's IAM resources that can make a service or a bucket public: the platform's names, not the pack's
+# (a rule that read one of them wrongly must fail here).
+RUN_IAM = (
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember",
+    "gcp:cloudrunv2/serviceIamBinding:ServiceIamBinding",
+    "gcp:cloudrunv2/serviceIamPolicy:ServiceIamPolicy",
+    "gcp:cloudrun/iamMember:IamMember",
+    "gcp:cloudrun/iamBinding:IamBinding",
+    "gcp:cloudrun/iamPolicy:IamPolicy",
+)
+BUCKET_IAM = (
+    "gcp:storage/bucketIAMMember:BucketIAMMember",
+    "gcp:storage/bucketIAMBinding:BucketIAMBinding",
+    "gcp:storage/bucketIAMPolicy:BucketIAMPolicy",
+)
+
+
+def grant_props(type_: str, role: str, member: str) -> dict[str, Any]:
+    """An IAM resource's props granting `role` to `member`, shaped as its kind declares grants."""
+    shape = type_.rpartition(":")[2].lower().removeprefix("service").removeprefix("bucket")
+    if shape in ("iammember",):
+        return {"role": role, "member": member}
+    if shape == "iambinding":
+        return {"role": role, "members": [NOT_PUBLIC, member]}
+    return {"policyData": json.dumps({"bindings": [{"role": role, "members": [member]}]})}
+
+
+def run(
+    policy: ResourceValidationPolicy, type_: str, resource_props: dict[str, Any], **config: Any
+) -> list[str]:
+    resource: Resource = {
+        "type": type_,
+        "name": "r",
+        "urn": f"urn:pulumi:dev::p::{type_}::r",
+        "props": resource_props,
+    }
+    found: list[Diagnostic] = evaluate(policy, resource, {policy.name: config} if config else {})
+    return [d.message for d in found]
+
+
+def test_the_public_members_are_google_s_two() -> None:
+    # The list decides what "public" means; each member then has its cases below.
+    assert {"allUsers", "allAuthenticatedUsers"} == props.PUBLIC_MEMBERS
+
+
+@pytest.mark.parametrize("type_", RUN_IAM)
+@pytest.mark.parametrize("member", sorted(props.PUBLIC_MEMBERS))
+def test_a_public_invoker_grant_is_refused_for_every_member_and_cloud_run_iam_type(
+    type_: str, member: str
+) -> None:
+    messages = run(PRIVATE, type_, grant_props(type_, "roles/run.invoker", member))
+    assert len(messages) == 1, messages
+    assert member in messages[0]
+    # The same grant to a named identity is what the rule asks for; a stack that allows public access passes.
+    assert run(PRIVATE, type_, grant_props(type_, "roles/run.invoker", NOT_PUBLIC)) == []
+    assert run(PRIVATE, type_, grant_props(type_, "roles/run.invoker", member), **{ALLOW_PUBLIC: True}) == []
+
+
+@pytest.mark.parametrize("type_", BUCKET_IAM)
+def test_public_grants_on_other_resources_are_not_the_invoker_rule_s_business(type_: str) -> None:
+    assert run(PRIVATE, type_, grant_props(type_, "roles/storage.objectViewer", "allUsers")) == []
+
+
+@pytest.mark.parametrize(
+    ("disabled", "allowed", "refused"),
+    [(True, False, True), (True, True, False), (False, False, False), (None, False, False)],
+)
+def test_invoker_iam_disabled_is_refused_only_when_true_and_not_allowed(
+    disabled: bool | None, allowed: bool, refused: bool
+) -> None:
+    service_props = {} if disabled is None else {"invokerIamDisabled": disabled}
+    config = {ALLOW_PUBLIC: True} if allowed else {}
+    messages = run(PRIVATE, "gcp:cloudrunv2/service:Service", service_props, **config)
+    assert bool(messages) is refused, messages
+    if refused:
+        assert "invokerIamDisabled" in messages[0]
+        assert ALLOW_PUBLIC in messages[0]
+
+
+def test_a_policy_setting_that_is_not_a_boolean_names_the_key() -> None:
+    with pytest.raises(TypeError, match=ALLOW_PUBLIC):
+        run(PRIVATE, "gcp:cloudrunv2/service:Service", {"invokerIamDisabled": True}, **{ALLOW_PUBLIC: "yes"})
+
+
+@pytest.mark.parametrize("type_", BUCKET_IAM)
+@pytest.mark.parametrize("member", sorted(props.PUBLIC_MEMBERS))
+def test_a_public_grant_on_a_bucket_is_refused_for_every_member_and_iam_kind(type_: str, member: str) -> None:
+    messages = run(PREVENTION, type_, grant_props(type_, "roles/storage.objectViewer", member))
+    assert len(messages) == 1, messages
+    assert member in messages[0]
+    assert run(PREVENTION, type_, grant_props(type_, "roles/storage.objectViewer", NOT_PUBLIC)) == []
+    # Cloud Run's rule is not the bucket's.
+    assert run(PREVENTION, RUN_IAM[0], grant_props(RUN_IAM[0], "roles/run.invoker", member)) == []
+
+
+@pytest.mark.parametrize(("value", "refused"), [(True, False), (False, True), (None, True), ("true", True)])
+def test_uniform_access_passes_only_when_exactly_true(value: object, refused: bool) -> None:
+    bucket_props = {} if value is None else {"uniformBucketLevelAccess": value}
+    messages = run(UNIFORM, storage.BUCKET, bucket_props)
+    assert bool(messages) is refused, messages
+    # The rule is about buckets: the same props on another type are not its business.
+    assert run(UNIFORM, "gcp:storage/bucketObject:BucketObject", bucket_props) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "refused", "said"),
+    [("enforced", False, ""), ("inherited", True, "inherited"), (None, True, "unset (inherited)")],
+)
+def test_public_access_prevention_passes_only_when_enforced(
+    value: str | None, refused: bool, said: str
+) -> None:
+    bucket_props = {} if value is None else {"publicAccessPrevention": value}
+    messages = run(PREVENTION, storage.BUCKET, bucket_props)
+    assert bool(messages) is refused, messages
+    if refused:
+        assert f"publicAccessPrevention is {said};" in messages[0]
+    assert run(PREVENTION, "gcp:storage/bucketObject:BucketObject", bucket_props) == []
