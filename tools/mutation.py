@@ -82,17 +82,22 @@ def load_config() -> tuple[float, dict[str, Area], dict[str, str]]:
 
 
 def select(areas: dict[str, Area], module: str) -> list[tuple[Area, tuple[str, ...]]]:
-    """The areas to run and, within each, the files (all of them when `module` names the area or is empty)."""
+    """The areas to run and their files: every area, or those MODULE names (areas or files, by commas)."""
     if not module:
         return [(area, area.files) for area in areas.values()]
-    if module in areas:
-        return [(areas[module], areas[module].files)]
-    for area in areas.values():
-        for file in area.files:
-            if module in (file, area.repo_path(file)):
-                return [(area, (file,))]
-    known = ", ".join([*areas, *(a.repo_path(f) for a in areas.values() for f in a.files)])
-    raise SystemExit(f"MODULE={module} is neither an area nor a file of tools/mutation.toml; one of: {known}")
+    chosen: dict[str, list[str]] = {}
+    for name in module.split(","):
+        if name in areas:
+            chosen.setdefault(name, []).extend(areas[name].files)
+            continue
+        found = [(a.name, f) for a in areas.values() for f in a.files if name in (f, a.repo_path(f))]
+        if not found:
+            known = ", ".join([*areas, *(a.repo_path(f) for a in areas.values() for f in a.files)])
+            raise SystemExit(
+                f"MODULE: {name} is neither an area nor a file of tools/mutation.toml; one of: {known}"
+            )
+        chosen.setdefault(found[0][0], []).append(found[0][1])
+    return [(areas[name], tuple(dict.fromkeys(files))) for name, files in chosen.items()]
 
 
 def module_name(repo_path: str) -> str:
@@ -152,16 +157,14 @@ def report(all_scores: dict[str, Score], target: float) -> bool:
         )
     for s in all_scores.values():
         for mutant in s.survived + s.not_covered:
-            print(f"  survived: {mutant}  (`mutmut show {mutant}`)")
+            print(f"  survived: {mutant}")
+    print("(the change each made: .venv/bin/python -m tools.mutation --show NAME)")
     print(f"\ntarget {target:g}% per module: {'met' if passed else 'NOT met'}")
     return passed
 
 
-def run_mutmut(area_name: str, files: list[str]) -> None:
-    """Inside the area's virtualenv: configure mutmut from tools/mutation.toml and run it."""
-    _, areas, _ = load_config()
-    area = areas[area_name]
-    stage_tracked_files()
+def mutmut_cli(area: Area) -> Any:
+    """The mutmut command line, configured for `area` from tools/mutation.toml."""
     settings: dict[str, Any] = {
         "source_paths": [area.repo_path(f) for f in area.files],
         "pytest_add_cli_args_test_selection": [str(Path(area.cwd) / t) for t in area.tests],
@@ -171,6 +174,8 @@ def run_mutmut(area_name: str, files: list[str]) -> None:
         # grpc is not fork-safe once a test has started a server: fork each mutant from a clean server.
         "process_isolation": "forkserver",
         "use_git_change_detection": False,
+        # MUTATION_DEBUG=1 shows the tests' own output (why a clean run failed).
+        "debug": os.environ.get("MUTATION_DEBUG") == "1",
     }
     # mutmut reads its settings from pyproject.toml or setup.cfg when its modules are imported: give it these
     # instead, before importing its command line.
@@ -179,8 +184,24 @@ def run_mutmut(area_name: str, files: list[str]) -> None:
     mutmut.configuration._config_reader = lambda: settings.get
     from mutmut.__main__ import cli  # noqa: PLC0415
 
+    return cli
+
+
+def run_mutmut(area_name: str, files: list[str]) -> None:
+    """Inside the area's virtualenv: mutate `files` in a fresh mutants/ and run their tests."""
+    area = load_config()[1][area_name]
+    stage_tracked_files()
     names = [f"{module_name(area.repo_path(f))}.*" for f in files]
-    cli(["run", "--max-children", os.environ.get("MUTATION_JOBS", "1"), *names])
+    mutmut_cli(area)(["run", "--max-children", os.environ.get("MUTATION_JOBS", "1"), *names])
+
+
+def show(mutant: str) -> None:
+    """The change a mutant made (after a run that produced it)."""
+    for area in load_config()[1].values():
+        if any(mutant.startswith(module_name(area.repo_path(f)) + ".") for f in area.files):
+            mutmut_cli(area)(["show", mutant])
+            return
+    raise SystemExit(f"{mutant} is not a mutant of a file in tools/mutation.toml")
 
 
 def stage_tracked_files() -> None:
@@ -197,14 +218,22 @@ def stage_tracked_files() -> None:
     # Tests that start the program or the pack as a process find their interpreters beside them.
     for venv in (".venv", "policy/.venv"):
         (MUTANTS / venv).symlink_to(ROOT / venv, target_is_directory=True)
+    # Such a process imports mutated code too, and mutmut's switch in it reads its settings from the working
+    # directory (the root, or policy/ for the pack): any source path will do, since it only runs mutants.
+    for folder in (MUTANTS, MUTANTS / "policy"):
+        (folder / "setup.cfg").write_text("[mutmut]\nsource_paths = .\n")
 
 
 def main(argv: list[str]) -> int:
     """Run every area (or MODULE's), print the score per module, fail below the target."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--module", default="", help="an area of tools/mutation.toml or one of its files")
+    parser.add_argument("--show", metavar="NAME", help="the change a surviving mutant made (after a run)")
     parser.add_argument("--mutmut", nargs="+", metavar=("AREA", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.show:
+        show(args.show)
+        return 0
     if args.mutmut:
         run_mutmut(args.mutmut[0], args.mutmut[1:])
         return 0

@@ -19,6 +19,11 @@ PRIVATE = next(p for p in access.POLICIES if p.name == "cloudrun-private")
 UNIFORM = next(p for p in storage.POLICIES if p.name == "storage-uniform-access")
 PREVENTION = next(p for p in storage.POLICIES if p.name == "storage-public-access-prevention")
 NOT_PUBLIC = "serviceAccount:reader@my-project.iam.gserviceaccount.com"
+# What every refusal of a public service tells the reader to do, word for word.
+HINT = (
+    "grant roles/run.invoker to the callers that need it (this program: catalog-grpc:invokers), or, for a "
+    f"stack meant to be public, set {ALLOW_PUBLIC}: true for this policy in its policy config."
+)
 # pulumi-gcp's IAM resources that can make a service or a bucket public: the platform's names, not the pack's
 # (a rule that read one of them wrongly must fail here).
 RUN_IAM = (
@@ -71,7 +76,9 @@ def test_a_public_invoker_grant_is_refused_for_every_member_and_cloud_run_iam_ty
 ) -> None:
     messages = run(PRIVATE, type_, grant_props(type_, "roles/run.invoker", member))
     assert len(messages) == 1, messages
-    assert member in messages[0]
+    assert messages[0].endswith(
+        f"\ngrants roles/run.invoker to {member}, which makes the service public; {HINT}"
+    )
     # The same grant to a named identity is what the rule asks for; a stack that allows public access passes.
     assert run(PRIVATE, type_, grant_props(type_, "roles/run.invoker", NOT_PUBLIC)) == []
     assert run(PRIVATE, type_, grant_props(type_, "roles/run.invoker", member), **{ALLOW_PUBLIC: True}) == []
@@ -94,8 +101,9 @@ def test_invoker_iam_disabled_is_refused_only_when_true_and_not_allowed(
     messages = run(PRIVATE, "gcp:cloudrunv2/service:Service", service_props, **config)
     assert bool(messages) is refused, messages
     if refused:
-        assert "invokerIamDisabled" in messages[0]
-        assert ALLOW_PUBLIC in messages[0]
+        assert messages[0].endswith(
+            f"\ninvokerIamDisabled is true, so anyone may call the service without a token; {HINT}"
+        )
 
 
 def test_a_policy_setting_that_is_not_a_boolean_names_the_key() -> None:
