@@ -111,7 +111,12 @@ def run_area(area: Area, files: tuple[str, ...]) -> None:
     python = ROOT / area.venv / "bin" / "python"
     if not python.exists():
         raise SystemExit(f"{python} is missing: run `make setup policy-setup` first")
-    env = {**os.environ, "MAIN_PYTHON": str(MAIN_PYTHON)}
+    # The pack's tests read what the program declares once, not once per mutant (policy/tests/engine.py).
+    env = {
+        **os.environ,
+        "MAIN_PYTHON": str(MAIN_PYTHON),
+        "POLICY_RESOURCES_CACHE": str(MUTANTS / "policy-resources.json"),
+    }
     argv = [str(python), str(Path(__file__)), "--mutmut", area.name, *files]
     tests = " ".join(str(Path(area.cwd) / t) for t in area.tests)
     print(f"== {area.name}: {len(files)} file(s), tests {tests}", flush=True)
