@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,10 +169,10 @@ def report(all_scores: dict[str, Score], target: float) -> bool:
     return passed
 
 
-def mutmut_cli(area: Area) -> Any:
-    """The mutmut command line, configured for `area` from tools/mutation.toml."""
+def mutmut_cli(area: Area, files: Sequence[str]) -> Any:
+    """The mutmut command line, configured to mutate `files` of `area` and run the area's tests."""
     settings: dict[str, Any] = {
-        "source_paths": [area.repo_path(f) for f in area.files],
+        "source_paths": [area.repo_path(f) for f in files],
         "pytest_add_cli_args_test_selection": [str(Path(area.cwd) / t) for t in area.tests],
         # The alias plugin before anything imports the program or the pack; the slow tests (image build,
         # 100k catalogs) stay out, as in `make test-fast`.
@@ -196,15 +197,14 @@ def run_mutmut(area_name: str, files: list[str]) -> None:
     """Inside the area's virtualenv: mutate `files` in a fresh mutants/ and run their tests."""
     area = load_config()[1][area_name]
     stage_tracked_files()
-    names = [f"{module_name(area.repo_path(f))}.*" for f in files]
-    mutmut_cli(area)(["run", "--max-children", os.environ.get("MUTATION_JOBS", "1"), *names])
+    mutmut_cli(area, files)(["run", "--max-children", os.environ.get("MUTATION_JOBS", "1")])
 
 
 def show(mutant: str) -> None:
     """The change a mutant made (after a run that produced it)."""
     for area in load_config()[1].values():
         if any(mutant.startswith(module_name(area.repo_path(f)) + ".") for f in area.files):
-            mutmut_cli(area)(["show", mutant])
+            mutmut_cli(area, area.files)(["show", mutant])
             return
     raise SystemExit(f"{mutant} is not a mutant of a file in tools/mutation.toml")
 
