@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 import pytest
-from catalog_policy import access, props, storage
+from catalog_policy import access, identity, props, storage
 from catalog_policy.settings import ALLOW_PUBLIC
 from engine import Diagnostic, Resource, evaluate
 from pulumi_policy import ResourceValidationPolicy
@@ -43,11 +43,13 @@ BUCKET_IAM = (
 
 def grant_props(type_: str, role: str, member: str) -> dict[str, Any]:
     """An IAM resource's props granting `role` to `member`, shaped as its kind declares grants."""
-    shape = type_.rpartition(":")[2].lower().removeprefix("service").removeprefix("bucket")
-    if shape in ("iammember",):
+    shape = (
+        type_.rpartition(":")[2].lower().removeprefix("service").removeprefix("bucket").removeprefix("iam")
+    )
+    if shape in ("iammember", "member"):
         return {"role": role, "member": member}
-    if shape == "iambinding":
-        return {"role": role, "members": [NOT_PUBLIC, member]}
+    if shape in ("iambinding", "binding"):
+        return {"role": role, "members": [member]}
     return {"policyData": json.dumps({"bindings": [{"role": role, "members": [member]}]})}
 
 
@@ -144,3 +146,64 @@ def test_public_access_prevention_passes_only_when_enforced(
     if refused:
         assert f"publicAccessPrevention is {said};" in messages[0]
     assert run(PREVENTION, "gcp:storage/bucketObject:BucketObject", bucket_props) == []
+
+
+# Identity: every role of each set, on every level of the hierarchy and every IAM kind there.
+HIERARCHY_IAM = tuple(
+    f"gcp:{level}/iAM{kind}:IAM{kind}"
+    for level in ("projects", "folder", "organizations")
+    for kind in ("Member", "Binding", "Policy")
+)
+IMPERSONATION = next(p for p in identity.POLICIES if p.name == "no-project-wide-impersonation")
+BASIC = next(p for p in identity.POLICIES if p.name == "no-basic-roles")
+
+
+def test_the_role_sets_are_the_ones_the_rules_name() -> None:
+    assert {
+        "roles/iam.serviceAccountUser",
+        "roles/iam.serviceAccountTokenCreator",
+        "roles/iam.workloadIdentityUser",
+    } == identity.IMPERSONATION_ROLES
+    assert {"roles/owner", "roles/editor"} == identity.BASIC_ROLES
+
+
+@pytest.mark.parametrize("type_", HIERARCHY_IAM)
+@pytest.mark.parametrize("role", sorted(identity.IMPERSONATION_ROLES))
+def test_every_impersonation_role_is_refused_on_every_level_of_the_hierarchy(type_: str, role: str) -> None:
+    messages = run(IMPERSONATION, type_, grant_props(type_, role, NOT_PUBLIC))
+    assert len(messages) == 1, messages
+    assert f"grants {role} to {NOT_PUBLIC} on the whole project" in messages[0]
+    # On the one account it needs, the grant is what the rule asks for.
+    account_iam = "gcp:serviceaccount/iAMMember:IAMMember"
+    assert run(IMPERSONATION, account_iam, grant_props("x:IAMMember", role, NOT_PUBLIC)) == []
+    assert run(IMPERSONATION, type_, grant_props(type_, "roles/run.invoker", NOT_PUBLIC)) == []
+
+
+@pytest.mark.parametrize("type_", [*HIERARCHY_IAM, *RUN_IAM, *BUCKET_IAM])
+@pytest.mark.parametrize("role", sorted(identity.BASIC_ROLES))
+def test_every_basic_role_is_refused_on_every_iam_kind(type_: str, role: str) -> None:
+    messages = run(BASIC, type_, grant_props(type_, role, NOT_PUBLIC))
+    assert len(messages) == 1, messages
+    assert f"grants {role} to {NOT_PUBLIC}; basic roles allow nearly everything" in messages[0]
+    assert run(BASIC, type_, grant_props(type_, "roles/viewer", NOT_PUBLIC)) == []
+
+
+@pytest.mark.parametrize(
+    ("condition", "pinned"),
+    [
+        ("assertion.repository == 'owner/repo'", True),
+        ('assertion.repository_id == "123"', True),
+        ("attribute.repository == 'owner/repo'", True),
+        ("'owner/repo' == assertion.repository", True),
+        ("assertion.ref == 'refs/heads/main' && assertion.repository == 'owner/repo'", True),
+        ("(assertion.repository == 'owner/repo') && assertion.ref == 'refs/heads/main'", True),
+        ("assertion.repository == 'a/b' || assertion.repository == 'c/d'", False),
+        ("(assertion.repository == 'a/b' || true) && assertion.ref == 'x'", False),
+        ("assertion.repository != 'owner/repo'", False),
+        ("assertion.repository_owner == 'owner'", False),
+        ("assertion.ref == 'refs/heads/main'", False),
+        ("assertion.ref == 'a && assertion.repository == \"x/y\"'", False),
+    ],
+)
+def test_a_condition_pins_one_repository_only_by_a_top_level_equality(condition: str, pinned: bool) -> None:
+    assert identity.pins_one_repository(condition) is pinned
