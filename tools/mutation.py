@@ -197,7 +197,17 @@ def run_mutmut(area_name: str, files: list[str]) -> None:
     """Inside the area's virtualenv: mutate `files` in a fresh mutants/ and run their tests."""
     area = load_config()[1][area_name]
     stage_tracked_files()
-    mutmut_cli(area, files)(["run", "--max-children", os.environ.get("MUTATION_JOBS", "1")])
+    cli = mutmut_cli(area, files)
+    try:
+        cli.main(["run", "--max-children", os.environ.get("MUTATION_JOBS", "1")], standalone_mode=False)
+    finally:
+        # The change each survivor made, while mutants/ still holds it (the next run replaces it).
+        for file in files:
+            meta_path = MUTANTS / f"{area.repo_path(file)}.meta"
+            exit_codes = json.loads(meta_path.read_text())["exit_code_by_key"] if meta_path.exists() else {}
+            for mutant, code in sorted(exit_codes.items()):
+                if code in SURVIVED | NOT_COVERED:
+                    cli.main(["show", mutant], standalone_mode=False)
 
 
 def show(mutant: str) -> None:

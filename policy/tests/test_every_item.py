@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 import pytest
-from catalog_policy import access, identity, props, storage
+from catalog_policy import access, identity, props, registry, storage
 from catalog_policy.settings import ALLOW_PUBLIC
 from engine import Diagnostic, Resource, evaluate
 from pulumi_policy import ResourceValidationPolicy
@@ -43,12 +43,10 @@ BUCKET_IAM = (
 
 def grant_props(type_: str, role: str, member: str) -> dict[str, Any]:
     """An IAM resource's props granting `role` to `member`, shaped as its kind declares grants."""
-    shape = (
-        type_.rpartition(":")[2].lower().removeprefix("service").removeprefix("bucket").removeprefix("iam")
-    )
-    if shape in ("iammember", "member"):
+    kind = type_.rpartition(":")[2].lower()
+    if kind.endswith("member"):
         return {"role": role, "member": member}
-    if shape in ("iambinding", "binding"):
+    if kind.endswith("binding"):
         return {"role": role, "members": [member]}
     return {"policyData": json.dumps({"bindings": [{"role": role, "members": [member]}]})}
 
@@ -207,3 +205,84 @@ def test_every_basic_role_is_refused_on_every_iam_kind(type_: str, role: str) ->
 )
 def test_a_condition_pins_one_repository_only_by_a_top_level_equality(condition: str, pinned: bool) -> None:
     assert identity.pins_one_repository(condition) is pinned
+
+
+# What each refusal tells the reader, word for word: the fix is the part a user acts on.
+CLEANUP = next(p for p in registry.POLICIES if p.name == "artifact-registry-cleanup")
+REGISTRY_PRIVATE = next(p for p in registry.POLICIES if p.name == "artifact-registry-private")
+REGISTRY_IAM = (
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember",
+    "gcp:artifactregistry/repositoryIamBinding:RepositoryIamBinding",
+    "gcp:artifactregistry/repositoryIamPolicy:RepositoryIamPolicy",
+)
+NO_CLEANUP = (
+    "the repository has no cleanupPolicies, so every pushed image is kept (and billed) forever; add a KEEP "
+    "policy for the most recent versions and a DELETE policy for the rest."
+)
+DRY_RUN = "cleanupPolicyDryRun is true, so the cleanup policies only log; set it to false."
+
+
+@pytest.mark.parametrize(
+    ("repository", "said"),
+    [
+        ({}, [NO_CLEANUP]),
+        ({"cleanupPolicies": []}, [NO_CLEANUP]),
+        ({"cleanupPolicies": [{"id": "keep"}]}, []),
+        ({"cleanupPolicies": {"id": "keep"}}, []),  # one object, as newer providers send it
+        ({"cleanupPolicies": [{"id": "keep"}], "cleanupPolicyDryRun": True}, [DRY_RUN]),
+        ({"cleanupPolicies": [{"id": "keep"}], "cleanupPolicyDryRun": False}, []),
+        ({"cleanupPolicyDryRun": True}, [NO_CLEANUP, DRY_RUN]),
+    ],
+)
+def test_a_repository_needs_an_active_cleanup_policy(repository: dict[str, Any], said: list[str]) -> None:
+    messages = run(CLEANUP, registry.REPOSITORY, repository)
+    assert [m.partition("\n")[2] for m in messages] == said
+    assert run(CLEANUP, "gcp:artifactregistry/other:Other", repository) == []
+
+
+@pytest.mark.parametrize("type_", REGISTRY_IAM)
+@pytest.mark.parametrize("member", sorted(props.PUBLIC_MEMBERS))
+def test_a_public_reader_of_the_registry_is_refused_for_every_member_and_iam_kind(
+    type_: str, member: str
+) -> None:
+    messages = run(REGISTRY_PRIVATE, type_, grant_props(type_, "roles/artifactregistry.reader", member))
+    assert [m.partition("\n")[2] for m in messages] == [
+        f"grants roles/artifactregistry.reader to {member}: anyone could pull the images; grant "
+        "roles/artifactregistry.reader to the service accounts that deploy or run them instead."
+    ]
+    assert run(REGISTRY_PRIVATE, type_, grant_props(type_, "roles/artifactregistry.reader", NOT_PUBLIC)) == []
+    assert run(REGISTRY_PRIVATE, BUCKET_IAM[0], grant_props(BUCKET_IAM[0], "roles/x", member)) == []
+
+
+@pytest.mark.parametrize(
+    ("bucket", "said"),
+    [
+        (
+            {"uniformBucketLevelAccess": False, "publicAccessPrevention": "enforced"},
+            [
+                "uniformBucketLevelAccess is not true, so object ACLs can grant access IAM does not show; "
+                "set uniform_bucket_level_access=True."
+            ],
+        ),
+        (
+            {"uniformBucketLevelAccess": True, "publicAccessPrevention": "inherited"},
+            [
+                "publicAccessPrevention is inherited; set public_access_prevention='enforced' so no grant "
+                "can make the bucket's objects public."
+            ],
+        ),
+    ],
+)
+def test_each_bucket_refusal_says_what_to_set(bucket: dict[str, Any], said: list[str]) -> None:
+    messages = run(UNIFORM, storage.BUCKET, bucket) + run(PREVENTION, storage.BUCKET, bucket)
+    assert [m.partition("\n")[2] for m in messages] == said
+
+
+@pytest.mark.parametrize("member", sorted(props.PUBLIC_MEMBERS))
+def test_a_public_bucket_grant_says_whom_to_grant_instead(member: str) -> None:
+    type_ = BUCKET_IAM[0]
+    messages = run(PREVENTION, type_, grant_props(type_, "roles/storage.objectViewer", member))
+    assert [m.partition("\n")[2] for m in messages] == [
+        f"grants roles/storage.objectViewer to {member} on a bucket; grant it to the identities that read "
+        "the bucket (public access prevention refuses public grants)."
+    ]
