@@ -8,16 +8,19 @@ and the empty name differently, so it can show which one the gate asks for.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from catalog import SERVICE_NAME
-from release.gates import CallCountsError, Candidate, ErrorRatioGate, ReadyGate
+from client.smoke import CheckResult
+from release.gates import CallCountsError, Candidate, ErrorRatioGate, ReadyGate, SmokeGate
 
 CANDIDATE = Candidate(
     service="catalog-grpc", revision="catalog-grpc-4e74e74e74", uri="", percent=10, since=1000.0, region="r1"
@@ -230,3 +233,62 @@ def test_the_ready_gate_reports_an_unreachable_candidate_by_its_status_code() ->
     gate_ = ReadyGate(grpc.insecure_channel, timeout=0.0, call_timeout=0.5, sleep=clock.sleep, clock=clock)
     verdict = gate_.check(Candidate(service="s", revision="r", uri="127.0.0.1:1"))
     assert verdict == f"{SERVICE_NAME} not SERVING after 0 s (last answer: UNAVAILABLE)"
+
+
+class SlowHealth(health_pb2_grpc.HealthServicer):
+    """Answers NOT_SERVING, but only after `delay` seconds: longer than the gate's per-call timeout."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.done = threading.Event()
+
+    def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext) -> Any:
+        self.done.wait(self.delay)
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.NOT_SERVING)
+
+
+def test_the_ready_gate_gives_each_health_call_its_own_timeout() -> None:
+    slow = SlowHealth(delay=5.0)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(slow, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        clock = Clock()
+        gate_ = ReadyGate(
+            grpc.insecure_channel, timeout=0.0, call_timeout=0.2, sleep=clock.sleep, clock=clock
+        )
+        verdict = gate_.check(Candidate(service="s", revision="r", uri=f"127.0.0.1:{port}"))
+    finally:
+        slow.done.set()
+        server.stop(None)
+    assert verdict == f"{SERVICE_NAME} not SERVING after 0 s (last answer: DEADLINE_EXCEEDED)"
+
+
+def test_the_smoke_gate_lists_every_failed_check_and_passes_its_call_timeout() -> None:
+    seen: list[float] = []
+
+    def smoke(channel: grpc.Channel, call_timeout: float) -> list[CheckResult]:
+        seen.append(call_timeout)
+        return [
+            CheckResult("health", True, "SERVING"),
+            CheckResult("get", False, "NOT_FOUND"),
+            CheckResult("list", False, "empty page"),
+        ]
+
+    gate_ = SmokeGate(grpc.insecure_channel, smoke=smoke, call_timeout=7.0)
+    assert (
+        gate_.check(Candidate(service="s", revision="r", uri="127.0.0.1:1"))
+        == "get: NOT_FOUND; list: empty page"
+    )
+    assert seen == [7.0]
+
+
+def test_the_smoke_gate_passes_when_every_check_holds() -> None:
+    def smoke(channel: grpc.Channel, call_timeout: float) -> list[CheckResult]:
+        return [CheckResult("health", True, "SERVING")]
+
+    assert (
+        SmokeGate(grpc.insecure_channel, smoke=smoke).check(Candidate(service="s", revision="r", uri="x:1"))
+        is None
+    )
