@@ -88,3 +88,67 @@ def test_a_released_stream_is_no_longer_watched() -> None:
         return len(watchdog._streams)
 
     assert asyncio.run(scenario()) == 0
+
+
+# The watchdog as the call guard runs it: watch() from the stream's own task, the loop on a task of its own.
+# The bound is short, and each wait is bounded generously: these assert what happens, not how fast.
+
+
+async def _stalled_stream(watchdog: StallWatchdog, sends: int = 0) -> None:
+    progress = watchdog.watch("/catalog.ProductCatalog/SearchProducts")
+    try:
+        for _ in range(sends):
+            progress.sent += 1
+            await asyncio.sleep(watchdog._interval / 2)
+        await asyncio.Event().wait()
+    finally:
+        watchdog.release(progress)
+
+
+def _watchdogs() -> list[asyncio.Task[object]]:
+    return [task for task in asyncio.all_tasks() if task.get_name() == "stall-watchdog"]
+
+
+def test_a_watched_stream_that_sends_nothing_is_cancelled_by_the_running_watchdog() -> None:
+    async def scenario() -> tuple[int, bool]:
+        watchdog = StallWatchdog(stalled_seconds=0.2)
+        streams = [asyncio.create_task(_stalled_stream(watchdog)) for _ in range(2)]
+        await asyncio.sleep(0)
+        running = len(_watchdogs())  # one watchdog for every stream
+        done, _ = await asyncio.wait(streams, timeout=30)
+        return running, all(task.cancelled() for task in done) and len(done) == 2
+
+    running, cancelled = asyncio.run(scenario())
+    assert running == 1
+    assert cancelled
+
+
+def test_a_stream_that_keeps_sending_outlives_a_stalled_one_checked_after_it() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        watchdog = StallWatchdog(stalled_seconds=0.2)
+        sending = asyncio.create_task(_stalled_stream(watchdog, sends=40))
+        stalled = asyncio.create_task(_stalled_stream(watchdog))
+        await asyncio.wait([stalled], timeout=30)
+        alive = not sending.done()
+        sending.cancel()
+        return stalled.cancelled(), alive
+
+    stalled_cancelled, sending_alive = asyncio.run(scenario())
+    assert stalled_cancelled
+    assert sending_alive
+
+
+def test_the_watchdog_starts_again_for_streams_after_it_went_idle() -> None:
+    async def scenario() -> bool:
+        watchdog = StallWatchdog(stalled_seconds=0.2)
+        first = asyncio.create_task(_stalled_stream(watchdog))
+        await asyncio.wait([first], timeout=30)
+        for _ in range(100):  # the loop ends once no stream is left
+            if watchdog._task is None:
+                break
+            await asyncio.sleep(0.05)
+        second = asyncio.create_task(_stalled_stream(watchdog))
+        await asyncio.wait([second], timeout=30)
+        return first.cancelled() and second.cancelled()
+
+    assert asyncio.run(scenario())
