@@ -20,8 +20,36 @@ help: ## List the targets.
 		'{ name[NR] = $$1; text[NR] = $$2; if (length($$1) > width) width = length($$1) } \
 		END { for (i = 1; i <= NR; i++) printf "  make %-" width "s  %s\n", name[i], text[i] }'
 
-$(VENV)/.installed: requirements-server.txt requirements.txt requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+# One virtualenv, filled in layers so each target waits only for what it runs: the server's runtime (about
+# 40 MB: `make run`), the client and grpcurl (the README's tour), the Pulumi program (`make deploy`), then the
+# whole toolchain (lint, tests). Each layer's file includes the one before it, so pip adds only the difference.
+# The first layers run the host's pip against .venv when it can (pip >= 22.3, `--python`): .venv is made
+# without a pip of its own, which spares the first `make run` installing one. Pulumi runs .venv's own pip, so
+# the program's layer installs it.
+define venv_pip
+if $(PYTHON) -m pip --python $(PY) --version >/dev/null 2>&1; then $(PYTHON) -m pip --python $(PY) $(1); \
+else { $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip >/dev/null; } && $(PY) -m pip $(1); fi
+endef
+
+$(VENV)/.server: requirements-server.txt
+	@echo "==> $(VENV): the server's runtime (requirements-server.txt)"
+	test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
+	@$(call venv_pip,install --progress-bar on -r requirements-server.txt)
+	touch $@
+
+$(VENV)/.client: $(VENV)/.server requirements-client.txt
+	@echo "==> $(VENV): the client and grpcurl (requirements-client.txt)"
+	@$(call venv_pip,install --progress-bar on -r requirements-client.txt)
+	touch $@
+
+$(VENV)/.program: $(VENV)/.client requirements.txt pyproject.toml
+	@echo "==> $(VENV): the Pulumi program and the release tool (requirements.txt, about 500 MB)"
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip
+	$(PY) -m pip install --progress-bar on -r requirements.txt
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.program requirements-dev.txt
+	@echo "==> $(VENV): code generation, lint and test tools (requirements-dev.txt)"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
@@ -56,19 +84,36 @@ policy-test: $(VENV)/.installed $(POLICY_VENV)/.installed ## The policy pack on 
 .PHONY: setup
 setup: $(VENV)/.installed $(BUF) ## Create the virtualenv and install the tools (done by every target that needs it).
 
+.PHONY: client
+client: $(VENV)/.client ## Install the client and grpcurl into .venv (the README's tour).
+
 .PHONY: run
-run: $(VENV)/.installed ## Serve the embedded catalog on :8080 (PORT=...) with reflection on.
+run: $(VENV)/.server ## Serve the embedded catalog on :8080 (PORT=...) with reflection on.
 	PORT=$(PORT) ENABLE_REFLECTION=true $(PY) -m service
+
+STACK ?=
+# More options for `python -m release promote`, e.g. RELEASE_ARGS="--pause-seconds 0" for one run.
+RELEASE_ARGS ?=
+# The command make deploy runs first (with --stack NAME); the deploy tests put a fake here.
+PREFLIGHT ?= $(PY) -m preflight
+.PHONY: preview
+preview: $(VENV)/.program $(POLICY_VENV)/.installed ## pulumi preview STACK=... with the policy pack and its config.
+	@test -n "$(STACK)" || { echo "usage: make preview STACK=dev" >&2; exit 2; }
+	$(PY) -m tools.deploy preview --stack "$(STACK)"
+
+.PHONY: deploy
+deploy: $(VENV)/.program $(POLICY_VENV)/.installed ## Ship to STACK=...: preflight, pulumi up, release, smoke check.
+	@test -n "$(STACK)" || { echo "usage: make deploy STACK=dev" >&2; exit 2; }
+	$(PY) -m tools.deploy deploy --stack "$(STACK)" --release-args "$(RELEASE_ARGS)" --preflight "$(PREFLIGHT)"
 
 FILE ?=
 .PHONY: check-catalog
-check-catalog: $(VENV)/.installed ## Check a catalog file as the server loads it: make check-catalog FILE=...
+check-catalog: $(VENV)/.server ## Check a catalog file as the server loads it: make check-catalog FILE=...
 	@test -n "$(FILE)" || { echo "usage: make check-catalog FILE=path/to/catalog.json" >&2; exit 2; }
 	@$(PY) -m service.catalog check "$(FILE)"
 
-STACK ?=
 .PHONY: preflight
-preflight: $(VENV)/.installed ## Before `pulumi up`: what the project and its organization would refuse (STACK=dev).
+preflight: $(VENV)/.program ## Before `pulumi up`: what the project and its organization would refuse (STACK=dev).
 	@test -n "$(STACK)" || { echo "usage: make preflight STACK=dev" >&2; exit 2; }
 	@$(PY) -m preflight --stack "$(STACK)"
 

@@ -6,6 +6,10 @@
 Exit status: 0 when every target is met (or nothing is compared), 3 when one is missed; a wrong answer
 or a server that does not start ends it with 1.
 
+Each case runs twice: pinned, as a 1-vCPU Cloud Run instance runs (the server on CPU 0, h2load on CPU 1;
+the targets judge this run), then unpinned, as a second view. Each reports calls per second and the
+server's CPU time per call (utime + stime of all its threads over the measured period). GetProduct also
+runs on a bare server of each model (bench/bare.py), the ceiling of what that model can do.
 Each case's answer is checked over gRPC before and after it is loaded, against the seed's semantics.
 Our server runs as in production (`python -m service`, LOG_LEVEL=INFO, its access log to a file).
 """
@@ -14,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -26,7 +32,7 @@ import grpc
 
 from bench import cases, h2load, hostile
 from bench.catalog import generate, write_catalog
-from bench.servers import OURS, SEED, ServerKind, ServerProcess, bench_server
+from bench.servers import BARE_AIO, BARE_SYNC, OURS, SEED, ServerKind, ServerProcess, bench_server
 from catalog import GET_PRODUCT_METHOD, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 
@@ -39,14 +45,26 @@ EXIT_TARGET_MISSED = 3
 # before counting a case's status codes, so the previous case's last calls are not counted in it.
 LOG_SETTLE_SECONDS = 0.25
 INDEX_READY = r"search index over \d+ products ready"
+# The pinned run: the server's CPU (a 1-vCPU instance) and the load generator's, apart: the first two CPUs
+# this process may use.
+PINNED_CPUS = sorted(os.sched_getaffinity(0))[:2]
+SERVER_CPU, LOAD_CPU = (str(cpu) for cpu in PINNED_CPUS) if len(PINNED_CPUS) == 2 else ("", "")
+# Bare servers of each model, GetProduct only: the model our server runs (service/server.py), and the others.
+BARE_KINDS = (BARE_AIO, BARE_SYNC)
+OUR_MODEL = BARE_AIO
+# Ours' CPU per GetProduct call at most this many times its model's bare server's.
+BARE_CPU_TARGET = 1.1
+# When no model's bare server reaches the GetProduct target, ours' calls/s within this of the best bare one's.
+BARE_FALLBACK_TARGET = 1.05
 
 
 @dataclass
 class CaseResult:
-    """One case on one server: h2load's figures and the status codes the server logged meanwhile."""
+    """One case on one server: h2load's figures, the status codes logged meanwhile, the CPU per call."""
 
     load: h2load.LoadResult
     status_codes: dict[str, int]
+    cpu_us_per_call: float = 0.0
 
 
 @dataclass
@@ -57,7 +75,8 @@ class ServerResult:
     startup_catalog_s: float = 0.0
     search_index_ready_s: float = 0.0  # ours only: when the background index build logged its end
     peak_rss_mb: float = 0.0
-    cases: dict[str, CaseResult] = field(default_factory=dict)
+    cases: dict[str, CaseResult] = field(default_factory=dict)  # pinned: what the targets judge
+    unpinned: dict[str, CaseResult] = field(default_factory=dict)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.products < 10 or args.startup_runs < 1 or args.duration <= 0:
         parser.error("--products must be at least 10, --startup-runs at least 1, --duration positive")
+    if not LOAD_CPU:
+        parser.error("the pinned run needs two CPUs, one for the server and one for h2load; this has one")
     chosen = args.cases.split(",") if args.cases else list(cases.CASES)
     unknown = sorted(set(chosen) - set(cases.CASES))
     if unknown:
@@ -80,10 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     products = [_product(fields) for fields in generate(args.products, args.seed)]
 
     kinds = [OURS, SEED] if args.compare else [OURS]
-    results = {kind.name: ServerResult() for kind in kinds}
+    results = {kind.name: ServerResult() for kind in [*kinds, *BARE_KINDS]}
     _time_starts(kinds, catalog, results, workdir, args)
     if names:
-        _measure(kinds, catalog, products, results, names=names, workdir=workdir, args=args)
+        for pinned in (True, False):
+            _measure(
+                kinds, catalog, products, results, names=names, workdir=workdir, args=args, pinned=pinned
+            )
     hostile_results = _measure_hostile(
         kinds, catalog, products, names=hostile_names, workdir=workdir, args=args
     )
@@ -118,7 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1, help="catalog generator seed (default 1)")
     parser.add_argument("--compare", action="store_true", help="also run the seed's server and compare")
     parser.add_argument("--cases", help="comma-separated cases to load (default: all)")
-    parser.add_argument("--duration", type=float, default=8, help="seconds of load per case (default 8)")
+    parser.add_argument(
+        "--duration", type=float, default=8, help="seconds of load per case, pinned (default 8)"
+    )
+    parser.add_argument(
+        "--unpinned-duration",
+        type=float,
+        default=4,
+        help="seconds of load per case in the unpinned view (default 4)",
+    )
     parser.add_argument("--warmup", type=float, default=1, help="seconds of warm-up per case (default 1)")
     parser.add_argument("--streams", type=int, default=80, help="concurrent streams (default 80)")
     parser.add_argument("--clients", type=int, default=4, help="HTTP/2 connections (default 4)")
@@ -186,41 +218,83 @@ def _measure(
     names: list[str],
     workdir: Path,
     args: argparse.Namespace,
+    pinned: bool,
 ) -> None:
-    """Load every case on every server, the servers taking turns case by case (the other one idle)."""
+    """Load every case on every server, the servers taking turns case by case (the others idle).
+
+    Pinned, every server runs on SERVER_CPU and h2load on LOAD_CPU; GetProduct runs on the bare servers too.
+    """
+    server_cpus, load_cpus = (SERVER_CPU, LOAD_CPU) if pinned else (None, None)
+    view = "pinned" if pinned else "unpinned"
+    duration = args.duration if pinned else args.unpinned_duration
     with ExitStack() as stack:
         stubs: dict[str, cases.Stub] = {}
         servers: dict[str, ServerProcess] = {}
-        for kind in kinds:
-            log = workdir / f"{kind.name}-server.log"
-            server = stack.enter_context(bench_server(kind, catalog, log, _server_env(kind, args)))
+        for kind in [*kinds, *(BARE_KINDS if pinned and "get" in names else ())]:
+            log = workdir / f"{kind.name}-{view}.log"
+            bare = kind in BARE_KINDS
+            env = _server_env(kind, args)
+            server = stack.enter_context(bench_server(kind, None if bare else catalog, log, env, server_cpus))
             server.wait_serving()
             if kind == OURS:
                 server.wait_for_log(INDEX_READY)  # measure the steady state, not the scan before the index
             channel = stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
             servers[kind.name], stubs[kind.name] = server, catalog_pb2_grpc.ProductCatalogStub(channel)
         for name in names:
-            for kind in kinds:
-                server, stub = servers[kind.name], stubs[kind.name]
-                case = cases.build(name, products, kind, stub)
-                case.check(stub)
+            for kind_name, server in servers.items():
+                if server.kind in BARE_KINDS and name != "get":
+                    continue
+                stub = stubs[kind_name]
+                # A bare server answers one fixed product: its answers are not checked.
+                case = cases.build(name, products, OURS if server.kind in BARE_KINDS else server.kind, stub)
+                checked = server.kind not in BARE_KINDS
+                if checked:
+                    case.check(stub)
                 server.new_status_codes()  # forget the calls made so far
-                _say(f"{kind.name}: loading {name} for {args.duration:g} s")
-                load = h2load.run(
-                    server.port,
-                    case.method,
-                    case.request,
-                    workdir,
-                    streams=args.streams,
-                    clients=args.clients,
-                    duration_seconds=args.duration,
-                    warmup_seconds=args.warmup,
+                _say(f"{kind_name}: loading {name} for {duration:g} s, {view}")
+                load, cpu_seconds = _load_with_cpu(
+                    server, case, workdir, args, duration=duration, cpus=load_cpus
                 )
                 codes = dict(server.new_status_codes())
-                case.check(stub)  # still right after the load
-                results[kind.name].cases[name] = CaseResult(load, codes)
+                if checked:
+                    case.check(stub)  # still right after the load
+                measured = CaseResult(load, codes, cpu_seconds / max(load.requests, 1) * 1e6)
+                (results[kind_name].cases if pinned else results[kind_name].unpinned)[name] = measured
         for kind in kinds:
-            results[kind.name].peak_rss_mb = servers[kind.name].peak_rss_mb()
+            result = results[kind.name]
+            result.peak_rss_mb = max(result.peak_rss_mb, servers[kind.name].peak_rss_mb())
+
+
+def _load_with_cpu(
+    server: ServerProcess,
+    case: cases.Case,
+    workdir: Path,
+    args: argparse.Namespace,
+    *,
+    duration: float,
+    cpus: str | None,
+) -> tuple[h2load.LoadResult, float]:
+    """h2load's run, and the server's CPU seconds over its measured period (after the warm-up)."""
+    at_warmup: list[float] = []
+    timer = threading.Timer(args.warmup, lambda: at_warmup.append(server.cpu_seconds()))
+    timer.start()
+    try:
+        load = h2load.run(
+            server.port,
+            case.method,
+            case.request,
+            workdir,
+            streams=args.streams,
+            clients=args.clients,
+            duration_seconds=duration,
+            warmup_seconds=args.warmup,
+            cpus=cpus,
+        )
+    finally:
+        timer.cancel()
+        timer.join()
+    used = server.cpu_seconds() - at_warmup[0] if at_warmup else 0.0
+    return load, used
 
 
 @dataclass
@@ -338,38 +412,28 @@ def render_report(
     lines = [
         "",
         f"{args.products} products, {args.streams} concurrent streams over {args.clients} connections, "
-        f"{args.duration:g} s per case after {args.warmup:g} s warm-up",
+        f"{args.duration:g} s per case pinned and {args.unpinned_duration:g} s unpinned, "
+        f"after {args.warmup:g} s warm-up",
         f"our server: LOG_LEVEL={args.log_level} (access log to a file), "
         f"MAX_CONCURRENT_RPCS={args.max_concurrent_rpcs}",
         "",
-        f"{'case':18} {'ours rps':>9} {'p50 ms':>7} {'p99 ms':>7} "
-        + (f"{'seed rps':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>7} {'target':>7}  " if seed else "")
-        + "non-OK (ours)",
+        f"pinned, as a 1-vCPU instance runs: each server on CPU {SERVER_CPU}, h2load on CPU {LOAD_CPU} "
+        "(the targets judge this run; us/call is the server's CPU time per call)",
     ]
     missed: list[str] = []
     extra_below: list[str] = []
-    for name in names:
-        mine = ours.cases[name]
-        row = (
-            f"{name:18} {mine.load.requests_per_second:9.0f} {mine.load.p50_ms:7.1f} {mine.load.p99_ms:7.1f} "
+    bare_lines = _bare_lines(results, missed) if "get" in names else []
+    # With bare servers measured, they judge GetProduct (_bare_lines); the table judges the rest.
+    judged = [name for name in names if not (bare_lines and name == "get")]
+    lines += _case_table(
+        ours.cases, seed.cases if seed else None, names, missed=missed, extra_below=extra_below, judged=judged
+    )
+    lines += bare_lines
+    if ours.unpinned:
+        lines += ["", "unpinned, a second view (no targets): the servers and h2load share every CPU"]
+        lines += _case_table(
+            ours.unpinned, seed.unpinned if seed else None, names, missed=None, extra_below=None, judged=[]
         )
-        if seed:
-            theirs = seed.cases[name]
-            ratio = mine.load.requests_per_second / theirs.load.requests_per_second
-            spec = cases.CASES[name]
-            if ratio < spec.target:
-                below = extra_below if spec.extra else missed
-                below.append(f"{name} throughput {ratio:.2f}x < {spec.target:g}x")
-            shown = f"({spec.target:g}x)" if spec.extra else f">={spec.target:g}x"
-            row += (
-                f"{theirs.load.requests_per_second:9.0f} {theirs.load.p50_ms:7.1f} {theirs.load.p99_ms:7.1f} "
-                f"{ratio:6.1f}x {shown:>7}  "
-            )
-        not_ok = {code: n for code, n in mine.status_codes.items() if code != "OK"}
-        row += ", ".join(f"{code} {n}" for code, n in sorted(not_ok.items())) or "none"
-        if mine.load.non_200 or mine.load.failed:
-            row += f"; h2load: {mine.load.failed} failed, {mine.load.non_200} non-200"
-        lines.append(row)
     lines += [
         "",
         "non-OK counts come from our server's access log over the whole load (warm-up included); up to",
@@ -409,6 +473,120 @@ def render_report(
     if extra_below:
         lines.append("extra cases, in parentheses, below that ratio: " + "; ".join(extra_below))
     return "\n".join(lines), missed
+
+
+def _case_table(
+    mine: dict[str, CaseResult],
+    theirs: dict[str, CaseResult] | None,
+    names: list[str],
+    *,
+    missed: list[str] | None,
+    extra_below: list[str] | None,
+    judged: list[str],
+) -> list[str]:
+    """One view's table: ours beside the seed's; the `judged` cases' misses added to `missed`."""
+    lines = [
+        f"{'case':18} {'ours rps':>9} {'us/call':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        + (f"{'seed rps':>9} {'us/call':>8} {'p99 ms':>7} {'ratio':>7} " if theirs else "")
+        + (f"{'target':>7}  " if theirs and missed is not None else "")
+        + "non-OK (ours)"
+    ]
+    for name in names:
+        ours = mine[name]
+        row = (
+            f"{name:18} {ours.load.requests_per_second:9.0f} {ours.cpu_us_per_call:8.0f} "
+            f"{ours.load.p50_ms:7.1f} {ours.load.p99_ms:7.1f} "
+        )
+        if theirs:
+            seed = theirs[name]
+            ratio = ours.load.requests_per_second / seed.load.requests_per_second
+            row += (
+                f"{seed.load.requests_per_second:9.0f} {seed.cpu_us_per_call:8.0f} {seed.load.p99_ms:7.1f} "
+                f"{ratio:6.2f}x "
+            )
+            if missed is not None and extra_below is not None:
+                spec = cases.CASES[name]
+                if ratio < spec.target and name in judged:
+                    (extra_below if spec.extra else missed).append(
+                        f"{name} throughput {ratio:.2f}x < {spec.target:g}x"
+                    )
+                shown = f"({spec.target:g}x)" if spec.extra else f">={spec.target:g}x"
+                row += f"{shown:>7}  "
+        not_ok = {code: n for code, n in ours.status_codes.items() if code != "OK"}
+        row += ", ".join(f"{code} {n}" for code, n in sorted(not_ok.items())) or "none"
+        if ours.load.non_200 or ours.load.failed:
+            row += f"; h2load: {ours.load.failed} failed, {ours.load.non_200} non-200"
+        lines.append(row)
+    return lines
+
+
+def _bare_lines(results: dict[str, ServerResult], missed: list[str]) -> list[str]:
+    """GetProduct on the bare servers beside ours, pinned, and the targets that compare them.
+
+    Ours' CPU per call within BARE_CPU_TARGET of its model's bare server. GetProduct at the case's target
+    times the seed's calls/s; or, when no model's bare server reaches that, within BARE_FALLBACK_TARGET of the
+    best bare server's calls/s: then the limit is grpcio's, not this server's.
+    """
+    ours, seed = results["ours"].cases.get("get"), results.get("seed")
+    bares = {
+        kind.name: results[kind.name].cases["get"]
+        for kind in BARE_KINDS
+        if kind.name in results and "get" in results[kind.name].cases
+    }
+    if ours is None or not bares:
+        return []
+    target = cases.CASES["get"].target
+    seed_get = seed.cases.get("get") if seed else None
+    lines = [
+        "",
+        "GetProduct, pinned, on bare servers of each model (one fixed pre-serialized answer, nothing else):",
+    ]
+    for name, bare in bares.items():
+        versus_seed = (
+            f", {bare.load.requests_per_second / seed_get.load.requests_per_second:.2f}x the seed's calls/s"
+            if seed_get
+            else ""
+        )
+        model = " (ours' model)" if name == OUR_MODEL.name else ""
+        lines.append(
+            f"  {name:9} {bare.load.requests_per_second:7.0f} rps {bare.cpu_us_per_call:6.0f} us/call"
+            f"{versus_seed}{model}"
+        )
+    own = bares.get(OUR_MODEL.name)
+    if own is not None:
+        cpu_ratio = ours.cpu_us_per_call / own.cpu_us_per_call
+        lines.append(
+            f"  ours' CPU per call {cpu_ratio:.2f}x its model's bare server's "
+            f"(target <= {BARE_CPU_TARGET:g}x)"
+        )
+        if cpu_ratio > BARE_CPU_TARGET:
+            missed.append(f"get CPU per call {cpu_ratio:.2f}x {OUR_MODEL.name}'s > {BARE_CPU_TARGET:g}x")
+    if seed_get is None:
+        return lines
+    seed_rps = seed_get.load.requests_per_second
+    ratio = ours.load.requests_per_second / seed_rps
+    best_name, best = max(bares.items(), key=lambda item: item[1].load.requests_per_second)
+    best_ratio = best.load.requests_per_second / seed_rps
+    if ratio >= target:
+        lines.append(f"  get {ratio:.2f}x the seed's calls/s (target >= {target:g}x): met")
+    elif best_ratio < target:
+        of_best = best.load.requests_per_second / ours.load.requests_per_second
+        lines.append(
+            f"  get {ratio:.2f}x the seed's calls/s; no model's bare server reaches {target:g}x "
+            f"(best: {best_name}, {best_ratio:.2f}x), so the limit is grpcio's: ours must be within "
+            f"{BARE_FALLBACK_TARGET:g}x of {best_name}'s calls/s, which is {of_best:.2f}x ours"
+        )
+        if of_best > BARE_FALLBACK_TARGET:
+            missed.append(
+                f"get {of_best:.2f}x below the best bare server ({best_name}) > {BARE_FALLBACK_TARGET:g}x"
+            )
+    else:
+        lines.append(
+            f"  get {ratio:.2f}x the seed's calls/s (target >= {target:g}x; "
+            f"{best_name} reaches {best_ratio:.2f}x)"
+        )
+        missed.append(f"get throughput {ratio:.2f}x < {target:g}x")
+    return lines
 
 
 def _product(fields: dict[str, object]) -> Product:

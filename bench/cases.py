@@ -62,7 +62,7 @@ class CaseSpec:
 # ("alone", "refused") load GetProduct on a fresh server each (bench/hostile.py); their targets are ours only:
 # the seed has no limit to reach, and beside the attacker it serves almost nothing (docs/hardening.md).
 CASES = {
-    "get": CaseSpec("GetProduct by id", 1.5),
+    "get": CaseSpec("GetProduct by id", 1.3),
     "list-category": CaseSpec(f"ListProducts, first page of {PAGE_SIZE} in category {CATEGORY!r}", 20),
     "list-deep": CaseSpec(
         f"ListProducts, a page of {PAGE_SIZE} at 90% of category {CATEGORY!r} via a page token", 20

@@ -45,10 +45,15 @@ class ServerKind:
     module: str
     # Our server writes one JSON access line per call to stdout; the seed's writes none.
     has_access_log: bool
+    # Arguments after `python -m module` (a bare server's model).
+    args: tuple[str, ...] = ()
 
 
 OURS = ServerKind("ours", "service", has_access_log=True)
 SEED = ServerKind("seed", "bench.seed_server", has_access_log=False)
+# Each server model bare (bench/bare.py): the ceiling our server's CPU per call is compared with.
+BARE_AIO = ServerKind("bare-aio", "bench.bare", has_access_log=False, args=("aio",))
+BARE_SYNC = ServerKind("bare-sync", "bench.bare", has_access_log=False, args=("sync",))
 
 
 class StartError(RuntimeError):
@@ -71,6 +76,7 @@ class ServerProcess:
         kind: ServerKind = OURS,
         log_path: Path | None = None,
         stop_grace_seconds: float = 0,
+        cpus: str | None = None,
     ) -> None:
         env = dict(env or {})
         self.kind = kind
@@ -86,8 +92,10 @@ class ServerProcess:
         self.started = time.perf_counter()
         self._started_wall = time.time()
         self._serving_seconds: float | None = None
+        # Pinned (`taskset -c CPUS`), as a 1-vCPU instance runs; the processes it starts inherit it.
+        pin = ["taskset", "-c", cpus] if cpus is not None else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", kind.module],
+            [*pin, sys.executable, "-m", kind.module, *kind.args],
             cwd=ROOT,
             env=full_env,
             stdout=self._log if self._log is not None else subprocess.PIPE,
@@ -207,6 +215,14 @@ class ServerProcess:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmHWM in /proc/PID/status")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server has used so far: its process and every live descendant.
+
+        From /proc/PID/stat, so it counts every thread, gRPC's own included. A server of several processes
+        (service/workers.py) is measured whole.
+        """
+        return sum(_cpu_seconds(pid) for pid in process_tree(self.process.pid))
+
     def new_status_codes(self, method: str | None = None) -> Counter[str]:
         """Status codes of the catalog calls (or `method`'s) logged since the last call (ours only)."""
         if not self.kind.has_access_log:
@@ -253,14 +269,56 @@ class ServerProcess:
 
 
 def bench_server(
-    kind: ServerKind, catalog: Path | None, log_path: Path, env: Mapping[str, str] | None = None
+    kind: ServerKind,
+    catalog: Path | None,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cpus: str | None = None,
 ) -> ServerProcess:
     """A server as the bench runs it: on `catalog` (None: the embedded one), its log in `log_path`.
 
     It is stopped as Cloud Run stops an instance: SIGTERM, and SIGKILL 15 s later.
     """
     catalog_env = {"CATALOG_PATH": str(catalog)} if catalog is not None else {}
-    return ServerProcess({**(env or {}), **catalog_env}, kind=kind, log_path=log_path, stop_grace_seconds=15)
+    return ServerProcess(
+        {**(env or {}), **catalog_env}, kind=kind, log_path=log_path, stop_grace_seconds=15, cpus=cpus
+    )
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces), field 3 first."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = _stat_fields(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0  # ended meanwhile
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / _CLOCK_TICKS
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int(_stat_fields(int(entry.name))[1])
+            except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
 
 
 def _free_port() -> int:

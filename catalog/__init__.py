@@ -32,3 +32,10 @@ GET_PRODUCT_METHOD: str = _method(_CATALOG, "GetProduct")
 LIST_PRODUCTS_METHOD: str = _method(_CATALOG, "ListProducts")
 SEARCH_PRODUCTS_METHOD: str = _method(_CATALOG, "SearchProducts")
 HEALTH_CHECK_METHOD: str = _method(_HEALTH, "Check")
+# The catalog's unary methods (neither side streams), in the proto's order: the latency SLO holds these to its
+# threshold, since a stream's duration is the whole stream's (SearchProducts).
+UNARY_METHODS: tuple[str, ...] = tuple(
+    _method(_CATALOG, method.name)
+    for method in _CATALOG.methods
+    if not (method.client_streaming or method.server_streaming)
+)

@@ -8,6 +8,7 @@ import pulumi
 from catalog_infra import (
     catalog_data,
     ci_identity,
+    ci_state,
     container_image,
     front_door,
     grpc_service,
@@ -17,7 +18,8 @@ from catalog_infra import (
 from catalog_infra.apis import ProjectApis
 from catalog_infra.config import load, load_observability
 
-from catalog import GET_PRODUCT_METHOD, LIST_PRODUCTS_METHOD, SERVICE_NAME
+from catalog import SERVICE_NAME, UNARY_METHODS
+from contract.release import CANDIDATE
 
 # The Docker context is the repository root, found from this file and passed relative to the working
 # directory (infra/, where Pulumi runs the program and its providers): the same in every checkout.
@@ -25,8 +27,6 @@ REPO_ROOT = Path(os.path.relpath(Path(__file__).resolve().parent.parent))
 # The name the server marks SERVING only while it can answer (catalog loaded, no shutdown begun): what the
 # startup probe waits for and the readiness probe watches.
 HEALTH_SERVICE = SERVICE_NAME
-# The catalog's unary methods: the latency SLO's (SearchProducts streams, and its duration is the stream's).
-UNARY_METHODS = (GET_PRODUCT_METHOD, LIST_PRODUCTS_METHOD)
 
 config = load()
 objectives = load_observability(config)
@@ -45,6 +45,7 @@ apis = ProjectApis(
     + container_image.REQUIRED_APIS
     + (front_door.REQUIRED_APIS if config.domain else ())
     + (ci_identity.REQUIRED_APIS if config.github_repository else ())
+    + (ci_state.REQUIRED_APIS if config.ci_state_backend else ())
     + (catalog_data.REQUIRED_APIS if catalog else ()),
 )
 
@@ -103,7 +104,12 @@ service = grpc_service.GrpcService(
         invoker_iam_disabled=config.invoker_iam_disabled,
         # The keys that set the server's environment (ENABLE_REFLECTION, LOG_LEVEL, ...): config.py's `env`.
         env=config.server_env,
-        custom_audiences=(f"https://{config.domain}",) if config.domain else (),
+        # One audience every URL of the service accepts in every region (the release and the client mint ID
+        # tokens for it), and with a front door its https://DOMAIN, which callers of a domain expect.
+        custom_audiences=(
+            grpc_service.service_audience(config.project, config.service_name),
+            *((f"https://{config.domain}",) if config.domain else ()),
+        ),
         # A service starts reading its catalog at once: the object must be there.
         depends_on=[apis, *([data] if data else [])],
         catalog=data.mount if data else None,
@@ -134,6 +140,7 @@ door = (
             project=config.project,
             domain=config.domain,
             services={regional.region: regional.service_name for regional in services},
+            candidate_tag=CANDIDATE,
             rate_limit_requests=config.rate_limit_requests,
             rate_limit_interval_seconds=config.rate_limit_interval_seconds,
             ban_duration_seconds=config.ban_duration_seconds,
@@ -147,8 +154,9 @@ door = (
 
 pulumi.export("url", service.url)
 pulumi.export("target", door.target if door else service.target)
+# The ID token audience every region's service accepts, whichever URL a caller dials.
+pulumi.export("audience", grpc_service.service_audience(config.project, config.service_name))
 if door:
-    pulumi.export("audience", door.audience)
     pulumi.export("address", door.address)
     pulumi.export("certificate", door.certificate)
 pulumi.export("image", service.image)
@@ -206,8 +214,11 @@ pulumi.export(
             regional.region: {"url": regional.url, "candidateUrl": regional.candidate_url}
             for regional in services
         },
-        # The audience every region accepts (the front door's custom one), or None: each region's own URL.
-        "audience": door.audience if door else None,
+        # The audience every region's service accepts, on every URL: what the release mints ID tokens for.
+        "audience": grpc_service.service_audience(config.project, config.service_name),
+        # With a domain the services admit only the load balancer: the release checks each region's
+        # candidate through the domain, with the header that routes to it (front_door.py).
+        "frontDoor": {"url": door.url, "candidateHeader": door.candidate_header} if door else None,
         "imageRepository": image.image_repository,
         # Pull-request builds push to a package of their own (container_image.PR_PACKAGE_PREFIX).
         "prImageRepository": image.pr_image_repository,
@@ -247,3 +258,27 @@ if config.github_repository:
     pulumi.export("previewerServiceAccount", ci.previewer_service_account)
     if ci.pr_deployer_service_account is not None:
         pulumi.export("prDeployerServiceAccount", ci.pr_deployer_service_account)
+    if config.ci_state_backend:
+        state = ci_state.CiState(
+            "ci-state",
+            ci_state.CiStateArgs(
+                project=config.project,
+                location=config.region,
+                bucket_name=f"{config.project}-pulumi-state",
+                key_ring_name=f"{config.service_name}-pulumi",
+                deployer_email=ci.deployer_service_account,
+                previewer_email=ci.previewer_service_account,
+                reader_emails=[ci.pr_deployer_service_account] if ci.pr_deployer_service_account else [],
+                depends_on=[apis],
+            ),
+        )
+        pulumi.export("stateBackendUrl", state.backend_url)
+        pulumi.export("secretsProvider", state.secrets_provider)
+
+# `pulumi up` alone ships nothing to callers: a new build starts as the candidate with no traffic. Say so
+# where the person who ran it looks, with the command that releases it.
+pulumi.log.info(
+    "A new build is deployed as revision tagged `candidate` with 0% of the traffic; callers get it once it "
+    f"is released: `pulumi stack output release --json --stack {pulumi.get_stack()} | python -m release "
+    f"promote --plan -` (`make deploy STACK={pulumi.get_stack()}` runs up, the release and a smoke check)."
+)

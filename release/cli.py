@@ -2,7 +2,8 @@
 
 Which service comes from options or, simplest, from the stack: `pulumi stack output release --json` is a
 JSON object with project, region (the home one), regions (each region's url and candidateUrl), service, steps,
-pauseSeconds, callsMetric, maxErrorRatio, minCalls, private and audience, which `--plan FILE` (or `-` for
+pauseSeconds, callsMetric, maxErrorRatio, minCalls, private, audience and frontDoor (with a domain: the checks
+go through it, with the header that routes to each region's candidate), which `--plan FILE` (or `-` for
 stdin) reads; options given as well win over it. promote and rollback act on every region; pull-request
 revisions live in the home region.
 """
@@ -216,7 +217,25 @@ def _resolve(args: argparse.Namespace, plan: dict[str, Any], parser: argparse.Ar
         if audience is not None and (not isinstance(audience, str) or not audience):
             parser.error(f"the plan's audience {audience!r}: must be an https URL or null")
         args.audience = audience
+    args.front_door = _front_door(plan.get("frontDoor"), parser)
     _check_command(args, parser)
+
+
+def _front_door(value: object, parser: argparse.ArgumentParser) -> rollout.FrontDoorRoute | None:
+    """The plan's frontDoor ({url, candidateHeader}, or null: no front door)."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("url"), str)
+        or not value["url"].startswith("https://")
+        or not isinstance(value.get("candidateHeader"), str)
+        or not value["candidateHeader"]
+    ):
+        parser.error(
+            f"the plan's frontDoor {value!r}: must be null or {{url: https://DOMAIN, candidateHeader: NAME}}"
+        )
+    return rollout.FrontDoorRoute(url=value["url"], header=value["candidateHeader"].lower())
 
 
 def _regions(args: argparse.Namespace, plan: dict[str, Any], parser: argparse.ArgumentParser) -> list[str]:
@@ -277,8 +296,9 @@ def tls_channels(args: argparse.Namespace) -> ChannelFactory:
         if args.token_env:
             credentials = bearer_token_credentials(os.environ[args.token_env].strip())
         elif args.id_token:
-            # The service's run.app URL is always an accepted audience (Cloud Run docs, "custom audiences"),
-            # so one token for it serves every tag URL of the service; each region's service has its own.
+            # The plan's audience is the custom audience every service of the stack lists, whichever URL is
+            # dialled (a tag, a region, the domain). Without it, the service's run.app URL, which Cloud Run
+            # always accepts (its custom-audiences page); each region's service has its own.
             audience = args.audience or service_audience(uri)
             if audience not in by_audience:
                 by_audience[audience] = id_token_credentials(audience)
@@ -336,7 +356,9 @@ def main(
         ]
         gates = _gates(args, channels or tls_channels(args), log)
         if args.command == "promote":
-            outcome = rollout.release(runs, args.steps, args.pause_seconds, gates, log=log)
+            outcome = rollout.release(
+                runs, args.steps, args.pause_seconds, gates, log=log, front_door=args.front_door
+            )
         elif args.command == "rollback":
             outcome = rollout.rollback(runs, log=log)
         elif args.command == "pr-deploy":

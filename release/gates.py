@@ -7,10 +7,11 @@ and an ID token when the service is private, over a channel the caller opens (Ch
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -33,6 +34,7 @@ class Candidate:
 
     `percent` is the candidate's share of requests now, and `since` when (Unix time) it got that share:
     the window of calls a step is judged on. `region` is the service's ("" where it does not matter).
+    `metadata` goes with every check call: behind a front door, the header that routes to this candidate.
     """
 
     service: str
@@ -41,6 +43,34 @@ class Candidate:
     percent: int = 0
     since: float = 0.0
     region: str = ""
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+class _WithMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds fixed metadata to every call on a channel (the smoke check's calls are not ours to change)."""
+
+    def __init__(self, metadata: Sequence[tuple[str, str]]) -> None:
+        self._metadata = tuple(metadata)
+
+    def _details(self, details: Any) -> Any:
+        return details._replace(metadata=(*(details.metadata or ()), *self._metadata))
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+
+@contextlib.contextmanager
+def candidate_channel(channels: ChannelFactory, candidate: Candidate) -> Iterator[grpc.Channel]:
+    """A channel to the candidate's URI that sends its metadata with every call."""
+    with channels(candidate.uri) as channel:
+        yield (
+            grpc.intercept_channel(channel, _WithMetadata(candidate.metadata))
+            if candidate.metadata
+            else channel
+        )
 
 
 class Gate(Protocol):
@@ -74,7 +104,7 @@ class ReadyGate:
     def check(self, candidate: Candidate) -> str | None:
         """Wait for SERVING; the last answer seen when it never comes."""
         deadline = self.clock() + self.timeout
-        with self.channels(candidate.uri) as channel:
+        with candidate_channel(self.channels, candidate) as channel:
             health = health_check(channel)
             while True:
                 try:
@@ -102,7 +132,7 @@ class SmokeGate:
 
     def check(self, candidate: Candidate) -> str | None:
         """Run the smoke check once."""
-        with self.channels(candidate.uri) as channel:
+        with candidate_channel(self.channels, candidate) as channel:
             results = list(self.smoke(channel, self.call_timeout))
         failures = [f"{result.name}: {result.detail}" for result in results if not result.passed]
         return "; ".join(failures) if failures else None

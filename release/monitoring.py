@@ -1,9 +1,9 @@
 """The candidate's calls as Cloud Monitoring counts them: the observability work's log-based call metric.
 
-The filters are those of `candidate_error_ratio` in infra/catalog_infra/observability.py (the dashboard's and
-the SLOs' definition of a server-side failure); tests/release/test_monitoring.py holds the two equal. The
-Monitoring API's `projects.timeSeries.list` (google-cloud-monitoring's MetricServiceClient) rather than its
-PromQL endpoint: the Python client is Google's own, typed, with retries; PromQL would be a raw HTTP call.
+The filters are contract.telemetry's, which the dashboard and the availability SLO are built from too: the
+gate's server-side failure is the SLO's. The Monitoring API's `projects.timeSeries.list`
+(google-cloud-monitoring's MetricServiceClient) rather than its PromQL endpoint: the Python client is
+Google's own, typed, with retries; PromQL would be a raw HTTP call.
 """
 
 from __future__ import annotations
@@ -23,46 +23,15 @@ with warnings.catch_warnings():
 
 import grpc
 
+from contract.telemetry import error_ratio_filters
 from release.gates import CallCountsError
 
-# As observability.SERVER_FAULT_CODES: the codes that are the server's failure, not the caller's.
-SERVER_FAULT_CODES = (
-    "INTERNAL",
-    "UNKNOWN",
-    "DATA_LOSS",
-    "UNAVAILABLE",
-    "RESOURCE_EXHAUSTED",
-    "DEADLINE_EXCEEDED",
-)
 # Monitoring aligns over at least a minute.
 MIN_ALIGNMENT_SECONDS = 60
 
 
 class MonitoringError(CallCountsError):
     """Cloud Monitoring could not be read; the message names the metric and why."""
-
-
-def error_ratio_filters(calls_metric: str, service: str, revision: str, region: str = "") -> tuple[str, str]:
-    """(all calls, server-side failures) of `revision`: observability.candidate_error_ratio's filters.
-
-    With `region`, only that region's: the cloud_run_revision resource's `location` label (the revision's
-    name is the same in every region).
-    """
-    total = " AND ".join(
-        [
-            f'metric.type="{calls_metric}"',
-            'resource.type="cloud_run_revision"',
-            f'metric.label.revision = "{revision}"',
-            f'resource.label.service_name="{service}"',
-        ]
-    )
-    if region:
-        total += f' AND resource.label.location="{region}"'
-    codes = ", ".join(f'"{code}"' for code in SERVER_FAULT_CODES)
-    bad = total.replace(
-        " AND metric.label.revision", f" AND metric.label.code = one_of({codes}) AND metric.label.revision"
-    )
-    return total, bad
 
 
 def connect(endpoint: str | None = None, *, insecure: bool = False) -> monitoring_v3.MetricServiceClient:
@@ -93,6 +62,7 @@ class MonitoringCallCounts:
 
     def calls(self, service: str, region: str, revision: str, start: float, end: float) -> tuple[int, int]:
         """(all calls, failed calls) of `revision` in `region` over [start, end], at least a minute."""
+        # With the region: a revision has the same name in every region (same image and settings).
         total_filter, bad_filter = error_ratio_filters(self._metric, service, revision, region)
         return self._sum(total_filter, start, end), self._sum(bad_filter, start, end)
 

@@ -58,7 +58,19 @@ class _Failure:
     reason: str
 
 
-def _read(run: CloudRun) -> _Region:
+@dataclass(frozen=True)
+class FrontDoorRoute:
+    """How a release reaches each region's candidate behind a front door (the plan's `frontDoor`).
+
+    Its services admit only the load balancer, so a candidate's run.app tag URL refuses the checks from the
+    internet: they go to `url`, with `header: REGION`, which the URL map routes to that region's candidate.
+    """
+
+    url: str
+    header: str
+
+
+def _read(run: CloudRun, front_door: FrontDoorRoute | None = None) -> _Region:
     """The region's service and its release tags; raises TrafficError without them (nothing written yet)."""
     service = run.get()
     routes = routes_of(service)
@@ -71,9 +83,10 @@ def _read(run: CloudRun) -> _Region:
     candidate = Candidate(
         service=run.ref.service,
         revision=candidate_route.revision,
-        uri=tag_uri(service, CANDIDATE),
+        uri=front_door.url if front_door else tag_uri(service, CANDIDATE),
         percent=traffic.share(routes, candidate_route.revision),
         region=run.ref.region,
+        metadata=((front_door.header, run.ref.region),) if front_door else (),
     )
     return _Region(run, service, stable_route.revision, candidate)
 
@@ -132,14 +145,21 @@ def release(
     log: Log = print,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
+    front_door: FrontDoorRoute | None = None,
 ) -> Outcome:
-    """Promote each region's candidate over its stable revision, in `steps` (percentages), in every region."""
+    """Promote each region's candidate over its stable revision, in `steps` (percentages), in every region.
+
+    With `front_door`, every check reaches the candidates through it (FrontDoorRoute).
+    """
     steps = check_steps(steps)
     if not runs:
         raise ValueError("a release needs at least one region")
-    regions = [_read(run) for run in runs]  # every region's tags checked before anything is written
+    regions = [
+        _read(run, front_door) for run in runs
+    ]  # every region's tags checked before anything is written
     for region in regions:
-        log(f"{region.name}: candidate {region.candidate.revision} at {region.candidate.uri}")
+        route = "".join(f" ({key}: {value})" for key, value in region.candidate.metadata)
+        log(f"{region.name}: candidate {region.candidate.revision} at {region.candidate.uri}{route}")
         if region.done:
             log(f"{region.name}: {region.stable} already serves all traffic as {STABLE}")
     moving = [region for region in regions if not region.done]

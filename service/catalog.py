@@ -64,12 +64,16 @@ class CatalogSummary:
         )
 
 
-def check(path: str) -> CatalogSummary:
-    """Load `path` as the server does (without the search index); raise CatalogError as it would."""
-    store = load_catalog(path, search_index="never")
+def check(path: str, *, root: str | os.PathLike[str] = "") -> CatalogSummary:
+    """Load `path` as the server does (without the search index); raise CatalogError as it would.
+
+    `path` is relative to `root`; errors and the summary name it as given, not joined to `root`.
+    """
+    file = os.path.join(root, path)
+    store = load_catalog(file, search_index="never", name=path)
     # The store's fingerprint is the SHA-256 of the bytes it parsed, so the size is read from the same
     # file right after: a file replaced meanwhile is caught by the server's CATALOG_SHA256 check.
-    size = os.path.getsize(path)
+    size = os.path.getsize(file)
     return CatalogSummary(
         path=path,
         products=len(store),

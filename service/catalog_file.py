@@ -49,15 +49,16 @@ def load_catalog(
     *,
     search_index: Indexing = "background",
     expected_sha256: str | None = None,
+    name: str | None = None,
 ) -> CatalogStore:
     """Read and validate a catalog file; None loads the embedded one. Raises CatalogError.
 
     The store is ready for every call when this returns; by default its search index follows on a thread,
     and searches scan until then, with the same answers. `expected_sha256` (hex) refuses, as
     CatalogUnreadableError, bytes with another digest: a read cut short, or a file other than the one
-    deployed, never becomes a store.
+    deployed, never becomes a store. `name` is how errors name the file (its path by default).
     """
-    source = f"embedded catalog {EMBEDDED_CATALOG}" if path is None else os.fspath(path)
+    source = name or (f"embedded catalog {EMBEDDED_CATALOG}" if path is None else os.fspath(path))
     file_path = EMBEDDED_CATALOG if path is None else path
     digest = hashlib.sha256()
     size = 0

@@ -29,6 +29,8 @@ MAX_STALLED_STREAM_SECONDS = 45.0
 # How long the server may keep retrying an unreadable catalog file: at most a Cloud Run startup probe's
 # longest window (failure threshold x period <= 240 s). The Pulumi program sets less than its own probe's.
 MAX_CATALOG_READ_TIMEOUT_SECONDS = 240.0
+# Server processes on one instance: Cloud Run's largest instance has 8 vCPUs; more would only contend.
+MAX_PROCESSES = 8
 _AGE_GRACE_SECONDS = MAX_CONNECTION_AGE_GRACE_MS / 1000
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -55,6 +57,10 @@ class Settings:
     # How long to keep retrying a catalog file that cannot be read (a Cloud Storage mount warming up);
     # 0 reads once.
     catalog_read_timeout_seconds: float = 0.0
+    # Server processes sharing the port (service/processes.py); None: one per CPU of the container's quota.
+    processes: int | None = None
+    # Not read from the environment: set in each of several processes sharing the port (SO_REUSEPORT).
+    reuse_port: bool = False
     # Not read from the environment: the tests shorten them to watch each limit act (service/limits.py).
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
@@ -85,6 +91,7 @@ class Settings:
                 defaults.catalog_read_timeout_seconds,
                 _parse_read_timeout,
             ),
+            processes=_read(env, "SERVER_PROCESSES", defaults.processes, _parse_processes),
         )
 
     @property
@@ -116,6 +123,10 @@ def _parse_int(raw: str, low: int, high: int) -> int:
 def _parse_port(raw: str) -> int:
     # 0 asks the OS for a free port (tests); Cloud Run always sets a real one.
     return _parse_int(raw, 0, 65535)
+
+
+def _parse_processes(raw: str) -> int:
+    return _parse_int(raw, 1, MAX_PROCESSES)
 
 
 def _parse_concurrency(raw: str) -> int:

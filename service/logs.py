@@ -7,6 +7,7 @@ import json
 import json.encoder
 import logging
 import re
+import select
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -120,11 +121,25 @@ class AccessLog:
         return f"{self._second_text}.{int((now - second) * 1_000_000):06d}+00:00"
 
     def flush(self) -> None:
-        """Write the pending lines now."""
-        if self._pending:
-            lines, self._pending = self._pending, []
-            sys.stdout.write("".join(lines))
-            sys.stdout.flush()
+        """Write the pending lines now, in writes of whole lines of at most PIPE_BUF bytes.
+
+        Several server processes may share one stdout pipe (service/processes.py): a write up to PIPE_BUF
+        is atomic, so their lines never interleave mid-line. (Access lines are ASCII: characters = bytes.)
+        """
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            if chunk and size + len(line) > select.PIPE_BUF:
+                sys.stdout.write("".join(chunk))
+                sys.stdout.flush()
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        sys.stdout.write("".join(chunk))
+        sys.stdout.flush()
 
     def close(self) -> None:
         """Write the pending lines now, and every later line as it comes.

@@ -21,13 +21,14 @@ from typing import TypeVar
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from catalog import HEALTH_NAMES, HEALTH_SERVICE_NAME, SERVICE_NAME, catalog_pb2_grpc
+from catalog import HEALTH_NAMES, HEALTH_SERVICE_NAME, SERVICE_NAME
 from service.call_guard import CallGuard, GuardedHandlers
-from service.catalog_file import CatalogUnreadableError, load_catalog
+from service.catalog_file import EMBEDDED_CATALOG, CatalogUnreadableError, load_catalog
 from service.config import Settings
 from service.limits import server_options
 from service.logs import AccessLog
-from service.servicer import Catalog, CatalogServicer, LoadingServicer
+from service.processes import claim_port
+from service.servicer import Catalog, CatalogServicer, LoadingServicer, add_to_server
 from service.store import CatalogError
 
 # Streams a connection may open beyond the catalog's limit, so health checks and reflection get through when
@@ -109,7 +110,7 @@ async def _load_catalog(settings: Settings) -> Catalog:
     while True:
         reads += 1
         try:
-            return await _on_daemon_thread(
+            store = await _on_daemon_thread(
                 lambda: load_catalog(settings.catalog_path, expected_sha256=settings.catalog_sha256)
             )
         except CatalogUnreadableError as error:
@@ -121,6 +122,14 @@ async def _load_catalog(settings: Settings) -> Catalog:
                     f"{error} (still failing after {reads} reads in {timeout:g} s)"
                 ) from None
             _log.warning("catalog not readable yet, NOT_SERVING; retrying for %.1f s more: %s", left, error)
+        else:
+            _log.info(
+                "loaded catalog %s: %d products, sha256 %s",
+                settings.catalog_path or EMBEDDED_CATALOG,
+                len(store),
+                store.fingerprint.hex(),
+            )
+            return store
         await asyncio.sleep(min(delay, left))
         delay = min(delay * 2, MAX_RETRY_SECONDS)
 
@@ -188,7 +197,7 @@ class CatalogServer:
         """Answer from `store` and report SERVING on every health name (unless shutting down already)."""
         if self._shutdown is not None:
             return
-        self._handlers.add(catalog_pb2_grpc.add_ProductCatalogServicer_to_server, CatalogServicer(store))
+        self._handlers.add(add_to_server, CatalogServicer(store))
         for name in HEALTH_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         _log.info("serving %d products on port %d", len(store), self.port)
@@ -270,7 +279,7 @@ async def _start(settings: Settings, host: str) -> CatalogServer:
     for name in HEALTH_NAMES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     handlers = GuardedHandlers(guard)
-    handlers.add(catalog_pb2_grpc.add_ProductCatalogServicer_to_server, LoadingServicer())
+    handlers.add(add_to_server, LoadingServicer())
     handlers.add(health_pb2_grpc.add_HealthServicer_to_server, health_servicer)
     server = aio.server(
         handlers=[handlers],
@@ -279,7 +288,8 @@ async def _start(settings: Settings, host: str) -> CatalogServer:
         # refuse health checks. The guard limits catalog calls; the limits bound the rest per connection.
         options=[
             # gRPC shares ports by default: a second server on a busy port would start and split the traffic.
-            ("grpc.so_reuseport", 0),
+            # Only the processes of one server share it (service/processes.py).
+            ("grpc.so_reuseport", int(settings.reuse_port)),
             # Hands socket writes to gRPC's own threads instead of the event loop's, which is the server's
             # bottleneck under load (measured: about 10% more calls per second, about 20 us more per call
             # on an idle connection).
@@ -295,6 +305,8 @@ async def _start(settings: Settings, host: str) -> CatalogServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
         )
+    if settings.port and not settings.reuse_port:
+        claim_port(host, settings.port)  # PortInUseError, rather than gRPC's raw error
     port = server.add_insecure_port(f"{host}:{settings.port}")
     if port == 0:
         raise OSError(f"cannot listen on {host}:{settings.port}")

@@ -1,7 +1,12 @@
-"""The gRPC face of the catalog: validate each request, ask the store, map the answer to protobuf.
+"""The gRPC face of the catalog: validate each request, ask the store, answer with the store's bytes.
 
 Methods are coroutines for grpc.aio. The store is plain synchronous Python and answers in microseconds,
 so it is called on the event loop directly: handing it to a thread would cost more than the answer.
+
+The store holds each product serialized, and the answers are written from those bytes: the methods'
+response serializers pass bytes through (`add_to_server`), so no Product message is built or serialized
+per call. A ListProductsResponse is the products' bytes, each framed as field 1, then the other fields:
+protobuf messages may be concatenated, and repeated fields appear in the order written.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog import SERVICE_NAME, catalog_pb2
 from service.call_guard import Context
 from service.pagination import InvalidPageTokenError, decode_page_token, encode_page_token
 
 DEFAULT_PAGE_SIZE = 10  # the seed's default, for both page_size and max_results
 MAX_PAGE_SIZE = 1000  # larger requests are coerced down (AIP-158), not refused
+# ListProductsResponse.products (field 1, length-delimited): the tag byte before each product's length.
+_PRODUCTS_TAG = b"\x0a"
 
 
 class Catalog(Protocol):
@@ -49,19 +56,76 @@ class Catalog(Protocol):
         ...
 
     def search_in_steps(self, query: str, limit: int) -> Iterator[bytes | None]:
-        """The first `limit` products containing `query` (any case), serialized; a None between steps."""
+        """The first `limit` products containing `query`, case-insensitively, serialized.
+
+        A None between steps of the search, where the caller may let other calls run.
+        """
         ...
 
 
-class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
-    """catalog.ProductCatalog over a loaded catalog."""
+def add_to_server(servicer: CatalogServicer | LoadingServicer, server: Any) -> None:
+    """Add `servicer`'s methods to `server`, as the generated `add_ProductCatalogServicer_to_server` does.
+
+    But the responses are the bytes the methods return, already serialized, passed through as they are.
+    """
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "GetProduct": grpc.unary_unary_rpc_method_handler(
+            servicer.GetProduct,
+            request_deserializer=catalog_pb2.GetProductRequest.FromString,
+            response_serializer=_as_is,
+        ),
+        "ListProducts": grpc.unary_unary_rpc_method_handler(
+            servicer.ListProducts,
+            request_deserializer=catalog_pb2.ListProductsRequest.FromString,
+            response_serializer=_as_is,
+        ),
+        "SearchProducts": grpc.unary_stream_rpc_method_handler(
+            servicer.SearchProducts,
+            request_deserializer=catalog_pb2.SearchRequest.FromString,
+            response_serializer=_as_is,
+        ),
+    }
+    # Both, as the generated function does: a server with interceptors looks methods up in the generic one.
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
+def _as_is(message: bytes) -> bytes:
+    return message
+
+
+def list_response(products: Sequence[bytes], next_page_token: str, total_count: int) -> bytes:
+    """A serialized ListProductsResponse: each product's bytes framed as field 1, then fields 2 and 3."""
+    parts: list[bytes] = []
+    for product in products:
+        parts += (_PRODUCTS_TAG, _varint(len(product)), product)
+    tail = catalog_pb2.ListProductsResponse(next_page_token=next_page_token, total_count=total_count)
+    parts.append(tail.SerializeToString())
+    return b"".join(parts)
+
+
+def _varint(value: int) -> bytes:
+    """`value` (not negative) as a protobuf base-128 varint."""
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+class CatalogServicer:
+    """catalog.ProductCatalog over a loaded catalog, answering serialized messages (see add_to_server).
+
+    Not a subclass of the generated ProductCatalogServicer, whose methods return messages.
+    """
 
     def __init__(self, store: Catalog) -> None:
         self._store = store
 
-    async def GetProduct(
-        self, request: catalog_pb2.GetProductRequest, context: Context
-    ) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Context) -> bytes:
         """Return one product by id."""
         store = self._store
         if not request.id:
@@ -69,11 +133,9 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
         product = store.get(request.id)
         if product is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"product {_shortened(request.id)} not found")
-        return catalog_pb2.Product.FromString(product)  # temporary: until answers are sent as bytes
+        return product
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
         """Return one page of products in catalog order, optionally filtered by category."""
         store = self._store
         page_size = await _limit(context, "page_size", request.page_size)
@@ -88,16 +150,11 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
             await abort_invalid_argument(context, "page_token", "points past the end of the list")
         end = offset + page_size
         next_token = encode_page_token(end, request.category, store.fingerprint) if end < total else ""
-        return catalog_pb2.ListProductsResponse(
-            # temporary: until answers are sent as bytes
-            products=map(catalog_pb2.Product.FromString, store.page(request.category, offset, page_size)),
-            next_page_token=next_token,
-            total_count=total,
-        )
+        return list_response(store.page(request.category, offset, page_size), next_token, total)
 
     async def SearchProducts(
         self, request: catalog_pb2.SearchRequest, context: Context
-    ) -> AsyncIterator[catalog_pb2.Product]:
+    ) -> AsyncIterator[bytes]:
         """Stream products whose name or description contains the query, case-insensitively.
 
         The store's search is lazy: each product is found just before it is sent, and each send hands
@@ -113,10 +170,10 @@ class CatalogServicer(catalog_pb2_grpc.ProductCatalogServicer):
             if product is None:
                 await asyncio.sleep(0)
             else:
-                yield catalog_pb2.Product.FromString(product)  # temporary: until answers are sent as bytes
+                yield product
 
 
-class LoadingServicer(catalog_pb2_grpc.ProductCatalogServicer):
+class LoadingServicer:
     """catalog.ProductCatalog while the catalog loads: every call UNAVAILABLE, which clients retry."""
 
     async def GetProduct(self, request: Any, context: Context) -> NoReturn:
@@ -127,10 +184,10 @@ class LoadingServicer(catalog_pb2_grpc.ProductCatalogServicer):
         """Refuse: no catalog yet."""
         await _still_loading(context)
 
-    async def SearchProducts(self, request: Any, context: Context) -> AsyncIterator[catalog_pb2.Product]:
+    async def SearchProducts(self, request: Any, context: Context) -> AsyncIterator[bytes]:
         """Refuse: no catalog yet."""
         await _still_loading(context)
-        yield catalog_pb2.Product()  # pragma: no cover  # makes this an async generator, as gRPC expects
+        yield b""  # pragma: no cover  # makes this an async generator, as gRPC expects
 
 
 async def _still_loading(context: Context) -> NoReturn:

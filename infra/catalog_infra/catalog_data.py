@@ -7,9 +7,6 @@ in the home region) and the catalog object in it; every region's GrpcService mou
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,71 +17,32 @@ import pulumi_gcp as gcp
 from catalog_infra.config import ConfigError
 from catalog_infra.grpc_service import CatalogMount
 from contract.cloudrun import parse_memory
+from service.catalog import CatalogSummary, check
+from service.catalog_file import CatalogError
 
 REQUIRED_APIS = ("storage.googleapis.com",)
 # Cloud Storage volumes run in Cloud Run's second generation execution environment (network file systems),
 # whose smallest memory is 512 MiB (cloud.google.com/run/docs/about-execution-environments).
 GEN2_MIN_MEMORY = 512 * 2**20
-# A 1M-product catalog takes about 10 s to check here; the limit only stops a wedged check.
-CHECK_TIMEOUT_SECONDS = 300
 
 
-@dataclass(frozen=True)
-class CheckedCatalog:
-    """A catalog file the server's loader accepted, and what it holds."""
-
-    path: str  # relative to the repository root, as configured
-    products: int
-    categories: int
-    bytes: int
-    sha256: str
-    memory_needed: int  # bytes, service.catalog.memory_needed's estimate with its margin
-
-
-def check_catalog(repo_root: Path, path: str, memory: str) -> CheckedCatalog:
+def check_catalog(repo_root: Path, path: str, memory: str) -> CatalogSummary:
     """Check `path` (relative to `repo_root`) with the server's checker; raise ConfigError if it refuses.
 
-    The checker is `python -m service.catalog check`, run as a child process from the repository root,
-    not imported: Pulumi runs this program with infra/ (not the root, where `service` lives) on sys.path,
-    and the project edits no sys.path (STYLE.md). The child is the same command people and CI run, on the
-    same interpreter (the stack's virtualenv, which holds the server's requirements), and the memory it
-    takes to parse a large catalog is returned when it exits rather than held for the whole deployment.
+    The checker is the one people and CI run (`python -m service.catalog check`), the server's own loader:
+    a file the program ships is one the server starts with. Its errors name `path` as configured.
     """
-    key = pulumi.Config().full_key("catalogFile")
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "service.catalog", "check", path, "--json"],
-            cwd=repo_root,
-            capture_output=True,
-            text=True,
-            timeout=CHECK_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise ConfigError(key, path, f"checking it took over {CHECK_TIMEOUT_SECONDS} s") from None
-    try:
-        report = json.loads(result.stdout)
-    except ValueError:
+        checked = check(path, root=repo_root)
+    except CatalogError as error:
         raise ConfigError(
-            key,
-            path,
-            f"the catalog checker failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}",
+            pulumi.Config().full_key("catalogFile"), path, f"the server would refuse it: {error}"
         ) from None
-    if not report["ok"]:
-        raise ConfigError(key, path, f"the server would refuse it: {report['error']}")
-    checked = CheckedCatalog(
-        path=path,
-        products=report["products"],
-        categories=report["categories"],
-        bytes=report["bytes"],
-        sha256=report["sha256"],
-        memory_needed=report["memory_needed"],
-    )
     _check_memory(checked, memory)
     return checked
 
 
-def _check_memory(catalog: CheckedCatalog, memory: str) -> None:
+def _check_memory(catalog: CatalogSummary, memory: str) -> None:
     configured = parse_memory(memory)
     assert configured is not None, "config.load() has validated memory"
     needed = max(catalog.memory_needed, GEN2_MIN_MEMORY)
@@ -111,7 +69,7 @@ class CatalogDataArgs:
     project: str
     region: str
     bucket_name: str
-    catalog: CheckedCatalog
+    catalog: CatalogSummary
     source: Path
     deletion_protection: bool
     depends_on: Sequence[pulumi.Resource] = ()

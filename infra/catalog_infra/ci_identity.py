@@ -16,7 +16,7 @@ live traffic through the Admin API instead (docs/releases.md); a refresh is for 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -158,8 +158,117 @@ ATTRIBUTE_MAPPING = {
 }
 
 
+@dataclass(frozen=True)
+class Target:
+    """A resource CI accounts get roles on: the IAM member resource that grants them, and its naming args."""
+
+    binding: Callable[..., pulumi.CustomResource]
+    names: Mapping[str, pulumi.Input[str]]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One role on one target; `name` ends the binding's resource name, after the account's."""
+
+    name: str
+    role: str
+    on: Target
+
+
+@dataclass(frozen=True)
+class CiAccount:
+    """A CI service account, the tokens that may impersonate it (a principal set of the pool), its grants."""
+
+    kind: str  # "deployer": its resource names and display name
+    account_id: str
+    description: str
+    impersonators: str  # the principal set's short name, in the impersonation binding's resource name
+    principals: pulumi.Input[str]
+    grants: Sequence[Grant]
+
+
+def _each(roles: Sequence[str], on: Target) -> list[Grant]:
+    """A grant of each role, named after the role."""
+    return [Grant(role.removeprefix("roles/").replace(".", "-"), role, on) for role in roles]
+
+
+def ci_accounts(
+    args: CiIdentityArgs, principals: Callable[[str, str], pulumi.Output[str]]
+) -> list[CiAccount]:
+    """The accounts this repository's workflows use, one row each (gh-oidc's sa_mapping).
+
+    `principals(attribute, value)`: the pool's principal set of tokens whose mapped attribute has that value.
+    """
+    project = Target(gcp.projects.IAMMember, {"project": args.project})
+    runtime = Target(gcp.serviceaccount.IAMMember, {"service_account_id": args.runtime_service_account})
+    registry = Target(
+        gcp.artifactregistry.RepositoryIamMember,
+        {
+            "project": args.project,
+            "location": args.image_repository_location,
+            "repository": args.image_repository,
+        },
+    )
+    if (environment := args.deploy_environment) is None:
+        deployers, only = "main", "for the main branch only"
+        deploy_tokens = principals("ref", DEPLOY_REF)
+    else:
+        deployers, only = environment, f"for jobs on the main branch in the {environment} environment only"
+        deploy_tokens = principals("ref_environment", f"{DEPLOY_REF}:{environment}")
+    deployer = [
+        *_each(DEPLOYER_PROJECT_ROLES + (DEPLOYER_FRONT_DOOR_ROLES if args.front_door else ()), project),
+        Grant("registry", DEPLOYER_REPOSITORY_ROLE, registry),
+        Grant("acts-as-runtime", DEPLOYER_RUNTIME_ACCOUNT_ROLE, runtime),
+    ]
+    if args.catalog_bucket is not None:
+        # A new catalog is a new object in the stack's bucket, so a release writes objects there; the bucket
+        # itself (and who reads it) changes with a human `pulumi up`, like the runtime account.
+        bucket = Target(gcp.storage.BucketIAMMember, {"bucket": args.catalog_bucket})
+        deployer.append(Grant("catalog-objects", DEPLOYER_CATALOG_BUCKET_ROLE, bucket))
+    accounts = [
+        CiAccount(
+            "deployer",
+            args.deployer_account_id,
+            f"Runs pulumi up from GitHub Actions, {only}.",
+            deployers,
+            deploy_tokens,
+            deployer,
+        ),
+        CiAccount(
+            "previewer",
+            args.previewer_account_id,
+            "Runs pulumi preview from GitHub Actions pull requests; read-only.",
+            "repository",
+            principals("repository_id", str(args.github_repository_id)),
+            _each(PREVIEWER_PROJECT_ROLES, project),
+        ),
+    ]
+    if (pr := args.pull_requests) is not None:
+        # Roles on one service, its repository and its runtime account; none on the project, so nothing else
+        # (and no IAM policy) is within its reach.
+        where = {"project": args.project, "location": pr.location}
+        service = Target(gcp.cloudrunv2.ServiceIamMember, {**where, "name": pr.service_name})
+        pushes = Target(gcp.artifactregistry.RepositoryIamMember, {**where, "repository": pr.repository_id})
+        pr_deployer = [
+            Grant("pushes", PR_DEPLOYER_REPOSITORY_ROLE, pushes),
+            Grant("acts-as-runtime", PR_DEPLOYER_RUNTIME_ACCOUNT_ROLE, runtime),
+            *_each(PR_DEPLOYER_SERVICE_ROLES, service),
+        ]
+        accounts.append(
+            CiAccount(
+                "pr-deployer",
+                pr.account_id,
+                "Deploys pull requests as no-traffic revisions of one Cloud Run service.",
+                "pull-requests",
+                principals("event_name", PR_EVENT),
+                pr_deployer,
+            )
+        )
+    return accounts
+
+
 class CiIdentity(pulumi.ComponentResource):
-    """A Workload Identity pool and GitHub OIDC provider, a previewer and a deployer for the repository."""
+    """A Workload Identity pool and GitHub OIDC provider, and the CI accounts (ci_accounts) in one loop."""
 
     workload_identity_provider: pulumi.Output[str]
     deployer_service_account: pulumi.Output[str]
@@ -193,70 +302,44 @@ class CiIdentity(pulumi.ComponentResource):
         )
 
         # Principal sets span the pool, whose one provider admits this repository's tokens only.
-        def tokens_with(attribute: str, value: str) -> pulumi.Output[str]:
+        def principals(attribute: str, value: str) -> pulumi.Output[str]:
             return pool.name.apply(
                 lambda pool_name: (
                     f"principalSet://iam.googleapis.com/{pool_name}/attribute.{attribute}/{value}"
                 )
             )
 
-        if args.deploy_environment is None:
-            deployers = ("main", tokens_with("ref", DEPLOY_REF))
-            only = "for the main branch only"
-        else:
-            environment = args.deploy_environment
-            deployers = (environment, tokens_with("ref_environment", f"{DEPLOY_REF}:{environment}"))
-            only = f"for jobs on the main branch in the {environment} environment only"
-        deployer = _ci_account(
-            name,
-            "deployer",
-            args,
-            account_id=args.deployer_account_id,
-            description=f"Runs pulumi up from GitHub Actions, {only}.",
-            project_roles=DEPLOYER_PROJECT_ROLES + (DEPLOYER_FRONT_DOOR_ROLES if args.front_door else ()),
-            impersonators=deployers,
-            opts=child,
-        )
-        _deploys_revisions(
-            name,
-            "deployer",
-            args,
-            deployer,
-            registry=("registry", args.image_repository_location, args.image_repository),
-            repository_role=DEPLOYER_REPOSITORY_ROLE,
-            runtime_role=DEPLOYER_RUNTIME_ACCOUNT_ROLE,
-            opts=child,
-        )
-        if args.catalog_bucket is not None:
-            # A new catalog is a new object in the stack's bucket, so a release writes objects there; the
-            # bucket itself (and who reads it) changes with a human `pulumi up`, like the runtime account.
-            gcp.storage.BucketIAMMember(
-                f"{name}-deployer-catalog-objects",
-                bucket=args.catalog_bucket,
-                role=DEPLOYER_CATALOG_BUCKET_ROLE,
-                member=deployer.member,
+        emails: dict[str, pulumi.Output[str]] = {}
+        for ci in ci_accounts(args, principals):
+            account = gcp.serviceaccount.Account(
+                f"{name}-{ci.kind}",
+                project=args.project,
+                account_id=ci.account_id,
+                display_name=f"{ci.kind.capitalize()} for {args.github_repository}",
+                description=ci.description,
                 opts=child,
             )
-        previewer = _ci_account(
-            name,
-            "previewer",
-            args,
-            account_id=args.previewer_account_id,
-            description="Runs pulumi preview from GitHub Actions pull requests; read-only.",
-            project_roles=PREVIEWER_PROJECT_ROLES,
-            impersonators=("repository", tokens_with("repository_id", str(args.github_repository_id))),
-            opts=child,
-        )
-
-        self.pr_deployer_service_account = None
-        if args.pull_requests is not None:
-            self.pr_deployer_service_account = _pr_deployer(
-                name, args, args.pull_requests, tokens_with("event_name", PR_EVENT), child
-            ).email
+            gcp.serviceaccount.IAMMember(
+                f"{name}-{ci.impersonators}-impersonates-{ci.kind}",
+                service_account_id=account.name,
+                role="roles/iam.workloadIdentityUser",
+                member=ci.principals,
+                opts=child,
+            )
+            for grant in ci.grants:
+                grant.on.binding(
+                    f"{name}-{ci.kind}-{grant.name}",
+                    role=grant.role,
+                    member=account.member,
+                    opts=child,
+                    **grant.on.names,
+                )
+            emails[ci.kind] = account.email
 
         self.workload_identity_provider = provider.name
-        self.deployer_service_account = deployer.email
-        self.previewer_service_account = previewer.email
+        self.deployer_service_account = emails["deployer"]
+        self.previewer_service_account = emails["previewer"]
+        self.pr_deployer_service_account = emails.get("pr-deployer")
         self.register_outputs(
             {
                 "workloadIdentityProvider": self.workload_identity_provider,
@@ -265,125 +348,3 @@ class CiIdentity(pulumi.ComponentResource):
                 "prDeployerServiceAccount": self.pr_deployer_service_account,
             }
         )
-
-
-def _ci_account(
-    name: str,
-    kind: str,
-    args: CiIdentityArgs,
-    *,
-    account_id: str,
-    description: str,
-    project_roles: Sequence[str],
-    impersonators: tuple[str, pulumi.Output[str]],
-    opts: pulumi.ResourceOptions,
-) -> gcp.serviceaccount.Account:
-    """A CI service account ("deployer", "previewer"), its project roles, and who may impersonate it.
-
-    `impersonators` is a short name for the resource and the principal set of the pool allowed to.
-    """
-    account = gcp.serviceaccount.Account(
-        f"{name}-{kind}",
-        project=args.project,
-        account_id=account_id,
-        display_name=f"{kind.capitalize()} for {args.github_repository}",
-        description=description,
-        opts=opts,
-    )
-    for role in project_roles:
-        gcp.projects.IAMMember(
-            f"{name}-{kind}-{role.removeprefix('roles/').replace('.', '-')}",
-            project=args.project,
-            role=role,
-            member=account.member,
-            opts=opts,
-        )
-    who, principals = impersonators
-    gcp.serviceaccount.IAMMember(
-        f"{name}-{who}-impersonates-{kind}",
-        service_account_id=account.name,
-        role="roles/iam.workloadIdentityUser",
-        member=principals,
-        opts=opts,
-    )
-    return account
-
-
-def _pr_deployer(
-    name: str,
-    args: CiIdentityArgs,
-    pull_requests: PullRequestRevisionsArgs,
-    principals: pulumi.Output[str],
-    opts: pulumi.ResourceOptions,
-) -> gcp.serviceaccount.Account:
-    """The account pull requests deploy revisions with: roles on one service, its repository, its runtime.
-
-    None on the project, so nothing else (and no IAM policy) is within its reach.
-    """
-    account = _ci_account(
-        name,
-        "pr-deployer",
-        args,
-        account_id=pull_requests.account_id,
-        description="Deploys pull requests as no-traffic revisions of one Cloud Run service.",
-        project_roles=(),
-        impersonators=("pull-requests", principals),
-        opts=opts,
-    )
-    _deploys_revisions(
-        name,
-        "pr-deployer",
-        args,
-        account,
-        registry=("pushes", pull_requests.location, pull_requests.repository_id),
-        repository_role=PR_DEPLOYER_REPOSITORY_ROLE,
-        runtime_role=PR_DEPLOYER_RUNTIME_ACCOUNT_ROLE,
-        opts=opts,
-    )
-    for role in PR_DEPLOYER_SERVICE_ROLES:
-        gcp.cloudrunv2.ServiceIamMember(
-            f"{name}-pr-deployer-{role.removeprefix('roles/').replace('.', '-')}",
-            project=args.project,
-            location=pull_requests.location,
-            name=pull_requests.service_name,
-            role=role,
-            member=account.member,
-            opts=opts,
-        )
-    return account
-
-
-def _deploys_revisions(
-    name: str,
-    kind: str,
-    args: CiIdentityArgs,
-    account: gcp.serviceaccount.Account,
-    *,
-    registry: tuple[str, str, pulumi.Input[str]],
-    repository_role: str,
-    runtime_role: str,
-    opts: pulumi.ResourceOptions,
-) -> None:
-    """The grants deploying a revision takes besides the service's roles: images and the runtime account.
-
-    `account` ("deployer", "pr-deployer") gets `repository_role` on the image repository and `runtime_role`
-    on the runtime account (to run revisions as it). `registry` is the repository grant's short name for
-    the resource, the repository's location and its id.
-    """
-    grant, location, repository = registry
-    gcp.artifactregistry.RepositoryIamMember(
-        f"{name}-{kind}-{grant}",
-        project=args.project,
-        location=location,
-        repository=repository,
-        role=repository_role,
-        member=account.member,
-        opts=opts,
-    )
-    gcp.serviceaccount.IAMMember(
-        f"{name}-{kind}-acts-as-runtime",
-        service_account_id=args.runtime_service_account,
-        role=runtime_role,
-        member=account.member,
-        opts=opts,
-    )

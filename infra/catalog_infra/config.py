@@ -122,6 +122,8 @@ class StackConfig:
         allowed='must be a share from 0 to 1 (0 and 1 included), written as a string such as "0.01"')]
     canary_min_calls: Annotated[int, integer("canaryMinCalls", 0, 1_000_000)]
     pr_revisions: Annotated[bool, Key("prRevisions")]
+    # A state bucket and secrets key for a self-managed backend, used by the CI identity (ci_state.py).
+    ci_state_backend: Annotated[bool, Key("ciStateBackend")]
     # Every region the service runs in, `region` (gcp:region, home of the registry) first.
     regions: Annotated[tuple[str, ...], Key("regions", f"each must be {_REGION}",
         test=CLOUD_RUN_REGIONS.__contains__)]
@@ -218,7 +220,7 @@ def check_access(c: dict[str, Any]) -> None:
 
 
 def check_github(c: dict[str, Any]) -> None:
-    """A repository needs its ids (a name can change hands, an id cannot); prRevisions needs a repository."""
+    """A repository needs its ids (a name can change hands, an id cannot); prRevisions, ciStateBackend one."""
     repository = c["github_repository"]
     for field, jq in (("github_repository_id", ".id"), ("github_repository_owner_id", ".owner.id")):
         if repository and c[field] == 0:
@@ -231,6 +233,12 @@ def check_github(c: dict[str, Any]) -> None:
             "(`pulumi config rm prRevisions`)"
         )
         raise _refuse("pr_revisions", True, allowed)
+    if c["ci_state_backend"] and not repository:
+        allowed = (
+            "needs githubRepository (owner/repo) set as well: the bucket and key are for the CI identity's "
+            "accounts; set githubRepository, or `pulumi config rm ciStateBackend`"
+        )
+        raise _refuse("ci_state_backend", True, allowed)
 
 
 def check_regions(c: dict[str, Any]) -> None:
@@ -255,7 +263,10 @@ def check_regions(c: dict[str, Any]) -> None:
 
 
 def check_front_door(c: dict[str, Any]) -> None:
-    """Denied ranges need the load balancer; the ingress must let it in (empty picks the one that does)."""
+    """Denied ranges need the load balancer, which the ingress must let in; no pull-request revisions there.
+
+    An empty ingress picks the one that lets the load balancer in.
+    """
     domain, ingress = c["domain"], c["ingress"]
     if c["denied_ip_ranges"] and not domain:
         allowed = (
@@ -269,6 +280,15 @@ def check_front_door(c: dict[str, Any]) -> None:
             f"{INGRESS_WITH_FRONT_DOOR} (or leave ingress empty)"
         )
         raise _refuse("ingress", ingress, allowed)
+    if domain and c["pr_revisions"]:
+        # A pr-N revision is checked and used through its run.app tag URL, which the load-balancer-only
+        # ingress of a front door refuses from the internet, and the URL map routes no pr-N tag.
+        allowed = (
+            f"cannot be combined with {_name('domain')} = {domain!r}: behind the front door the services "
+            "admit only the load balancer, so a pull request's tag URL would refuse every call; keep "
+            "pull-request revisions on a stack without a domain (dev), or turn them off here"
+        )
+        raise _refuse("pr_revisions", True, allowed)
     c["ingress"] = ingress or (INGRESS_WITH_FRONT_DOOR if domain else INGRESS_WITHOUT_FRONT_DOOR)
 
 

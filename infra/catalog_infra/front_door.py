@@ -10,6 +10,13 @@ Failover is Cloud Run's service health (cloud.google.com/run/docs/configuring/co
 region reports itself unhealthy to its serverless NEG when its instances fail their readiness probes, and the
 load balancer sends new requests to the other regions until it recovers. Serverless NEGs take no health
 checks of their own, and service health refuses URL masks and tags on them: each NEG names its service only.
+
+Releases: with the front door, the services admit only the load balancer, so the run.app tag URL of a
+candidate refuses the release's checks from the internet. Each region also gets a NEG on the service's
+`candidate` tag behind a backend of its own, and the URL map sends a request carrying the header
+`x-catalog-candidate: REGION` there; no other request reaches it. The release checks each region's candidate
+through the domain with that header (docs/releases.md). The candidate backends take the same Cloud Armor
+policy, and the services' invoker check still applies.
 """
 
 from __future__ import annotations
@@ -43,6 +50,10 @@ RANGES_PER_RULE = 10
 # backoff; 403 as PERMISSION_DENIED, which it must not retry.
 RATE_LIMITED = "deny(429)"
 DENIED = "deny(403)"
+# The request header whose value (a region) routes a request to that region's candidate revision.
+CANDIDATE_HEADER = "x-catalog-candidate"
+# The URL map's one path matcher: the release routes, then everything else to the serving backend.
+PATH_MATCHER = "release"
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ class FrontDoorArgs:
     project: str
     domain: str
     services: Mapping[str, pulumi.Input[str]]
+    # The tag of the revision a release checks (revisions.CANDIDATE): each region's gets a route of its own.
+    candidate_tag: str
     rate_limit_requests: int
     rate_limit_interval_seconds: int
     ban_duration_seconds: int
@@ -121,7 +134,8 @@ class FrontDoor(pulumi.ComponentResource):
 
     address: pulumi.Output[str]
     target: str
-    audience: str
+    url: str
+    candidate_header: str
     certificate: pulumi.Output[str]
 
     def __init__(self, name: str, args: FrontDoorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -149,21 +163,56 @@ class FrontDoor(pulumi.ComponentResource):
             rules=security_rules(args),
             opts=child,
         )
-        backend = gcp.compute.BackendService(
-            f"{name}-backend",
-            project=args.project,
-            load_balancing_scheme=LOAD_BALANCING_SCHEME,
-            protocol=BACKEND_PROTOCOL,
-            backends=[gcp.compute.BackendServiceBackendArgs(group=group.id) for group in groups],
-            security_policy=policy.id,
-            # Every request logged with the Cloud Armor rule that matched it: how a ban shows up.
-            log_config=gcp.compute.BackendServiceLogConfigArgs(enable=True, sample_rate=1.0),
-            opts=child,
-        )
+        backend = self._backend(f"{name}-backend", args, policy, groups, child)
+        candidates = {
+            region: self._backend(
+                f"{name}-candidate-{region}",
+                args,
+                policy,
+                [
+                    gcp.compute.RegionNetworkEndpointGroup(
+                        f"{name}-candidate-neg-{region}",
+                        project=args.project,
+                        region=region,
+                        network_endpoint_type="SERVERLESS",
+                        cloud_run=gcp.compute.RegionNetworkEndpointGroupCloudRunArgs(
+                            service=service, tag=args.candidate_tag
+                        ),
+                        opts=child,
+                    )
+                ],
+                child,
+            )
+            for region, service in args.services.items()
+        }
         url_map = gcp.compute.URLMap(
             f"{name}-urls",
             project=args.project,
             default_service=backend.id,
+            host_rules=[gcp.compute.URLMapHostRuleArgs(hosts=["*"], path_matcher=PATH_MATCHER)],
+            path_matchers=[
+                gcp.compute.URLMapPathMatcherArgs(
+                    name=PATH_MATCHER,
+                    default_service=backend.id,
+                    route_rules=[
+                        gcp.compute.URLMapPathMatcherRouteRuleArgs(
+                            priority=priority,
+                            match_rules=[
+                                gcp.compute.URLMapPathMatcherRouteRuleMatchRuleArgs(
+                                    prefix_match="/",
+                                    header_matches=[
+                                        gcp.compute.URLMapPathMatcherRouteRuleMatchRuleHeaderMatchArgs(
+                                            header_name=CANDIDATE_HEADER, exact_match=region
+                                        )
+                                    ],
+                                )
+                            ],
+                            service=candidate.id,
+                        )
+                        for priority, (region, candidate) in enumerate(candidates.items(), start=1)
+                    ],
+                )
+            ],
             opts=child,
         )
         # Provisioned once DOMAIN's A record points at the address; until then TLS handshakes fail. Names are
@@ -201,14 +250,37 @@ class FrontDoor(pulumi.ComponentResource):
 
         self.address = address.address
         self.target = f"{args.domain}:443"
-        # Cloud Run accepts ID tokens minted for this audience once the services list it (custom audiences).
-        self.audience = f"https://{args.domain}"
+        self.url = f"https://{args.domain}"
+        # What a release sends to reach a region's candidate: this header, with the region as its value.
+        self.candidate_header = CANDIDATE_HEADER
         self.certificate = certificate.name
         self.register_outputs(
             {
                 "address": self.address,
                 "target": self.target,
-                "audience": self.audience,
+                "url": self.url,
+                "candidateHeader": self.candidate_header,
                 "certificate": self.certificate,
             }
+        )
+
+    @staticmethod
+    def _backend(
+        name: str,
+        args: FrontDoorArgs,
+        policy: gcp.compute.SecurityPolicy,
+        groups: Sequence[gcp.compute.RegionNetworkEndpointGroup],
+        opts: pulumi.ResourceOptions,
+    ) -> gcp.compute.BackendService:
+        """An HTTP/2 backend over `groups` behind the Cloud Armor policy, every request logged."""
+        return gcp.compute.BackendService(
+            name,
+            project=args.project,
+            load_balancing_scheme=LOAD_BALANCING_SCHEME,
+            protocol=BACKEND_PROTOCOL,
+            backends=[gcp.compute.BackendServiceBackendArgs(group=group.id) for group in groups],
+            security_policy=policy.id,
+            # Every request logged with the Cloud Armor rule that matched it: how a ban shows up.
+            log_config=gcp.compute.BackendServiceLogConfigArgs(enable=True, sample_rate=1.0),
+            opts=opts,
         )

@@ -11,6 +11,7 @@ import pulumi_gcp as gcp
 
 from catalog_infra import revisions
 from catalog_infra.revisions import LiveService
+from contract.cloudrun import GA, GEN2, required_launch_stage
 from contract.release import CANDIDATE, STABLE
 
 REQUIRED_APIS = ("run.googleapis.com", "iam.googleapis.com")
@@ -18,16 +19,16 @@ REQUIRED_APIS = ("run.googleapis.com", "iam.googleapis.com")
 # The port Cloud Run sends traffic to and passes in $PORT; the server reads $PORT, so the value only has to
 # agree between the container port and the probes.
 CONTAINER_PORT = 8080
-# Cloud Run's ingress when none is given.
-DEFAULT_INGRESS = "INGRESS_TRAFFIC_ALL"
 
 # The server reports SERVING for its catalog in about 1-2 s here, even with 100k products. Probing every
-# second starts traffic about as soon as it can. The probe passes at the first SERVING, so a generous 30
-# failures (30 s) costs nothing and keeps a slow cold start (a busy host, a bigger catalog) from turning
-# into a restart loop; it stays far inside the 240 s a startup probe may take.
-STARTUP_PERIOD_SECONDS = 1
+# 2 s starts traffic soon after; the 1 s timeout is smaller than the period, which satisfies both readings of
+# the API reference (timeout "smaller than period", period "greater or equal than timeout"). The probe passes
+# at the first SERVING, so a generous 15 failures (30 s) costs nothing and keeps a slow cold start (a busy
+# host, a bigger catalog) from turning into a restart loop; it stays far inside the 240 s a startup probe
+# may take.
+STARTUP_PERIOD_SECONDS = 2
 STARTUP_TIMEOUT_SECONDS = 1
-STARTUP_FAILURE_THRESHOLD = 30
+STARTUP_FAILURE_THRESHOLD = 15
 # Liveness only has to catch a wedged process: three missed checks 10 s apart restart it, while a single slow
 # answer under load does not.
 LIVENESS_PERIOD_SECONDS = 10
@@ -120,10 +121,76 @@ def grpc_target(uri: str) -> str:
     return f"{host}:443"
 
 
+def service_audience(project: str, service_name: str) -> str:
+    """The custom audience of the service in every region: its resource name without the region.
+
+    Cloud Run accepts ID tokens for a service's run.app URL and for its custom audiences, which apply to all
+    serving revisions (cloud.google.com/run/docs/configuring/custom-audiences). One audience that does not
+    depend on the URL dialled (region, tag, domain) leaves no doubt about which URL a token fits.
+    """
+    return f"//run.googleapis.com/projects/{project}/services/{service_name}"
+
+
 def tag_url(uri: str, tag: str) -> str:
     """The https URL Cloud Run gives a tag: the service's host behind `TAG---`."""
     host = uri.removeprefix("https://").rstrip("/")
     return f"https://{tag}---{host}"
+
+
+def _launch_stage(template: gcp.cloudrunv2.ServiceTemplateArgs) -> str | None:
+    """The launch stage the template's preview features need; None (the provider's GA) when it uses none."""
+    stage = required_launch_stage({"template": revisions.wire_form(template)})
+    return None if stage == GA else stage
+
+
+def _container(
+    args: GrpcServiceArgs,
+    image: pulumi.Output[str],
+    env: Mapping[str, str],
+    volume_mounts: Sequence[gcp.cloudrunv2.ServiceTemplateContainerVolumeMountArgs],
+) -> gcp.cloudrunv2.ServiceTemplateContainerArgs:
+    """The server's container: the h2c port, its environment and limits, and gRPC probes."""
+    return gcp.cloudrunv2.ServiceTemplateContainerArgs(
+        image=image,
+        # "h2c" makes Cloud Run speak cleartext HTTP/2 to the container: gRPC end to end.
+        ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(name="h2c", container_port=CONTAINER_PORT),
+        envs=[
+            gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=key, value=value)
+            for key, value in sorted(env.items())
+        ],
+        volume_mounts=list(volume_mounts) or None,
+        resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
+            limits={"cpu": args.cpu, "memory": args.memory},
+            cpu_idle=args.cpu_idle,
+            startup_cpu_boost=args.startup_cpu_boost,
+        ),
+        startup_probe=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(
+            grpc=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeGrpcArgs(
+                port=CONTAINER_PORT, service=args.health_service
+            ),
+            initial_delay_seconds=0,
+            period_seconds=STARTUP_PERIOD_SECONDS,
+            timeout_seconds=STARTUP_TIMEOUT_SECONDS,
+            failure_threshold=STARTUP_FAILURE_THRESHOLD,
+        ),
+        liveness_probe=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeArgs(
+            grpc=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeGrpcArgs(
+                port=CONTAINER_PORT, service=""
+            ),
+            period_seconds=LIVENESS_PERIOD_SECONDS,
+            timeout_seconds=LIVENESS_TIMEOUT_SECONDS,
+            failure_threshold=LIVENESS_FAILURE_THRESHOLD,
+        ),
+        readiness_probe=gcp.cloudrunv2.ServiceTemplateContainerReadinessProbeArgs(
+            grpc=gcp.cloudrunv2.ServiceTemplateContainerReadinessProbeGrpcArgs(
+                port=CONTAINER_PORT, service=args.health_service
+            ),
+            success_threshold=READINESS_SUCCESS_THRESHOLD,
+            period_seconds=READINESS_PERIOD_SECONDS,
+            timeout_seconds=READINESS_TIMEOUT_SECONDS,
+            failure_threshold=READINESS_FAILURE_THRESHOLD,
+        ),
+    )
 
 
 def _member_slug(member: str) -> str:
@@ -214,41 +281,33 @@ class GrpcService(pulumi.ComponentResource):
             service_opts = pulumi.ResourceOptions.merge(
                 child, pulumi.ResourceOptions(depends_on=self.catalog_readers)
             )
-        # Everything in the template below but the image: with the image, it names the revision. A setting
-        # left out would make Cloud Run refuse the deploy (same name, other configuration), not go unseen.
-        settings = {
-            "serviceAccount": f"{args.service_name}-run",
-            "timeout": args.request_timeout_seconds,
-            "concurrency": args.concurrency,
-            "scaling": [args.min_instances, args.max_instances],
-            "port": CONTAINER_PORT,
-            "env": env,
-            "resources": [args.cpu, args.memory, args.cpu_idle, args.startup_cpu_boost],
-            "healthService": args.health_service,
-            "startupProbe": [STARTUP_PERIOD_SECONDS, STARTUP_TIMEOUT_SECONDS, STARTUP_FAILURE_THRESHOLD],
-            "livenessProbe": [LIVENESS_PERIOD_SECONDS, LIVENESS_TIMEOUT_SECONDS, LIVENESS_FAILURE_THRESHOLD],
-            "readinessProbe": [
-                READINESS_PERIOD_SECONDS,
-                READINESS_TIMEOUT_SECONDS,
-                READINESS_FAILURE_THRESHOLD,
-                READINESS_SUCCESS_THRESHOLD,
-            ],
+        template = gcp.cloudrunv2.ServiceTemplateArgs(
+            service_account=account.email,
+            timeout=f"{args.request_timeout_seconds}s",
+            max_instance_request_concurrency=args.concurrency,
+            scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
+                min_instance_count=args.min_instances,
+                max_instance_count=args.max_instances,
+            ),
+            # Cloud Storage volumes are a network file system, which the second generation offers; set, not
+            # left to Cloud Run's choice, so the template says what runs. Only with a catalog: the first
+            # generation starts faster and allows less memory.
+            execution_environment=GEN2 if args.catalog else None,
+            volumes=volumes or None,
+            containers=[_container(args, image, env, volume_mounts)],
+        )
+        # The service-level fields, then the revision's name: the hash of this very template (as the engine
+        # receives it) and of those fields, so that no change to what is sent can keep an old name.
+        # Preview features (a readiness probe) are refused under GA, which the provider assumes unset.
+        launch_stage = _launch_stage(template)
+        fields: dict[str, object] = {
+            "ingress": args.ingress,
+            "invokerIamDisabled": args.invoker_iam_disabled,
+            "customAudiences": list(args.custom_audiences) or None,
+            "launchStage": launch_stage,
         }
-        if args.catalog is not None:
-            # The mounted bucket and the second generation that mounts it (the object is in env). Only with
-            # a catalog: a stack without one keeps the revision names it had.
-            settings["catalog"] = [args.catalog.bucket, CATALOG_MOUNT_PATH, "EXECUTION_ENVIRONMENT_GEN2"]
-        # Service-level fields outside the template. Cloud Run's docs say a change of custom audiences creates
-        # a revision, which under an existing name is refused; for ingress and the invoker check they do not
-        # say, and a new name costs at most one more revision. Each only when set away from Cloud Run's
-        # default, so that a stack without them keeps the revision names it had.
-        if args.custom_audiences:
-            settings["customAudiences"] = sorted(args.custom_audiences)
-        if args.ingress != DEFAULT_INGRESS:
-            settings["ingress"] = args.ingress
-        if args.invoker_iam_disabled:
-            settings["invokerIamDisabled"] = True
-        revision = image.apply(lambda ref: revisions.revision_name(args.service_name, ref, settings))
+        revision = revisions.declared_revision(args.service_name, template, fields)
+        template.revision = revision
         traffics = revision.apply(
             lambda name: [
                 gcp.cloudrunv2.ServiceTrafficArgs(
@@ -269,67 +328,9 @@ class GrpcService(pulumi.ComponentResource):
             deletion_protection=args.deletion_protection,
             invoker_iam_disabled=args.invoker_iam_disabled,
             custom_audiences=list(args.custom_audiences) or None,
+            launch_stage=launch_stage,
             traffics=traffics,
-            template=gcp.cloudrunv2.ServiceTemplateArgs(
-                revision=revision,
-                service_account=account.email,
-                timeout=f"{args.request_timeout_seconds}s",
-                max_instance_request_concurrency=args.concurrency,
-                scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
-                    min_instance_count=args.min_instances,
-                    max_instance_count=args.max_instances,
-                ),
-                # Cloud Storage volumes are a network file system, which the second generation offers;
-                # set, not left to Cloud Run's choice, so the template says what runs. Only with a catalog:
-                # the first generation starts faster and allows less memory.
-                execution_environment="EXECUTION_ENVIRONMENT_GEN2" if args.catalog else None,
-                volumes=volumes or None,
-                containers=[
-                    gcp.cloudrunv2.ServiceTemplateContainerArgs(
-                        image=image,
-                        # "h2c" makes Cloud Run speak cleartext HTTP/2 to the container: gRPC end to end.
-                        ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(
-                            name="h2c", container_port=CONTAINER_PORT
-                        ),
-                        envs=[
-                            gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=key, value=value)
-                            for key, value in sorted(env.items())
-                        ],
-                        volume_mounts=volume_mounts or None,
-                        resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
-                            limits={"cpu": args.cpu, "memory": args.memory},
-                            cpu_idle=args.cpu_idle,
-                            startup_cpu_boost=args.startup_cpu_boost,
-                        ),
-                        startup_probe=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(
-                            grpc=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeGrpcArgs(
-                                port=CONTAINER_PORT, service=args.health_service
-                            ),
-                            initial_delay_seconds=0,
-                            period_seconds=STARTUP_PERIOD_SECONDS,
-                            timeout_seconds=STARTUP_TIMEOUT_SECONDS,
-                            failure_threshold=STARTUP_FAILURE_THRESHOLD,
-                        ),
-                        liveness_probe=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeArgs(
-                            grpc=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeGrpcArgs(
-                                port=CONTAINER_PORT, service=""
-                            ),
-                            period_seconds=LIVENESS_PERIOD_SECONDS,
-                            timeout_seconds=LIVENESS_TIMEOUT_SECONDS,
-                            failure_threshold=LIVENESS_FAILURE_THRESHOLD,
-                        ),
-                        readiness_probe=gcp.cloudrunv2.ServiceTemplateContainerReadinessProbeArgs(
-                            grpc=gcp.cloudrunv2.ServiceTemplateContainerReadinessProbeGrpcArgs(
-                                port=CONTAINER_PORT, service=args.health_service
-                            ),
-                            period_seconds=READINESS_PERIOD_SECONDS,
-                            timeout_seconds=READINESS_TIMEOUT_SECONDS,
-                            failure_threshold=READINESS_FAILURE_THRESHOLD,
-                            success_threshold=READINESS_SUCCESS_THRESHOLD,
-                        ),
-                    )
-                ],
-            ),
+            template=template,
             opts=service_opts,
         )
 

@@ -6,8 +6,9 @@ turns each into a log entry whose `jsonPayload` holds `logger`, `method`, `code`
 `severity` is the line's). Two log-based metrics count those calls and their durations; everything else here
 is built on them and on the metrics Cloud Run provides.
 
-The filters, label extractors and queries are plain functions of names, so the release gate can compute the
-same error ratio the dashboard shows (`candidate_error_ratio`).
+The filters, label extractors and queries are plain functions of names. Which codes are the server's fault
+and the filter that counts them are contract.telemetry's, which the release gate reads too: its error ratio
+is the one the dashboard shows (`candidate_error_ratio` gives it as a query).
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ import pulumi
 import pulumi_gcp as gcp
 
 from catalog import CATALOG_METHOD_PREFIX
+from contract.telemetry import (
+    CLOUD_RUN_RESOURCE,
+    SERVER_FAULT_CODES,
+    calls_filter,
+    error_ratio_filters,
+    one_of,
+)
 
 REQUIRED_APIS = ("monitoring.googleapis.com", "logging.googleapis.com")
 
@@ -29,24 +37,6 @@ REQUIRED_APIS = ("monitoring.googleapis.com", "logging.googleapis.com")
 # are access lines too (at DEBUG): CATALOG_METHOD_PREFIX leaves them out.
 ACCESS_LOGGER = "service.access"
 
-# The codes that are the server's failure, not the caller's. They spend the availability budget.
-# - INTERNAL, UNKNOWN, DATA_LOSS: a bug or a broken catalog (the server logs these at ERROR).
-# - UNAVAILABLE: the server refused the call (starting, shutting down); the caller did nothing wrong.
-# - RESOURCE_EXHAUSTED: the server is at its concurrency limit: too little capacity is ours to fix.
-# - DEADLINE_EXCEEDED: the call's own deadline passed while the server worked on it. Catalog calls are
-#   in-memory lookups of a few milliseconds, so this means the server was slow (overloaded, starved of CPU).
-# Not counted: INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, FAILED_PRECONDITION (the request's fault), CANCELLED
-# (the caller left), and auth codes (Cloud Run's IAM answers those before the server sees the call).
-SERVER_FAULT_CODES = (
-    "INTERNAL",
-    "UNKNOWN",
-    "DATA_LOSS",
-    "UNAVAILABLE",
-    "RESOURCE_EXHAUSTED",
-    "DEADLINE_EXCEEDED",
-)
-
-CLOUD_RUN_RESOURCE = "cloud_run_revision"
 # The Cloud Run metrics the dashboard and alerts read (cloud.google.com/monitoring/api/metrics_gcp, "run").
 INSTANCE_COUNT = "run.googleapis.com/container/instance_count"
 STARTUP_LATENCIES = "run.googleapis.com/container/startup_latencies"
@@ -55,9 +45,11 @@ REQUEST_COUNT = "run.googleapis.com/request_count"
 CLOUD_RUN_METRICS = (INSTANCE_COUNT, STARTUP_LATENCIES, COMPLETED_PROBES, REQUEST_COUNT)
 # The probes whose failure stops an instance (startup, liveness). Not readiness: the server turns its catalog
 # name NOT_SERVING at every shutdown (a scale-in, a new revision), so failed readiness checks are how an
-# instance drains, not a fault. Matched without regard to case, so the filter does not hang on how Cloud
-# Run capitalizes the label's values (its metrics list writes them Startup, Liveness, Readiness).
-FATAL_PROBES = 'metric.label.probe_type = monitoring.regex.full_match("(?i)startup|liveness")'
+# instance drains, not a fault. No source documents the label's exact values (Startup, STARTUP,
+# STARTUP_PROBE, startup_probe ... are all plausible), so the filter matches any value that contains
+# "startup" or "liveness" in any case, and none that does not: whatever the spelling, readiness stays out.
+FATAL_PROBE_PATTERN = "(?i).*(startup|liveness).*"
+FATAL_PROBES = f'metric.label.probe_type = monitoring.regex.full_match("{FATAL_PROBE_PATTERN}")'
 
 # The latency buckets, in ms: Renard's R10 series (10 steps a decade, each about 26% wider) from 0.1 ms
 # to 1 hour (the longest request Cloud Run allows). The latency SLO's threshold is added as a boundary:
@@ -156,27 +148,13 @@ def latency_bounds(threshold_ms: int) -> list[float]:
 # ---- Monitoring filters ----
 
 
-def _one_of(values: Sequence[str]) -> str:
-    return "one_of(" + ", ".join(f'"{value}"' for value in values) + ")"
-
-
-def calls_filter(calls_type: str, *, faults_only: bool = False, revision: str | None = None) -> str:
-    """Time series of the call counter: all calls, or those ending in a server-side failure code."""
-    parts = [f'metric.type="{calls_type}"', f'resource.type="{CLOUD_RUN_RESOURCE}"']
-    if faults_only:
-        parts.append(f"metric.label.code = {_one_of(SERVER_FAULT_CODES)}")
-    if revision is not None:
-        parts.append(f'metric.label.revision = "{revision}"')
-    return " AND ".join(parts)
-
-
 def unary_latency_filter(latency_type: str, unary_methods: Sequence[str]) -> str:
     """Time series of the duration distribution for unary methods only."""
     return " AND ".join(
         [
             f'metric.type="{latency_type}"',
             f'resource.type="{CLOUD_RUN_RESOURCE}"',
-            f"metric.label.method = {_one_of(unary_methods)}",
+            f"metric.label.method = {one_of(unary_methods)}",
         ]
     )
 
@@ -217,11 +195,10 @@ def candidate_error_ratio(
     # PromQL names a Monitoring metric with its dots and first slash replaced: domain_com:path.
     promql_name = calls_type.replace(".", "_").replace("/", ":", 1).replace("/", "_")
     faults = "|".join(SERVER_FAULT_CODES)
+    total_filter, bad_filter = error_ratio_filters(calls_type, service_name, revision)
     return ErrorRatioQuery(
-        total_filter=calls_filter(calls_type, revision=revision)
-        + f' AND resource.label.service_name="{service_name}"',
-        bad_filter=calls_filter(calls_type, faults_only=True, revision=revision)
-        + f' AND resource.label.service_name="{service_name}"',
+        total_filter=total_filter,
+        bad_filter=bad_filter,
         promql=(
             f'sum(increase({promql_name}{{{selector},code=~"{faults}"}}[{window}]))'
             f" / sum(increase({promql_name}{{{selector}}}[{window}]))"

@@ -14,8 +14,10 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
+from pulumi._types import input_type_to_dict, is_input_type
 
 from contract.release import CANDIDATE, STABLE
 
@@ -45,14 +47,67 @@ class LiveService:
     latest_ready_revision: str
 
 
-def revision_name(service_name: str, image: str, settings: Mapping[str, object]) -> str:
-    """`<serviceName>-<hash>` of the image (with its digest) and every setting that makes a revision.
+def wire_form(value: Any) -> Any:
+    """`value` as the engine receives it: input types as dicts of their Pulumi (camelCase) names.
 
-    The same build and settings give the same name, so an unchanged `pulumi up` declares the revision
-    that already exists; anything else gives a new name, which Cloud Run requires of a new revision.
+    Unset (None) properties are left out and Outputs left in place. The SDK's own conversion
+    (pulumi._types.input_type_to_dict), which the resource's serialization uses: the document is the very
+    template the program sends.
     """
-    material = json.dumps({"image": image, "settings": settings}, sort_keys=True, separators=(",", ":"))
-    return f"{service_name}-{hashlib.sha256(material.encode()).hexdigest()[:HASH_LENGTH]}"
+    if is_input_type(type(value)):
+        return {key: wire_form(item) for key, item in input_type_to_dict(value).items()}
+    if isinstance(value, Mapping):
+        return {key: wire_form(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list | tuple):
+        return [wire_form(item) for item in value]
+    return value
+
+
+# The service-level fields (wire names) whose change makes Cloud Run create a revision, or may: custom
+# audiences do by Cloud Run's docs, the launch stage decides which template fields are taken; for ingress and
+# the invoker check the docs do not say, and a new name costs at most one more revision.
+REVISION_FIELDS = ("customAudiences", "ingress", "invokerIamDisabled", "launchStage")
+
+
+def revision_material(template: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What names a revision: the template as sent (without the name itself) and REVISION_FIELDS.
+
+    Unset fields (None) are left out; a field outside REVISION_FIELDS, or one missing, is a ValueError.
+    """
+    if set(fields) != set(REVISION_FIELDS):
+        raise ValueError(f"revision fields {sorted(fields)}: expected {sorted(REVISION_FIELDS)}")
+    return {
+        "template": {key: value for key, value in template.items() if key != "revision"},
+        **{key: value for key, value in fields.items() if value is not None},
+    }
+
+
+def _canonical(value: Any) -> Any:
+    # Numbers cross the engine as doubles: 2 and 2.0 are the same setting.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    return value
+
+
+def revision_name(service_name: str, material: Mapping[str, Any]) -> str:
+    """`<serviceName>-<hash>` of a revision_material: the same template and fields, the same name.
+
+    An unchanged `pulumi up` declares the revision that already exists; any other template gets a new name,
+    which Cloud Run requires of a new revision (409 "revision named ... with different configuration already
+    exists" otherwise).
+    """
+    text = json.dumps(_canonical(material), sort_keys=True, separators=(",", ":"))
+    return f"{service_name}-{hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]}"
+
+
+def declared_revision(service_name: str, template: Any, fields: Mapping[str, Any]) -> pulumi.Output[str]:
+    """The revision_name of `template` (a ServiceTemplateArgs, revision unset) and `fields`, once known."""
+    material = revision_material(wire_form(template), fields)
+    return pulumi.Output.from_input(material).apply(lambda known: revision_name(service_name, known))
 
 
 def _tagged(routes: Sequence[LiveRoute], tag: str) -> LiveRoute | None:

@@ -13,15 +13,10 @@ from typing import Any
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
 
 from contract.cloudrun import (
-    CPU_ALLOWED,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_CPU,
-    DEFAULT_MEMORY,
-    MEMORY_ALLOWED,
-    format_bytes,
-    memory_range,
-    parse_cpu,
-    parse_memory,
+    execution_environment_problems,
+    launch_stage_problems,
+    probes_problems,
+    service_resource_problems,
 )
 
 from .props import as_list, containers, get, number, serving_containers, text
@@ -140,31 +135,29 @@ def _service_account(args: ResourceValidationArgs) -> Iterator[str]:
 def _resources(args: ResourceValidationArgs) -> Iterator[str]:
     if not _services_only(args):
         return
-    for label, container in containers(args.props):
-        limits = get(container, "resources", "limits")
-        cpu = text(get(limits, "cpu")) or DEFAULT_CPU
-        memory = text(get(limits, "memory")) or DEFAULT_MEMORY
-        cores = parse_cpu(cpu)
-        allowed = memory_range(cores) if cores is not None else None
-        if cores is None or allowed is None:
-            yield (f"{label}: cpu {cpu!r} is not {CPU_ALLOWED}; below 1 CPU concurrency must be 1.")
-            continue
-        amount = parse_memory(memory)
-        low, high = allowed
-        if amount is None:
-            yield f"{label}: memory {memory!r} is not {MEMORY_ALLOWED}."
-        elif not low <= amount <= high:
-            yield (
-                f"{label}: memory {memory} with cpu {cpu}: Cloud Run allows "
-                f"{format_bytes(low)} to {format_bytes(high)} with that CPU; change one of them."
-            )
-        if cores < 1:
-            concurrency = number(get(args.props, "template", "maxInstanceRequestConcurrency"))
-            if (concurrency if concurrency is not None else DEFAULT_CONCURRENCY) != 1:
-                yield (
-                    f"{label}: cpu {cpu} is below 1 CPU, which Cloud Run allows only with "
-                    "template.maxInstanceRequestConcurrency = 1; set that or use at least 1 CPU."
-                )
+    for problem in service_resource_problems(args.props):
+        yield f"{problem}; change the container's resources.limits or template.maxInstanceRequestConcurrency."
+
+
+def _launch_stage(args: ResourceValidationArgs) -> Iterator[str]:
+    if not _services_only(args):
+        return
+    for problem in launch_stage_problems(args.props):
+        yield f"{problem}; set launchStage (this program derives it from the template's features)."
+
+
+def _probe_timings(args: ResourceValidationArgs) -> Iterator[str]:
+    if not _services_only(args):
+        return
+    for problem in probes_problems(args.props):
+        yield f"{problem}."
+
+
+def _execution_environment(args: ResourceValidationArgs) -> Iterator[str]:
+    if not _services_only(args):
+        return
+    for problem in execution_environment_problems(args.props):
+        yield f"{problem}."
 
 
 def _request_timeout(args: ResourceValidationArgs) -> Iterator[str]:
@@ -257,8 +250,23 @@ POLICIES = [
     ),
     ResourceValidationPolicy(
         name="cloudrun-resources",
-        description="Cloud Run services ask for a CPU and memory combination Cloud Run accepts.",
+        description="Cloud Run services ask for a CPU, memory and concurrency combination Cloud Run accepts.",
         validate=rule(_resources),
+    ),
+    ResourceValidationPolicy(
+        name="cloudrun-launch-stage",
+        description="Cloud Run services declare a launch stage that allows the preview features they use.",
+        validate=rule(_launch_stage),
+    ),
+    ResourceValidationPolicy(
+        name="cloudrun-probe-timings",
+        description="Cloud Run probes time out within their period; startup probes pass within 240 s.",
+        validate=rule(_probe_timings),
+    ),
+    ResourceValidationPolicy(
+        name="cloudrun-execution-environment",
+        description="Cloud Run services mounting Cloud Storage run the second generation (512Mi or more).",
+        validate=rule(_execution_environment),
     ),
     ResourceValidationPolicy(
         name="cloudrun-request-timeout",

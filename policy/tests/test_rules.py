@@ -216,7 +216,7 @@ CASES = [
     Case(
         "startup-unnamed",
         "cloudrun-grpc-probes",
-        _probe("startupProbe", {"grpc": {"service": ""}, "periodSeconds": 1}),
+        _probe("startupProbe", {"grpc": {"service": ""}, "periodSeconds": 2}),
         "startupProbe.grpc.service is empty",
     ),
     Case("no-liveness", "cloudrun-grpc-probes", _probe("livenessProbe", None), "no livenessProbe"),
@@ -264,7 +264,24 @@ CASES = [
         "fractional-cpu-concurrency",
         "cloudrun-resources",
         _limits("0.5", "512Mi"),
-        "maxInstanceRequestConcurrency = 1",
+        "only with concurrency 1",
+    ),
+    Case("no-launch-stage", "cloudrun-launch-stage", _drop(service, "launchStage"), "BETA or less stable"),
+    Case(
+        "startup-timeout-equals-period",
+        "cloudrun-probe-timings",
+        _probe(
+            "startupProbe",
+            {"grpc": {"service": "catalog.ProductCatalog"}, "periodSeconds": 1, "timeoutSeconds": 1},
+        ),
+        "must be smaller than periodSeconds",
+    ),
+    Case(
+        "gcs-volume-without-gen2",
+        "cloudrun-execution-environment",
+        _drop(lambda f: service(f)["template"], "executionEnvironment"),
+        "EXECUTION_ENVIRONMENT_GEN2",
+        stack="dev",
     ),
     Case("no-timeout", "cloudrun-request-timeout", _template("timeout", None), "template.timeout is not set"),
     Case(

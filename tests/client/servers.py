@@ -19,10 +19,10 @@ from cryptography.x509.oid import NameOID
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from catalog import HEALTH_NAMES, catalog_pb2, catalog_pb2_grpc
+from catalog import HEALTH_NAMES, catalog_pb2
 from service.call_guard import Context
 from service.catalog_file import load_catalog
-from service.servicer import CatalogServicer
+from service.servicer import CatalogServicer, add_to_server
 from service.store import CatalogStore
 from tests.servers import in_thread
 
@@ -35,8 +35,8 @@ class SelfSignedCert:
     key_pem: bytes
 
 
-def make_self_signed_cert() -> SelfSignedCert:
-    """Issue a fresh self-signed certificate for localhost, valid for a day."""
+def make_self_signed_cert(dns_names: Sequence[str] = ()) -> SelfSignedCert:
+    """Issue a fresh self-signed certificate for localhost (and `dns_names`), valid for a day."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -52,6 +52,7 @@ def make_self_signed_cert() -> SelfSignedCert:
             x509.SubjectAlternativeName(
                 [
                     x509.DNSName("localhost"),
+                    *(x509.DNSName(name) for name in dns_names),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                     x509.IPAddress(ipaddress.ip_address("::1")),
                 ]
@@ -113,7 +114,7 @@ class Started:
 
 @contextmanager
 def serve(
-    servicer: catalog_pb2_grpc.ProductCatalogServicer | None = None,
+    servicer: CatalogServicer | None = None,
     *,
     interceptors: Sequence[aio.ServerInterceptor] = (),
     tls: SelfSignedCert | None = None,
@@ -132,9 +133,7 @@ def serve(
     @asynccontextmanager
     async def started() -> AsyncIterator[Started]:
         server = aio.server(interceptors=list(interceptors), options=list(options))
-        catalog_pb2_grpc.add_ProductCatalogServicer_to_server(
-            servicer or CatalogServicer(load_catalog()), server
-        )
+        add_to_server(servicer or CatalogServicer(load_catalog()), server)
         health_servicer = health.aio.HealthServicer()
         for name in health_names:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -185,7 +184,7 @@ class StallingServicer(CatalogServicer):
         super().__init__(load_catalog())
         self.release = threading.Event()
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
         await asyncio.to_thread(self.release.wait, 30)
         return await super().GetProduct(request, context)
 
@@ -197,12 +196,11 @@ class RepeatingTokenServicer(CatalogServicer):
         super().__init__(load_catalog())
         self.calls = 0
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Any
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Any) -> bytes:
         self.calls += 1
         products = [seed_product("1"), seed_product("2")]
-        return catalog_pb2.ListProductsResponse(products=products, next_page_token="again", total_count=5)
+        page = catalog_pb2.ListProductsResponse(products=products, next_page_token="again", total_count=5)
+        return page.SerializeToString()
 
 
 class GatedSearchServicer(CatalogServicer):
@@ -212,15 +210,13 @@ class GatedSearchServicer(CatalogServicer):
         super().__init__(load_catalog())
         self.delivered = threading.Event()
 
-    async def SearchProducts(
-        self, request: catalog_pb2.SearchRequest, context: Any
-    ) -> AsyncIterator[catalog_pb2.Product]:
-        yield seed_product("3")
+    async def SearchProducts(self, request: catalog_pb2.SearchRequest, context: Any) -> AsyncIterator[bytes]:
+        yield seed_product("3").SerializeToString()
         if not await asyncio.to_thread(self.delivered.wait, 10):
             await context.abort(
                 grpc.StatusCode.ABORTED, "the client did not print the first product on arrival"
             )
-        yield seed_product("5")
+        yield seed_product("5").SerializeToString()
 
 
 class FlakyServicer(CatalogServicer):
@@ -231,7 +227,7 @@ class FlakyServicer(CatalogServicer):
         self.failures = failures
         self.calls = 0
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
         self.calls += 1
         if self.calls <= self.failures:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
@@ -246,6 +242,6 @@ class FailingServicer(CatalogServicer):
         self.code = code
         self.message = message
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> catalog_pb2.Product:
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
         await context.abort(self.code, self.message)
         raise AssertionError("abort() raises")

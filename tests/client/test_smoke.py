@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
-from catalog import catalog_pb2, catalog_pb2_grpc
+from catalog import catalog_pb2
 from client.channel import Transport, open_channel
 from client.commands import EXIT_OK, EXIT_SMOKE_FAILED
 from client.smoke import (
@@ -26,7 +26,7 @@ from client.smoke import (
 )
 from service.call_guard import Context
 from service.catalog_file import load_catalog
-from service.servicer import CatalogServicer
+from service.servicer import Catalog, CatalogServicer
 from service.store import CatalogStore
 from tests.client.conftest import Cli
 from tests.client.servers import SelfSignedCert, StallingServicer, TokenCheck, many_products, serve
@@ -112,36 +112,29 @@ def test_smoke_without_the_token_a_private_server_wants(
 class WrongTotal(CatalogServicer):
     """Counts one product more than it lists."""
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
-        page = await super().ListProducts(request, context)
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
+        page = catalog_pb2.ListProductsResponse.FromString(await super().ListProducts(request, context))
         page.total_count += 1
-        return page
+        return page.SerializeToString()
 
 
 class RepeatingToken(CatalogServicer):
     """The second page hands out the first page's token again: a walk that would never end."""
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
-        page = await super().ListProducts(request, context)
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
+        page = catalog_pb2.ListProductsResponse.FromString(await super().ListProducts(request, context))
         if request.page_token:
             page.next_page_token = request.page_token
-        return page
+        return page.SerializeToString()
 
 
 class WrongProduct(CatalogServicer):
     """GetProduct answers with a stale price."""
 
-    async def GetProduct(
-        self, request: catalog_pb2.GetProductRequest, context: Context
-    ) -> catalog_pb2.Product:
-        product = catalog_pb2.Product()
-        product.CopyFrom(await super().GetProduct(request, context))
+    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Context) -> bytes:
+        product = catalog_pb2.Product.FromString(await super().GetProduct(request, context))
         product.price += 1
-        return product
+        return product.SerializeToString()
 
 
 class BlindSearch(CatalogServicer):
@@ -149,34 +142,30 @@ class BlindSearch(CatalogServicer):
 
     async def SearchProducts(
         self, request: catalog_pb2.SearchRequest, context: Context
-    ) -> AsyncIterator[catalog_pb2.Product]:
+    ) -> AsyncIterator[bytes]:
         for _ in ():
-            yield catalog_pb2.Product()
+            yield b""
 
 
 class TokenIgnoring(CatalogServicer):
     """A page token it did not issue starts the list over instead of being refused."""
 
-    def __init__(self, store: CatalogStore) -> None:
+    def __init__(self, store: Catalog) -> None:
         super().__init__(store)
         self.issued: set[str] = set()
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
         if request.page_token not in self.issued:
             request = catalog_pb2.ListProductsRequest(page_size=request.page_size, category=request.category)
-        page = await super().ListProducts(request, context)
+        page = catalog_pb2.ListProductsResponse.FromString(await super().ListProducts(request, context))
         self.issued.add(page.next_page_token)
-        return page
+        return page.SerializeToString()
 
 
 class TokenCrashing(TokenIgnoring):
     """A page token it did not issue raises in the handler: UNKNOWN, not INVALID_ARGUMENT."""
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
         if request.page_token and request.page_token not in self.issued:
             raise ValueError("cannot decode the page token")
         return await super().ListProducts(request, context)
@@ -185,9 +174,7 @@ class TokenCrashing(TokenIgnoring):
 class NegativePageSizeCrashing(CatalogServicer):
     """A negative page size slices the catalog from the end and fails: UNKNOWN."""
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
         if request.page_size < 0:
             raise IndexError("negative page size")
         return await super().ListProducts(request, context)
@@ -196,9 +183,7 @@ class NegativePageSizeCrashing(CatalogServicer):
 class NegativePageSizeAccepting(CatalogServicer):
     """A negative page size is taken as the default one."""
 
-    async def ListProducts(
-        self, request: catalog_pb2.ListProductsRequest, context: Context
-    ) -> catalog_pb2.ListProductsResponse:
+    async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
         if request.page_size < 0:
             request = catalog_pb2.ListProductsRequest(
                 page_token=request.page_token, category=request.category
@@ -206,7 +191,7 @@ class NegativePageSizeAccepting(CatalogServicer):
         return await super().ListProducts(request, context)
 
 
-def seed(servicer: Callable[[CatalogStore], catalog_pb2_grpc.ProductCatalogServicer]) -> Callable[[], Any]:
+def seed(servicer: Callable[[Catalog], CatalogServicer]) -> Callable[[], Any]:
     return lambda: servicer(load_catalog())
 
 
@@ -269,7 +254,7 @@ def seed(servicer: Callable[[CatalogStore], catalog_pb2_grpc.ProductCatalogServi
 )
 def test_a_broken_server_fails_the_check_it_breaks(
     cli: Cli,
-    make_servicer: Callable[[], catalog_pb2_grpc.ProductCatalogServicer],
+    make_servicer: Callable[[], CatalogServicer],
     failed: list[str],
     message: str,
 ) -> None:

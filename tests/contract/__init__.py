@@ -1,0 +1,1 @@
+"""Tests of the rules several parts of the project share (contract/)."""

@@ -1,7 +1,7 @@
 """The config tables say what the program's table declares (config.py) and Pulumi.yaml's defaults.
 
-docs/deploying.md lists every key, other pages theirs: each with its type from the table, its default from
-Pulumi.yaml, and (for a key with choices) every choice.
+docs/deploying-notes.md lists every key, other pages theirs: each with its type from the table, its default
+from Pulumi.yaml, and (for a key with choices) every choice.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from catalog_infra.config import KEYS
 from tests.docs.markdown import REPO_ROOT, Page, Table, first_code, pages
 
 PAGES = pages()
-DEPLOYING = REPO_ROOT / "docs" / "deploying.md"
+DEPLOYING = REPO_ROOT / "docs" / "deploying-notes.md"
 # Pulumi.yaml can give a provider key a value but not declare it; the program requires this one.
 REQUIRED_PROVIDER_KEYS = {"gcp:project"}
 # How a page may spell Pulumi.yaml's types.
@@ -93,7 +93,7 @@ def _mismatches(table_rows: dict[str, tuple[str | None, str | None, str]]) -> li
 def test_deploying_md_lists_exactly_the_keys_pulumi_yaml_declares_with_their_types_and_defaults() -> None:
     page = Page.read(DEPLOYING)
     tables = [table for table in config_tables(page) if table.heading == "Config"]
-    assert tables, "docs/deploying.md has no config table under its Config heading"
+    assert tables, "docs/deploying-notes.md has no config table under its Config heading"
     listed: dict[str, tuple[str | None, str | None, str]] = {}
     for table in tables:
         listed.update(rows(table))
@@ -120,4 +120,4 @@ def test_the_deploying_page_names_every_choice_of_a_key_that_has_choices(key: An
 
 def test_the_tables_are_found_on_the_pages_that_have_them() -> None:
     names = {page.name for page in PAGES if config_tables(page)}
-    assert {"docs/deploying.md", "docs/front-door.md", "docs/observability.md"} <= names
+    assert {"docs/deploying-notes.md", "docs/front-door.md", "docs/observability.md"} <= names

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import functools
 import importlib
+import json
 import os
 import runpy
 import sys
@@ -209,10 +212,20 @@ class Deployment:
         return found[0]
 
 
+@functools.cache
+def _parsed_yaml(text: str) -> Any:
+    # libyaml's loader: the pure-Python one took a fifth of every program run, which reads Pulumi.yaml.
+    return yaml.load(text, Loader=yaml.CSafeLoader)
+
+
+def load_yaml(path: Path) -> Any:
+    """A YAML file's document, parsed once per content; a copy, which the caller may change."""
+    return copy.deepcopy(_parsed_yaml(path.read_text()))
+
+
 def stack_config(stack: str) -> dict[str, object]:
     """The config section of a committed Pulumi.<stack>.yaml."""
-    document = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
-    config: dict[str, object] = document["config"]
+    config: dict[str, object] = load_yaml(REPO_ROOT / f"Pulumi.{stack}.yaml")["config"]
     return config
 
 
@@ -318,6 +331,40 @@ def run_program(
     with _program_environment(program_dir), live_service(live, deployment.live_reads, program_dir):
         run()
     return deployment
+
+
+# Each deployment recorded so far, by (stack, preview, config as JSON), with its fingerprint then.
+_RECORDED: dict[tuple[str, bool, str], tuple[Deployment, str]] = {}
+
+
+def recorded(stack: str, *, preview: bool = False, config: Mapping[str, object] | None = None) -> Deployment:
+    """The deployment of `config` (the committed stack's by default), run once per test session.
+
+    For the tests that only read what the program declares. Read it, never change it: tests/infra/conftest.py
+    fails the session if a test did (`changed_recordings`).
+    """
+    config = stack_config(stack) if config is None else config
+    key = (stack, preview, json.dumps(config, sort_keys=True))
+    if key not in _RECORDED:
+        try:
+            deployment = run_program(config, stack=stack, preview=preview)
+        finally:
+            reset_pulumi()
+        _RECORDED[key] = deployment, _fingerprint(deployment)
+    return _RECORDED[key][0]
+
+
+def changed_recordings() -> list[str]:
+    """The shared deployments a test has changed since they were recorded: stack, mode and config."""
+    return [
+        f"{stack} ({'preview' if preview else 'up'}) of {config}"
+        for (stack, preview, config), (deployment, before) in _RECORDED.items()
+        if _fingerprint(deployment) != before
+    ]
+
+
+def _fingerprint(deployment: Deployment) -> str:
+    return repr((deployment.declared, deployment.outputs, deployment.live_reads))
 
 
 def reset_pulumi() -> None:

@@ -26,8 +26,8 @@ from tests.infra.harness import (
     Deployment,
     Mocks,
     RecordingMonitor,
+    recorded,
     run_program,
-    stack_config,
 )
 from tests.infra.test_checkouts import checkout
 
@@ -253,9 +253,9 @@ def test_memory_below_the_second_generations_floor_is_refused_with_a_catalog(roo
 
 
 def test_dev_ships_the_embedded_catalog_as_data() -> None:
-    deployment = run_program(stack_config("dev"), stack="dev")
+    deployment = recorded("dev")
     embedded = Path(__file__).resolve().parents[2] / "service" / "data" / "products.json"
     sha256 = hashlib.sha256(embedded.read_bytes()).hexdigest()
     assert deployment.one(OBJECT).inputs["name"] == f"catalogs/{sha256}.json"
     assert deployment.one(BUCKET).inputs["forceDestroy"] is True
-    assert run_program(stack_config("prod"), stack="prod").all(BUCKET) == []
+    assert recorded("prod").all(BUCKET) == []

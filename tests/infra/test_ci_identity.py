@@ -21,6 +21,7 @@ from tests.infra.harness import (
     Mocks,
     RecordingMonitor,
     infra_module,
+    recorded,
     run_program,
 )
 
@@ -44,7 +45,7 @@ def with_ci(**overrides: object) -> Deployment:
         f"{PROJECT}:githubRepositoryOwnerId": OWNER_ID,
     }
     config.update({f"{PROJECT}:{key}": value for key, value in overrides.items()})
-    return run_program(config)
+    return recorded("dev", config=config)
 
 
 def test_no_repository_no_ci_identity() -> None:
@@ -285,7 +286,7 @@ def test_with_a_front_door_the_deployer_manages_load_balancers_and_cloud_armor()
     assert not {"roles/compute.loadBalancerAdmin", "roles/compute.securityAdmin"} & without
 
 
-# Which role lets the deployer create each kind of resource the program declares (docs/ci-cd.md): a new
+# Which role lets the deployer create each kind of resource the program declares (docs/ci-cd-notes.md): a new
 # kind of resource fails this test until its role is granted and documented.
 ROLE_OF = {
     "gcp:cloudrunv2/service:Service": "roles/run.admin",
@@ -349,7 +350,7 @@ def test_the_modules_docstring_promises_no_refresh_the_workflows_do_not_run() ->
 
 
 def test_the_docs_table_lists_every_deployer_role_where_it_is_granted() -> None:
-    docs = (REPO_ROOT / "docs" / "ci-cd.md").read_text()
+    docs = (REPO_ROOT / "docs" / "ci-cd-notes.md").read_text()
     section = docs.split("## What the deployer may change", 1)[1].split("\n## ", 1)[0]
     rows = dict(re.findall(r"^\| `(roles/[\w.]+)`([^|]*)\|", section, re.MULTILINE))
     module = infra_module("ci_identity")

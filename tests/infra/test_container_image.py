@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.harness import REPOSITORY, STACKS, run_program, stack_config
+from tests.infra.harness import REPOSITORY, STACKS, recorded, stack_config
 from tests.infra.test_workflows import workflow
 
 REGISTRY = "us-central1-docker.pkg.dev"
@@ -14,7 +14,7 @@ WEEK = f"{7 * 24 * 3600}s"
 
 
 def policies(stack: str) -> dict[str, dict[str, Any]]:
-    repository = run_program(stack_config(stack), stack=stack).one(REPOSITORY).inputs
+    repository = recorded(stack).one(REPOSITORY).inputs
     return {policy["id"]: policy for policy in repository["cleanupPolicies"]}
 
 
@@ -45,7 +45,7 @@ def test_the_deployed_package_keeps_its_newest_versions_and_pull_requests_a_week
 def test_neither_package_prefix_matches_the_other_package(stack: str) -> None:
     # Prefixes, not names: were the pull requests' package REPO-pr, the deployed package's keep (prefix
     # REPO) would count those builds again, and the pull requests' shorter keep would mean nothing.
-    plan = run_program(stack_config(stack), stack=stack).outputs["release"]
+    plan = recorded(stack).outputs["release"]
     project = stack_config(stack)["gcp:project"]
     assert plan["imageRepository"] == f"{REGISTRY}/{project}/catalog-grpc/catalog-grpc"
     assert plan["prImageRepository"] == f"{REGISTRY}/{project}/catalog-grpc/pr-catalog-grpc"

@@ -15,7 +15,7 @@ from tests.infra.harness import PROJECT, SERVICE, run_program, stack_config
 # The page and a line that only its first-deploy block has.
 RECIPES = {
     "README.md": "pulumi stack select --create dev",
-    "docs/deploying.md": "pulumi stack init my-org/dev",
+    "docs/deploying.md": "pulumi stack select --create dev",
 }
 
 

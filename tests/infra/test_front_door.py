@@ -33,6 +33,7 @@ from tests.infra.harness import (
     Deployment,
     Mocks,
     RecordingMonitor,
+    recorded,
     run_program,
     stack_config,
 )
@@ -42,6 +43,9 @@ DOMAIN = "catalog.example.com"
 REGIONS = ["us-central1", "europe-west1", "asia-northeast1"]
 DENIED = [f"198.51.100.{n}/32" for n in range(12)] + ["2001:db8::/32"]
 INVOKERS = ["group:catalog-clients@example.com"]
+# The custom audience every service accepts in every region, whatever URL is dialled.
+AUDIENCE = "//run.googleapis.com/projects/{project}/services/catalog-grpc"
+PROD_AUDIENCE = AUDIENCE.format(project="my-gcp-project-prod")
 
 # What the committed stacks declared before the front door (the program as of dfca95d, under these mocks),
 # after "urn:pulumi:STACK::catalog-grpc::". Each must still be declared, or be an alias of what is.
@@ -118,7 +122,7 @@ def by_id(deployment: Deployment, type_: str) -> dict[str, Declared]:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_committed_stacks_keep_every_urn(stack: str) -> None:
-    deployment = run_program(stack_config(stack), stack=stack)
+    deployment = recorded(stack)
     prefix = f"urn:pulumi:{stack}::{PROJECT}::"
     claimed: dict[str, list[str]] = {}
     for resource in deployment.declared:
@@ -142,19 +146,19 @@ def test_committed_stacks_keep_every_urn(stack: str) -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_committed_stacks_have_no_front_door(stack: str) -> None:
-    deployment = run_program(stack_config(stack), stack=stack)
+    deployment = recorded(stack)
     for type_ in LB_TYPES:
         assert deployment.all(type_) == [], type_
     assert "compute.googleapis.com" not in {api.inputs["service"] for api in deployment.all(API)}
     service = deployment.one(SERVICE).inputs
     assert service["location"] == "us-central1"
     assert service["ingress"] == "INGRESS_TRAFFIC_ALL"
-    assert "customAudiences" not in service
+    assert service["customAudiences"] == [AUDIENCE.format(project=stack_config(stack)["gcp:project"])]
     outputs = deployment.outputs
     assert outputs["target"] == "catalog-grpc-abc123-uc.a.run.app:443"
     assert outputs["regions"] == ["us-central1"]
     assert outputs["urls"] == {"us-central1": "https://catalog-grpc-abc123-uc.a.run.app"}
-    assert not {"audience", "address", "certificate"} & set(outputs)
+    assert not {"address", "certificate"} & set(outputs)
 
 
 # Three regions behind a domain.
@@ -190,7 +194,7 @@ def test_every_region_keeps_a_warm_instance(edge: Deployment) -> None:
 def test_services_admit_only_the_load_balancer_and_accept_the_domains_tokens(edge: Deployment) -> None:
     for region, service in by_location(edge).items():
         assert service.inputs["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", region
-        assert service.inputs["customAudiences"] == [f"https://{DOMAIN}"], region
+        assert service.inputs["customAudiences"] == [PROD_AUDIENCE, f"https://{DOMAIN}"], region
         assert service.inputs["invokerIamDisabled"] is False
 
 
@@ -199,9 +203,22 @@ def test_invokers_are_granted_in_every_region(edge: Deployment) -> None:
     assert bindings == {(region, member) for region in REGIONS for member in INVOKERS}
 
 
+def serving_groups(deployment: Deployment) -> list[Declared]:
+    return [group for group in deployment.all(NEG) if "tag" not in group.inputs["cloudRun"]]
+
+
+def candidate_groups(deployment: Deployment) -> list[Declared]:
+    return [group for group in deployment.all(NEG) if "tag" in group.inputs["cloudRun"]]
+
+
+def serving_backend(deployment: Deployment) -> Declared:
+    (backend,) = [b for b in deployment.all(BACKEND) if b.name == "front-door-backend"]
+    return backend
+
+
 def test_a_serverless_neg_per_region_for_that_regions_service(edge: Deployment) -> None:
     services = by_location(edge)
-    groups = edge.all(NEG)
+    groups = serving_groups(edge)
     assert sorted(group.inputs["region"] for group in groups) == sorted(REGIONS)
     for group in groups:
         region = group.inputs["region"]
@@ -213,11 +230,12 @@ def test_a_serverless_neg_per_region_for_that_regions_service(edge: Deployment) 
 
 
 def test_the_backend_speaks_http2_to_every_neg_through_cloud_armor(edge: Deployment) -> None:
-    backend = edge.one(BACKEND)
+    backend = serving_backend(edge)
     assert backend.inputs["loadBalancingScheme"] == "EXTERNAL_MANAGED"
     assert backend.inputs["protocol"] == "HTTP2"
-    assert sorted(b["group"] for b in backend.inputs["backends"]) == sorted(g.id for g in edge.all(NEG))
-    assert {g.urn for g in edge.all(NEG)} <= set(backend.dependencies)
+    groups = serving_groups(edge)
+    assert sorted(b["group"] for b in backend.inputs["backends"]) == sorted(g.id for g in groups)
+    assert {g.urn for g in groups} <= set(backend.dependencies)
     policy = edge.one(SECURITY_POLICY)
     assert backend.inputs["securityPolicy"] == policy.id
     assert policy.urn in backend.dependencies
@@ -226,8 +244,30 @@ def test_the_backend_speaks_http2_to_every_neg_through_cloud_armor(edge: Deploym
     assert "healthChecks" not in backend.inputs
 
 
+def test_each_regions_candidate_is_reached_only_with_the_release_header(edge: Deployment) -> None:
+    backends = by_id(edge, BACKEND)
+    groups = by_id(edge, NEG)
+    url_map = edge.one(URL_MAP)
+    (matcher,) = url_map.inputs["pathMatchers"]
+    assert url_map.inputs["hostRules"] == [{"hosts": ["*"], "pathMatcher": matcher["name"]}]
+    assert matcher["defaultService"] == serving_backend(edge).id
+    routed = {}
+    for rule in matcher["routeRules"]:
+        (match,) = rule["matchRules"]
+        (header,) = match["headerMatches"]
+        assert header["headerName"] == "x-catalog-candidate"
+        candidate = backends[rule["service"]]
+        assert candidate.inputs["securityPolicy"] == edge.one(SECURITY_POLICY).id
+        (group,) = [groups[b["group"]] for b in candidate.inputs["backends"]]
+        assert group.inputs["cloudRun"] == {"service": "catalog-grpc", "tag": "candidate"}
+        routed[header["exactMatch"]] = group.inputs["region"]
+    # Each region's header value routes to that region's candidate, and only those values do.
+    assert routed == {region: region for region in REGIONS}
+    assert sorted(g.inputs["region"] for g in candidate_groups(edge)) == sorted(REGIONS)
+
+
 def test_url_map_proxy_certificate_address_and_forwarding_rule_chain_up(edge: Deployment) -> None:
-    backend, url_map = edge.one(BACKEND), edge.one(URL_MAP)
+    backend, url_map = serving_backend(edge), edge.one(URL_MAP)
     certificate, proxy = edge.one(CERTIFICATE), edge.one(HTTPS_PROXY)
     address, rule = edge.one(GLOBAL_ADDRESS), edge.one(FORWARDING_RULE)
     assert url_map.inputs["defaultService"] == backend.id
@@ -292,7 +332,11 @@ def test_front_door_lives_in_its_component_and_waits_for_the_compute_api(edge: D
 def test_outputs_name_the_domain_its_audience_and_address(edge: Deployment) -> None:
     outputs = edge.outputs
     assert outputs["target"] == f"{DOMAIN}:443"
-    assert outputs["audience"] == f"https://{DOMAIN}"
+    assert outputs["audience"] == PROD_AUDIENCE
+    assert outputs["release"]["frontDoor"] == {
+        "url": f"https://{DOMAIN}",
+        "candidateHeader": "x-catalog-candidate",
+    }
     assert outputs["address"] == ADDRESS
     assert outputs["certificate"] == "front-door-cert-1a2b3c4"
     assert outputs["regions"] == REGIONS
@@ -302,7 +346,7 @@ def test_outputs_name_the_domain_its_audience_and_address(edge: Deployment) -> N
 
 def test_one_region_behind_a_domain() -> None:
     deployment = run_program(edge_config(regions=[], minInstances=0), stack="prod")
-    assert [group.inputs["region"] for group in deployment.all(NEG)] == ["us-central1"]
+    assert [group.inputs["region"] for group in serving_groups(deployment)] == ["us-central1"]
     assert deployment.one(SERVICE).inputs["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
     assert deployment.outputs["target"] == f"{DOMAIN}:443"
 
@@ -317,7 +361,7 @@ def test_several_regions_without_a_domain_run_without_a_load_balancer() -> None:
     assert sorted(by_location(deployment)) == sorted(REGIONS)
     for type_ in LB_TYPES:
         assert deployment.all(type_) == [], type_
-    assert all("customAudiences" not in s.inputs for s in deployment.all(SERVICE))
+    assert all(s.inputs["customAudiences"] == [PROD_AUDIENCE] for s in deployment.all(SERVICE))
     assert deployment.outputs["target"] == "catalog-grpc-abc123-uc.a.run.app:443"
 
 
@@ -351,6 +395,12 @@ INVALID: list[tuple[str, object, dict[str, object], str]] = [
     # Load balancer settings without a load balancer.
     ("deniedIpRanges", ["203.0.113.0/24"], {}, f"needs {PROJECT}:domain"),
     ("ingress", "INGRESS_TRAFFIC_INTERNAL_ONLY", {"domain": DOMAIN}, "external load balancer"),
+    (
+        "prRevisions",
+        True,
+        {"domain": DOMAIN, "githubRepository": "o/r", "githubRepositoryId": 1, "githubRepositoryOwnerId": 2},
+        "tag URL would refuse every call",
+    ),
     ("ingress", "public", {}, "or empty"),
 ]
 
@@ -404,6 +454,7 @@ def test_front_door_needs_a_service() -> None:
         project="p-123456",
         domain=DOMAIN,
         services={},
+        candidate_tag="candidate",
         rate_limit_requests=10,
         rate_limit_interval_seconds=60,
         ban_duration_seconds=60,

@@ -11,7 +11,7 @@ from tests.infra.harness import (
     PROJECT_IAM,
     PROVIDER,
     Deployment,
-    run_program,
+    recorded,
     stack_config,
 )
 
@@ -22,7 +22,7 @@ POOL_NAME = f"projects/{POOL_NUMBER}/locations/global/workloadIdentityPools/gith
 
 
 def dev() -> Deployment:
-    return run_program(stack_config("dev"), stack="dev")
+    return recorded("dev")
 
 
 def grants_to(deployment: Deployment, member: str) -> list[tuple[str, str, str]]:
@@ -75,7 +75,7 @@ def test_only_pull_request_workflows_may_impersonate_it() -> None:
 
 
 def test_prod_has_none() -> None:
-    deployment = run_program(stack_config("prod"), stack="prod")
+    deployment = recorded("prod")
     assert stack_config("prod").get(f"{PROJECT}:prRevisions", False) is False
     assert "catalog-grpc-pr-rev" not in {a.inputs["accountId"] for a in deployment.all(ACCOUNT)}
     # The repository's one grant is the deployer's: no pull-request account pushes there.

@@ -15,11 +15,11 @@ import pytest
 from tests.infra.harness import (
     PROJECT,
     SERVICE,
-    STACKS,
     Deployment,
     Mocks,
     RecordingMonitor,
     infra_module,
+    recorded,
     run_program,
     stack_config,
 )
@@ -27,6 +27,8 @@ from tests.infra.harness import (
 BY_REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 OLD = "catalog-grpc-0ld0ld0ld0"
 OLDER = "catalog-grpc-01de401de4"
+# A front door; pull-request revisions (dev's) cannot live behind one, so they are off with it.
+DOMAIN: dict[str, object] = {"domain": "catalog.example.com", "prRevisions": False}
 PR = "catalog-grpc-pr3-12345678"
 
 
@@ -55,20 +57,17 @@ def split(deployment: Deployment) -> list[tuple[str, int, str]]:
 
 
 def deploy(stack: str, live_service: Any = None, **overrides: object) -> Deployment:
+    """The stack with `overrides`, deployed over `live_service`; a first deploy is shared (read it only)."""
     config = {**stack_config(stack), **{f"{PROJECT}:{key}": value for key, value in overrides.items()}}
+    if live_service is None:
+        return recorded(stack, config=config)
     return run_program(config, stack=stack, live=live_service)
-
-
-@pytest.fixture(params=STACKS)
-def stack(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
 
 
 @pytest.fixture
 def revision(stack: str) -> str:
     """The name the program gives this stack's revision (the same for the same build and settings)."""
-    name: str = service(deploy(stack))["template"]["revision"]
+    name: str = service(recorded(stack))["template"]["revision"]
     return name
 
 
@@ -76,7 +75,8 @@ def test_the_revision_is_named_after_what_it_runs(stack: str, revision: str) -> 
     # Cloud Run's rule: the service's name and a dash first.
     assert revision.startswith("catalog-grpc-")
     assert len(revision) == len("catalog-grpc-") + 10
-    assert service(deploy(stack))["template"]["revision"] == revision
+    # Another run of the same build and settings: the same name.
+    assert service(run_program(stack_config(stack), stack=stack))["template"]["revision"] == revision
     assert service(deploy(stack, memory="2Gi"))["template"]["revision"] != revision
     assert (
         service(deploy(stack, logLevel="DEBUG" if stack == "prod" else "INFO"))["template"]["revision"]
@@ -93,10 +93,8 @@ def test_service_level_settings_that_make_a_revision_change_its_name(stack: str,
 
     behind_balancer = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
     # A domain adds the custom audience https://DOMAIN: alone (same ingress), it is a new name.
-    with_domain = name(domain="catalog.example.com", ingress=behind_balancer)
-    assert service(deploy(stack, domain="catalog.example.com"))["customAudiences"] == [
-        "https://catalog.example.com"
-    ]
+    with_domain = name(**DOMAIN, ingress=behind_balancer)
+    assert service(deploy(stack, **DOMAIN))["customAudiences"][1:] == ["https://catalog.example.com"]
     assert with_domain != name(ingress=behind_balancer)
     assert name(ingress=behind_balancer) != revision
     if stack == "prod":
@@ -115,13 +113,13 @@ def test_settings_outside_the_revision_keep_its_name(stack: str, revision: str) 
     for key, value in unrelated.items():
         assert service(deploy(stack, **{key: value}))["template"]["revision"] == revision, key
     # The front door's own settings are the load balancer's, not the service's.
-    with_domain = service(deploy(stack, domain="catalog.example.com"))["template"]["revision"]
-    limited = deploy(stack, domain="catalog.example.com", rateLimitRequests=50)
+    with_domain = service(deploy(stack, **DOMAIN))["template"]["revision"]
+    limited = deploy(stack, **DOMAIN, rateLimitRequests=50)
     assert service(limited)["template"]["revision"] == with_domain
 
 
 def test_first_deploy_serves_the_new_revision_as_stable_and_candidate(stack: str, revision: str) -> None:
-    deployment = deploy(stack, None)
+    deployment = recorded(stack)
     assert split(deployment) == [(revision, 100, "stable"), (revision, 0, "candidate")]
     assert deployment.live_reads == [(stack_config(stack)["gcp:project"], "us-central1", "catalog-grpc")]
 
@@ -175,7 +173,7 @@ def test_an_untagged_split_is_refused_before_any_resource() -> None:
 
 
 def test_readiness_probe_asks_for_the_catalog_over_grpc(stack: str) -> None:
-    container = service(deploy(stack))["template"]["containers"][0]
+    container = service(recorded(stack))["template"]["containers"][0]
     probe = container["readinessProbe"]
     assert probe["grpc"] == {"port": 8080, "service": "catalog.ProductCatalog"}
     assert "httpGet" not in probe
@@ -185,7 +183,7 @@ def test_readiness_probe_asks_for_the_catalog_over_grpc(stack: str) -> None:
 
 
 def test_outputs_name_both_targets_and_the_release_plan(stack: str, revision: str) -> None:
-    outputs = deploy(stack).outputs
+    outputs = recorded(stack).outputs
     assert outputs["revision"] == revision
     assert outputs["stableTarget"] == "stable---catalog-grpc-abc123-uc.a.run.app:443"
     assert outputs["candidateTarget"] == "candidate---catalog-grpc-abc123-uc.a.run.app:443"
@@ -209,8 +207,9 @@ def test_outputs_name_both_targets_and_the_release_plan(stack: str, revision: st
                 "candidateUrl": "https://candidate---catalog-grpc-abc123-uc.a.run.app",
             }
         },
-        # No front door: each region's ID tokens are for its own URL.
-        "audience": None,
+        # The custom audience every region's service accepts on every URL.
+        "audience": f"//run.googleapis.com/projects/{config['gcp:project']}/services/catalog-grpc",
+        "frontDoor": None,
         "imageRepository": f"us-central1-docker.pkg.dev/{config['gcp:project']}/catalog-grpc/catalog-grpc",
         "prImageRepository": (
             f"us-central1-docker.pkg.dev/{config['gcp:project']}/catalog-grpc/pr-catalog-grpc"
@@ -260,7 +259,7 @@ def test_pr_revisions_need_a_repository() -> None:
 
 def test_the_service_urn_the_deploy_jobs_refresh(stack: str) -> None:
     # docs/releases.md: CI refreshes this one resource before `pulumi up`.
-    assert deploy(stack).one(SERVICE).urn == (
+    assert recorded(stack).one(SERVICE).urn == (
         f"urn:pulumi:{stack}::catalog-grpc::catalog:index:GrpcService$gcp:cloudrunv2/service:Service::catalog-service"
     )
 
@@ -340,12 +339,20 @@ def test_the_release_plan_lists_every_region(stack: str) -> None:
             "candidateUrl": "https://candidate---catalog-grpc-abc123-uc.a.run.app",
         },
     }
-    assert plan["audience"] is None
+    assert (
+        plan["audience"]
+        == f"//run.googleapis.com/projects/{stack_config(stack)['gcp:project']}/services/catalog-grpc"
+    )
+    assert plan["frontDoor"] is None
 
 
-def test_with_a_front_door_the_plan_carries_its_audience(stack: str) -> None:
-    plan = deploy(stack, None, domain="catalog.example.com", **REGIONS).outputs["release"]
-    assert plan["audience"] == "https://catalog.example.com"
+def test_with_a_front_door_the_plan_routes_the_release_through_it(stack: str) -> None:
+    plan = deploy(stack, None, **DOMAIN, **REGIONS).outputs["release"]
+    assert plan["audience"].endswith("/services/catalog-grpc")
+    assert plan["frontDoor"] == {
+        "url": "https://catalog.example.com",
+        "candidateHeader": "x-catalog-candidate",
+    }
     assert list(plan["regions"]) == ["us-central1", "europe-west1"]
 
 

@@ -75,7 +75,7 @@ def test_every_name_but_the_pools_derives_from_the_service_name() -> None:
 
 
 def test_deploying_says_how_stacks_share_a_project() -> None:
-    text = (REPO_ROOT / "docs" / "deploying.md").read_text(encoding="utf-8")
+    text = (REPO_ROOT / "docs" / "deploying-notes.md").read_text(encoding="utf-8")
     section = text.split("### Several stacks, one project", 1)[1].split("\n#", 1)[0]
     assert "its own project" in section
     assert "a distinct `serviceName`\nand `ciPoolSuffix`" in section

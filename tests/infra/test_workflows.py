@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.infra.harness import IMAGE, REPO_ROOT, STACKS, run_program, stack_config
+from tests.infra.harness import IMAGE, REPO_ROOT, STACKS, recorded
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 IMAGE_SUBJECT = REPO_ROOT / ".ci" / "image_subject.py"
@@ -125,7 +125,7 @@ def test_previews_never_build_the_image_the_pull_requests_image_job_builds(stack
     # first `up`): each pull request would build the image again in both previews. The program turns that
     # off, as a preview would run it, and the `image` job builds every pull request's Dockerfile instead.
     for preview in (True, False):
-        deployment = run_program(stack_config(stack), stack=stack, preview=preview)
+        deployment = recorded(stack, preview=preview)
         image = deployment.one(IMAGE).inputs
         assert image["buildOnPreview"] is False
         assert image["push"] is True  # `up` builds and pushes
@@ -136,7 +136,7 @@ def test_previews_never_build_the_image_the_pull_requests_image_job_builds(stack
     for text in (
         (WORKFLOWS / "pulumi.yml").read_text(),
         (WORKFLOWS / "test.yml").read_text(),
-        (REPO_ROOT / "docs" / "ci-cd.md").read_text(),
+        (REPO_ROOT / "docs" / "ci-cd-notes.md").read_text(),
     ):
         flat = " ".join(text.replace("#", " ").split())
         assert "skips the preview build" not in flat
@@ -146,9 +146,161 @@ def test_previews_never_build_the_image_the_pull_requests_image_job_builds(stack
 # --- state: Pulumi Cloud by OIDC, named ORG/STACK, never refreshed (items 9, 11, 12) --------------
 
 
-def test_no_workflow_reads_a_pulumi_access_token_secret() -> None:
-    for path in sorted(WORKFLOWS.glob("*.yml")):
-        assert "secrets.PULUMI_ACCESS_TOKEN" not in path.read_text(), path.name
+MODES = ("oidc", "token", "gcs")
+BACKEND_SCRIPT = REPO_ROOT / ".ci" / "pulumi_backend.sh"
+
+
+def evaluate(expression: str, variables: dict[str, str], matrix: dict[str, str] | None = None) -> object:
+    """A GitHub expression of the few forms the workflows use (==, &&, ||, format, vars., matrix.)."""
+    text = expression.strip()
+    if text.startswith("${{") and text.endswith("}}"):
+        text = text[3:-2]
+    python = text.replace("&&", " and ").replace("||", " or ")
+    python = re.sub(r"vars\.(\w+)", lambda m: repr(variables.get(m[1], "")), python)
+    python = re.sub(r"matrix\.(\w+)", lambda m: repr((matrix or {})[m[1]]), python)
+
+    def format_(template: str, *args: object) -> str:
+        return re.sub(r"\{(\d+)\}", lambda m: str(args[int(m[1])]), template)
+
+    return eval(python, {"__builtins__": {}}, {"format": format_})
+
+
+def mode_variables(mode: str) -> dict[str, str]:
+    """The repository variables of a repository in `mode` (oidc also as the variable left unset)."""
+    return {"PULUMI_ORG": "acme", **({"PULUMI_BACKEND": mode} if mode != "oidc" else {})}
+
+
+def every_job() -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (name, job_name, job)
+        for name, document in all_workflows().items()
+        for job_name, job in document["jobs"].items()
+        if "steps" in job
+    ]
+
+
+def test_the_access_token_secret_is_read_only_by_the_backend_step() -> None:
+    for name, job_name, job in every_job():
+        for step in job["steps"]:
+            text = yaml.safe_dump(step)
+            if "secrets.PULUMI_ACCESS_TOKEN" in text:
+                assert step.get("name") == "Reach Pulumi's state", (name, job_name)
+                assert step["env"]["TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+
+
+def test_every_job_that_runs_pulumi_first_reaches_the_state_as_the_mode_says() -> None:
+    seen = 0
+    for name, job_name, job in every_job():
+        if not steps_using(job, "pulumi/actions"):
+            continue
+        seen += 1
+        steps = job["steps"]
+        first_pulumi = (
+            step_index(job, "pulumi/actions")
+            if len(steps_using(job, "pulumi/actions")) == 1
+            else min(i for i, step in enumerate(steps) if step.get("uses", "").startswith("pulumi/actions@"))
+        )
+        (backend,) = [i for i, step in enumerate(steps) if step.get("name") == "Reach Pulumi's state"]
+        assert steps[backend]["run"] == ".ci/pulumi_backend.sh"
+        assert steps[backend]["env"]["MODE"] == "${{ vars.PULUMI_BACKEND }}"
+        # gcs reads the bucket with the Google identity: it must be in place before Pulumi runs.
+        google = min(
+            i for i, s in enumerate(steps) if s.get("uses", "").startswith("google-github-actions/auth@")
+        )
+        assert backend < first_pulumi, (name, job_name)
+        assert google < first_pulumi, (name, job_name)
+    assert seen == 6  # preview, up-dev, up-prod; pr-revision's build, deploy, remove
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_team_token_exchange_runs_only_in_oidc_mode(mode: str) -> None:
+    for name, job_name, job in every_job():
+        for auth in steps_using(job, "pulumi/auth-actions"):
+            assert evaluate(auth["if"], mode_variables(mode)) is (mode == "oidc"), (name, job_name)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stacks_are_org_slash_stack_on_pulumi_cloud_and_bare_in_a_bucket(mode: str) -> None:
+    names: dict[str, set[object]] = {}
+    for name, job_name, job in every_job():
+        for step in steps_using(job, "pulumi/actions"):
+            matrices = job.get("strategy", {}).get("matrix", {}).get("include", [{}])
+            for matrix in matrices:
+                value = evaluate(step["with"]["stack-name"], mode_variables(mode), matrix)
+                names.setdefault(f"{name}:{job_name}", set()).add(value)
+    prefix = "" if mode == "gcs" else "acme/"
+    assert names == {
+        "pulumi.yml:preview": {f"{prefix}dev", f"{prefix}prod"},
+        "pulumi.yml:up-dev": {f"{prefix}dev"},
+        "pulumi.yml:up-prod": {f"{prefix}prod"},
+        "pr-revision.yml:build": {f"{prefix}dev"},
+        "pr-revision.yml:deploy": {f"{prefix}dev"},
+        "pr-revision.yml:remove": {f"{prefix}dev"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("job_name", "stack"), [("preview", "dev"), ("preview", "prod"), ("up-dev", "dev"), ("up-prod", "prod")]
+)
+def test_each_job_hands_the_script_its_own_stacks_bucket(job_name: str, stack: str) -> None:
+    job = pulumi_jobs()[job_name]
+    (backend,) = [step for step in job["steps"] if step.get("name") == "Reach Pulumi's state"]
+    matrix: dict[str, str] = next(
+        (m for m in job.get("strategy", {}).get("matrix", {}).get("include", []) if m["stack"] == stack), {}
+    )
+    variables = {f"PULUMI_BACKEND_URL_{stack.upper()}": f"gs://{stack}"}
+    url = evaluate(backend["env"]["BACKEND_URL"], variables, matrix)
+    if isinstance(url, str) and url.startswith("${{"):  # a matrix value is an expression in its turn
+        url = evaluate(url, variables)
+    assert url == f"gs://{stack}"
+
+
+def run_backend_script(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    github_env = tmp_path / "github_env"
+    github_env.write_text("")
+    result = subprocess.run(
+        [str(BACKEND_SCRIPT)],
+        env={"PATH": "/usr/bin:/bin", "GITHUB_ENV": str(github_env), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result, github_env.read_text()
+
+
+@pytest.mark.parametrize(
+    ("env", "exported"),
+    [
+        ({}, ""),  # the variable unset: oidc, which pulumi/auth-actions does
+        ({"MODE": "oidc", "TOKEN": "ignored"}, ""),
+        ({"MODE": "token", "TOKEN": "pul-123"}, "PULUMI_ACCESS_TOKEN=pul-123\n"),
+        ({"MODE": "gcs", "BACKEND_URL": "gs://p-pulumi-state"}, "PULUMI_BACKEND_URL=gs://p-pulumi-state\n"),
+    ],
+)
+def test_the_backend_script_exports_what_each_mode_needs(
+    tmp_path: Path, env: dict[str, str], exported: str
+) -> None:
+    result, github_env = run_backend_script(tmp_path, **env)
+    assert result.returncode == 0, result.stdout
+    assert github_env == exported
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MODE": "token"}, "the secret PULUMI_ACCESS_TOKEN is empty"),
+        ({"MODE": "gcs"}, "set it to the stack's stateBackendUrl output"),
+        ({"MODE": "gcs", "BACKEND_URL": "s3://x"}, "set it to the stack's stateBackendUrl output"),
+        ({"MODE": "cloud"}, "PULUMI_BACKEND is 'cloud': set it to oidc, token or gcs"),
+    ],
+)
+def test_the_backend_script_refuses_a_mode_it_cannot_serve(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    result, github_env = run_backend_script(tmp_path, **env)
+    assert result.returncode == 1
+    assert message in result.stdout
+    assert github_env == ""
 
 
 @pytest.mark.parametrize(
@@ -171,15 +323,6 @@ def test_each_pulumi_job_exchanges_its_oidc_token_for_its_own_team_token(job_nam
     assert job["timeout-minutes"] * 60 < auth["with"]["token-expiration"]
     assert job["permissions"]["id-token"] == "write"
     assert step_index(job, "pulumi/auth-actions") < step_index(job, "pulumi/actions")
-
-
-def test_stacks_are_named_org_slash_stack_from_a_repository_variable() -> None:
-    names = {job: step["with"]["stack-name"] for job, step in pulumi_steps()}
-    assert names == {
-        "preview": f"{ORG}/${{{{ matrix.stack }}}}",
-        "up-dev": f"{ORG}/dev",
-        "up-prod": f"{ORG}/prod",
-    }
 
 
 def test_ci_never_refreshes() -> None:
@@ -646,10 +789,10 @@ def test_make_lint_runs_both_scanners_beside_actionlint() -> None:
     assert "$(SCAN_VENV)/.installed" in lint.splitlines()[0]
 
 
-# --- docs/ci-cd.md says what the workflows need ---------------------------------------------------
+# --- docs/ci-cd-notes.md says what the workflows need ---------------------------------------------------
 
 
-DOCS = REPO_ROOT / "docs" / "ci-cd.md"
+DOCS = REPO_ROOT / "docs" / "ci-cd-notes.md"
 
 
 def test_the_docs_list_every_repository_variable_the_workflows_read_and_no_other() -> None:
@@ -663,9 +806,12 @@ def test_the_docs_list_every_repository_variable_the_workflows_read_and_no_other
         name[: name.rfind("_")] + suffix for name, suffix in rows if suffix
     }
     assert used == documented
-    assert "secrets." not in "".join(path.read_text() for path in WORKFLOWS.glob("*.yml")).replace(
-        "secrets.GITHUB_TOKEN", ""
-    )
+    secrets = {
+        match
+        for path in sorted(WORKFLOWS.glob("*.yml"))
+        for match in re.findall(r"secrets\.(\w+)", path.read_text())
+    }
+    assert secrets == {"GITHUB_TOKEN", "PULUMI_ACCESS_TOKEN"}
 
 
 def test_the_docs_table_of_pins_matches_the_workflows() -> None:

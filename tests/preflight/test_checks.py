@@ -124,7 +124,8 @@ CASES = {
         unused={"invokerIamDisabled": False},
     ),
     "run.allowedIngress": ConstraintCase(
-        stack={"domain": "catalog.example.com"},
+        # A domain refuses pull-request revisions (config), which dev has.
+        stack={"domain": "catalog.example.com", "prRevisions": False},
         allows=allowing("internal-and-cloud-load-balancing"),
         refuses=allowing("internal"),
         setting=f"{KEY}ingress = INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
@@ -300,7 +301,9 @@ def test_a_missing_permission_is_a_problem_naming_it_the_resource_and_the_role(
 
 def test_the_deployer_is_asked_only_what_it_holds_on_the_project(cloud: FakeCloud, clients: Clients) -> None:
     cloud.granted = {p for row in permissions.RESOURCES for p in row.deployer}
-    dev = stack({"domain": "catalog.example.com", "alertEmails": ["oncall@example.com"]})
+    dev = stack(
+        {"domain": "catalog.example.com", "alertEmails": ["oncall@example.com"], "prRevisions": False}
+    )
     findings = list(check_permissions(clients, dev, deployer=True))
     assert problems(findings) == []
     asked = {permission for request in cloud.permission_requests for permission in request}

@@ -14,9 +14,10 @@ from tests.infra.harness import DIGEST, PROJECT, reset_pulumi, run_program, stac
 MATRIX: dict[str, tuple[str, dict[str, object]]] = {
     "dev": ("dev", {}),
     "prod": ("prod", {}),
+    # A domain refuses pull-request revisions, which plain dev covers.
     "dev with a domain and alert emails": (
         "dev",
-        {"domain": "catalog.example.com", "alertEmails": ["oncall@example.com"]},
+        {"domain": "catalog.example.com", "alertEmails": ["oncall@example.com"], "prRevisions": False},
     ),
     "dev without CI identity or catalog file": (
         "dev",

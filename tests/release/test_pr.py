@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from contract.release import CANDIDATE, STABLE
+from contract import cloudrun
+from contract.release import CANDIDATE, STABLE, pr_tag
 from release import pr
 from release.cloudrun import CloudRun, CloudRunError
 from release.gates import Gate, ReadyGate, SmokeGate
@@ -97,8 +98,15 @@ def test_images_must_be_pinned_by_digest(run: CloudRun) -> None:
 def test_pr_revision_names_start_with_the_service_and_differ_per_build() -> None:
     first = pr.pr_revision_name("catalog-grpc", 42, IMAGE)
     assert first.startswith("catalog-grpc-pr42-")
-    assert len(first) <= 63
     assert first != pr.pr_revision_name("catalog-grpc", 42, IMAGE.replace("7", "8"))
+
+
+@pytest.mark.parametrize("number", [1, 99_999_999])
+def test_pr_revision_names_and_tags_pass_cloud_runs_name_rules(number: int) -> None:
+    # The longest service name config allows (21 characters) and a large pull-request number.
+    service = "c" * 21
+    assert cloudrun.revision_name_problems(service, pr.pr_revision_name(service, number, IMAGE)) == []
+    assert cloudrun.tag_problems(pr_tag(number)) == []
 
 
 def test_a_build_that_never_starts_fails_and_the_template_is_put_back(

@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2
 
 from bench.servers import ServerProcess
 from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
+from service.__main__ import EXIT_PORT_IN_USE
 from tests.servers import run_to_exit
 from tests.service.helpers import assert_reason_comes_first, write_catalog
 from tests.service.test_operations import health_stub
@@ -131,9 +132,14 @@ def test_missing_catalog_file_stops_start_up(tmp_path: Path) -> None:
 
 def test_port_in_use_is_a_clear_start_up_error(server_process: ServerProcess) -> None:
     port = server_process.wait_serving()
-    result = run_to_exit({"PORT": str(port)})
-    assert result.returncode == 1
-    assert "cannot start" in result.stdout
+    for processes in ("1", "2"):
+        result = run_to_exit({"PORT": str(port), "SERVER_PROCESSES": processes})
+        assert result.returncode == EXIT_PORT_IN_USE
+        # One JSON line that says what to do, not gRPC's own error from its core.
+        (line,) = result.stdout.splitlines()
+        assert json.loads(line)["message"].startswith(f"port {port} is in use; run with PORT=")
+        assert "add_port" not in result.stderr
+        assert not result.stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -10,6 +10,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
+from service.servicer import list_response
 from service.store import CatalogStore
 from tests.service.helpers import make_products, serving
 
@@ -272,3 +273,14 @@ def test_a_huge_unknown_id_is_not_found_with_a_short_message(stub: Stub) -> None
         stub.GetProduct(catalog_pb2.GetProductRequest(id="x" * 10_000), timeout=5)  # under MAX_REQUEST_BYTES
     assert raised.value.code() is grpc.StatusCode.NOT_FOUND
     assert raised.value.details() == f"product {'x' * 100}... (10000 characters) not found"
+
+
+@pytest.mark.parametrize("description_length", [0, 100, 200, 20_000])  # one-, two- and three-byte lengths
+def test_a_page_written_from_bytes_is_the_message_protobuf_writes(description_length: int) -> None:
+    products = [
+        catalog_pb2.Product(id=f"p{i}", name="Item", description="d" * description_length * i, price=1.5)
+        for i in range(3)
+    ]
+    written = list_response([p.SerializeToString() for p in products], "next", 42)
+    expected = catalog_pb2.ListProductsResponse(products=products, next_page_token="next", total_count=42)
+    assert written == expected.SerializeToString()

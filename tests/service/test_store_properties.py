@@ -188,7 +188,8 @@ def walk(servicer: CatalogServicer, category: str, page_size: int) -> list[catal
     token = ""
     while True:
         request = catalog_pb2.ListProductsRequest(page_size=page_size, page_token=token, category=category)
-        page = asyncio.run(servicer.ListProducts(request, _Context()))  # type: ignore[arg-type]
+        answer = asyncio.run(servicer.ListProducts(request, _Context()))  # type: ignore[arg-type]
+        page = catalog_pb2.ListProductsResponse.FromString(answer)  # the servicer answers serialized
         pages.append(page)
         token = page.next_page_token
         if not token:
@@ -224,7 +225,8 @@ def test_search_rpc_streams_the_reference(data: st.DataObject, products: list[Pr
     request = catalog_pb2.SearchRequest(query=query, max_results=max_results)
 
     async def stream() -> list[Product]:
-        return [p async for p in servicer.SearchProducts(request, _Context())]  # type: ignore[arg-type]
+        found = servicer.SearchProducts(request, _Context())  # type: ignore[arg-type]
+        return [Product.FromString(p) async for p in found]
 
     streamed = asyncio.run(stream())
     assert streamed == reference_search(products, query, min(max_results or 10, 1000))

@@ -1,0 +1,98 @@
+"""Bare servers, one per server model: GetProduct answers one fixed pre-serialized Product, nothing more.
+
+    PORT=8080 python -m bench.bare aio      # grpc.aio on uvloop, as service/server.py runs
+    PORT=8080 python -m bench.bare sync     # grpc.server with a thread pool, as the seed runs
+
+No guard, no log, no limits, no store: the ceiling of each model, which the bench compares our server's
+CPU per call with (docs/performance.md). Health answers SERVING at once, so ServerProcess can time it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from concurrent import futures
+from typing import Any
+
+import grpc
+import uvloop
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from catalog import GET_PRODUCT_METHOD, SERVICE_NAME, catalog_pb2
+
+MODELS = ("aio", "sync")
+# The seed's thread count: the sync model as the seed runs it.
+SYNC_THREADS = 10
+ANSWER = catalog_pb2.Product(
+    id="p050000",
+    name="Wireless Kettle Pro 50000",
+    description="A compact wireless kettle for the kitchen, tested and reliable",
+    price=49.99,
+    category="kitchen",
+    in_stock=True,
+).SerializeToString()
+
+
+def _passthrough(data: bytes) -> bytes:
+    return data
+
+
+def _handler(behaviour: Any) -> grpc.GenericRpcHandler:
+    method = grpc.unary_unary_rpc_method_handler(
+        behaviour, request_deserializer=_passthrough, response_serializer=_passthrough
+    )
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, {GET_PRODUCT_METHOD.rsplit("/", 1)[1]: method})
+
+
+async def _serve_aio(port: int) -> None:
+    async def get(_request: bytes, _context: object) -> bytes:
+        return ANSWER
+
+    server = aio.server(handlers=[_handler(get)], options=[("grpc.so_reuseport", 0)])
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server.add_insecure_port(f"[::]:{port}")
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(0)
+
+
+def _serve_sync(port: int) -> None:
+    def get(_request: bytes, _context: object) -> bytes:
+        return ANSWER
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=SYNC_THREADS),
+        handlers=[_handler(get)],
+        options=[("grpc.so_reuseport", 0)],
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    server.add_insecure_port(f"[::]:{port}")
+    server.start()
+    signal.signal(signal.SIGTERM, lambda *_: server.stop(0))
+    server.wait_for_termination()
+
+
+def main(argv: list[str]) -> int:
+    """Serve model argv[0] on $PORT until SIGTERM."""
+    if len(argv) != 1 or argv[0] not in MODELS:
+        print(f"usage: python -m bench.bare {{{','.join(MODELS)}}}", file=sys.stderr)
+        return 2
+    port = int(os.environ.get("PORT", "8080"))
+    if argv[0] == "aio":
+        uvloop.run(_serve_aio(port))
+    else:
+        _serve_sync(port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
