@@ -21,7 +21,6 @@ LiveService = revisions.LiveService
 STABLE_REV = "catalog-grpc-0ld0ld0ld0"
 OLDER = "catalog-grpc-01de401de4"
 NEW = "catalog-grpc-4e74e74e74"
-IMAGE = "us-central1-docker.pkg.dev/p/catalog-grpc/catalog-grpc@sha256:" + "a" * 64
 # Routes the program does not own, each with and without a share of traffic where Cloud Run allows it.
 UNOWNED = {
     "pull request": LiveRoute("catalog-grpc-pr3-12345678", 0, "pr-3"),
@@ -29,58 +28,88 @@ UNOWNED = {
     "operator tag with traffic": LiveRoute(OLDER, 10, "canary-eu"),
     "untagged share": LiveRoute(OLDER, 5, ""),
 }
-# The settings the program names a revision after (grpc_service.py), with a value of each kind.
-SETTINGS: dict[str, object] = {
-    "serviceAccount": "catalog-grpc-run",
-    "timeout": 300,
-    "concurrency": 80,
-    "scaling": [0, 3],
-    "port": 8080,
-    "env": [["LOG_LEVEL", "INFO"]],
-    "resources": ["1", "512Mi", True, True],
-    "healthService": "catalog.ProductCatalog",
-    "startupProbe": [1, 1, 240],
-    "livenessProbe": [10, 1, 3],
-    "readinessProbe": [5, 1, 3, 1],
+# A template as the program sends it (wire names), with a value of each kind.
+TEMPLATE: dict[str, Any] = {
+    "serviceAccount": "catalog-grpc-run@p.iam.gserviceaccount.com",
+    "timeout": "300s",
+    "maxInstanceRequestConcurrency": 80,
+    "scaling": {"minInstanceCount": 0, "maxInstanceCount": 3},
+    "containers": [
+        {
+            "image": "us-central1-docker.pkg.dev/p/catalog-grpc/catalog-grpc@sha256:" + "a" * 64,
+            "envs": [{"name": "LOG_LEVEL", "value": "INFO"}],
+            "resources": {"limits": {"cpu": "1", "memory": "512Mi"}, "cpuIdle": True},
+        }
+    ],
 }
+# A value for each service-level field that names a revision.
+FIELD_VALUES: dict[str, object] = {
+    "customAudiences": ["https://catalog.example.com"],
+    "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+    "invokerIamDisabled": True,
+    "launchStage": "BETA",
+}
+UNSET = dict.fromkeys(revisions.REVISION_FIELDS)
 
 
-def changed(value: object) -> object:
-    """Another value of the same kind."""
+def name(template: dict[str, Any] = TEMPLATE, /, **fields: object) -> str:
+    material = revisions.revision_material(template, {**UNSET, **fields})
+    result: str = revisions.revision_name("catalog-grpc", material)
+    return result
+
+
+def changed(value: Any) -> Any:
+    """Another value of the same shape: every leaf of it differs."""
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):
         return value + 1
     if isinstance(value, str):
         return value + "x"
-    assert isinstance(value, list)
-    return [*value[:-1], changed(value[-1])]
+    if isinstance(value, dict):
+        return {key: changed(item) for key, item in value.items()}
+    return [changed(item) for item in value]
 
 
-@pytest.mark.parametrize("key", sorted(SETTINGS))
-def test_every_setting_changes_the_revision_name_on_its_own(key: str) -> None:
-    before = revisions.revision_name("catalog-grpc", IMAGE, SETTINGS)
-    after = revisions.revision_name("catalog-grpc", IMAGE, {**SETTINGS, key: changed(SETTINGS[key])})
-    assert after != before
+def test_every_revision_field_has_a_case() -> None:
+    assert set(FIELD_VALUES) == set(revisions.REVISION_FIELDS)
 
 
-def test_the_same_build_and_settings_give_the_same_name_whatever_their_order() -> None:
-    reordered = dict(reversed(list(SETTINGS.items())))
-    assert revisions.revision_name("catalog-grpc", IMAGE, reordered) == revisions.revision_name(
-        "catalog-grpc", IMAGE, SETTINGS
-    )
-    assert revisions.revision_name("catalog-grpc", IMAGE + "b", SETTINGS) != revisions.revision_name(
-        "catalog-grpc", IMAGE, SETTINGS
-    )
+@pytest.mark.parametrize("field", revisions.REVISION_FIELDS)
+def test_every_service_level_field_renames_the_revision_on_its_own(field: str) -> None:
+    assert name(**{field: FIELD_VALUES[field]}) != name()
 
 
-@pytest.mark.parametrize("service", ["catalog-grpc", "c", "catalog-grpc-eu"])
-def test_a_name_is_the_service_a_dash_and_ten_hex_digits(service: str) -> None:
-    name = revisions.revision_name(service, IMAGE, SETTINGS)
-    prefix, digits = name[: len(service) + 1], name[len(service) + 1 :]
-    assert prefix == f"{service}-"
+@pytest.mark.parametrize("key", sorted(TEMPLATE))
+def test_every_template_setting_renames_the_revision_on_its_own(key: str) -> None:
+    assert name({**TEMPLATE, key: changed(TEMPLATE[key])}) != name()
+
+
+def test_the_same_template_gives_the_same_name_whatever_its_order_or_number_form_or_own_name() -> None:
+    reordered = dict(reversed(list(TEMPLATE.items())))
+    as_doubles = {**TEMPLATE, "maxInstanceRequestConcurrency": 80.0}
+    named = {**TEMPLATE, "revision": "catalog-grpc-0123456789"}
+    assert name(reordered) == name(as_doubles) == name(named) == name()
+    assert name({**TEMPLATE, "maxInstanceRequestConcurrency": 80.5}) != name()
+
+
+def test_a_name_is_the_service_a_dash_and_ten_hex_digits() -> None:
+    prefix, _, digits = name().rpartition("-")
+    assert prefix == "catalog-grpc"
     assert len(digits) == revisions.HASH_LENGTH == 10
     assert int(digits, 16) >= 0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {key: None for key in revisions.REVISION_FIELDS[1:]},  # one missing
+        {**UNSET, "timeout": "300s"},  # one that does not name a revision
+    ],
+)
+def test_the_fields_must_be_exactly_the_revision_fields(fields: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="revision fields"):
+        revisions.revision_material(TEMPLATE, fields)
 
 
 @pytest.mark.parametrize("kind", sorted(UNOWNED))
