@@ -286,3 +286,76 @@ def test_a_public_bucket_grant_says_whom_to_grant_instead(member: str) -> None:
         f"grants roles/storage.objectViewer to {member} on a bucket; grant it to the identities that read "
         "the bucket (public access prevention refuses public grants)."
     ]
+
+
+@pytest.mark.parametrize(
+    ("condition", "parts"),
+    [
+        ("a&&bc", ["a", "bc"]),
+        ("a && b && c", ["a", "b", "c"]),
+        ("a&&(b && c)", ["a", "(b && c)"]),  # parentheses go only around one part
+        ("f(x) && g(y)", ["f(x)", "g(y)"]),
+        ("f(a && b) && c", ["f(a && b)", "c"]),
+        ("x[a && b] && c", ["x[a && b]", "c"]),
+        ("(a || b) && c", ["(a || b)", "c"]),
+        ("a == 'x && y' && b", ["a == 'x && y'", "b"]),
+        ('a == "x || y" && b', ['a == "x || y"', "b"]),
+        ("a == 'it\\'s && y' && b", ["a == 'it\\'s && y'", "b"]),
+        ("a || b", None),
+        ("a && b || c", None),
+    ],
+)
+def test_a_condition_splits_at_top_level_ands_only(condition: str, parts: list[str] | None) -> None:
+    assert identity.top_level_conjuncts(condition) == parts
+
+
+KEY_MESSAGE = (
+    "a service account key is a long-lived secret that can leak; authenticate with Workload Identity "
+    "Federation (google-github-actions/auth with workload_identity_provider) or impersonation instead."
+)
+
+
+def test_each_identity_refusal_says_what_to_do_instead() -> None:
+    keys = next(p for p in identity.POLICIES if p.name == "no-service-account-keys")
+    assert [m.partition("\n")[2] for m in run(keys, identity.KEY, {})] == [KEY_MESSAGE]
+    project = HIERARCHY_IAM[0]
+    role = "roles/iam.serviceAccountUser"
+    assert [
+        m.partition("\n")[2] for m in run(IMPERSONATION, project, grant_props(project, role, NOT_PUBLIC))
+    ] == [
+        f"grants {role} to {NOT_PUBLIC} on the whole project (or folder/organization), which lets it act as "
+        "every service account there; grant it on the one account it needs (gcp.serviceaccount.IAMMember)."
+    ]
+    assert [
+        m.partition("\n")[2] for m in run(BASIC, project, grant_props(project, "roles/owner", NOT_PUBLIC))
+    ] == [
+        f"grants roles/owner to {NOT_PUBLIC}; basic roles allow nearly everything. Grant the predefined "
+        "roles the member needs (e.g. roles/run.admin, roles/artifactregistry.writer)."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("condition", "said"),
+    [
+        (
+            None,
+            "the provider has no attributeCondition, so tokens from any repository on the issuer (every "
+            "GitHub repository, for GitHub's) are accepted; set attribute_condition="
+            "\"assertion.repository_id == '<id>'\" (or assertion.repository == 'owner/repo').",
+        ),
+        (
+            "assertion.ref == 'x'",
+            "attributeCondition \"assertion.ref == 'x'\" does not pin one repository; make it, or one of its "
+            "top-level `&&` parts, assertion.repository_id == '<id>' or assertion.repository == 'owner/repo' "
+            "(no `||` at the top level).",
+        ),
+    ],
+)
+def test_a_provider_refusal_says_how_to_pin_the_repository(condition: str | None, said: str) -> None:
+    pins = next(
+        p
+        for p in identity.POLICIES
+        if p.name not in {"no-service-account-keys", IMPERSONATION.name, BASIC.name}
+    )
+    provider_props = {} if condition is None else {"attributeCondition": condition}
+    assert [m.partition("\n")[2] for m in run(pins, identity.PROVIDER, provider_props)] == [said]
