@@ -112,3 +112,13 @@ def test_share_adds_every_route_of_a_revision() -> None:
     assert traffic.share(routes, OLDER) == 0
     assert traffic.tagged(routes, "qa") == Route(NEW, 10, "qa")
     assert traffic.tagged(routes, "none") is None
+
+
+def test_a_step_takes_back_a_share_someone_gave_the_previous_revision() -> None:
+    # An operator sent 10% back to the previous revision by hand: the step's split still adds up to 100.
+    before = [Route(OLD, 85, STABLE), Route(NEW, 5, CANDIDATE), Route(OLDER, 10, PREVIOUS)]
+    assert traffic.split(before, OLD, NEW, 20) == [
+        Route(OLD, 80, STABLE),
+        Route(NEW, 20, CANDIDATE),
+        Route(OLDER, 0, PREVIOUS),
+    ]
