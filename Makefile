@@ -150,6 +150,8 @@ mutation: $(VENV)/.installed $(POLICY_VENV)/.installed ## Mutation score per mod
 .PHONY: bench
 bench: $(VENV)/.installed ## Benchmark a 100k-product catalog against the seed's server (needs h2load).
 	$(PY) -m bench --compare
+	# What observability costs per call: today's access line against metrics and sampled lines (targets).
+	$(PY) -m bench.telemetry --only-new
 
 .PHONY: bench-memory
 bench-memory: $(VENV)/.installed ## Memory and time to SERVING at 10k, 100k and 1M products (docs/catalog.md).

@@ -85,7 +85,8 @@ class ServerProcess:
         # What stop() gives the process between SIGTERM and SIGKILL; 0 kills at once (test clean-up).
         self.stop_grace_seconds = stop_grace_seconds
         inherited = {name: value for name, value in os.environ.items() if name != "CATALOG_PATH"}
-        full_env = {**inherited, "PORT": str(self.port), **env}
+        # Every OK call's line too, unless `env` says otherwise: the bench and tests count answers by them.
+        full_env = {**inherited, "PORT": str(self.port), "OK_LOG_SAMPLE_RATE": "1", **env}
         self._lines: list[str] = []
         self._log_offset = 0  # bytes of log_path, or entries of _lines, that new_status_codes() has read
         self._log: IO[bytes] | None = log_path.open("wb") if log_path is not None else None

@@ -206,6 +206,11 @@ pulumi.export(
         "callsMetric": observed.calls_metric,
         "maxErrorRatio": config.canary_max_error_ratio,
         "minCalls": config.canary_min_calls,
+        # The latency gate (None: not judged) and the wait for Monitoring's points before any gate reads them.
+        "maxLatencyRatio": config.canary_max_latency_ratio,
+        "maxP95Ms": config.canary_max_p95_ms,
+        "maxP99Ms": config.canary_max_p99_ms,
+        "ingestionDelaySeconds": config.canary_ingestion_delay_seconds,
         # Public either way: an allUsers binding, or no invoker check at all.
         "private": not (config.allow_unauthenticated or config.invoker_iam_disabled),
         "url": service.url,

@@ -136,13 +136,6 @@ RESOURCES: tuple[Creates, ...] = (
         _with_ci,
     ),
     Creates(
-        "gcp:logging/metric:Metric",
-        "roles/logging.configWriter",
-        _crud("logging.logMetrics"),
-        _always,
-        deployer=_crud("logging.logMetrics"),
-    ),
-    Creates(
         "gcp:monitoring/dashboard:Dashboard",
         "roles/monitoring.editor",
         _crud("monitoring.dashboards"),

@@ -21,14 +21,23 @@ from typing import Any, TextIO
 import grpc
 from google.auth.exceptions import GoogleAuthError
 
+from catalog import UNARY_METHODS
 from client.auth import AuthError, bearer_token_credentials, id_token_credentials
 from client.channel import Transport, open_channel
 from client.target import TargetError, parse_target
 from contract.release import check_steps
 from release import monitoring, pr, rollout
 from release.cloudrun import CloudRun, CloudRunError, ServiceRef, connect
-from release.gates import ChannelFactory, ErrorRatioGate, Gate, ReadyGate, SmokeGate
-from release.monitoring import MonitoringCallCounts
+from release.gates import (
+    ChannelFactory,
+    ErrorRatioGate,
+    Gate,
+    LatencyBounds,
+    LatencyGate,
+    ReadyGate,
+    SmokeGate,
+)
+from release.monitoring import MonitoringCallCounts, MonitoringLatencies
 from release.traffic import TrafficError
 
 EXIT_OK = 0
@@ -148,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ratio = parser.add_argument_group("error-ratio gate (Cloud Monitoring)")
     ratio.add_argument(
-        "--calls-metric", metavar="TYPE", help="the log-based call counter (default: the plan's callsMetric)"
+        "--calls-metric", metavar="TYPE", help="the server's call counter (default: the plan's callsMetric)"
     )
     ratio.add_argument(
         "--max-error-ratio",
@@ -166,6 +175,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=300.0,
         help="how long a step waits for --min-calls calls before it fails (default 300)",
     )
+    ratio.add_argument(
+        "--ingestion-delay",
+        type=_seconds,
+        help="seconds after a step begins before its metrics are judged (default: the plan's "
+        "ingestionDelaySeconds, else 120: a minute's export and Monitoring's own delay)",
+    )
+    latency = parser.add_argument_group("latency gate (Cloud Monitoring)")
+    latency.add_argument(
+        "--max-latency-ratio",
+        type=_latency_ratio,
+        help="the candidate's p95 and p99 at most this many times the stable revision's "
+        "(default: the plan's maxLatencyRatio; without one, latency is not judged)",
+    )
+    latency.add_argument(
+        "--max-p95-ms",
+        type=_milliseconds,
+        help="absolute p95 bound in ms, 0 for none (default: the plan's maxP95Ms)",
+    )
+    latency.add_argument(
+        "--max-p99-ms",
+        type=_milliseconds,
+        help="absolute p99 bound in ms, 0 for none (default: the plan's maxP99Ms)",
+    )
     prs = parser.add_argument_group("pull requests")
     prs.add_argument("--pr", type=int, metavar="N", help="the pull request's number")
     prs.add_argument("--image", help="the pull request's image, by digest")
@@ -176,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure-api", action="store_true", help="cleartext to the endpoints above (localhost only)"
     )
     return parser
+
+
+def _latency_ratio(text: object) -> float:
+    return _number(text, 1.0, 100.0, "latency ratio", "1 allows no slowdown at all")
+
+
+def _milliseconds(text: object) -> float:
+    return _number(text, 0.0, 3_600_000.0, "milliseconds", "0 for no bound")
 
 
 def _read_plan(source: str, stdin: TextIO) -> dict[str, Any]:
@@ -210,6 +250,7 @@ def _resolve(args: argparse.Namespace, plan: dict[str, Any], parser: argparse.Ar
             setattr(args, option, check(plan[key]))
         except argparse.ArgumentTypeError as error:
             parser.error(f"the plan's {key} {plan[key]!r}: {error}")
+    _resolve_optional(args, plan, parser)
     if not args.id_token and args.token_env is None:
         args.id_token = bool(plan.get("private", False))
     if args.audience is None:
@@ -219,6 +260,24 @@ def _resolve(args: argparse.Namespace, plan: dict[str, Any], parser: argparse.Ar
         args.audience = audience
     args.front_door = _front_door(plan.get("frontDoor"), parser)
     _check_command(args, parser)
+
+
+def _resolve_optional(
+    args: argparse.Namespace, plan: dict[str, Any], parser: argparse.ArgumentParser
+) -> None:
+    """The plan's optional keys: a stack without latency bounds releases on errors alone."""
+    for option, key, check, default in (
+        ("ingestion_delay", "ingestionDelaySeconds", _seconds, 120.0),
+        ("max_latency_ratio", "maxLatencyRatio", _latency_ratio, None),
+        ("max_p95_ms", "maxP95Ms", _milliseconds, 0.0),
+        ("max_p99_ms", "maxP99Ms", _milliseconds, 0.0),
+    ):
+        if getattr(args, option) is not None:
+            continue
+        try:
+            setattr(args, option, check(plan[key]) if plan.get(key) is not None else default)
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"the plan's {key} {plan[key]!r}: {error}")
 
 
 def _front_door(value: object, parser: argparse.ArgumentParser) -> rollout.FrontDoorRoute | None:
@@ -321,10 +380,22 @@ def _gates(args: argparse.Namespace, channels: ChannelFactory, log: rollout.Log)
                 counts,
                 max_ratio=args.max_error_ratio,
                 min_calls=args.min_calls,
+                ingestion_delay=args.ingestion_delay,
                 evidence_timeout=args.evidence_timeout,
                 log=log,
             )
         )
+        if args.max_latency_ratio is not None:
+            gates.append(
+                LatencyGate(
+                    MonitoringLatencies(client, args.project, UNARY_METHODS),
+                    LatencyBounds(args.max_latency_ratio, args.max_p95_ms / 1000, args.max_p99_ms / 1000),
+                    min_calls=args.min_calls,
+                    # The error-ratio gate has waited already: its step's points are in.
+                    evidence_timeout=args.evidence_timeout,
+                    log=log,
+                )
+            )
     return gates
 
 

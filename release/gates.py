@@ -33,8 +33,9 @@ class Candidate:
     """What a gate checks: the service, the candidate revision and its tag URL, in one region.
 
     `percent` is the candidate's share of requests now, and `since` when (Unix time) it got that share:
-    the window of calls a step is judged on. `region` is the service's ("" where it does not matter).
-    `metadata` goes with every check call: behind a front door, the header that routes to this candidate.
+    the window of calls a step is judged on. `region` is the service's ("" where it does not matter);
+    `stable` the revision serving the rest of the traffic ("" when unknown). `metadata` goes with every
+    check call: behind a front door, the header that routes to this candidate.
     """
 
     service: str
@@ -43,6 +44,7 @@ class Candidate:
     percent: int = 0
     since: float = 0.0
     region: str = ""
+    stable: str = ""  # the revision that serves the rest: the latency gate's yardstick
     metadata: tuple[tuple[str, str], ...] = ()
 
 
@@ -157,7 +159,7 @@ class ErrorRatioGate:
     Judged per region: a revision has the same name in every region (it runs the same image and settings),
     and one region's failures (its own dependency, a bad zone) would be diluted by the others' calls.
 
-    It judges only with evidence: at least `min_calls` calls. With fewer it waits (log-based metrics arrive
+    It judges only with evidence: at least `min_calls` calls. With fewer it waits (exported metrics arrive
     a minute or so late, and real traffic takes time), reading again every `poll_seconds`, for up to
     `evidence_timeout` seconds; still too few fails the step, because a release that was never observed is
     what this gate exists to stop. `min_calls` 0 judges whatever calls there are and lets a step with none
@@ -168,6 +170,7 @@ class ErrorRatioGate:
     counts: CallCounts
     max_ratio: float
     min_calls: int
+    ingestion_delay: float = 0.0
     evidence_timeout: float = 300.0
     poll_seconds: float = 15.0
     sleep: Callable[[float], None] = time.sleep
@@ -180,6 +183,7 @@ class ErrorRatioGate:
         if candidate.percent == 0:
             self.log("  error-ratio: not judged at 0% (the smoke check judges its own calls)")
             return None
+        wait_for_ingestion(self.name, candidate, self.ingestion_delay, self.clock, self.sleep, self.log)
         deadline = self.clock() + self.evidence_timeout
         while True:
             try:
@@ -207,3 +211,135 @@ class ErrorRatioGate:
                 )
             self.log(f"  error-ratio: {total} of {self.min_calls} calls needed; reading again")
             self.sleep(self.poll_seconds)
+
+
+def wait_for_ingestion(  # noqa: PLR0917 (a gate's own fields, passed on)
+    gate: str,
+    candidate: Candidate,
+    delay: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    log: Log,
+) -> None:
+    """Sleep until `delay` seconds after the step began, saying so: Monitoring has the step's points by then.
+
+    The server exports once a minute and Cloud Monitoring takes a while more to make points readable;
+    judged sooner, a step would be read on the calls before it, or on none.
+    """
+    left = candidate.since + delay - clock()
+    if left > 0:
+        log(
+            f"  {gate}: waiting {left:.0f} s for Cloud Monitoring's ingestion delay ({delay:g} s after the "
+            f"step began) before judging {candidate.percent}%"
+        )
+        sleep(left)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A revision's calls in a span, and their 95th and 99th percentile durations (seconds)."""
+
+    calls: int
+    p95: float
+    p99: float
+
+
+class Latencies(Protocol):
+    """How long a revision's calls took in a time span."""
+
+    def latency(self, service: str, region: str, revision: str, start: float, end: float) -> Latency:
+        """`revision`'s calls in `region` ("": all) between `start` and `end` (Unix)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LatencyBounds:
+    """How slow the candidate may be: against the stable revision's over the same span, and absolutely.
+
+    `max_ratio`: the candidate's p95 and p99 each at most this many times the stable revision's.
+    `max_p95_seconds` / `max_p99_seconds`: absolute bounds (0: none).
+    """
+
+    max_ratio: float
+    max_p95_seconds: float = 0.0
+    max_p99_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class LatencyGate:
+    """The candidate's p95 and p99 since its step began, against the stable revision's and absolute bounds.
+
+    Both revisions are read over the same span, so a slow hour slows both and only the candidate's own
+    slowness fails it. It waits for Monitoring's ingestion delay first, and judges only with at least
+    `min_calls` of the candidate's calls (like the error-ratio gate; 0 lets a quiet step pass, saying so).
+    Every verdict is one line with the figures, for the command's output.
+    """
+
+    latencies: Latencies
+    bounds: LatencyBounds
+    min_calls: int
+    ingestion_delay: float = 0.0
+    evidence_timeout: float = 300.0
+    poll_seconds: float = 15.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+    log: Log = print
+    name: str = "latency"
+
+    def check(self, candidate: Candidate) -> str | None:
+        """Read both revisions' latency since the step began until there is evidence, then compare."""
+        if candidate.percent == 0:
+            self.log("  latency: not judged at 0% (no traffic of its own yet)")
+            return None
+        wait_for_ingestion(self.name, candidate, self.ingestion_delay, self.clock, self.sleep, self.log)
+        deadline = self.clock() + self.evidence_timeout
+        while True:
+            try:
+                now = self.clock()
+                mine = self.latencies.latency(
+                    candidate.service, candidate.region, candidate.revision, candidate.since, now
+                )
+                stable = None
+                if candidate.stable and candidate.stable != candidate.revision:
+                    stable = self.latencies.latency(
+                        candidate.service, candidate.region, candidate.stable, candidate.since, now
+                    )
+            except CallCountsError as error:
+                return str(error)
+            if mine.calls and mine.calls >= self.min_calls:
+                return self._judge(candidate, mine, stable)
+            if self.min_calls == 0:
+                self.log(f"  latency: no calls since it got {candidate.percent}%, nothing to judge")
+                return None
+            if self.clock() >= deadline:
+                return (
+                    f"only {mine.calls} calls since it got {candidate.percent}%, fewer than the "
+                    f"{self.min_calls} needed to judge its latency (waited {self.evidence_timeout:g} s): "
+                    "no evidence"
+                )
+            self.log(f"  latency: {mine.calls} of {self.min_calls} calls needed; reading again")
+            self.sleep(self.poll_seconds)
+
+    def _judge(self, candidate: Candidate, mine: Latency, stable: Latency | None) -> str | None:
+        figures = f"p95 {mine.p95 * 1000:.1f} ms, p99 {mine.p99 * 1000:.1f} ms over {mine.calls} calls"
+        if stable is not None and stable.calls:
+            figures += (
+                f"; stable {candidate.stable}: p95 {stable.p95 * 1000:.1f} ms, "
+                f"p99 {stable.p99 * 1000:.1f} ms over {stable.calls} calls"
+            )
+        failures = []
+        limit = self.bounds
+        if limit.max_p95_seconds and mine.p95 > limit.max_p95_seconds:
+            failures.append(f"p95 above the {limit.max_p95_seconds * 1000:g} ms allowed")
+        if limit.max_p99_seconds and mine.p99 > limit.max_p99_seconds:
+            failures.append(f"p99 above the {limit.max_p99_seconds * 1000:g} ms allowed")
+        if stable is not None and stable.calls:
+            for name, own, theirs in (("p95", mine.p95, stable.p95), ("p99", mine.p99, stable.p99)):
+                if theirs > 0 and own > theirs * limit.max_ratio:
+                    failures.append(
+                        f"{name} {own / theirs:.2f}x the stable revision's (at most {limit.max_ratio:g}x)"
+                    )
+        if failures:
+            return f"{'; '.join(failures)} since it got {candidate.percent}% ({figures})"
+        self.log(f"  latency: {figures}: within bounds")
+        return None

@@ -1,9 +1,11 @@
-"""The candidate's calls as Cloud Monitoring counts them: the observability work's log-based call metric.
+"""The candidate's calls and latency as Cloud Monitoring has them: the metrics the server exports itself.
 
-The filters are contract.telemetry's, which the dashboard and the availability SLO are built from too: the
-gate's server-side failure is the SLO's. The Monitoring API's `projects.timeSeries.list`
-(google-cloud-monitoring's MetricServiceClient) rather than its PromQL endpoint: the Python client is
-Google's own, typed, with retries; PromQL would be a raw HTTP call.
+The server exports a count of calls by `grpc.status` and gRFC A66's duration histogram, by revision, once a
+minute (service/telemetry.py; names in contract/server_metrics.py). The filters are contract.telemetry's,
+which the dashboard and the SLOs are built from too: the gate's server-side failure is the SLO's. The
+Monitoring API's
+`projects.timeSeries.list` (google-cloud-monitoring's MetricServiceClient) rather than its PromQL endpoint:
+the Python client is Google's own, typed, with retries; PromQL would be a raw HTTP call.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ with warnings.catch_warnings():
 
 import grpc
 
-from contract.telemetry import error_ratio_filters
-from release.gates import CallCountsError
+from contract.telemetry import error_ratio_filters, latency_filter
+from release.gates import CallCountsError, Latency
 
 # Monitoring aligns over at least a minute.
 MIN_ALIGNMENT_SECONDS = 60
@@ -32,6 +34,26 @@ MIN_ALIGNMENT_SECONDS = 60
 
 class MonitoringError(CallCountsError):
     """Cloud Monitoring could not be read; the message names the metric and why."""
+
+
+def percentile(bounds: list[float], counts: list[int], share: float) -> float:
+    """The value below which `share` of a distribution's values fall, read from its bucket counts.
+
+    Linear within the bucket that holds it, as Monitoring's own percentile reducers estimate; a value in
+    the overflow bucket reads as the last bound (the estimate cannot say more).
+    """
+    total = sum(counts)
+    if not total:
+        raise ValueError("no values")
+    rank = share * total
+    seen = 0
+    for index, count in enumerate(counts):
+        if count and seen + count >= rank:
+            low = bounds[index - 1] if index > 0 else 0.0
+            high = bounds[index] if index < len(bounds) else bounds[-1]
+            return low + (high - low) * (rank - seen) / count
+        seen += count
+    return bounds[-1]
 
 
 def connect(endpoint: str | None = None, *, insecure: bool = False) -> monitoring_v3.MetricServiceClient:
@@ -67,29 +89,79 @@ class MonitoringCallCounts:
         return self._sum(total_filter, start, end), self._sum(bad_filter, start, end)
 
     def _sum(self, filter_: str, start: float, end: float) -> int:
-        seconds = max(MIN_ALIGNMENT_SECONDS, math.ceil(end - start))
-        interval = monitoring_v3.TimeInterval(
-            start_time=datetime.fromtimestamp(end - seconds, tz=UTC),
-            end_time=datetime.fromtimestamp(end, tz=UTC),
+        series = _list_summed(self._client, self._project, filter_, start, end, self._timeout)
+        return sum(int(point.value.int64_value) for one in series for point in one.points)
+
+
+class MonitoringLatencies:
+    """release.gates.Latencies from Cloud Monitoring: one revision's durations merged over a span."""
+
+    def __init__(
+        self,
+        client: monitoring_v3.MetricServiceClient,
+        project: str,
+        methods: tuple[str, ...],
+        timeout: float = 30.0,
+    ) -> None:
+        self._client = client
+        self._project = project
+        self._methods = methods
+        self._timeout = timeout
+
+    def latency(self, service: str, region: str, revision: str, start: float, end: float) -> Latency:
+        """p95 and p99 (seconds) of `revision`'s calls to the methods over [start, end], and their count."""
+        filter_ = latency_filter(service, self._methods, revision=revision, region=region)
+        series = _list_summed(self._client, self._project, filter_, start, end, self._timeout)
+        bounds: list[float] = []
+        counts: list[int] = []
+        for one in series:
+            for point in one.points:
+                value = point.value.distribution_value
+                if not value.count:
+                    continue
+                bounds = list(value.bucket_options.explicit_buckets.bounds)
+                counts = list(value.bucket_counts)
+        total = sum(counts)
+        if not total:
+            return Latency(calls=0, p95=0.0, p99=0.0)
+        return Latency(
+            calls=total, p95=percentile(bounds, counts, 0.95), p99=percentile(bounds, counts, 0.99)
         )
-        # One aligned point per series over the whole span, and one series for all methods and codes.
-        aggregation = monitoring_v3.Aggregation(
-            alignment_period=duration_pb2.Duration(seconds=seconds),
-            per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_DELTA,
-            cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_SUM,
-        )
-        request = monitoring_v3.ListTimeSeriesRequest(
-            name=f"projects/{self._project}",
-            filter=filter_,
-            interval=interval,
-            aggregation=aggregation,
-            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
-        )
-        try:
-            series = self._client.list_time_series(request=request, timeout=self._timeout)
-            return sum(int(point.value.int64_value) for one in series for point in one.points)
-        except api_exceptions.GoogleAPICallError as error:
-            raise MonitoringError(
-                f"cannot read {self._metric} in projects/{self._project}: {error.code} {error.message} "
-                "(the release needs monitoring.timeSeries.list there)"
-            ) from error
+
+
+def _list_summed(  # noqa: PLR0917 (the reader's fields, passed on)
+    client: monitoring_v3.MetricServiceClient,
+    project: str,
+    filter_: str,
+    start: float,
+    end: float,
+    timeout: float,
+) -> list[monitoring_v3.TimeSeries]:
+    """The series of `filter_` aligned over the whole span (at least a minute) and summed into one."""
+    seconds = max(MIN_ALIGNMENT_SECONDS, math.ceil(end - start))
+    interval = monitoring_v3.TimeInterval(
+        start_time=datetime.fromtimestamp(end - seconds, tz=UTC),
+        end_time=datetime.fromtimestamp(end, tz=UTC),
+    )
+    # One aligned point per series over the whole span, and one series for all methods and codes (a
+    # distribution's buckets are summed alike).
+    aggregation = monitoring_v3.Aggregation(
+        alignment_period=duration_pb2.Duration(seconds=seconds),
+        per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_DELTA,
+        cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_SUM,
+    )
+    request = monitoring_v3.ListTimeSeriesRequest(
+        name=f"projects/{project}",
+        filter=filter_,
+        interval=interval,
+        aggregation=aggregation,
+        view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+    )
+    try:
+        return list(client.list_time_series(request=request, timeout=timeout))
+    except api_exceptions.GoogleAPICallError as error:
+        metric = filter_.split('"', 2)[1]
+        raise MonitoringError(
+            f"cannot read {metric} in projects/{project}: {error.code} {error.message} "
+            "(the release needs monitoring.timeSeries.list there)"
+        ) from error

@@ -86,6 +86,7 @@ def _read(run: CloudRun, front_door: FrontDoorRoute | None = None) -> _Region:
         uri=front_door.url if front_door else tag_uri(service, CANDIDATE),
         percent=traffic.share(routes, candidate_route.revision),
         region=run.ref.region,
+        stable=stable_route.revision,
         metadata=((front_door.header, run.ref.region),) if front_door else (),
     )
     return _Region(run, service, stable_route.revision, candidate)

@@ -21,7 +21,7 @@ from service.config import ConfigError, Settings
 from service.logs import configure_logging
 from service.processes import WORKER_ARGUMENT, PortInUseError, process_count, run_workers
 from service.server import serve
-from service.store import CatalogError
+from service.servicer import SERVED
 
 EXIT_PORT_IN_USE = 2
 
@@ -54,7 +54,7 @@ def _run(settings: Settings, *, worker: bool) -> int:
     except PortInUseError as error:
         _log.critical("%s", error)
         return EXIT_PORT_IN_USE
-    except CatalogError:  # CatalogUnreadableError too: serve() has logged why, before its shutdown lines
+    except (SERVED.invalid, SERVED.unreadable):  # serve() has logged why, before its shutdown lines
         return 1
     except (OSError, RuntimeError) as error:  # gRPC reports a port it cannot bind as RuntimeError
         _log.critical("cannot start: %s", error)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, NamedTuple, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar, cast
 
 import grpc
 from grpc import aio
@@ -22,6 +23,10 @@ from grpc import aio
 from catalog import CATALOG_METHOD_PREFIX, HEALTH_CHECK_METHOD
 from service.logs import AccessLog, trace_resource
 from service.stalls import StallWatchdog, StreamProgress
+from service.telemetry import CallTracing, Telemetry, trace_id
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 _Servicer = TypeVar("_Servicer")
 _log = logging.getLogger(__name__)
@@ -60,6 +65,7 @@ class _CallFacts(NamedTuple):
     peer: str
     time_remaining: float | None
     trace: str | None
+    span: Span | None = None  # the call's server span, when it is traced (service/telemetry.py)
 
 
 class CallGuard:
@@ -75,8 +81,16 @@ class CallGuard:
         project_id: str | None,
         access_log: AccessLog,
         stalled_stream_seconds: float = 30.0,
+        *,
+        telemetry: Telemetry | None = None,
+        ok_log_sample_rate: float = 1.0,
     ) -> None:
         self._limit = max_concurrent_calls
+        self._metrics = telemetry.metrics if telemetry else None
+        self._tracing = telemetry.tracing if telemetry else None
+        # OK calls get a line with this probability; every other call always gets one.
+        self._ok_log_rate = ok_log_sample_rate
+        self._random = random.random
         self._access_log = access_log
         self._in_flight = 0
         self._refusing = False
@@ -111,7 +125,7 @@ class CallGuard:
     def _wrap_unary(self, method: str, behavior: UnaryBehavior, limited: bool) -> UnaryBehavior:
         async def unary(request: Any, context: Context) -> Any:
             started = time.perf_counter()
-            call = self._begin(context)
+            call = self._begin(method, context)
             code = grpc.StatusCode.OK
             admitted = False
             try:
@@ -143,7 +157,7 @@ class CallGuard:
     def _wrap_stream(self, method: str, behavior: StreamBehavior, limited: bool) -> StreamBehavior:
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
             started = time.perf_counter()
-            call = self._begin(context)
+            call = self._begin(method, context)
             code = grpc.StatusCode.OK
             admitted = False
             progress: StreamProgress | None = None
@@ -204,21 +218,34 @@ class CallGuard:
         )
         raise AssertionError("abort returns only by raising")  # pragma: no cover
 
-    def _begin(self, context: Context) -> _CallFacts:
+    def _begin(self, method: str, context: Context) -> _CallFacts:
         # Read now: a cancelled stream's generator is closed after gRPC has freed the call, when
         # asking the context would touch freed memory.
-        trace = None
-        if self._project_id:  # the trace field needs a project: only then read the metadata
-            trace = trace_resource(self._project_id, context.invocation_metadata() or ())
-        return _CallFacts(context.peer(), context.time_remaining(), trace)
+        trace = span = None
+        if self._project_id or self._tracing is not None:  # only then read the metadata
+            metadata = context.invocation_metadata() or ()
+            if self._tracing is not None:
+                span = self._tracing.start(method, metadata)
+            if self._project_id:  # the trace field needs a project
+                if span is not None:
+                    trace = f"projects/{self._project_id}/traces/{trace_id(span)}"
+                else:
+                    trace = trace_resource(self._project_id, metadata)
+        return _CallFacts(context.peer(), context.time_remaining(), trace, span)
 
     def _log(self, method: str, code: grpc.StatusCode, call: _CallFacts, started: float) -> None:
-        duration_ms = (time.perf_counter() - started) * 1000
+        seconds = time.perf_counter() - started
         level, name = _ACCESS_LINE[code]
+        if self._metrics is not None:
+            self._metrics.finished(method, name, seconds)
+        if call.span is not None:
+            CallTracing.end(call.span, name)
+        elif code is grpc.StatusCode.OK and self._random() >= self._ok_log_rate:
+            return  # an OK call outside the sample (a traced one keeps its line, to read beside its trace)
         if method == HEALTH_CHECK_METHOD:
             level = logging.DEBUG
         if self._access_log.logger.isEnabledFor(level):
-            self._access_log.write(level, method, name, duration_ms, peer=call.peer, trace=call.trace)
+            self._access_log.write(level, method, name, seconds * 1000, peer=call.peer, trace=call.trace)
 
 
 async def _reject_malformed(request: _Malformed, context: Context) -> NoReturn:

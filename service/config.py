@@ -33,6 +33,12 @@ MAX_CATALOG_READ_TIMEOUT_SECONDS = 240.0
 MAX_PROCESSES = 8
 _AGE_GRACE_SECONDS = MAX_CONNECTION_AGE_GRACE_MS / 1000
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# Telemetry (service/telemetry.py). "auto": Google Cloud's exporter on Cloud Run, none elsewhere.
+METRICS_EXPORTERS = ("auto", "gcp", "console", "prometheus", "none")
+TRACE_EXPORTERS = ("auto", "gcp", "console", "none")
+# Cloud Monitoring takes a point per series at most every 5 s; 10 s leaves room for a late export.
+MIN_METRICS_EXPORT_SECONDS = 10.0
+MAX_METRICS_EXPORT_SECONDS = 300.0
 
 
 class ConfigError(ValueError):
@@ -57,6 +63,15 @@ class Settings:
     # How long to keep retrying a catalog file that cannot be read (a Cloud Storage mount warming up);
     # 0 reads once.
     catalog_read_timeout_seconds: float = 0.0
+    # Where metrics go, and how often (docs/observability.md says why a minute).
+    metrics_exporter: str = "auto"
+    metrics_export_seconds: float = 60.0
+    prometheus_port: int = 9464
+    # Where traces go, and the share of calls traced when the caller did not sample them itself.
+    trace_exporter: str = "auto"
+    trace_sample_rate: float = 0.001
+    # The share of OK calls that get an access line; every other call always gets one.
+    ok_log_sample_rate: float = 0.01
     # Server processes sharing the port (service/processes.py); None: one per CPU of the container's quota.
     processes: int | None = None
     # Not read from the environment: set in each of several processes sharing the port (SO_REUSEPORT).
@@ -91,6 +106,16 @@ class Settings:
                 defaults.catalog_read_timeout_seconds,
                 _parse_read_timeout,
             ),
+            metrics_exporter=_read(
+                env, "METRICS_EXPORTER", defaults.metrics_exporter, _choice(METRICS_EXPORTERS)
+            ),
+            metrics_export_seconds=_read(
+                env, "METRICS_EXPORT_SECONDS", defaults.metrics_export_seconds, _parse_export_seconds
+            ),
+            prometheus_port=_read(env, "PROMETHEUS_PORT", defaults.prometheus_port, _parse_port),
+            trace_exporter=_read(env, "TRACE_EXPORTER", defaults.trace_exporter, _choice(TRACE_EXPORTERS)),
+            trace_sample_rate=_read(env, "TRACE_SAMPLE_RATE", defaults.trace_sample_rate, _parse_share),
+            ok_log_sample_rate=_read(env, "OK_LOG_SAMPLE_RATE", defaults.ok_log_sample_rate, _parse_share),
             processes=_read(env, "SERVER_PROCESSES", defaults.processes, _parse_processes),
         )
 
@@ -174,6 +199,36 @@ def _parse_sha256(raw: str) -> str:
     if not _SHA256.fullmatch(digest):
         raise ValueError("expected a SHA-256 digest: 64 hexadecimal digits")
     return digest
+
+
+def _parse_export_seconds(raw: str) -> float:
+    return _parse_seconds(
+        raw,
+        MIN_METRICS_EXPORT_SECONDS,
+        MAX_METRICS_EXPORT_SECONDS,
+        "Cloud Monitoring takes a point per series at most every 5 s",
+    )
+
+
+def _parse_share(raw: str) -> float:
+    """A share from 0 to 1 (0.01 is one in a hundred)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected a share from 0 to 1 (0.01 is one call in a hundred)") from None
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise ValueError("expected a share from 0 to 1 (0.01 is one call in a hundred)")
+    return value
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return parse
 
 
 def _parse_log_level(raw: str) -> str:

@@ -1,5 +1,7 @@
 """Server bootstrap: gRPC server, health, reflection, call guard, signals. Knows nothing about products.
 
+What it serves comes from one declaration, `service.servicer.SERVED` (service/served.py).
+
 The server is grpc.aio on the main thread's event loop (uvloop), as in grpc's
 `async_greeter_server_with_graceful_shutdown.py`: a call costs one coroutine on that loop, where
 grpc.server would hand it to a worker thread and back (and once more for every message of a stream).
@@ -16,20 +18,20 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from catalog import HEALTH_NAMES, HEALTH_SERVICE_NAME, SERVICE_NAME
 from service.call_guard import CallGuard, GuardedHandlers
-from service.catalog_file import EMBEDDED_CATALOG, CatalogUnreadableError, load_catalog
 from service.config import Settings
 from service.limits import server_options
 from service.logs import AccessLog
 from service.processes import claim_port
-from service.servicer import Catalog, CatalogServicer, LoadingServicer, add_to_server
-from service.store import CatalogError
+from service.servicer import SERVED
+from service.telemetry import Telemetry
+from service.telemetry import start as start_telemetry
 
 # Streams a connection may open beyond the catalog's limit, so health checks and reflection get through when
 # the catalog is full (service/limits.py).
@@ -41,13 +43,15 @@ FIRST_RETRY_SECONDS = 0.1
 MAX_RETRY_SECONDS = 1.0
 
 _T = TypeVar("_T")
+# The data the servicer is born with (the catalog's store), opaque here.
+Data = Any
 _log = logging.getLogger(__name__)
 
 
 async def serve(settings: Settings) -> None:
     """Listen, load the catalog, serve it until SIGTERM or SIGINT, then drain and stop.
 
-    Raises CatalogError for an invalid catalog or CatalogUnreadableError for one still unreadable after
+    Raises SERVED.invalid for invalid data or SERVED.unreadable for data still unreadable after
     CATALOG_READ_TIMEOUT_SECONDS (logged here at CRITICAL, before the shutdown's lines; nothing was
     served), OSError or RuntimeError when the server cannot start.
     """
@@ -60,28 +64,32 @@ async def serve(settings: Settings) -> None:
             # thread, so the loop answers probes and signals meanwhile, raced against the shutdown; the
             # store is then only read.
             try:
-                store = await _load_unless_shut_down(server, settings)
-            except CatalogUnreadableError as error:
-                _log.critical("cannot read the catalog, not serving: %s", error)
+                data = await _load_unless_shut_down(server, settings)
+            except SERVED.unreadable as error:
+                _log.critical("cannot read the %s, not serving: %s", SERVED.data_name, error)
                 raise
-            except CatalogError as error:
-                _log.critical("invalid catalog, not serving: %s", error)
+            except SERVED.invalid as error:
+                _log.critical("invalid %s, not serving: %s", SERVED.data_name, error)
                 raise
-            if store is not None:
-                await server.serve_catalog(store)
+            if data is not _NO_DATA:
+                await server.serve_catalog(data)
             await server.wait_for_termination()
         finally:
             for signum in SIGNALS:
                 loop.remove_signal_handler(signum)
 
 
-async def _load_unless_shut_down(server: CatalogServer, settings: Settings) -> Catalog | None:
-    """The catalog, or None if a shutdown begins first, while a read hangs or between retries.
+# No data: the shutdown came before it. Not None, which may be an API's data.
+_NO_DATA = object()
+
+
+async def _load_unless_shut_down(server: CatalogServer, settings: Settings) -> Data:
+    """The data, or _NO_DATA if a shutdown begins first, while a read hangs or between retries.
 
     A read that never returns (CATALOG_PATH a FIFO no one writes, a hung Cloud Storage mount) is left on
     its daemon thread, so SIGTERM still ends the process at once, as Cloud Run expects.
     """
-    load = asyncio.ensure_future(_load_catalog(settings))
+    load = asyncio.ensure_future(_load_data(settings))
     shutdown = asyncio.ensure_future(server.wait_for_shutdown())
     try:
         await asyncio.wait((load, shutdown), return_when=asyncio.FIRST_COMPLETED)
@@ -91,16 +99,16 @@ async def _load_unless_shut_down(server: CatalogServer, settings: Settings) -> C
     if server.shutting_down:
         if load.done() and not load.cancelled():
             load.exception()  # retrieved, so asyncio does not log it: the shutdown came first
-        return None
+        return _NO_DATA
     return load.result()
 
 
-async def _load_catalog(settings: Settings) -> Catalog:
-    """The catalog, read on a thread; a file that cannot be read yet is read again until the timeout.
+async def _load_data(settings: Settings) -> Data:
+    """SERVED's data, read on a thread; data that cannot be read yet is read again until the timeout.
 
-    Only CatalogUnreadableError is retried (missing, failing to read, or not the bytes CATALOG_SHA256 names):
-    what a Cloud Storage mount does for a moment at start-up. A file read whole (its digest as expected)
-    that is invalid stays invalid, so it fails at once.
+    Only SERVED.unreadable is retried (for the catalog: missing, failing to read, or not the bytes
+    CATALOG_SHA256 names): what a Cloud Storage mount does for a moment at start-up. A file read whole
+    (its digest as expected) that is invalid stays invalid, so it fails at once.
     """
     loop = asyncio.get_running_loop()
     timeout = settings.catalog_read_timeout_seconds
@@ -110,26 +118,24 @@ async def _load_catalog(settings: Settings) -> Catalog:
     while True:
         reads += 1
         try:
-            store = await _on_daemon_thread(
-                lambda: load_catalog(settings.catalog_path, expected_sha256=settings.catalog_sha256)
-            )
-        except CatalogUnreadableError as error:
+            data = await _on_daemon_thread(lambda: SERVED.load(settings))
+        except SERVED.unreadable as error:
             left = deadline - loop.time()
             if left <= 0:
                 if timeout == 0:
                     raise
-                raise CatalogUnreadableError(
+                raise SERVED.unreadable(
                     f"{error} (still failing after {reads} reads in {timeout:g} s)"
                 ) from None
-            _log.warning("catalog not readable yet, NOT_SERVING; retrying for %.1f s more: %s", left, error)
-        else:
-            _log.info(
-                "loaded catalog %s: %d products, sha256 %s",
-                settings.catalog_path or EMBEDDED_CATALOG,
-                len(store),
-                store.fingerprint.hex(),
+            _log.warning(
+                "%s not readable yet, NOT_SERVING; retrying for %.1f s more: %s",
+                SERVED.data_name,
+                left,
+                error,
             )
-            return store
+        else:
+            _log.info("loaded %s", SERVED.loaded(settings, data))
+            return data
         await asyncio.sleep(min(delay, left))
         delay = min(delay * 2, MAX_RETRY_SECONDS)
 
@@ -157,7 +163,7 @@ async def _on_daemon_thread(function: Callable[[], _T]) -> _T:
         with contextlib.suppress(RuntimeError):  # the loop has closed: no one waits any more
             loop.call_soon_threadsafe(settle, outcome)
 
-    threading.Thread(target=run, name="catalog-load", daemon=True).start()
+    threading.Thread(target=run, name=f"{SERVED.data_name}-load", daemon=True).start()
     return await future
 
 
@@ -183,9 +189,11 @@ class CatalogServer:
         handlers: GuardedHandlers,
         guard: CallGuard,
         access_log: AccessLog,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.port = port
         self.access_log = access_log
+        self.telemetry = telemetry
         self._server = server
         self._health = health_servicer
         self._handlers = handlers
@@ -193,14 +201,14 @@ class CatalogServer:
         self._shutdown: asyncio.Task[None] | None = None
         self._shutdown_begun = asyncio.Event()
 
-    async def serve_catalog(self, store: Catalog) -> None:
-        """Answer from `store` and report SERVING on every health name (unless shutting down already)."""
+    async def serve_catalog(self, data: Data) -> None:
+        """Answer with `SERVED.servicer(data)`; SERVING on every health name (unless shutting down)."""
         if self._shutdown is not None:
             return
-        self._handlers.add(add_to_server, CatalogServicer(store))
+        self._handlers.add(SERVED.register, SERVED.servicer(data))
         for name in HEALTH_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        _log.info("serving %d products on port %d", len(store), self.port)
+        _log.info("serving %s on port %d", SERVED.served(data), self.port)
 
     @property
     def shutting_down(self) -> bool:
@@ -245,14 +253,14 @@ class CatalogServer:
 
 @asynccontextmanager
 async def run_server(
-    settings: Settings, store: Catalog | None = None, host: str = "[::]"
+    settings: Settings, store: Data | None = None, host: str = "[::]", telemetry: Telemetry | None = None
 ) -> AsyncIterator[CatalogServer]:
     """Listen on settings.port (0 picks a free one) and yield the started server; stop it on exit.
 
     Health stays NOT_SERVING and catalog calls answer UNAVAILABLE until a catalog is served, `store`
     here or later through `serve_catalog`, so a probe never sees SERVING before products are.
     """
-    server = await _start(settings, host)
+    server = await _start(settings, host, telemetry)
     _log.info(
         "listening on port %d (reflection %s, at most %d concurrent calls)",
         server.port,
@@ -267,19 +275,30 @@ async def run_server(
         await server.shut_down(0)  # joins a shutdown already under way
         # Calls cancelled by the stop add their lines as they unwind, maybe after the loop's last turn.
         server.access_log.close()
+        if server.telemetry is not None:
+            server.telemetry.shutdown()  # the last points and spans, exported before the process ends
 
 
-async def _start(settings: Settings, host: str) -> CatalogServer:
-    """Build, bind and start the server on the running loop (grpc.aio objects belong to it)."""
+async def _start(settings: Settings, host: str, telemetry: Telemetry | None) -> CatalogServer:
+    """Build, bind and start the server on the running loop (grpc.aio objects belong to it).
+
+    `telemetry` is the settings' unless given (tests read metrics from an in-memory reader).
+    """
     access_log = AccessLog(logging.getLogger("service.access"))
+    telemetry = telemetry or start_telemetry(settings)
     guard = CallGuard(
-        settings.max_concurrent_rpcs, settings.project_id, access_log, settings.stalled_stream_seconds
+        settings.max_concurrent_rpcs,
+        settings.project_id,
+        access_log,
+        settings.stalled_stream_seconds,
+        telemetry=telemetry,
+        ok_log_sample_rate=settings.ok_log_sample_rate,
     )
     health_servicer = health.aio.HealthServicer()
     for name in HEALTH_NAMES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     handlers = GuardedHandlers(guard)
-    handlers.add(add_to_server, LoadingServicer())
+    handlers.add(SERVED.register, SERVED.loading_servicer())
     handlers.add(health_pb2_grpc.add_HealthServicer_to_server, health_servicer)
     server = aio.server(
         handlers=[handlers],
@@ -318,4 +337,5 @@ async def _start(settings: Settings, host: str) -> CatalogServer:
         handlers=handlers,
         guard=guard,
         access_log=access_log,
+        telemetry=telemetry,
     )

@@ -22,7 +22,11 @@ from grpc_status import rpc_status
 
 from catalog import SERVICE_NAME, catalog_pb2
 from service.call_guard import Context
+from service.catalog_file import EMBEDDED_CATALOG, CatalogUnreadableError, load_catalog
+from service.config import Settings
 from service.pagination import InvalidPageTokenError, decode_page_token, encode_page_token
+from service.served import ServedApi
+from service.store import CatalogError
 
 DEFAULT_PAGE_SIZE = 10  # the seed's default, for both page_size and max_results
 MAX_PAGE_SIZE = 1000  # larger requests are coerced down (AIP-158), not refused
@@ -223,3 +227,26 @@ async def abort_invalid_argument(context: Context, field: str, description: str)
     grpc_status = rpc_status.to_status(status)  # the details travel in the trailing metadata
     await context.abort(grpc_status.code, grpc_status.details, grpc_status.trailing_metadata)
     raise AssertionError("abort returns only by raising")  # pragma: no cover
+
+
+def _load(settings: Settings) -> Catalog:
+    return load_catalog(settings.catalog_path, expected_sha256=settings.catalog_sha256)
+
+
+def _loaded(settings: Settings, store: Catalog) -> str:
+    path = settings.catalog_path or EMBEDDED_CATALOG
+    return f"catalog {path}: {len(store)} products, sha256 {store.fingerprint.hex()}"
+
+
+# What the server serves (service/served.py): the catalog API over the catalog CATALOG_PATH names.
+SERVED = ServedApi[Catalog](
+    register=add_to_server,
+    servicer=CatalogServicer,
+    load=_load,
+    data_name="catalog",
+    loaded=_loaded,
+    served=lambda store: f"{len(store)} products",
+    unreadable=CatalogUnreadableError,
+    invalid=CatalogError,
+    loading=LoadingServicer(),
+)

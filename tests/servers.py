@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import uvloop
 from service.config import Settings
 from service.server import CatalogServer, run_server
 from service.servicer import Catalog
+from service.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parents[1]
 _T = TypeVar("_T")
@@ -112,12 +114,16 @@ class InProcessServer:
 
 
 @contextmanager
-def in_process(settings: Settings | None = None, store: Catalog | None = None) -> Iterator[InProcessServer]:
+def in_process(
+    settings: Settings | None = None, store: Catalog | None = None, telemetry: Telemetry | None = None
+) -> Iterator[InProcessServer]:
     """The real server (`run_server`) on a free localhost port, in this process; `store` served at once.
 
     The one way tests start the service's server in-process.
     """
-    context = run_server(settings or Settings(port=0), store, host="localhost")
+    # Every OK call's line too: tests read calls from their lines (a sampled log is tested on its own).
+    settings = dataclasses.replace(settings or Settings(port=0), ok_log_sample_rate=1.0)
+    context = run_server(settings, store, host="localhost", telemetry=telemetry)
     with in_thread(context, "catalog-server") as (server, loop):
         yield InProcessServer(server, loop)
 

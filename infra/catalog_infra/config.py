@@ -121,6 +121,14 @@ class StackConfig:
         test=lambda share: float(share) <= 1,
         allowed='must be a share from 0 to 1 (0 and 1 included), written as a string such as "0.01"')]
     canary_min_calls: Annotated[int, integer("canaryMinCalls", 0, 1_000_000)]
+    # The latency gate (docs/observability.md): the candidate's p95 and p99 against stable's, times at most
+    # this ("" judges no latency), absolute bounds in ms (0: none), and the wait for Monitoring's points.
+    canary_max_latency_ratio: Annotated[float | None, Key("canaryMaxLatencyRatio",
+        pattern=r"[0-9]+(\.[0-9]+)?", test=lambda ratio: 1 <= float(ratio) <= 100,
+        allowed='must be a ratio from 1 to 100 written as a string such as "1.5", or "" to judge no latency')]
+    canary_max_p95_ms: Annotated[int, integer("canaryMaxP95Ms", 0, 3_600_000)]
+    canary_max_p99_ms: Annotated[int, integer("canaryMaxP99Ms", 0, 3_600_000)]
+    canary_ingestion_delay_seconds: Annotated[int, integer("canaryIngestionDelaySeconds", 0, 600)]
     pr_revisions: Annotated[bool, Key("prRevisions")]
     # A state bucket and secrets key for a self-managed backend, used by the CI identity (ci_state.py).
     ci_state_backend: Annotated[bool, Key("ciStateBackend")]

@@ -105,7 +105,7 @@ def declared(settings: type) -> dict[str, Key]:
             type=_KINDS.get(python_type, "string"),
             items="integer" if python_type == tuple[int, ...] else "string",
             optional=isinstance(python_type, types.UnionType),
-            share=python_type is float,
+            share=float in (python_type, *get_args(python_type)),  # float, or float | None
         )
     return keys
 

@@ -1,14 +1,14 @@
-"""Observability: gRPC-aware metrics from the server's access lines, a dashboard, SLOs and alerts.
+"""Observability: a dashboard, SLOs and alerts on the server's own gRPC metrics and Cloud Run's.
 
 Cloud Run's own request metrics classify calls by HTTP status, and a gRPC call that fails still ends in HTTP
-200 (its status travels in a trailer). The server writes one JSON access line per call to stdout; Cloud Run
-turns each into a log entry whose `jsonPayload` holds `logger`, `method`, `code` and `duration_ms` (and whose
-`severity` is the line's). Two log-based metrics count those calls and their durations; everything else here
-is built on them and on the metrics Cloud Run provides.
+200 (its status travels in a trailer). The server records its calls as OpenTelemetry metrics and exports them
+to Cloud Monitoring once a minute (service/telemetry.py; names in contract/server_metrics.py): a count of
+calls and gRFC A66's duration histogram, by `grpc.method`, `grpc.status` and revision. They cost per series
+and minute, where the log-based metrics they replace cost a log line per call.
 
-The filters, label extractors and queries are plain functions of names. Which codes are the server's fault
-and the filter that counts them are contract.telemetry's, which the release gate reads too: its error ratio
-is the one the dashboard shows (`candidate_error_ratio` gives it as a query).
+The filters are contract.telemetry's, which the release gate reads too: its error ratio is the one the
+dashboard shows (`candidate_error_ratio` gives it as a query). The dashboard is a JSON document with slots
+(dashboard.json).
 """
 
 from __future__ import annotations
@@ -17,26 +17,23 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NotRequired, TypedDict
+from pathlib import Path
+from typing import Any, Literal
 
 import pulumi
 import pulumi_gcp as gcp
 
-from catalog import CATALOG_METHOD_PREFIX
+from contract.server_metrics import CALLS_TYPE, DURATION_TYPE, MONITORED_RESOURCE, STATUS_LABEL
 from contract.telemetry import (
-    CLOUD_RUN_RESOURCE,
     SERVER_FAULT_CODES,
     calls_filter,
-    error_ratio_filters,
-    one_of,
+    latency_filter,
 )
 
 REQUIRED_APIS = ("monitoring.googleapis.com", "logging.googleapis.com")
 
-# What the server writes (service/call_guard.py, service/logs.py): the access logger's name. Health checks
-# are access lines too (at DEBUG): CATALOG_METHOD_PREFIX leaves them out.
-ACCESS_LOGGER = "service.access"
-
+# The monitored resource of Cloud Run's own metrics (cloud.google.com/monitoring/api/resources).
+CLOUD_RUN_RESOURCE = "cloud_run_revision"
 # The Cloud Run metrics the dashboard and alerts read (cloud.google.com/monitoring/api/metrics_gcp, "run").
 INSTANCE_COUNT = "run.googleapis.com/container/instance_count"
 STARTUP_LATENCIES = "run.googleapis.com/container/startup_latencies"
@@ -50,12 +47,6 @@ CLOUD_RUN_METRICS = (INSTANCE_COUNT, STARTUP_LATENCIES, COMPLETED_PROBES, REQUES
 # "startup" or "liveness" in any case, and none that does not: whatever the spelling, readiness stays out.
 FATAL_PROBE_PATTERN = "(?i).*(startup|liveness).*"
 FATAL_PROBES = f'metric.label.probe_type = monitoring.regex.full_match("{FATAL_PROBE_PATTERN}")'
-
-# The latency buckets, in ms: Renard's R10 series (10 steps a decade, each about 26% wider) from 0.1 ms
-# to 1 hour (the longest request Cloud Run allows). The latency SLO's threshold is added as a boundary:
-# Monitoring estimates a cut between two boundaries, so a threshold on one is counted exactly.
-_R10 = (1.0, 1.25, 1.6, 2.0, 2.5, 3.15, 4.0, 5.0, 6.3, 8.0)
-LATENCY_BOUNDS_MS = tuple(round(step * 10.0**decade, 4) for decade in range(-1, 7) for step in _R10)
 
 
 @dataclass(frozen=True)
@@ -105,58 +96,12 @@ class ObservabilityArgs:
     depends_on: Sequence[pulumi.Resource] = ()
 
 
-# ---- Log filters and extractors: what the server writes, as Cloud Logging stores it ----
-
-
-def access_log_filter(service_name: str) -> str:
-    """The log entries of this service's catalog calls: one per call, health checks left out."""
-    return " AND ".join(
-        [
-            f'resource.type="{CLOUD_RUN_RESOURCE}"',
-            f'resource.labels.service_name="{service_name}"',
-            f'jsonPayload.logger="{ACCESS_LOGGER}"',
-            f'jsonPayload.method=~"^{CATALOG_METHOD_PREFIX.replace(".", "[.]")}"',
-        ]
-    )
-
-
-CALL_LABELS = {
-    "method": "EXTRACT(jsonPayload.method)",
-    "code": "EXTRACT(jsonPayload.code)",
-    "revision": "EXTRACT(resource.labels.revision_name)",
-}
-LATENCY_LABELS = {key: CALL_LABELS[key] for key in ("method", "revision")}
-DURATION_EXTRACTOR = "EXTRACT(jsonPayload.duration_ms)"
-
-
-def metric_names(service_name: str) -> tuple[str, str]:
-    """The log-based metrics' names: letters, digits and underscores, so PromQL can name them as they are."""
-    prefix = service_name.replace("-", "_")
-    return f"{prefix}_calls", f"{prefix}_call_latency"
-
-
-def user_metric_type(name: str) -> str:
-    """The Monitoring metric type of a user-defined log-based metric."""
-    return f"logging.googleapis.com/user/{name}"
-
-
-def latency_bounds(threshold_ms: int) -> list[float]:
-    """The distribution's bucket boundaries, with the latency SLO's threshold among them."""
-    return sorted({*LATENCY_BOUNDS_MS, float(threshold_ms)})
-
-
 # ---- Monitoring filters ----
 
 
-def unary_latency_filter(latency_type: str, unary_methods: Sequence[str]) -> str:
-    """Time series of the duration distribution for unary methods only."""
-    return " AND ".join(
-        [
-            f'metric.type="{latency_type}"',
-            f'resource.type="{CLOUD_RUN_RESOURCE}"',
-            f"metric.label.method = {one_of(unary_methods)}",
-        ]
-    )
+def unary_latency_filter(service_name: str, unary_methods: Sequence[str], revision: str | None = None) -> str:
+    """Time series of the duration distribution for unary methods only (full names, /pkg.Service/Method)."""
+    return latency_filter(service_name, unary_methods, revision=revision)
 
 
 def cloud_run_filter(metric_type: str, service_name: str, *extra: str) -> str:
@@ -185,361 +130,67 @@ class ErrorRatioQuery:
     promql: str
 
 
-def candidate_error_ratio(
-    calls_type: str, service_name: str, revision: str, window: str = "5m"
-) -> ErrorRatioQuery:
+def candidate_error_ratio(service_name: str, revision: str, window: str = "5m") -> ErrorRatioQuery:
     """The release gate's query: the error ratio of `revision`'s calls over the last `window`."""
-    selector = (
-        f'monitored_resource="{CLOUD_RUN_RESOURCE}",service_name="{service_name}",revision="{revision}"'
-    )
+    selector = f'monitored_resource="{MONITORED_RESOURCE}",job="{service_name}",revision="{revision}"'
     # PromQL names a Monitoring metric with its dots and first slash replaced: domain_com:path.
-    promql_name = calls_type.replace(".", "_").replace("/", ":", 1).replace("/", "_")
+    promql_name = CALLS_TYPE.replace(".", "_").replace("/", ":", 1).replace("/", "_")
+    status = STATUS_LABEL.removeprefix("metric.label.")
     faults = "|".join(SERVER_FAULT_CODES)
-    total_filter, bad_filter = error_ratio_filters(calls_type, service_name, revision)
     return ErrorRatioQuery(
-        total_filter=total_filter,
-        bad_filter=bad_filter,
+        total_filter=calls_filter(service_name, revision=revision),
+        bad_filter=calls_filter(service_name, faults_only=True, revision=revision),
         promql=(
-            f'sum(increase({promql_name}{{{selector},code=~"{faults}"}}[{window}]))'
+            f'sum(increase({promql_name}{{{selector},{status}=~"{faults}"}}[{window}]))'
             f" / sum(increase({promql_name}{{{selector}}}[{window}]))"
         ),
     )
 
 
-# ---- The dashboard, as typed data ----
+# ---- The dashboard: a JSON document with slots ----
 
-
-class Aggregation(TypedDict):
-    """How one chart line is computed from raw points (Monitoring's Aggregation)."""
-
-    alignmentPeriod: str
-    perSeriesAligner: str
-    crossSeriesReducer: NotRequired[str]
-    groupByFields: NotRequired[list[str]]
-
-
-class TimeSeriesFilter(TypedDict):
-    """A monitoring filter and its aggregation."""
-
-    filter: str
-    aggregation: Aggregation
-
-
-class TimeSeriesFilterRatio(TypedDict):
-    """numerator / denominator, each filtered and aggregated alike."""
-
-    numerator: TimeSeriesFilter
-    denominator: TimeSeriesFilter
-
-
-class TimeSeriesQuery(TypedDict, total=False):
-    """One of a plain filter or a ratio."""
-
-    timeSeriesFilter: TimeSeriesFilter
-    timeSeriesFilterRatio: TimeSeriesFilterRatio
-
-
-class DataSet(TypedDict):
-    """One set of lines on a chart."""
-
-    timeSeriesQuery: TimeSeriesQuery
-    plotType: Literal["LINE", "STACKED_AREA", "STACKED_BAR", "HEATMAP"]
-    legendTemplate: str
-
-
-class Axis(TypedDict):
-    """The chart's y axis."""
-
-    label: str
-    scale: Literal["LINEAR", "LOG10"]
-
-
-class XyChart(TypedDict):
-    """A chart of lines over time."""
-
-    dataSets: list[DataSet]
-    yAxis: Axis
-
-
-class Text(TypedDict):
-    """A note on the dashboard."""
-
-    content: str
-    format: Literal["MARKDOWN", "RAW"]
-
-
-class Widget(TypedDict, total=False):
-    """A titled chart or note."""
-
-    title: str
-    xyChart: XyChart
-    text: Text
-
-
-class Tile(TypedDict):
-    """A widget's place on the grid (48 columns wide). A zero position is left out, as the API returns it."""
-
-    xPos: NotRequired[int]
-    yPos: NotRequired[int]
-    width: int
-    height: int
-    widget: Widget
-
-
-class MosaicLayout(TypedDict):
-    """The grid."""
-
-    columns: int
-    tiles: list[Tile]
-
-
-class DashboardJson(TypedDict):
-    """A Monitoring dashboard (the body of projects.dashboards.create)."""
-
-    displayName: str
-    mosaicLayout: MosaicLayout
+# As the console exports a dashboard, with {{slot}} where a name or filter part goes (DASHBOARD_SLOTS).
+DASHBOARD_FILE = Path(__file__).with_name("dashboard.json")
+_SLOT = re.compile(r"\{\{(\w+)\}\}")
+# Monitoring aligns every chart and alert over a minute: the server exports once a minute.
+ALIGNMENT = "60s"
 
 
 @dataclass(frozen=True)
 class DashboardInputs:
-    """What the dashboard is of: the service and the two log-based metrics' types."""
+    """What the dashboard is of: the service, and the unary latency limit its p95 chart names."""
 
     service_name: str
-    calls_type: str
-    latency_type: str
     latency_threshold_ms: int
 
 
-ALIGNMENT = "60s"
-
-
-def _series(
-    filter_: str, aligner: str, reducer: str | None = None, group_by: Sequence[str] = ()
-) -> TimeSeriesFilter:
-    aggregation: Aggregation = {"alignmentPeriod": ALIGNMENT, "perSeriesAligner": aligner}
-    if reducer is not None:
-        aggregation["crossSeriesReducer"] = reducer
-        if group_by:
-            aggregation["groupByFields"] = list(group_by)
-    return {"filter": filter_, "aggregation": aggregation}
-
-
-def _line(query: TimeSeriesQuery, legend: str, plot: Literal["LINE", "STACKED_AREA"] = "LINE") -> DataSet:
-    return {"timeSeriesQuery": query, "plotType": plot, "legendTemplate": legend}
-
-
-def _chart(title: str, axis: str, *data_sets: DataSet) -> Widget:
+def dashboard_slots(inputs: DashboardInputs) -> dict[str, str]:
+    """The value of each slot of dashboard.json, as plain text (escaped for JSON when filled in)."""
     return {
-        "title": title,
-        "xyChart": {"dataSets": list(data_sets), "yAxis": {"label": axis, "scale": "LINEAR"}},
+        "service": inputs.service_name,
+        "calls_type": CALLS_TYPE,
+        "duration_type": DURATION_TYPE,
+        "fault_codes": ", ".join(SERVER_FAULT_CODES),
+        "fault_codes_quoted": ", ".join(f'"{code}"' for code in SERVER_FAULT_CODES),
+        "latency_threshold_ms": str(inputs.latency_threshold_ms),
     }
 
 
-def _error_ratio(calls_type: str, group_by: Sequence[str]) -> TimeSeriesQuery:
-    return {
-        "timeSeriesFilterRatio": {
-            "numerator": _series(
-                calls_filter(calls_type, faults_only=True), "ALIGN_RATE", "REDUCE_SUM", group_by
-            ),
-            "denominator": _series(calls_filter(calls_type), "ALIGN_RATE", "REDUCE_SUM", group_by),
-        }
-    }
+def dashboard(inputs: DashboardInputs, template: str | None = None) -> dict[str, Any]:
+    """dashboard.json (or `template`) with its slots filled: the body of projects.dashboards.create."""
+    slots = dashboard_slots(inputs)
+    text = DASHBOARD_FILE.read_text(encoding="utf-8") if template is None else template
 
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in slots:
+            raise ValueError(
+                f"{DASHBOARD_FILE.name} has a slot {{{{{name}}}}} with no value; known: {', '.join(slots)}"
+            )
+        return json.dumps(slots[name])[1:-1]  # inside a JSON string: quotes and backslashes escaped
 
-def _percentiles(latency_type: str, group_by: str, label: str, which: Sequence[int]) -> list[DataSet]:
-    filter_ = f'metric.type="{latency_type}" AND resource.type="{CLOUD_RUN_RESOURCE}"'
-    return [
-        _line(
-            {"timeSeriesFilter": _series(filter_, "ALIGN_DELTA", f"REDUCE_PERCENTILE_{p:02d}", [group_by])},
-            f"p{p} ${{{label}}}",
-        )
-        for p in which
-    ]
-
-
-def dashboard(inputs: DashboardInputs) -> DashboardJson:
-    """The on-call dashboard: traffic, errors, latency, instances, startups, each revision side by side."""
-    calls, latency, service = inputs.calls_type, inputs.latency_type, inputs.service_name
-    method, code, revision = "metric.label.method", "metric.label.code", "metric.label.revision"
-    widgets: list[tuple[int, Widget]] = [
-        (
-            48,
-            {
-                "title": "About",
-                "text": {
-                    "format": "MARKDOWN",
-                    "content": (
-                        f"gRPC calls of **{service}**, from its access log lines (Cloud Run's own request "
-                        "charts count HTTP status, which is 200 for a failed gRPC call). Errors are the "
-                        f"codes that are the server's fault: {', '.join(SERVER_FAULT_CODES)}. "
-                        "What each chart means and what to do: docs/observability.md."
-                    ),
-                },
-            },
-        ),
-        (
-            24,
-            _chart(
-                "Calls per second by method and code",
-                "calls/s",
-                _line(
-                    {
-                        "timeSeriesFilter": _series(
-                            calls_filter(calls), "ALIGN_RATE", "REDUCE_SUM", [method, code]
-                        )
-                    },
-                    "${metric.labels.method} ${metric.labels.code}",
-                    "STACKED_AREA",
-                ),
-            ),
-        ),
-        (
-            24,
-            _chart(
-                "Error ratio (server-side codes / all calls)",
-                "ratio",
-                _line(_error_ratio(calls, []), "errors"),
-            ),
-        ),
-        (
-            24,
-            _chart(
-                "Latency p50 / p95 / p99 by method (ms)",
-                "ms",
-                *_percentiles(latency, method, "metric.labels.method", (50, 95, 99)),
-            ),
-        ),
-        (
-            24,
-            _chart(
-                "Instances by state",
-                "instances",
-                _line(
-                    {
-                        "timeSeriesFilter": _series(
-                            cloud_run_filter(INSTANCE_COUNT, service),
-                            "ALIGN_MAX",
-                            "REDUCE_SUM",
-                            ["metric.label.state"],
-                        )
-                    },
-                    "${metric.labels.state}",
-                    "STACKED_AREA",
-                ),
-            ),
-        ),
-        (
-            24,
-            _chart(
-                "Startup latency p50 / p95 (ms)",
-                "ms",
-                *[
-                    _line(
-                        {
-                            "timeSeriesFilter": _series(
-                                cloud_run_filter(STARTUP_LATENCIES, service),
-                                "ALIGN_DELTA",
-                                f"REDUCE_PERCENTILE_{p}",
-                            )
-                        },
-                        f"p{p}",
-                    )
-                    for p in (50, 95)
-                ],
-            ),
-        ),
-        (
-            24,
-            _chart(
-                "Failed probes (startup or liveness gave up)",
-                "probes/s",
-                _line(
-                    {
-                        "timeSeriesFilter": _series(
-                            cloud_run_filter(COMPLETED_PROBES, service, "metric.label.is_healthy = false"),
-                            "ALIGN_RATE",
-                            "REDUCE_SUM",
-                            ["metric.label.probe_type", "resource.label.revision_name"],
-                        )
-                    },
-                    "${metric.labels.probe_type} ${resource.labels.revision_name}",
-                ),
-            ),
-        ),
-        (
-            24,
-            _chart(
-                "Calls per second by revision",
-                "calls/s",
-                _line(
-                    {
-                        "timeSeriesFilter": _series(
-                            calls_filter(calls), "ALIGN_RATE", "REDUCE_SUM", [revision]
-                        )
-                    },
-                    "${metric.labels.revision}",
-                ),
-            ),
-        ),
-        (
-            24,
-            _chart(
-                "Error ratio by revision",
-                "ratio",
-                _line(_error_ratio(calls, [revision]), "${metric.labels.revision}"),
-            ),
-        ),
-        (
-            24,
-            _chart(
-                f"Latency p95 by revision (ms; the unary SLO's limit is {inputs.latency_threshold_ms} ms)",
-                "ms",
-                *_percentiles(latency, revision, "metric.labels.revision", (95,)),
-            ),
-        ),
-        (
-            24,
-            _chart(
-                "Calls Cloud Run could not hand to an instance (HTTP 5xx)",
-                "requests/s",
-                _line(
-                    {
-                        "timeSeriesFilter": _series(
-                            cloud_run_filter(
-                                REQUEST_COUNT, service, 'metric.label.response_code_class = "5xx"'
-                            ),
-                            "ALIGN_RATE",
-                            "REDUCE_SUM",
-                            ["metric.label.response_code"],
-                        )
-                    },
-                    "${metric.labels.response_code}",
-                ),
-            ),
-        ),
-    ]
-    return {"displayName": f"{service} (gRPC)", "mosaicLayout": {"columns": 48, "tiles": _place(widgets)}}
-
-
-def _place(widgets: Sequence[tuple[int, Widget]], height: int = 16) -> list[Tile]:
-    """Lay widgets out left to right, wrapping at 48 columns; the note is short."""
-    tiles: list[Tile] = []
-    x = y = 0
-    row_height = 0
-    for width, widget in widgets:
-        if x + width > 48:
-            x, y = 0, y + row_height
-        tile_height = 6 if "text" in widget else height
-        tile: Tile = {"width": width, "height": tile_height, "widget": widget}
-        # The API drops zero-valued fields from what it returns; writing them would show as a change forever.
-        if x:
-            tile["xPos"] = x
-        if y:
-            tile["yPos"] = y
-        tiles.append(tile)
-        x += width
-        row_height = tile_height
-    return tiles
+    board: dict[str, Any] = json.loads(_SLOT.sub(fill, text))
+    return board
 
 
 def _slug(text: str) -> str:
@@ -594,7 +245,7 @@ def _burn_doc(slo: str, service: str, goal: float, days: int, alert: BurnAlert) 
 
 
 class Observability(pulumi.ComponentResource):
-    """Log-based metrics, a dashboard, availability and latency SLOs, burn-rate and platform alerts."""
+    """A dashboard, availability and latency SLOs, burn-rate and platform alerts on the server's metrics."""
 
     calls_metric: pulumi.Output[str]
     latency_metric: pulumi.Output[str]
@@ -607,62 +258,11 @@ class Observability(pulumi.ComponentResource):
     ) -> None:
         super().__init__("catalog:index:Observability", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
-        calls_name, latency_name = metric_names(args.service_name)
-        log_filter = access_log_filter(args.service_name)
-
-        labels = [
-            gcp.logging.MetricMetricDescriptorLabelArgs(key="method", description="Full gRPC method name"),
-            gcp.logging.MetricMetricDescriptorLabelArgs(key="code", description="gRPC status code name"),
-            gcp.logging.MetricMetricDescriptorLabelArgs(key="revision", description="Cloud Run revision"),
-        ]
-        calls = gcp.logging.Metric(
-            f"{name}-calls",
-            project=args.project,
-            name=calls_name,
-            description=f"gRPC calls of {args.service_name}, by method, status code and revision",
-            filter=log_filter,
-            metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
-                metric_kind="DELTA", value_type="INT64", unit="1", display_name="gRPC calls", labels=labels
-            ),
-            label_extractors=CALL_LABELS,
-            opts=child,
-        )
-        latency = gcp.logging.Metric(
-            f"{name}-latency",
-            project=args.project,
-            name=latency_name,
-            description=f"Server-side duration of gRPC calls of {args.service_name}, by method and revision",
-            filter=log_filter,
-            metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
-                metric_kind="DELTA",
-                value_type="DISTRIBUTION",
-                unit="ms",
-                display_name="gRPC call duration",
-                labels=[labels[0], labels[2]],
-            ),
-            label_extractors=LATENCY_LABELS,
-            value_extractor=DURATION_EXTRACTOR,
-            bucket_options=gcp.logging.MetricBucketOptionsArgs(
-                explicit_buckets=gcp.logging.MetricBucketOptionsExplicitBucketsArgs(
-                    bounds=latency_bounds(args.latency_threshold_ms)
-                )
-            ),
-            opts=child,
-        )
-        # Metric types from the metrics' own outputs: whatever refers to them waits until they exist.
-        calls_type = calls.name.apply(user_metric_type)
-        latency_type = latency.name.apply(user_metric_type)
-
         board = gcp.monitoring.Dashboard(
             f"{name}-dashboard",
             project=args.project,
-            dashboard_json=pulumi.Output.all(calls_type, latency_type).apply(
-                lambda types: json.dumps(
-                    dashboard(
-                        DashboardInputs(args.service_name, types[0], types[1], args.latency_threshold_ms)
-                    ),
-                    sort_keys=True,
-                )
+            dashboard_json=json.dumps(
+                dashboard(DashboardInputs(args.service_name, args.latency_threshold_ms)), sort_keys=True
             ),
             opts=child,
         )
@@ -685,8 +285,8 @@ class Observability(pulumi.ComponentResource):
             rolling_period_days=window,
             request_based_sli=gcp.monitoring.SloRequestBasedSliArgs(
                 good_total_ratio=gcp.monitoring.SloRequestBasedSliGoodTotalRatioArgs(
-                    bad_service_filter=calls_type.apply(lambda t: calls_filter(t, faults_only=True)),
-                    total_service_filter=calls_type.apply(calls_filter),
+                    bad_service_filter=calls_filter(args.service_name, faults_only=True),
+                    total_service_filter=calls_filter(args.service_name),
                 )
             ),
             opts=child,
@@ -704,9 +304,10 @@ class Observability(pulumi.ComponentResource):
             rolling_period_days=window,
             request_based_sli=gcp.monitoring.SloRequestBasedSliArgs(
                 distribution_cut=gcp.monitoring.SloRequestBasedSliDistributionCutArgs(
-                    distribution_filter=latency_type.apply(lambda t: unary_latency_filter(t, unary)),
+                    distribution_filter=unary_latency_filter(args.service_name, unary),
+                    # The server's durations are in seconds (gRFC A66).
                     range=gcp.monitoring.SloRequestBasedSliDistributionCutRangeArgs(
-                        max=float(args.latency_threshold_ms)
+                        max=args.latency_threshold_ms / 1000
                     ),
                 )
             ),
@@ -744,8 +345,8 @@ class Observability(pulumi.ComponentResource):
                 )
         self._platform_alerts(name, args, channels, child)
 
-        self.calls_metric = calls_type
-        self.latency_metric = latency_type
+        self.calls_metric = pulumi.Output.from_input(CALLS_TYPE)
+        self.latency_metric = pulumi.Output.from_input(DURATION_TYPE)
         self.dashboard_url = board.id.apply(lambda dashboard_id: dashboard_url(dashboard_id, args.project))
         self.availability_slo = availability.name
         self.latency_slo = latency_slo.name
@@ -810,7 +411,7 @@ class Observability(pulumi.ComponentResource):
         service = args.service_name
         no_instance = [
             # Cloud Run answered calls itself with 5xx: no instance could take them (none ready, all failing
-            # to start, or at maxInstances). Such calls never reach the server, so no access line counts them.
+            # to start, or at maxInstances). Such calls never reach the server: its metrics do not count them.
             gcp.monitoring.AlertPolicyConditionArgs(
                 display_name="Cloud Run answers calls with HTTP 5xx",
                 condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from contract.telemetry import SERVER_FAULT_CODES, calls_filter, error_ratio_filters
+from contract.telemetry import SERVER_FAULT_CODES, calls_filter, error_ratio_filters, latency_filter
 
-CALLS = "logging.googleapis.com/user/catalog_grpc_calls"
+CALLS = "workload.googleapis.com/catalog.server.calls"
+DURATIONS = "workload.googleapis.com/grpc.server.call.duration"
+SCOPE = 'resource.type="generic_task" AND resource.label.job="catalog-grpc"'
 FAULTS = '"INTERNAL", "UNKNOWN", "DATA_LOSS", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"'
 # The codes that are the caller's doing, or no failure at all: they never count against the server.
 NOT_OURS = {
@@ -37,19 +39,22 @@ def test_fault_codes_are_status_code_names_once_each() -> None:
 
 
 def test_all_calls_and_server_faults_of_every_revision() -> None:
-    scope = f'metric.type="{CALLS}" AND resource.type="cloud_run_revision"'
-    assert calls_filter(CALLS) == scope
-    assert calls_filter(CALLS, faults_only=True) == f"{scope} AND metric.label.code = one_of({FAULTS})"
+    scope = f'metric.type="{CALLS}" AND {SCOPE}'
+    assert calls_filter("catalog-grpc") == scope
+    assert (
+        calls_filter("catalog-grpc", faults_only=True)
+        == f"{scope} AND metric.label.grpc_status = one_of({FAULTS})"
+    )
 
 
 def test_the_gates_filters_narrow_to_one_revision_of_one_service() -> None:
     total, bad = error_ratio_filters(CALLS, "catalog-grpc", "catalog-grpc-00042-xyz")
-    scope = (
-        f'metric.type="{CALLS}" AND resource.type="cloud_run_revision"{{}} AND '
-        'metric.label.revision = "catalog-grpc-00042-xyz" AND resource.label.service_name="catalog-grpc"'
+    revision = 'metric.label.revision = "catalog-grpc-00042-xyz"'
+    assert total == f'metric.type="{CALLS}" AND {SCOPE} AND {revision}'
+    assert (
+        bad
+        == f'metric.type="{CALLS}" AND {SCOPE} AND metric.label.grpc_status = one_of({FAULTS}) AND {revision}'
     )
-    assert total == scope.format("")
-    assert bad == scope.format(f" AND metric.label.code = one_of({FAULTS})")
 
 
 @pytest.mark.parametrize("region", [None, ""])
@@ -64,3 +69,12 @@ def test_a_region_narrows_both_filters_to_its_revisions() -> None:
     there = error_ratio_filters(CALLS, "catalog-grpc", "catalog-grpc-00042-xyz", "europe-west1")
     clause = ' AND resource.label.location="europe-west1"'
     assert there == (everywhere[0] + clause, everywhere[1] + clause)
+
+
+def test_the_latency_filter_selects_the_methods_as_the_server_labels_them() -> None:
+    methods = ("/catalog.ProductCatalog/GetProduct", "/catalog.ProductCatalog/ListProducts")
+    assert latency_filter("catalog-grpc", methods, revision="r-1", region="us-east1") == (
+        f'metric.type="{DURATIONS}" AND {SCOPE} AND metric.label.grpc_method = '
+        'one_of("catalog.ProductCatalog/GetProduct", "catalog.ProductCatalog/ListProducts") AND '
+        'metric.label.revision = "r-1" AND resource.label.location="us-east1"'
+    )

@@ -1,13 +1,16 @@
-"""docs/your-own-service.md lists each file that imports the API: to edit, or following on its own."""
+"""docs/your-own-service.md lists each file importing the API: to edit, to delete, or following on its own."""
 
 from __future__ import annotations
 
 import ast
+import shlex
 import subprocess
+from pathlib import PurePosixPath
 
 from tests.docs.markdown import REPO_ROOT, Page
 
 PAGE = Page.read(REPO_ROOT / "docs" / "your-own-service.md")
+HEADING = "Every file that names the API"
 # Names catalog/__init__.py derives from the service's descriptor: a file importing only these follows a new
 # API without an edit.
 DERIVED = {
@@ -16,6 +19,7 @@ DERIVED = {
     "HEALTH_SERVICE_NAME",
     "HEALTH_CHECK_METHOD",
     "CATALOG_METHOD_PREFIX",
+    "UNARY_METHODS",
 }
 
 
@@ -37,24 +41,46 @@ def imports_of_the_api() -> dict[str, set[str]]:
     return found
 
 
-def listed(heading_prefix: str) -> set[str]:
-    tables = [table for table in PAGE.tables() if table.heading == "Every file that names the API"]
-    column = {"Files to edit": "what names the catalog api", "Files that follow": "uses"}[heading_prefix]
-    (table,) = [table for table in tables if table.header[1].lower() == column]
+def deleted_paths() -> list[str]:
+    """The paths the page's `rm -r` command deletes (step 6)."""
+    (command,) = [line for line in PAGE.shell_commands() if line.startswith("rm -r ")]
+    return shlex.split(command)[2:]
+
+
+def is_deleted(name: str) -> bool:
+    return any(PurePosixPath(name).is_relative_to(path) for path in deleted_paths())
+
+
+def listed(column: str) -> set[str]:
+    """The files of the table, under HEADING, whose second column is headed `column`."""
+    (table,) = [t for t in PAGE.tables() if t.heading == HEADING and t.header[1].lower() == column]
     return {row[0].strip("`") for row in table.rows}
 
 
-def test_the_files_to_edit_are_those_that_import_more_than_the_derived_names() -> None:
-    expected = {name for name, names in imports_of_the_api().items() if names - DERIVED}
-    assert listed("Files to edit") == expected
+def test_the_files_to_edit_are_those_kept_that_import_more_than_the_derived_names() -> None:
+    expected = {
+        name for name, names in imports_of_the_api().items() if names - DERIVED and not is_deleted(name)
+    }
+    assert listed("what names the catalog api") == expected
+
+
+def test_the_files_to_delete_are_those_the_command_deletes() -> None:
+    expected = {name for name in imports_of_the_api() if is_deleted(name)}
+    assert listed("what it is") == expected
 
 
 def test_the_files_that_follow_import_only_derived_names() -> None:
-    expected = {name for name, names in imports_of_the_api().items() if not names - DERIVED}
-    assert listed("Files that follow") == expected
+    expected = {
+        name for name, names in imports_of_the_api().items() if not names - DERIVED and not is_deleted(name)
+    }
+    assert listed("uses") == expected
+
+
+def test_the_deleted_paths_exist() -> None:
+    assert [path for path in deleted_paths() if not (REPO_ROOT / path).exists()] == []
 
 
 def test_the_page_counts_the_files_it_lists() -> None:
-    edits = listed("Files to edit")
-    without_bench = {name for name in edits if not name.startswith("bench/")}
-    assert f"editing {len(without_bench)} files ({len(edits)} with the benchmark)" in PAGE.text
+    edits = len(listed("what names the catalog api"))
+    deletes = len(listed("what it is"))
+    assert f"another API means editing {edits} files and deleting {deletes}" in PAGE.text

@@ -333,7 +333,6 @@ def test_the_deployer_holds_a_role_for_every_kind_of_resource_a_ci_up_applies() 
     declared = {r.type for r in deployment.declared if r.type.split(":")[0] != "catalog"} - NOT_THE_DEPLOYERS
     # The stack declares every kind the observability component and the front door make.
     assert {
-        "gcp:logging/metric:Metric",
         "gcp:monitoring/notificationChannel:NotificationChannel",
         "gcp:compute/securityPolicy:SecurityPolicy",
         "gcp:compute/globalAddress:GlobalAddress",

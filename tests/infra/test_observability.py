@@ -7,20 +7,13 @@ and extractors the program declares to them.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-import signal
-from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import pulumi
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.servers import ServerProcess
-from catalog import catalog_pb2, catalog_pb2_grpc
 from tests.docs.markdown import REPO_ROOT, Page
 from tests.infra.harness import (
     ALERT_POLICY,
@@ -36,14 +29,17 @@ from tests.infra.harness import (
     Deployment,
     Mocks,
     RecordingMonitor,
-    recorded,
     run_program,
     stack_config,
 )
 
 SERVICE_NAME = "catalog-grpc"
-CALLS_TYPE = "logging.googleapis.com/user/catalog_grpc_calls"
-LATENCY_TYPE = "logging.googleapis.com/user/catalog_grpc_call_latency"
+CALLS_TYPE = "workload.googleapis.com/catalog.server.calls"
+LATENCY_TYPE = "workload.googleapis.com/grpc.server.call.duration"
+# The server's own metrics as exported from Cloud Run (contract/server_metrics.py).
+SERVER_SCOPE = 'resource.type="generic_task" AND resource.label.job="catalog-grpc"'
+ALL_CALLS = f'metric.type="{CALLS_TYPE}" AND {SERVER_SCOPE}'
+DURATIONS = f'metric.type="{LATENCY_TYPE}" AND {SERVER_SCOPE}'
 FAULTS = '"INTERNAL", "UNKNOWN", "DATA_LOSS", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"'
 CLOUD_RUN_METRICS = {
     "run.googleapis.com/container/instance_count",
@@ -88,62 +84,11 @@ def series(widget: dict[str, Any]) -> list[dict[str, Any]]:
 
 # ---- Metrics ----
 
-ACCESS_FILTER = (
-    'resource.type="cloud_run_revision" AND resource.labels.service_name="catalog-grpc" AND '
-    'jsonPayload.logger="service.access" AND jsonPayload.method=~"^/catalog[.]ProductCatalog/"'
-)
 
-
-def test_call_counter_counts_access_lines_by_method_code_and_revision(deployment: Deployment) -> None:
-    calls = by_name(deployment, LOG_METRIC)["observability-calls"]
-    assert calls["name"] == "catalog_grpc_calls"
-    assert calls["project"] == deployment.namespace["config"].project
-    assert calls["filter"] == ACCESS_FILTER
-    assert calls["labelExtractors"] == {
-        "method": "EXTRACT(jsonPayload.method)",
-        "code": "EXTRACT(jsonPayload.code)",
-        "revision": "EXTRACT(resource.labels.revision_name)",
-    }
-    descriptor = calls["metricDescriptor"]
-    assert (descriptor["metricKind"], descriptor["valueType"]) == ("DELTA", "INT64")
-    assert [label["key"] for label in descriptor["labels"]] == ["method", "code", "revision"]
-    assert "valueExtractor" not in calls
-
-
-def test_latency_distribution_reads_duration_ms_by_method_and_revision(
-    stack: str, deployment: Deployment
-) -> None:
-    latency = by_name(deployment, LOG_METRIC)["observability-latency"]
-    assert latency["name"] == "catalog_grpc_call_latency"
-    assert latency["filter"] == ACCESS_FILTER
-    assert latency["valueExtractor"] == "EXTRACT(jsonPayload.duration_ms)"
-    assert latency["labelExtractors"] == {
-        "method": "EXTRACT(jsonPayload.method)",
-        "revision": "EXTRACT(resource.labels.revision_name)",
-    }
-    descriptor = latency["metricDescriptor"]
-    assert (descriptor["metricKind"], descriptor["valueType"], descriptor["unit"]) == (
-        "DELTA",
-        "DISTRIBUTION",
-        "ms",
-    )
-    assert [label["key"] for label in descriptor["labels"]] == ["method", "revision"]
-    bounds = latency["bucketOptions"]["explicitBuckets"]["bounds"]
-    assert bounds == sorted(set(bounds))
-    assert bounds[0] == 0.1
-    assert bounds[-1] >= 3_600_000  # the longest request Cloud Run allows, in ms
-    # The SLO's threshold is a boundary, so the latency SLO counts it exactly rather than by interpolation.
-    assert float(setting(stack, "latencyThresholdMs", 100)) in bounds
-    # Neighbouring boundaries at most 28% apart (R10 steps): p50/p95/p99 stay readable.
-    assert max(high / low for low, high in itertools.pairwise(bounds)) <= 1.281
-
-
-def test_latency_threshold_moves_into_the_buckets() -> None:
-    # By name: the order in which resources register is not part of the program's contract.
-    latency = by_name(run_program({**BASE, f"{PROJECT}:latencyThresholdMs": 37}), LOG_METRIC)[
-        "observability-latency"
-    ]
-    assert 37.0 in latency["bucketOptions"]["explicitBuckets"]["bounds"]
+def test_no_log_based_metric_is_declared(deployment: Deployment) -> None:
+    # Every chart, SLO and alert reads the server's exported metrics or Cloud Run's: a log-based metric
+    # would bring back a billed log line per call.
+    assert deployment.all(LOG_METRIC) == []
 
 
 # ---- Dashboard ----
@@ -152,13 +97,13 @@ EXPECTED_WIDGETS = {
     "About",
     "Calls per second by method and code",
     "Error ratio (server-side codes / all calls)",
-    "Latency p50 / p95 / p99 by method (ms)",
+    "Latency p50 / p95 / p99 by method (s)",
     "Instances by state",
     "Startup latency p50 / p95 (ms)",
     "Failed probes (startup or liveness gave up)",
     "Calls per second by revision",
     "Error ratio by revision",
-    "Latency p95 by revision (ms; the unary SLO's limit is 100 ms)",
+    "Latency p95 by revision (s; the unary SLO's limit is 100 ms)",
     "Calls Cloud Run could not hand to an instance (HTTP 5xx)",
 }
 
@@ -169,19 +114,18 @@ def test_dashboard_charts_only_metrics_the_program_declares_or_cloud_run_provide
     board = dashboard_of(deployment)
     assert board["displayName"] == "catalog-grpc (gRPC)"
     assert set(widgets(board)) == EXPECTED_WIDGETS
-    declared_types = {
-        f"logging.googleapis.com/user/{m['name']}" for m in by_name(deployment, LOG_METRIC).values()
-    }
-    assert declared_types == {CALLS_TYPE, LATENCY_TYPE}
+    server_types = {CALLS_TYPE, LATENCY_TYPE}
     used = set()
     for filter_ in filters_in(board):
         types = re.findall(r'metric\.type="([^"]+)"', filter_)
         assert len(types) == 1, filter_
         used.add(types[0])
-        assert 'resource.type="cloud_run_revision"' in filter_
         if types[0] in CLOUD_RUN_METRICS:  # project-wide metrics: this service's only
+            assert 'resource.type="cloud_run_revision"' in filter_
             assert 'resource.label.service_name="catalog-grpc"' in filter_
-    assert used == declared_types | CLOUD_RUN_METRICS
+        else:
+            assert SERVER_SCOPE in filter_
+    assert used == server_types | CLOUD_RUN_METRICS
     assert set(deployment.namespace["observability"].CLOUD_RUN_METRICS) == CLOUD_RUN_METRICS
 
 
@@ -203,12 +147,12 @@ def test_dashboard_tiles_fit_the_grid_without_overlap(deployment: Deployment) ->
 def test_calls_chart_is_per_second_by_method_and_code(deployment: Deployment) -> None:
     (query,) = series(widgets(dashboard_of(deployment))["Calls per second by method and code"])
     chart = query["timeSeriesFilter"]
-    assert chart["filter"] == f'metric.type="{CALLS_TYPE}" AND resource.type="cloud_run_revision"'
+    assert chart["filter"] == ALL_CALLS
     assert chart["aggregation"] == {
         "alignmentPeriod": "60s",
         "perSeriesAligner": "ALIGN_RATE",
         "crossSeriesReducer": "REDUCE_SUM",
-        "groupByFields": ["metric.label.method", "metric.label.code"],
+        "groupByFields": ["metric.label.grpc_method", "metric.label.grpc_status"],
     }
 
 
@@ -224,9 +168,8 @@ def test_error_ratios_divide_server_faults_by_all_calls(
 ) -> None:
     (query,) = series(widgets(dashboard_of(deployment))[title])
     ratio = query["timeSeriesFilterRatio"]
-    all_calls = f'metric.type="{CALLS_TYPE}" AND resource.type="cloud_run_revision"'
-    assert ratio["denominator"]["filter"] == all_calls
-    assert ratio["numerator"]["filter"] == f"{all_calls} AND metric.label.code = one_of({FAULTS})"
+    assert ratio["denominator"]["filter"] == ALL_CALLS
+    assert ratio["numerator"]["filter"] == f"{ALL_CALLS} AND metric.label.grpc_status = one_of({FAULTS})"
     for side in ("numerator", "denominator"):
         assert ratio[side]["aggregation"].get("groupByFields") == group_by
         assert ratio[side]["aggregation"]["perSeriesAligner"] == "ALIGN_RATE"
@@ -234,17 +177,17 @@ def test_error_ratios_divide_server_faults_by_all_calls(
 
 def test_latency_percentiles_by_method_and_by_revision(deployment: Deployment) -> None:
     charts = widgets(dashboard_of(deployment))
-    by_method = [q["timeSeriesFilter"] for q in series(charts["Latency p50 / p95 / p99 by method (ms)"])]
+    by_method = [q["timeSeriesFilter"] for q in series(charts["Latency p50 / p95 / p99 by method (s)"])]
     assert [s["aggregation"]["crossSeriesReducer"] for s in by_method] == [
         "REDUCE_PERCENTILE_50",
         "REDUCE_PERCENTILE_95",
         "REDUCE_PERCENTILE_99",
     ]
-    assert {tuple(s["aggregation"]["groupByFields"]) for s in by_method} == {("metric.label.method",)}
-    (by_revision,) = series(charts["Latency p95 by revision (ms; the unary SLO's limit is 100 ms)"])
+    assert {tuple(s["aggregation"]["groupByFields"]) for s in by_method} == {("metric.label.grpc_method",)}
+    (by_revision,) = series(charts["Latency p95 by revision (s; the unary SLO's limit is 100 ms)"])
     assert by_revision["timeSeriesFilter"]["aggregation"]["groupByFields"] == ["metric.label.revision"]
     for query in [*by_method, by_revision["timeSeriesFilter"]]:
-        assert query["filter"] == f'metric.type="{LATENCY_TYPE}" AND resource.type="cloud_run_revision"'
+        assert query["filter"] == DURATIONS
         assert query["aggregation"]["perSeriesAligner"] == "ALIGN_DELTA"
 
 
@@ -297,10 +240,9 @@ def test_availability_slo_counts_server_side_codes_as_bad(stack: str, deployment
     assert slo["goal"] == float(setting(stack, "availabilityGoal", "0.995"))
     assert slo["rollingPeriodDays"] == setting(stack, "sloWindowDays", 28)
     ratio = slo["requestBasedSli"]["goodTotalRatio"]
-    all_calls = f'metric.type="{CALLS_TYPE}" AND resource.type="cloud_run_revision"'
     assert ratio == {
-        "badServiceFilter": f"{all_calls} AND metric.label.code = one_of({FAULTS})",
-        "totalServiceFilter": all_calls,
+        "badServiceFilter": f"{ALL_CALLS} AND metric.label.grpc_status = one_of({FAULTS})",
+        "totalServiceFilter": ALL_CALLS,
     }
 
 
@@ -310,10 +252,11 @@ def test_latency_slo_covers_unary_methods_under_the_threshold(stack: str, deploy
     assert slo["goal"] == float(setting(stack, "latencyGoal", "0.99"))
     assert slo["rollingPeriodDays"] == setting(stack, "sloWindowDays", 28)
     cut = slo["requestBasedSli"]["distributionCut"]
-    assert cut["range"] == {"max": float(setting(stack, "latencyThresholdMs", 100))}
+    # The server records seconds (gRFC A66); the setting is in milliseconds.
+    assert cut["range"] == {"max": float(setting(stack, "latencyThresholdMs", 100)) / 1000}
     assert cut["distributionFilter"] == (
-        f'metric.type="{LATENCY_TYPE}" AND resource.type="cloud_run_revision" AND metric.label.method = '
-        'one_of("/catalog.ProductCatalog/GetProduct", "/catalog.ProductCatalog/ListProducts")'
+        f"{DURATIONS} AND metric.label.grpc_method = "
+        'one_of("catalog.ProductCatalog/GetProduct", "catalog.ProductCatalog/ListProducts")'
     )
 
 
@@ -330,7 +273,7 @@ def test_slo_config_reaches_the_slos() -> None:
     slos = by_name(deployment, SLO)
     assert slos["observability-availability"]["goal"] == 0.9995
     assert slos["observability-latency"]["goal"] == 0.95
-    assert slos["observability-latency"]["requestBasedSli"]["distributionCut"]["range"] == {"max": 250.0}
+    assert slos["observability-latency"]["requestBasedSli"]["distributionCut"]["range"] == {"max": 0.25}
     assert {slo["rollingPeriodDays"] for slo in slos.values()} == {7}
     # 2% of a 7-day budget in an hour is a burn rate of 3.36; 5% in 6 h, 1.4.
     thresholds = {
@@ -557,164 +500,29 @@ def test_latency_threshold_is_bounded_by_the_request_timeout() -> None:
 
 def test_candidate_error_ratio_query(deployment: Deployment) -> None:
     observability = deployment.namespace["observability"]
-    query = observability.candidate_error_ratio(CALLS_TYPE, SERVICE_NAME, "catalog-grpc-00042-xyz", "10m")
-    scope = (
-        f'metric.type="{CALLS_TYPE}" AND resource.type="cloud_run_revision"{{}} AND '
-        'metric.label.revision = "catalog-grpc-00042-xyz" AND resource.label.service_name="catalog-grpc"'
-    )
+    query = observability.candidate_error_ratio(SERVICE_NAME, "catalog-grpc-00042-xyz", "10m")
+    scope = f'{ALL_CALLS}{{}} AND metric.label.revision = "catalog-grpc-00042-xyz"'
     assert query.total_filter == scope.format("")
-    assert query.bad_filter == scope.format(f" AND metric.label.code = one_of({FAULTS})")
-    selector = (
-        'monitored_resource="cloud_run_revision",service_name="catalog-grpc",'
-        'revision="catalog-grpc-00042-xyz"'
-    )
-    metric = "logging_googleapis_com:user_catalog_grpc_calls"
+    assert query.bad_filter == scope.format(f" AND metric.label.grpc_status = one_of({FAULTS})")
+    selector = 'monitored_resource="generic_task",job="catalog-grpc",revision="catalog-grpc-00042-xyz"'
+    metric = "workload_googleapis_com:catalog_server_calls"
     assert query.promql == (
-        f'sum(increase({metric}{{{selector},code=~"INTERNAL|UNKNOWN|DATA_LOSS|UNAVAILABLE|RESOURCE_EXHAUSTED|'
-        f'DEADLINE_EXCEEDED"}}[10m])) / sum(increase({metric}{{{selector}}}[10m]))'
+        f'sum(increase({metric}{{{selector},grpc_status=~"INTERNAL|UNKNOWN|DATA_LOSS|UNAVAILABLE|'
+        f'RESOURCE_EXHAUSTED|DEADLINE_EXCEEDED"}}[10m])) / sum(increase({metric}{{{selector}}}[10m]))'
     )
 
 
-# ---- Agreement with what the real server writes ----
-
-# Cloud Run's logging agent lifts these fields of a JSON line out of jsonPayload into the LogEntry
-# (cloud.google.com/logging/docs/structured-logging, "special fields"); `message` stays in jsonPayload too.
-LIFTED = {"severity": "severity", "time": "timestamp", "logging.googleapis.com/trace": "trace"}
-LOG_SEVERITIES = {"DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"}
-REVISION = "catalog-grpc-00007-abc"
-CLAUSE = re.compile(r'(?P<path>[A-Za-z_.]+)(?P<op>=~|=)"(?P<value>[^"]*)"')
-
-
-def log_entry(line: dict[str, Any]) -> dict[str, Any]:
-    """The LogEntry Cloud Run writes for one JSON line on a revision's stdout."""
-    entry: dict[str, Any] = {
-        "resource": {
-            "type": "cloud_run_revision",
-            "labels": {
-                "service_name": SERVICE_NAME,
-                "revision_name": REVISION,
-                "configuration_name": SERVICE_NAME,
-                "location": "us-central1",
-                "project_id": "my-gcp-project-dev",
-            },
-        },
-        "jsonPayload": {key: value for key, value in line.items() if key not in LIFTED},
-    }
-    entry.update({LIFTED[key]: value for key, value in line.items() if key in LIFTED})
-    return entry
+def test_dashboard_slots_are_all_filled_and_an_unknown_one_is_named() -> None:
+    inputs = observability_module().DashboardInputs(SERVICE_NAME, 250)
+    text = json.dumps(observability_module().dashboard(inputs))
+    assert "{{" not in text
+    assert "250 ms" in text
+    with pytest.raises(ValueError, match=r"\{\{revision\}\}"):
+        observability_module().dashboard(inputs, '{"displayName": "{{revision}}"}')
 
 
-def field(entry: dict[str, Any], path: str) -> Any:
-    value: Any = entry
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def matches(filter_: str, entry: dict[str, Any]) -> bool:
-    """Evaluate a conjunction of `path="value"` / `path=~"regex"` clauses, the only forms the program uses."""
-    clauses = filter_.split(" AND ")
-    for clause in clauses:
-        parsed = CLAUSE.fullmatch(clause)
-        assert parsed is not None, f"a clause this test cannot evaluate: {clause}"
-        value = field(entry, parsed["path"])
-        if not isinstance(value, str):
-            return False
-        if parsed["op"] == "=" and value != parsed["value"]:
-            return False
-        if parsed["op"] == "=~" and not re.search(parsed["value"], value):
-            return False
-    return True
-
-
-def extract(entry: dict[str, Any], extractor: str) -> Any:
-    parsed = re.fullmatch(r"EXTRACT\(([A-Za-z_.]+)\)", extractor)
-    assert parsed is not None, extractor
-    return field(entry, parsed[1])
-
-
-@pytest.fixture(scope="module")
-def server_lines() -> Iterator[list[dict[str, Any]]]:
-    """What `python -m service` writes on stdout for real calls: OK, NOT_FOUND, INVALID_ARGUMENT, a stream.
-
-    LOG_LEVEL=DEBUG as dev runs it, so health checks' access lines are there too (the filter must skip them).
-    """
-    server = ServerProcess({"LOG_LEVEL": "DEBUG", "GOOGLE_CLOUD_PROJECT": "my-gcp-project-dev"})
-    try:
-        port = server.wait_serving()
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = catalog_pb2_grpc.ProductCatalogStub(channel)
-            first = stub.ListProducts(catalog_pb2.ListProductsRequest(page_size=2), timeout=10).products[0]
-            stub.GetProduct(catalog_pb2.GetProductRequest(id=first.id), timeout=10)
-            with pytest.raises(grpc.RpcError) as missing:
-                stub.GetProduct(catalog_pb2.GetProductRequest(id="no-such-id"), timeout=10)
-            assert missing.value.code() is grpc.StatusCode.NOT_FOUND
-            with pytest.raises(grpc.RpcError) as invalid:
-                stub.ListProducts(catalog_pb2.ListProductsRequest(page_size=-1), timeout=10)
-            assert invalid.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-            assert list(stub.SearchProducts(catalog_pb2.SearchRequest(query=first.name), timeout=10))
-            health: Any = health_pb2_grpc.HealthStub(channel)  # its type stubs omit the methods
-            health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
-        server.process.send_signal(signal.SIGTERM)
-        server.wait_for_log('"message": "stopped"')  # every access line is written before this one
-        yield server.records()
-    finally:
-        server.stop()
-
-
-def test_access_filter_selects_exactly_the_catalog_calls(server_lines: list[dict[str, Any]]) -> None:
-    metric = by_name(recorded("dev"), LOG_METRIC)["observability-calls"]
-    entries = [log_entry(line) for line in server_lines]
-    selected = [entry for entry in entries if matches(metric["filter"], entry)]
-    assert [e["jsonPayload"]["message"].rsplit(" ", 2)[0] for e in selected] == [
-        "/catalog.ProductCatalog/ListProducts OK",
-        "/catalog.ProductCatalog/GetProduct OK",
-        "/catalog.ProductCatalog/GetProduct NOT_FOUND",
-        "/catalog.ProductCatalog/ListProducts INVALID_ARGUMENT",
-        "/catalog.ProductCatalog/SearchProducts OK",
-    ]
-    skipped = [entry for entry in entries if entry not in selected]
-    assert any(e["jsonPayload"].get("method") == "/grpc.health.v1.Health/Check" for e in skipped)
-    assert any(e["jsonPayload"].get("message") == "stopped" for e in skipped)
-    # The severity each line carries is one Cloud Logging knows (else the entry would be DEFAULT).
-    assert {entry["severity"] for entry in entries} <= LOG_SEVERITIES
-
-
-def test_extractors_read_fields_the_server_writes(server_lines: list[dict[str, Any]]) -> None:
-    metrics = by_name(recorded("dev"), LOG_METRIC)
-    calls, latency = metrics["observability-calls"], metrics["observability-latency"]
-    selected = [log_entry(line) for line in server_lines if matches(calls["filter"], log_entry(line))]
-    labelled = [
-        {key: extract(entry, extractor) for key, extractor in calls["labelExtractors"].items()}
-        for entry in selected
-    ]
-    assert {(label["method"], label["code"]) for label in labelled} == {
-        ("/catalog.ProductCatalog/ListProducts", "OK"),
-        ("/catalog.ProductCatalog/GetProduct", "OK"),
-        ("/catalog.ProductCatalog/GetProduct", "NOT_FOUND"),
-        ("/catalog.ProductCatalog/ListProducts", "INVALID_ARGUMENT"),
-        ("/catalog.ProductCatalog/SearchProducts", "OK"),
-    }
-    assert {label["revision"] for label in labelled} == {REVISION}
-    for entry in selected:
-        duration = extract(entry, latency["valueExtractor"])
-        assert isinstance(duration, float | int)
-        assert duration >= 0
-        assert {key: extract(entry, e) for key, e in latency["labelExtractors"].items()}.keys() == {
-            "method",
-            "revision",
-        }
-    # The codes the SLO and the gate compare against are names the server writes: StatusCode names.
-    assert set(re.findall(r'"([A-Z_]+)"', FAULTS)) <= {code.name for code in grpc.StatusCode}
-    assert {label["code"] for label in labelled} <= {code.name for code in grpc.StatusCode}
-
-
-def test_slo_methods_are_methods_the_server_writes(server_lines: list[dict[str, Any]]) -> None:
-    deployment = recorded("dev")
-    written = {line.get("method") for line in server_lines}
-    assert set(deployment.namespace["UNARY_METHODS"]) <= written
+def observability_module() -> Any:
+    return run_program(stack_config("dev")).namespace["observability"]
 
 
 def test_every_legend_names_labels_its_lines_are_grouped_by(deployment: Deployment) -> None:

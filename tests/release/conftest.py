@@ -25,7 +25,7 @@ from tests.servers import InProcessServer, in_process
 REF = ServiceRef(project="my-gcp-project-prod", region="us-central1", service="catalog-grpc")
 OLD = "catalog-grpc-0ld0ld0ld0"
 NEW = "catalog-grpc-4e74e74e74"
-CALLS_METRIC = "logging.googleapis.com/user/catalog_grpc_calls"
+CALLS_METRIC = "workload.googleapis.com/catalog.server.calls"
 
 
 def template(revision: str, image: str = "") -> run_v2.RevisionTemplate:

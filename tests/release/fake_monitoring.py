@@ -1,13 +1,16 @@
 """An in-process Cloud Monitoring (MetricService.ListTimeSeries) built from google-cloud-monitoring's protos.
 
-It keeps points of one counter (the log-based call metric's labels: method, code, revision, on a
-cloud_run_revision resource) and answers list requests the way the release asks them: a filter of
-`key="value"` / `key = "value"` / `key = one_of(...)` clauses joined by AND, an interval, and an aggregation
-aligned with ALIGN_DELTA and reduced with REDUCE_SUM, which it checks rather than assumes.
+It keeps points of the server's two metrics as OpenTelemetry's exporter writes them from Cloud Run
+(contract/server_metrics.py): the call counter and the duration distribution, labelled by grpc_method,
+grpc_status and revision, on a generic_task resource. It answers list requests the way the release asks
+them: a filter of `key="value"` / `key = "value"` / `key = one_of(...)` clauses joined by AND, an interval,
+and an aggregation aligned with ALIGN_DELTA and reduced with REDUCE_SUM (counts added, a distribution's
+buckets added), which it checks rather than assumes.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import warnings
 from collections.abc import Iterator
@@ -15,7 +18,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import grpc
+from google.api import distribution_pb2  # type: ignore[import-untyped]
 
+from contract.server_metrics import (
+    DURATION_TYPE,
+    METHOD_LABEL,
+    MONITORED_RESOURCE,
+    REGION_LABEL,
+    REVISION_LABEL,
+    SERVICE_LABEL,
+    STATUS_LABEL,
+)
+from service.telemetry import DURATION_BUCKETS
 from tests.release.fake_api import serve_fake
 
 with warnings.catch_warnings():
@@ -29,11 +43,12 @@ Reducer = monitoring_v3.Aggregation.Reducer
 
 @dataclass(frozen=True)
 class Point:
-    """`count` calls at `time` (Unix seconds) with these labels."""
+    """`count` calls at `time` (Unix seconds) with these labels, each taking `seconds` if a duration."""
 
     time: float
     count: int
     labels: dict[str, str]
+    seconds: float | None = None
 
 
 @dataclass
@@ -57,19 +72,19 @@ class FakeMonitoring:
         *,
         method: str = "GetProduct",
         region: str = "us-central1",
+        seconds: float = 0.002,
     ) -> None:
-        """`count` calls of `revision` in `region` answered with `code` at `time`."""
+        """`count` calls of `revision` in `region` answered with `code` at `time`, each taking `seconds`."""
         labels = {
-            "metric.type": self.metric_type,
-            "resource.type": "cloud_run_revision",
-            "resource.label.service_name": self.service,
-            "resource.label.location": region,
-            "resource.label.revision_name": revision,
-            "metric.label.revision": revision,
-            "metric.label.code": code,
-            "metric.label.method": f"/catalog.ProductCatalog/{method}",
+            "resource.type": MONITORED_RESOURCE,
+            SERVICE_LABEL: self.service,
+            REGION_LABEL: region,
+            REVISION_LABEL: revision,
+            STATUS_LABEL: code,
+            METHOD_LABEL: f"catalog.ProductCatalog/{method}",
         }
-        self.points.append(Point(time, count, labels))
+        self.points.append(Point(time, count, {**labels, "metric.type": self.metric_type}))
+        self.points.append(Point(time, count, {**labels, "metric.type": DURATION_TYPE}, seconds))
 
     def list_time_series(
         self, request: monitoring_v3.ListTimeSeriesRequest, context: grpc.ServicerContext
@@ -105,18 +120,39 @@ class FakeMonitoring:
         ]
         if not matching:
             return monitoring_v3.ListTimeSeriesResponse()  # Monitoring lists no series without points
-        total = sum(point.count for point in matching)
+        if all(point.seconds is None for point in matching):
+            value = monitoring_v3.TypedValue(int64_value=sum(point.count for point in matching))
+        elif all(point.seconds is not None for point in matching):
+            value = monitoring_v3.TypedValue(distribution_value=_distribution(matching))
+        else:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the filter mixes metrics of different kinds")
         series = monitoring_v3.TimeSeries(
             points=[
                 monitoring_v3.Point(
                     interval=monitoring_v3.TimeInterval(
                         start_time=request.interval.start_time, end_time=request.interval.end_time
                     ),
-                    value=monitoring_v3.TypedValue(int64_value=total),
+                    value=value,
                 )
             ],
         )
         return monitoring_v3.ListTimeSeriesResponse(time_series=[series])
+
+
+def _distribution(points: list[Point]) -> distribution_pb2.Distribution:
+    """The points' durations summed into one distribution with the server's buckets (gRFC A66's)."""
+    bounds = list(DURATION_BUCKETS)
+    counts = [0] * (len(bounds) + 1)
+    for point in points:
+        assert point.seconds is not None
+        counts[bisect.bisect_left(bounds, point.seconds)] += point.count
+    return distribution_pb2.Distribution(
+        count=sum(counts),
+        bucket_options=distribution_pb2.Distribution.BucketOptions(
+            explicit_buckets=distribution_pb2.Distribution.BucketOptions.Explicit(bounds=bounds)
+        ),
+        bucket_counts=counts,
+    )
 
 
 def _parse(text: str) -> list[tuple[str, set[str]]] | None:

@@ -64,6 +64,7 @@ def plan() -> str:
             "callsMetric": CALLS_METRIC,
             "maxErrorRatio": 0.01,
             "minCalls": 0,
+            "ingestionDelaySeconds": 0,
             "audience": None,
         }
     )

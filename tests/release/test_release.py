@@ -105,7 +105,7 @@ class Pauses:
 
 
 def served(monitoring: FakeMonitoring, clock: Clock, ok: int, failed: int = 0) -> Callable[[], None]:
-    """The candidate's calls during a pause, as the log-based metric counts them."""
+    """The candidate's calls during a pause, as the server's exported call counter counts them."""
 
     def record() -> None:
         monitoring.record(clock.now - 1, NEW, "OK", ok)
@@ -247,7 +247,7 @@ def test_an_error_ratio_that_rises_at_the_second_step_rolls_back(drill: Drill) -
     assert_rolled_back(fake)
     # The failures were read with the server-side codes only, over the step's own two minutes.
     bad = monitoring.requests[-1]
-    assert 'metric.label.code = one_of("INTERNAL"' in bad.filter
+    assert 'metric.label.grpc_status = one_of("INTERNAL"' in bad.filter
     assert monitoring_v3.ListTimeSeriesRequest.pb(bad).aggregation.alignment_period.seconds == 120
 
 
@@ -392,6 +392,7 @@ def test_the_command_promotes_from_the_stacks_plan(drill: Drill) -> None:
             "callsMetric": CALLS_METRIC,
             "maxErrorRatio": 0.01,
             "minCalls": 20,
+            "ingestionDelaySeconds": 0,
         }
     )
     argv = ["promote", "--plan", "-", "--api-endpoint", api, "--monitoring-endpoint", monitoring_api]

@@ -105,7 +105,10 @@ def world(tmp_path: Path) -> Iterator[World]:
             "no_grpc_proxy": "localhost,127.0.0.1",
             "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(tmp_path / "ca.pem"),
         }
-        release_args = f"--api-endpoint {api} --monitoring-endpoint {monitoring_api} --insecure-api"
+        # No wait for Monitoring's ingestion: the fake has its points at once.
+        release_args = (
+            f"--api-endpoint {api} --monitoring-endpoint {monitoring_api} --insecure-api --ingestion-delay 0"
+        )
         yield World(tmp_path, env, release_args, run, monitoring, asked)
 
 
