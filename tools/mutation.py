@@ -234,8 +234,9 @@ def stage_tracked_files() -> None:
     for venv in (".venv", "policy/.venv"):
         (MUTANTS / venv).symlink_to(ROOT / venv, target_is_directory=True)
     # Such a process imports mutated code too, and mutmut's switch in it reads its settings from the working
-    # directory (the root, or policy/ for the pack): any source path will do, since it only runs mutants.
-    for folder in (MUTANTS, MUTANTS / "policy"):
+    # directory (the root; policy/ for the pack; infra/ for the program, which runs there as under
+    # Pulumi): any source path will do, since it only runs mutants.
+    for folder in (MUTANTS, MUTANTS / "policy", MUTANTS / "infra"):
         (folder / "setup.cfg").write_text("[mutmut]\nsource_paths = .\n")
 
 
