@@ -176,7 +176,14 @@ def mutmut_cli(area: Area, files: Sequence[str]) -> Any:
         "pytest_add_cli_args_test_selection": [str(Path(area.cwd) / t) for t in area.tests],
         # The alias plugin before anything imports the program or the pack; the slow tests (image build,
         # 100k catalogs) stay out, as in `make test-fast`.
-        "pytest_add_cli_args": ["-p", "tools.mutation_alias", "-m", "not slow", "-p", "no:cacheprovider"],
+        "pytest_add_cli_args": [
+            *("-p", "tools.mutation_alias", "-m", "not slow", "-p", "no:cacheprovider"),
+            # It imports the program from a copy of the checkout, which the alias would hide.
+            *(
+                "--deselect",
+                "tests/infra/test_checkouts.py::test_build_inputs_do_not_depend_on_where_the_checkout_lives",
+            ),
+        ],
         # grpc is not fork-safe once a test has started a server: fork each mutant from a clean server.
         "process_isolation": "forkserver",
         "use_git_change_detection": False,
