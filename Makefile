@@ -142,6 +142,11 @@ test: lint policy-test ## Lint, then the whole test suite (the policy pack's in 
 test-fast: $(VENV)/.installed ## The inner loop: the tests without the image build and 100k-product catalogs.
 	$(PY) -m pytest -m "not slow" -q
 
+MODULE ?=
+.PHONY: mutation
+mutation: $(VENV)/.installed $(POLICY_VENV)/.installed ## Mutation score per module; fails below tools/mutation.toml's target (MODULE=area or file).
+	$(PY) -m tools.mutation --module "$(MODULE)"
+
 .PHONY: bench
 bench: $(VENV)/.installed ## Benchmark a 100k-product catalog against the seed's server (needs h2load).
 	$(PY) -m bench --compare
@@ -160,4 +165,4 @@ fmt: setup ## Format Python and proto in place.
 
 .PHONY: clean
 clean: ## Remove the virtualenv, node_modules and caches.
-	rm -rf $(VENV) $(SCAN_VENV) $(POLICY_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SCAN_VENV) $(POLICY_VENV) mutants node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

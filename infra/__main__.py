@@ -170,6 +170,7 @@ observed = observability.Observability(
         min_instances=config.min_instances,
         alert_emails=objectives.alert_emails,
         notification_channels=objectives.alert_channels,
+        telemetry_writer=service.service_account_email.apply(lambda email: f"serviceAccount:{email}"),
         depends_on=[apis],
     ),
 )

@@ -285,11 +285,12 @@ RESOURCES: tuple[Creates, ...] = (
         _crud("iam.workloadIdentityPoolProviders"),
         _with_ci,
     ),
+    # The runtime account's telemetry writers (observability), and the CI accounts' project roles.
     Creates(
         "gcp:projects/iAMMember:IAMMember",
         "roles/resourcemanager.projectIamAdmin",
         ("resourcemanager.projects.getIamPolicy", "resourcemanager.projects.setIamPolicy"),
-        _with_ci,
+        _always,
     ),
 )
 

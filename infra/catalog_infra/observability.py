@@ -30,7 +30,10 @@ from contract.telemetry import (
     latency_filter,
 )
 
-REQUIRED_APIS = ("monitoring.googleapis.com", "logging.googleapis.com")
+REQUIRED_APIS = ("monitoring.googleapis.com", "logging.googleapis.com", "cloudtrace.googleapis.com")
+# What the server's account needs to export its own metrics and traces (service/telemetry.py): writing
+# time series and spans, nothing to read (cloud.google.com/monitoring/access-control, .../trace/docs/iam).
+TELEMETRY_WRITER_ROLES = ("roles/monitoring.metricWriter", "roles/cloudtrace.agent")
 
 # The monitored resource of Cloud Run's own metrics (cloud.google.com/monitoring/api/resources).
 CLOUD_RUN_RESOURCE = "cloud_run_revision"
@@ -93,6 +96,8 @@ class ObservabilityArgs:
     min_instances: int
     alert_emails: Sequence[str] = ()
     notification_channels: Sequence[str] = ()
+    # The server's service account ("serviceAccount:EMAIL"): granted TELEMETRY_WRITER_ROLES on the project.
+    telemetry_writer: pulumi.Input[str] | None = None
     depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -258,6 +263,15 @@ class Observability(pulumi.ComponentResource):
     ) -> None:
         super().__init__("catalog:index:Observability", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+        if args.telemetry_writer is not None:
+            for role in TELEMETRY_WRITER_ROLES:
+                gcp.projects.IAMMember(
+                    f"{name}-{role.removeprefix('roles/').replace('.', '-')}",
+                    project=args.project,
+                    role=role,
+                    member=args.telemetry_writer,
+                    opts=child,
+                )
         board = gcp.monitoring.Dashboard(
             f"{name}-dashboard",
             project=args.project,

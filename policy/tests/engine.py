@@ -56,6 +56,12 @@ Config = Mapping[str, Any]  # a --policy-pack-config document
 
 @cache
 def _dumped() -> dict[str, dict[str, list[Resource]]]:
+    # `make mutation` runs these tests once per mutant of the pack, whose rules do not change what the
+    # program declares: it names a file to keep the declarations in between (POLICY_RESOURCES_CACHE).
+    saved = Path(os.environ.get("POLICY_RESOURCES_CACHE", "") or os.devnull)
+    if saved.is_file() and saved.stat().st_size:
+        cached: dict[str, dict[str, list[Resource]]] = json.loads(saved.read_text())
+        return cached
     result = subprocess.run(
         [MAIN_PYTHON, "-m", "tests.infra.policy_resources"],
         cwd=REPO,
@@ -67,6 +73,8 @@ def _dumped() -> dict[str, dict[str, list[Resource]]]:
     if result.returncode != 0:
         raise AssertionError(f"dumping the program's resources failed:\n{result.stderr[-4000:]}")
     document: dict[str, dict[str, list[Resource]]] = json.loads(result.stdout)
+    if os.environ.get("POLICY_RESOURCES_CACHE"):
+        saved.write_text(result.stdout)
     return document
 
 

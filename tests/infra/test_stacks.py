@@ -127,13 +127,19 @@ def test_service_runs_as_its_own_account(stack: str, deployment: Deployment) -> 
     assert "compute@developer" not in template["serviceAccount"]
 
 
-def test_runtime_account_gets_no_project_roles(deployment: Deployment) -> None:
+def test_runtime_account_gets_only_telemetry_writing_on_the_project(deployment: Deployment) -> None:
     members = {account.name: account.inputs["member"] for account in deployment.all(ACCOUNT)}
-    granted = {r.inputs["member"] for r in deployment.declared if r.type.startswith("gcp:projects/iAM")}
-    # Project roles go to the CI accounts that run `pulumi preview` and `up`, and to no one else: not to the
-    # runtime account (nor to the pull-request deployer, whose roles are on one service).
-    assert granted == {members["ci-deployer"], members["ci-previewer"]}
-    assert members["catalog-sa"] not in granted
+    grants = [r.inputs for r in deployment.declared if r.type.startswith("gcp:projects/iAM")]
+    # Project roles go to the CI accounts that run `pulumi preview` and `up`, and to the runtime account only
+    # the two that export its metrics and traces: not to the pull-request deployer (its roles are on one
+    # service), and nothing that reads or changes anything.
+    assert {grant["member"] for grant in grants} == {
+        members["ci-deployer"],
+        members["ci-previewer"],
+        members["catalog-sa"],
+    }
+    runtime_roles = sorted(grant["role"] for grant in grants if grant["member"] == members["catalog-sa"])
+    assert runtime_roles == ["roles/cloudtrace.agent", "roles/monitoring.metricWriter"]
 
 
 def test_image_is_built_for_cloud_run_and_deployed_by_digest(stack: str, deployment: Deployment) -> None:

@@ -729,6 +729,7 @@ def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_uses
         ("pr-revision.yml", "build"): {"contents": "read", "id-token": "write"},
         ("pr-revision.yml", "deploy"): {"contents": "read", "id-token": "write", "pull-requests": "write"},
         ("pr-revision.yml", "remove"): {"contents": "read", "id-token": "write"},
+        ("mutation.yml", "mutation"): {"contents": "read"},
     }
     granted = {}
     for name, document in all_workflows().items():
