@@ -1,6 +1,6 @@
 """Under `make mutation`, import the program's and the policy pack's packages from their mutated copies.
 
-Pytest imports the Pulumi program's package as `catalog_infra` (its pythonpath is infra/, as Pulumi's is) and
+Tests import the Pulumi program's package as `catalog_infra` (installed from infra/, on Pulumi's path) and
 the pack's as `catalog_policy` (the pack runs from policy/). mutmut names a mutant after the file's path from
 the repository root (`infra.catalog_infra.revisions....`) and activates it only in a module of that name, so
 each top-level name is served as the module found under its folder: one module object, named as mutmut
