@@ -79,6 +79,9 @@ class AccessLog:
         self._second = -1
         self._second_text = ""
         self._batching = True
+        # The stdout of when the server started: a later swap of sys.stdout (a command run in the same
+        # process, with its output captured) must not receive the server's lines.
+        self._stream = sys.stdout
 
     def write(
         self, level: int, method: str, code: str, duration_ms: float, *, peer: str, trace: str | None
@@ -133,13 +136,13 @@ class AccessLog:
         size = 0
         for line in lines:
             if chunk and size + len(line) > select.PIPE_BUF:
-                sys.stdout.write("".join(chunk))
-                sys.stdout.flush()
+                self._stream.write("".join(chunk))
+                self._stream.flush()
                 chunk, size = [], 0
             chunk.append(line)
             size += len(line)
-        sys.stdout.write("".join(chunk))
-        sys.stdout.flush()
+        self._stream.write("".join(chunk))
+        self._stream.flush()
 
     def close(self) -> None:
         """Write the pending lines now, and every later line as it comes.
