@@ -54,9 +54,6 @@ DEPLOYER_PROJECT_ROLES = (
     # `python -m release promote` reads the candidate's error ratio (monitoring.timeSeries.list); it also
     # lets the editors below read the channels and metrics what they write refers to.
     "roles/monitoring.viewer",
-    # Log-based metrics (logging.logMetrics.*): the only predefined role that writes them; it also writes
-    # sinks and exclusions, which no narrower predefined role leaves out.
-    "roles/logging.configWriter",
     "roles/monitoring.dashboardEditor",  # the dashboard
     "roles/monitoring.servicesEditor",  # the custom service and its SLOs
     "roles/monitoring.alertPolicyEditor",  # the burn-rate and other alert policies

@@ -132,7 +132,6 @@ def roles_of(deployment: Deployment, email: str) -> list[str]:
 def test_project_roles_are_listed_explicitly_and_exclude_iam_administration() -> None:
     deployment = with_ci()
     assert roles_of(deployment, DEPLOYER) == [
-        "roles/logging.configWriter",  # log-based metrics
         "roles/monitoring.alertPolicyEditor",
         "roles/monitoring.dashboardEditor",
         "roles/monitoring.notificationChannelEditor",
@@ -309,7 +308,6 @@ ROLE_OF = {
     "gcp:artifactregistry/repository:Repository": "roles/artifactregistry.admin",
     "docker-build:index:Image": "roles/artifactregistry.admin",
     "gcp:projects/service:Service": "roles/serviceusage.serviceUsageAdmin",
-    "gcp:logging/metric:Metric": "roles/logging.configWriter",
     "gcp:monitoring/dashboard:Dashboard": "roles/monitoring.dashboardEditor",
     "gcp:monitoring/customService:CustomService": "roles/monitoring.servicesEditor",
     "gcp:monitoring/slo:Slo": "roles/monitoring.servicesEditor",
