@@ -31,13 +31,10 @@ from service.telemetry import (
     DURATION_BUCKETS,
     CallTracing,
     DurationHistogram,
-    InMemoryReader,
-    PeriodicReader,
     Telemetry,
-    call_metrics,
     caller_sampled,
-    for_cloud_run,
 )
+from service.telemetry_export import InMemoryReader, PeriodicReader, call_metrics, for_cloud_run
 from tests.release.fake_api import serve_fake
 from tests.servers import in_process
 from tests.service.helpers import make_products
