@@ -247,4 +247,15 @@ def start(settings: Any, env: Mapping[str, str] | None = None) -> Telemetry:
         return Telemetry(None, None)
     from service import telemetry_export  # noqa: PLC0415  (the SDK, only when an exporter is on)
 
-    return telemetry_export.start(settings, env, metrics_exporter, trace_exporter)
+    try:
+        return telemetry_export.start(settings, env, metrics_exporter, trace_exporter)
+    except Exception as error:
+        _log.error(
+            "telemetry is off: the %s metrics / %s trace exporter could not start (%s: %s); give the "
+            "service account credentials, or set METRICS_EXPORTER and TRACE_EXPORTER to none",
+            metrics_exporter,
+            trace_exporter,
+            type(error).__name__,
+            error,
+        )
+        return Telemetry(None, None)

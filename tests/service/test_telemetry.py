@@ -349,3 +349,22 @@ def test_ok_lines_are_sampled_and_every_other_line_is_kept(
 def test_bad_telemetry_settings_are_named(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: raw})
+
+
+def test_an_exporter_that_cannot_start_leaves_the_server_serving_without_telemetry(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # On Cloud Run without credentials (or a local run asking for "gcp"), the exporter's client refuses to
+    # start: the server must still serve, and say why its telemetry is off.
+    from service import telemetry, telemetry_export  # noqa: PLC0415
+
+    def refuse(*_args: Any) -> telemetry.Telemetry:
+        raise RuntimeError("no default credentials")
+
+    monkeypatch.setattr(telemetry_export, "start", refuse)
+    settings = Settings.from_env({"METRICS_EXPORTER": "gcp", "TRACE_EXPORTER": "none"})
+    with caplog.at_level(logging.ERROR, logger="service.telemetry"):
+        started = telemetry.start(settings, env={"K_SERVICE": "catalog"})
+    assert (started.metrics, started.tracing) == (None, None)
+    assert "telemetry is off: the gcp metrics / none trace exporter could not start" in caplog.text
+    assert "no default credentials" in caplog.text
