@@ -120,7 +120,9 @@ class CloudRun:
             raise CloudRunError(
                 f"service {self.ref.path} does not exist: deploy it with `pulumi up` first"
             ) from None
-        except api_exceptions.GoogleAPICallError as error:
+        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+            # RetryError: the client's retries of UNAVAILABLE ran out; not a GoogleAPICallError, and a
+            # release must still see it as Cloud Run's refusal (and roll back) rather than crash mid-step.
             raise CloudRunError(f"reading {self.ref.path}: {error}") from error
 
     def set_traffic(self, current: run_v2.Service, routes: Sequence[Route]) -> run_v2.Service:
