@@ -4,7 +4,9 @@ It keeps what a release relies on: services in any number of regions, each with 
 templates (a named one only once per service; the same name with another configuration is refused, as Cloud
 Run does), traffic targets with unique tags that add up to
 100, tag URLs in traffic_statuses, and an etag that changes with every write. Writes answer with a finished
-long-running operation, so the real client's `update_service(...).result()` returns at once.
+long-running operation, so the real client's `update_service(...).result()` returns at once. Each service
+also has an IAM policy (GetIamPolicy, SetIamPolicy with its etag), so a test can hold members in it that the
+release does not own and see whether anything rewrote it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 
 import grpc
 from google.cloud import run_v2
+from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.longrunning import operations_pb2  # type: ignore[import-untyped]
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -50,6 +53,9 @@ class FakeCloudRun:
     failing_images: set[str] = field(default_factory=set)
     # Reads after each write that still see the rollout in progress (reconciling, an older generation).
     reconciling_reads: int = 0
+    # Each service's IAM policy by service name, and every SetIamPolicy request received, in order.
+    iam_policies: dict[str, policy_pb2.Policy] = field(default_factory=dict)
+    iam_writes: list[iam_policy_pb2.SetIamPolicyRequest] = field(default_factory=list)
     _still_reconciling: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -114,6 +120,35 @@ class FakeCloudRun:
         return operations_pb2.Operation(
             name=f"{service.name}/operations/{service.generation}", done=True, response=response
         )
+
+    def get_iam_policy(
+        self, request: iam_policy_pb2.GetIamPolicyRequest, context: grpc.ServicerContext
+    ) -> policy_pb2.Policy:
+        with self._lock:
+            if request.resource not in self.services:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.resource}' was not found")
+            answer = policy_pb2.Policy()
+            answer.CopyFrom(self.iam_policies.get(request.resource, policy_pb2.Policy()))
+            return answer
+
+    def set_iam_policy(
+        self, request: iam_policy_pb2.SetIamPolicyRequest, context: grpc.ServicerContext
+    ) -> policy_pb2.Policy:
+        """Replace the whole policy, as IAM does; refused when its etag is not the current one's."""
+        with self._lock:
+            self.iam_writes.append(request)
+            if request.resource not in self.services:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.resource}' was not found")
+            current = self.iam_policies.get(request.resource, policy_pb2.Policy())
+            if request.policy.etag and request.policy.etag != current.etag:
+                context.abort(grpc.StatusCode.ABORTED, "the policy's etag does not match: it changed")
+            policy = policy_pb2.Policy()
+            policy.CopyFrom(request.policy)
+            policy.etag = str(int(current.etag or b"0") + 1).encode()
+            self.iam_policies[request.resource] = policy
+            answer = policy_pb2.Policy()
+            answer.CopyFrom(policy)
+            return answer
 
     def _write(
         self,
@@ -209,6 +244,16 @@ def serve(fake: FakeCloudRun) -> Iterator[str]:
             fake.update_service,
             request_deserializer=run_v2.UpdateServiceRequest.deserialize,
             response_serializer=operations_pb2.Operation.SerializeToString,
+        ),
+        "GetIamPolicy": grpc.unary_unary_rpc_method_handler(
+            fake.get_iam_policy,
+            request_deserializer=iam_policy_pb2.GetIamPolicyRequest.FromString,
+            response_serializer=policy_pb2.Policy.SerializeToString,
+        ),
+        "SetIamPolicy": grpc.unary_unary_rpc_method_handler(
+            fake.set_iam_policy,
+            request_deserializer=iam_policy_pb2.SetIamPolicyRequest.FromString,
+            response_serializer=policy_pb2.Policy.SerializeToString,
         ),
     }
     with serve_fake("google.cloud.run.v2.Services", handlers, workers=4) as address:
