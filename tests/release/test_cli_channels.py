@@ -114,7 +114,9 @@ def test_a_token_from_the_environment_is_sent_as_given_without_its_newline(
         (
             ["--token-env", "CATALOG_TOKEN", "--region", "us-central1", "--region", "europe-west1"],
             "t",
-            "--token-env CATALOG_TOKEN with several regions (us-central1, europe-west1) needs an audience",
+            "--token-env CATALOG_TOKEN with several regions (us-central1, europe-west1) needs an audience "
+            "every region accepts (a front door's https://DOMAIN, --audience): one token cannot fit each "
+            "region's own URL; --id-token mints one per region",
         ),
     ],
 )
@@ -129,7 +131,7 @@ def test_options_that_cannot_work_together_are_refused_before_anything_runs(
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["rollback", "--project", "p", "--service", "s", *argv])
     assert exit_info.value.code == cli.EXIT_USAGE
-    assert message in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines()[-1] == f"python -m release: error: {message}"
 
 
 @pytest.mark.parametrize(

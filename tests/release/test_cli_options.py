@@ -12,6 +12,7 @@ import io
 import json
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ from release.gates import ErrorRatioGate, LatencyBounds, LatencyGate, ReadyGate,
 from release.monitoring import MonitoringCallCounts, MonitoringLatencies
 from release.rollout import FrontDoorRoute, Outcome
 from release.traffic import TrafficError
+from tests.release import fake_monitoring
+from tests.release.fake_monitoring import FakeMonitoring
 
 # Connections are made lazily: nothing listens there, and nothing is called.
 NOWHERE = ["--api-endpoint", "127.0.0.1:9", "--monitoring-endpoint", "127.0.0.1:9", "--insecure-api"]
@@ -142,7 +145,7 @@ def run(argv: list[str], plan: dict[str, Any] | None = None) -> tuple[int, str, 
 
 
 def test_promote_hands_on_the_plans_steps_pause_and_every_check(recorder: Recorder) -> None:
-    plan = {**PLAN, "ingestionDelaySeconds": 90, "maxLatencyRatio": 1.5, "maxP95Ms": 250, "maxP99Ms": 0}
+    plan = {**PLAN, "ingestionDelaySeconds": 90, "maxLatencyRatio": 1.5, "maxP95Ms": 250, "maxP99Ms": 400}
     code, out, _ = run(
         ["promote", "--ready-timeout", "45", "--timeout", "7", "--evidence-timeout", "600"], plan
     )
@@ -164,7 +167,10 @@ def test_promote_hands_on_the_plans_steps_pause_and_every_check(recorder: Record
     )
     assert isinstance(latency, LatencyGate)
     assert isinstance(latency.latencies, MonitoringLatencies)
-    assert latency.bounds == LatencyBounds(1.5, 0.25, 0.0)
+    assert latency.bounds == LatencyBounds(1.5, 0.25, 0.4)
+    # Their waits and verdicts go where the command's own lines go.
+    assert ratio.log is kwargs["log"]
+    assert latency.log is kwargs["log"]
     assert (latency.min_calls, latency.evidence_timeout) == (20, 600.0)
 
 
@@ -211,7 +217,7 @@ def test_a_pull_request_is_checked_for_readiness_and_smoke_only(recorder: Record
         (
             ["promote"],
             {**PLAN, "maxErrorRatio": 1.5},
-            "the plan's maxErrorRatio 1.5: must be a ratio from 0 to 1",
+            "the plan's maxErrorRatio 1.5: must be a ratio from 0 to 1 (0.01 is 1%): 1.5",
         ),
         (["promote"], {**PLAN, "minCalls": 1.5}, "the plan's minCalls 1.5: not a whole number: 1.5"),
         (["promote"], {**PLAN, "minCalls": False}, "the plan's minCalls False: not a whole number: False"),
@@ -221,8 +227,16 @@ def test_a_pull_request_is_checked_for_readiness_and_smoke_only(recorder: Record
             {**PLAN, "steps": "10,100"},
             "the plan's steps '10,100': must be a list of percentages",
         ),
-        (["promote"], {**PLAN, "steps": [10, 50.5, 100]}, "must be a list of percentages"),
-        (["promote"], {**PLAN, "callsMetric": ""}, "the plan's callsMetric '': must be a metric type"),
+        (
+            ["promote"],
+            {**PLAN, "steps": [10, 50.5, 100]},
+            "the plan's steps [10, 50.5, 100]: must be a list of percentages",
+        ),
+        (
+            ["promote"],
+            {**PLAN, "callsMetric": ""},
+            "the plan's callsMetric '': must be a metric type such as logging.googleapis.com/user/NAME",
+        ),
         (
             ["promote"],
             {**PLAN, "pauseSeconds": [1]},
@@ -230,11 +244,9 @@ def test_a_pull_request_is_checked_for_readiness_and_smoke_only(recorder: Record
         ),
         (
             ["promote"],
-            {**PLAN, "maxLatencyRatio": 0.5},
-            "the plan's maxLatencyRatio 0.5: must be a latency ratio",
+            {**PLAN, "ingestionDelaySeconds": "later"},
+            "the plan's ingestionDelaySeconds 'later': not a number of seconds: 'later'",
         ),
-        (["promote"], {**PLAN, "maxP95Ms": -1}, "the plan's maxP95Ms -1: must be a milliseconds"),
-        (["promote"], {**PLAN, "ingestionDelaySeconds": "later"}, "the plan's ingestionDelaySeconds 'later'"),
         (["promote"], {**PLAN, "audience": ""}, "the plan's audience '': must be an https URL or null"),
         (["promote"], {**PLAN, "audience": 7}, "the plan's audience 7: must be an https URL or null"),
         (["promote"], {**PLAN, "project": ""}, "--project (or the plan's 'project') is required"),
@@ -245,14 +257,27 @@ def test_a_pull_request_is_checked_for_readiness_and_smoke_only(recorder: Record
             "--region (or the plan's 'region') is required",
         ),
         (["promote"], {**PLAN, "regions": {}}, "the plan's regions {}: must map each region to its URLs"),
-        (["promote"], {**PLAN, "regions": ["us-central1"]}, "must map each region to its URLs"),
+        (
+            ["promote"],
+            {**PLAN, "regions": ["us-central1"]},
+            "the plan's regions ['us-central1']: must map each region to its URLs",
+        ),
+        (
+            ["promote"],
+            {**PLAN, "regions": {"us-central1": {}, "": {}}},
+            "the plan's regions {'us-central1': {}, '': {}}: must map each region to its URLs",
+        ),
         (
             ["pr-remove", "--pr", "1"],
             {**PLAN, "region": None},
             "--region (or the plan's 'region') is required",
         ),
         (["promote", "--region", "a", "--region", "a"], PLAN, "--region ['a', 'a']: a region is named twice"),
-        (["pr-remove", "--pr", "1", "--region", "a", "--region", "b"], PLAN, "pr-remove works in one region"),
+        (
+            ["pr-remove", "--pr", "1", "--region", "a", "--region", "b"],
+            PLAN,
+            "pr-remove works in one region (the home one), not ['a', 'b']",
+        ),
         (["pr-deploy", "--pr", "1"], PLAN, "pr-deploy needs --image REGISTRY/PATH@sha256:..."),
         (["pr-remove"], PLAN, "pr-remove needs --pr N"),
     ],
@@ -262,7 +287,7 @@ def test_a_bad_plan_value_or_option_is_refused_naming_it(
 ) -> None:
     code, _, err = run(argv, plan)
     assert code == cli.EXIT_USAGE
-    assert message in err.splitlines()[-1]
+    assert err.splitlines()[-1] == f"python -m release: error: {message}"
     assert recorder.calls == []
 
 
@@ -335,7 +360,77 @@ def test_each_ending_has_its_exit_status_and_one_line_where_it_belongs(
             "https://catalog-grpc-123.us-central1.run.app",
         ),
         ("https://catalog-grpc-123.us-central1.run.app", "https://catalog-grpc-123.us-central1.run.app"),
+        # A service name may hold "---" itself: only the first one ends the tag.
+        (
+            "https://candidate---catalog---grpc-123.us-central1.run.app",
+            "https://catalog---grpc-123.us-central1.run.app",
+        ),
     ],
 )
 def test_a_tag_urls_audience_is_its_services_url(tag_url: str, audience: str) -> None:
     assert cli.service_audience(tag_url) == audience
+
+
+def test_the_documented_defaults() -> None:
+    """docs/releases-notes.md: ready within 120 s, each check call 10 s, 300 s to find evidence."""
+    args = cli.build_parser().parse_args(["promote"])
+    assert (args.ready_timeout, args.timeout, args.evidence_timeout) == (120.0, 10.0, 300.0)
+    assert (args.id_token, args.insecure_api, args.token_env, args.plan) == (False, False, None, None)
+
+
+def test_a_latency_ratio_alone_bounds_nothing_absolutely(recorder: Recorder) -> None:
+    """And an option given for the first optional key still leaves the plan's later ones read."""
+    assert run(["promote", "--ingestion-delay", "5"], {**PLAN, "maxLatencyRatio": 2})[0] == cli.EXIT_OK
+    ((_, (_, _, _, gates), _),) = recorder.calls
+    assert gates[2].ingestion_delay == 5.0
+    assert gates[3].bounds == LatencyBounds(2.0, 0.0, 0.0)
+
+
+def test_the_plan_is_read_from_a_file_too(recorder: Recorder, tmp_path: Path) -> None:
+    plan = tmp_path / "release.json"
+    plan.write_text(json.dumps({**PLAN, "steps": [100]}))
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        assert cli.main(["promote", "--plan", str(plan), *NOWHERE]) == cli.EXIT_OK
+    ((_, (_, steps, _, _), _),) = recorder.calls
+    assert steps == (100,)
+
+
+@pytest.mark.parametrize("text", ["[]", '"release"', "7"])
+def test_a_plan_that_is_not_an_object_is_refused_saying_what_it_must_be(
+    recorder: Recorder, text: str
+) -> None:
+    err = io.StringIO()
+    with pytest.raises(SystemExit), redirect_stderr(err):
+        cli.main(["promote", "--plan", "-", *NOWHERE], stdin=io.StringIO(text))
+    assert err.getvalue().splitlines()[-1] == (
+        "python -m release: error: --plan -: "
+        "the plan must be a JSON object (pulumi stack output release --json)"
+    )
+    assert recorder.calls == []
+
+
+def test_the_checks_read_the_stacks_project_through_the_monitoring_endpoint(recorder: Recorder) -> None:
+    """The readers the command builds: the plan's project, the catalog's methods, the endpoint given."""
+    fake = FakeMonitoring(project="p", metric_type=PLAN["callsMetric"], service="catalog-grpc")
+    fake.record(1_780_000_000 - 1, "catalog-grpc-new", "OK", 30, seconds=0.002)
+    with fake_monitoring.serve(fake) as address:
+        argv = [
+            "promote",
+            "--monitoring-endpoint",
+            address,
+            "--insecure-api",
+            "--api-endpoint",
+            "127.0.0.1:9",
+        ]
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = cli.main(
+                [*argv, "--plan", "-"], stdin=io.StringIO(json.dumps({**PLAN, "maxLatencyRatio": 2}))
+            )
+        assert code == cli.EXIT_OK
+        ((_, (_, _, _, gates), _),) = recorder.calls
+        span = ("catalog-grpc", "us-central1", "catalog-grpc-new", 1_780_000_000 - 60, 1_780_000_000)
+        assert gates[2].counts.calls(*span) == (30, 0)
+        assert gates[3].latencies.latency(*span).calls == 30
+    assert {request.name for request in fake.requests} == {"projects/p"}
