@@ -7,13 +7,17 @@ token makers replaced by recorders, so the address, the transport and each token
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import sys
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from client.channel import Transport
-from release import cli, rollout
+from release import cli, pr, rollout
 from release.rollout import Outcome
 
 CANDIDATE_US = "https://candidate---catalog-grpc-123.us-central1.run.app"
@@ -166,3 +170,78 @@ def test_the_same_options_with_what_they_need_are_taken(
     monkeypatch.setattr(cli, "connect", lambda endpoint, insecure: None)
     assert cli.main(["rollback", "--project", "p", "--service", "s", *argv]) == cli.EXIT_OK
     assert taken == [argv.count("--region")]
+
+
+PLAN = {"project": "p", "region": "us-central1", "service": "catalog-grpc"}
+PR_URL = "https://pr-1---catalog-grpc-123.us-central1.run.app"
+
+
+def pr_checks_open(monkeypatch: pytest.MonkeyPatch, plan: dict[str, object], *argv: str) -> None:
+    """Run pr-deploy from `plan` with the command's own channels; its first check opens the tag URL."""
+
+    def deploy(run: object, number: int, image: str, gates: list[Any], log: object) -> Outcome:
+        gates[0].channels(PR_URL)
+        return Outcome(True, PR_URL)
+
+    monkeypatch.setattr(pr, "deploy", deploy)
+    monkeypatch.setattr(cli, "connect", lambda endpoint, insecure: None)
+    given = ["pr-deploy", "--pr", "1", "--image", "r/i@sha256:" + "1" * 64, "--plan", "-", *argv]
+    with redirect_stdout(io.StringIO()):
+        assert cli.main(given, stdin=io.StringIO(json.dumps(plan))) == cli.EXIT_OK
+
+
+@pytest.mark.parametrize(
+    ("plan", "argv", "tokens"),
+    [
+        (PLAN, [], ([], [])),  # public: no token
+        ({**PLAN, "private": False}, [], ([], [])),
+        ({**PLAN, "private": True}, [], (["https://catalog-grpc-123.us-central1.run.app"], [])),
+        (
+            {**PLAN, "private": True, "audience": "https://catalog.example.com"},
+            [],
+            (["https://catalog.example.com"], []),
+        ),
+        (PLAN, ["--id-token"], (["https://catalog-grpc-123.us-central1.run.app"], [])),
+        ({**PLAN, "private": True}, ["--token-env", "CATALOG_TOKEN"], ([], ["t"])),  # a given token wins
+    ],
+)
+def test_a_private_plan_sends_an_id_token_for_its_audience(
+    opened: Opened,
+    monkeypatch: pytest.MonkeyPatch,
+    plan: dict[str, object],
+    argv: list[str],
+    tokens: tuple[list[str], list[str]],
+) -> None:
+    monkeypatch.setenv("CATALOG_TOKEN", "t")
+    pr_checks_open(monkeypatch, plan, *argv)
+    assert (opened.id_tokens, opened.bearer_tokens) == tokens
+    assert [address for address, _, _ in opened.channels] == [
+        "pr-1---catalog-grpc-123.us-central1.run.app:443"
+    ]
+
+
+def test_without_an_argument_list_the_command_reads_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    removed: list[int] = []
+
+    def remove(run: object, number: int) -> Outcome:
+        removed.append(number)
+        return Outcome(True, "removed")
+
+    monkeypatch.setattr(pr, "remove", remove)
+    monkeypatch.setattr(cli, "connect", lambda endpoint, insecure: None)
+    argv = [
+        "python -m release",
+        "pr-remove",
+        "--pr",
+        "8",
+        "--project",
+        "p",
+        "--service",
+        "s",
+        "--region",
+        "r",
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    with redirect_stdout(io.StringIO()):
+        assert cli.main() == cli.EXIT_OK
+    assert removed == [8]

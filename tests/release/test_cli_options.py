@@ -434,3 +434,10 @@ def test_the_checks_read_the_stacks_project_through_the_monitoring_endpoint(reco
         assert gates[2].counts.calls(*span) == (30, 0)
         assert gates[3].latencies.latency(*span).calls == 30
     assert {request.name for request in fake.requests} == {"projects/p"}
+
+
+def test_an_option_for_one_key_leaves_the_plans_others_read(recorder: Recorder) -> None:
+    assert run(["promote", "--steps", "100"], PLAN)[0] == cli.EXIT_OK
+    ((_, (_, steps, pause, gates), _),) = recorder.calls
+    assert (steps, pause) == ((100,), 30.0)
+    assert (gates[2].max_ratio, gates[2].min_calls) == (0.01, 20)
