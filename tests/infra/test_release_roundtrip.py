@@ -15,7 +15,7 @@ from google.cloud import run_v2
 
 from release import rollout
 from release.cloudrun import CloudRun, ServiceRef, connect
-from release.gates import Candidate
+from release.gates import Candidate, Verdict
 from release.traffic import Route
 from tests.infra.harness import SERVICE, infra_module, run_program, stack_config
 from tests.release.fake_run import FakeCloudRun, serve
@@ -23,16 +23,16 @@ from tests.release.fake_run import FakeCloudRun, serve
 REF = ServiceRef(project="my-gcp-project-prod", region="us-central1", service="catalog-grpc")
 
 
-class Verdict:
+class Told:
     """A gate that passes or fails as told."""
 
-    name = "verdict"
+    name = "told"
 
     def __init__(self, passes: bool) -> None:
         self.passes = passes
 
-    def check(self, candidate: Candidate) -> str | None:
-        return None if self.passes else "told to fail"
+    def check(self, candidate: Candidate) -> Verdict:
+        return Verdict(True) if self.passes else Verdict(False, "told to fail")
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_up_release_up_declares_what_is_live(fake: FakeCloudRun, client: Any) ->
     second, declared = pulumi_up(fake, client, memory="2Gi")
     assert declared == [Route(first, 100, "stable"), Route(second, 0, "candidate")]
 
-    assert rollout.release([run], (10, 50, 100), 0, [Verdict(passes=True)], log=lambda _: None).ok
+    assert rollout.release([run], (10, 50, 100), 0, [Told(passes=True)], log=lambda _: None).ok
     live = fake.routes(REF.path)
     assert live[0] == Route(second, 100, "stable")
     # The next `pulumi up`, nothing changed: the same revision, the split as the release left it.
@@ -84,7 +84,7 @@ def test_the_up_after_a_release_patches_the_live_service_and_changes_nothing(
     run = CloudRun(client, REF, timeout=10)
     pulumi_up(fake, client)
     second, _ = pulumi_up(fake, client, memory="2Gi")
-    assert rollout.release([run], (10, 50, 100), 0, [Verdict(passes=True)], log=lambda _: None).ok
+    assert rollout.release([run], (10, 50, 100), 0, [Told(passes=True)], log=lambda _: None).ok
     live, revisions = fake.routes(REF.path), set(fake.revisions)
     again, _ = pulumi_up(fake, client, memory="2Gi")
     assert again == second
@@ -97,7 +97,7 @@ def test_up_after_a_rollback_brings_nothing_back(fake: FakeCloudRun, client: Any
     first, _ = pulumi_up(fake, client)
     second, _ = pulumi_up(fake, client, memory="2Gi")
 
-    assert not rollout.release([run], (10, 50, 100), 0, [Verdict(passes=False)], log=lambda _: None).ok
+    assert not rollout.release([run], (10, 50, 100), 0, [Told(passes=False)], log=lambda _: None).ok
     live = fake.routes(REF.path)
     assert live == [Route(first, 100, "stable"), Route(second, 0, "candidate")]
     _, declared = pulumi_up(fake, client, memory="2Gi")

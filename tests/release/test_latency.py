@@ -12,7 +12,7 @@ import pytest
 
 from catalog import UNARY_METHODS
 from release import rollout
-from release.gates import Candidate, Latency, LatencyBounds, LatencyGate
+from release.gates import Candidate, Latency, LatencyBounds, LatencyGate, Verdict
 from release.monitoring import MonitoringLatencies, connect
 from tests.release.conftest import NEW, OLD, REF, Drill
 from tests.release.test_release import (
@@ -94,7 +94,7 @@ def test_a_candidate_as_fast_as_stable_is_released(drill: Drill) -> None:
     outcome = release_with_latency(drill, pauses, LatencyBounds(max_ratio=1.5, max_p95_seconds=0.1), log)
 
     assert outcome.ok, outcome.line
-    assert any(line.startswith("  latency: p95 ") and "within bounds" in line for line in log)
+    assert any(line.startswith("  us-central1 latency: ok, p95 ") and "within bounds" in line for line in log)
 
 
 class Fixed:
@@ -109,7 +109,7 @@ class Fixed:
         return self.by_revision[revision]
 
 
-def check(latency: Latency, stable: Latency, bounds: LatencyBounds) -> str | None:
+def check(latency: Latency, stable: Latency, bounds: LatencyBounds) -> Verdict:
     fixed = Fixed({NEW: latency, OLD: stable})
     gate = LatencyGate(
         fixed, bounds, min_calls=10, sleep=lambda _: None, clock=lambda: 1000.0, log=lambda _: None
@@ -130,24 +130,23 @@ STABLE = Latency(calls=100, p95=0.010, p99=0.020)
     ],
 )
 def test_the_ratio_is_judged_at_its_limit(p95: float, p99: float, passes: bool) -> None:
-    reason = check(Latency(100, p95, p99), STABLE, LatencyBounds(max_ratio=1.5))
-    assert (reason is None) is passes, reason
+    verdict = check(Latency(100, p95, p99), STABLE, LatencyBounds(max_ratio=1.5))
+    assert verdict.passed is passes, verdict
 
 
 @pytest.mark.parametrize(("p95", "passes"), [(0.050, True), (0.0501, False)])
 def test_the_absolute_bound_holds_even_when_stable_is_as_slow(p95: float, passes: bool) -> None:
     slow = Latency(100, p95, p95)
-    reason = check(slow, slow, LatencyBounds(max_ratio=2, max_p95_seconds=0.05))
-    assert (reason is None) is passes, reason
+    verdict = check(slow, slow, LatencyBounds(max_ratio=2, max_p95_seconds=0.05))
+    assert verdict.passed is passes, verdict
     if not passes:
-        assert reason is not None
-        assert "p95 above the 50 ms allowed" in reason
+        assert "p95 above the 50 ms allowed" in verdict.line
 
 
 def test_both_revisions_are_read_over_the_same_span() -> None:
     fixed = Fixed({NEW: STABLE, OLD: STABLE})
     gate = LatencyGate(fixed, LatencyBounds(1.5), min_calls=0, clock=lambda: 1000.0, log=lambda _: None)
-    assert gate.check(Candidate("s", NEW, "uri", percent=50, since=900.0, stable=OLD)) is None
+    assert gate.check(Candidate("s", NEW, "uri", percent=50, since=900.0, stable=OLD)).passed
     assert fixed.reads == [(NEW, 900.0, 1000.0), (OLD, 900.0, 1000.0)]
 
 
@@ -158,6 +157,6 @@ def test_too_few_calls_fail_the_step_once_the_evidence_timeout_passes() -> None:
         fixed, LatencyBounds(1.5), min_calls=10, evidence_timeout=60, sleep=clock.sleep, clock=clock,
         log=lambda _: None,
     )  # fmt: skip
-    reason = gate.check(Candidate("s", NEW, "uri", percent=10, since=clock.now, stable=OLD))
-    assert reason is not None
-    assert "fewer than the 10 needed to judge its latency" in reason
+    verdict = gate.check(Candidate("s", NEW, "uri", percent=10, since=clock.now, stable=OLD))
+    assert not verdict.passed
+    assert "fewer than the 10 needed to judge its latency" in verdict.line
