@@ -24,7 +24,7 @@ RELEASED = "released"  # the judgement at 100% passed: the candidate is the stab
 ROLLED_BACK = "rolled back"  # a check failed, Cloud Run refused a write, or an operator rolled back
 VERDICTS = (ADVANCED, RELEASED, ROLLED_BACK)
 
-FIGURES_MAX_CHARS = 200  # a gate's line (and a rollback's reason) beyond this is cut
+FIGURES_MAX_CHARS = 300  # a gate's line (and a rollback's reason) beyond this is cut
 HISTORY_LENGTH = 9  # earlier decisions kept besides the last
 
 
@@ -167,7 +167,7 @@ def _field(document: Mapping[str, object], key: str, kind: type) -> Any:
     value = document.get(key)
     # bool is an int to Python, and a step of true is no share.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"{key}: {value!r} is not a {kind.__name__}")
+        raise ValueError(f"{key}: {value!r}, expected {kind.__name__}")
     return value
 
 

@@ -70,11 +70,21 @@ class FakeCloudRun:
         """The revision carrying `tag`."""
         return next(t.revision for t in self.services[name].traffic if t.tag == tag)
 
-    def deploy(self, name: str, template: run_v2.RevisionTemplate, traffic: list[Route]) -> None:
-        """What a `pulumi up` does: create or update the service with this template and traffic."""
+    def deploy(
+        self,
+        name: str,
+        template: run_v2.RevisionTemplate,
+        traffic: list[Route],
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        """What a `pulumi up` does: create or update the service with this template and traffic (and these
+        annotations, replacing all others, when given: the provider's update has no mask)."""
         with self._lock:
             service = self.services.get(name) or run_v2.Service(name=name, generation=0)
             service.uri = service_uri(name)
+            if annotations is not None:
+                check_annotations(annotations, service.annotations)
+                service.annotations = dict(annotations)
             self._write(
                 service,
                 template,
