@@ -20,7 +20,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from catalog import SERVICE_NAME
 from client.smoke import CheckResult
-from release.gates import CallCountsError, Candidate, ErrorRatioGate, ReadyGate, SmokeGate, Verdict
+from release.gates import (
+    CallCountsError,
+    Candidate,
+    ErrorRatioGate,
+    ReadyGate,
+    SmokeGate,
+    Verdict,
+    candidate_channel,
+    wait_for_ingestion,
+)
 
 CANDIDATE = Candidate(
     service="catalog-grpc", revision="catalog-grpc-4e74e74e74", uri="", percent=10, since=1000.0, region="r1"
@@ -133,7 +142,7 @@ def test_too_few_calls_fail_at_the_evidence_deadline_not_a_poll_earlier() -> Non
     verdict = gate(counts, clock, max_ratio=0.0, min_calls=4).check(CANDIDATE)
     assert len(counts.asked) == 5
     assert clock.sleeps == [15.0] * 4
-    assert not verdict.passed
+    assert verdict.passed is False
     assert verdict.line == (
         "only 3 calls since it got 10%, fewer than the 4 needed to judge its error ratio "
         "(waited 60 s): no evidence"
@@ -293,3 +302,83 @@ def test_the_smoke_gate_passes_when_every_check_holds() -> None:
     assert SmokeGate(grpc.insecure_channel, smoke=smoke).check(
         Candidate(service="s", revision="r", uri="x:1")
     ) == Verdict(True, "1 checks passed")
+
+
+# What the evidence loop and the channel to a candidate do at their edges.
+
+
+@pytest.mark.parametrize(("left", "waits"), [(-1.0, False), (0.0, False), (1.0, True)])
+def test_the_ingestion_wait_sleeps_only_while_time_is_left(left: float, waits: bool) -> None:
+    clock = Clock()
+    logs: list[str] = []
+    candidate = Candidate(**{**CANDIDATE.__dict__, "since": clock.now - 120 + left})
+    wait_for_ingestion("error-ratio", candidate, 120.0, clock, clock.sleep, logs.append)
+    assert clock.sleeps == ([left] if waits else [])
+    assert logs == (
+        [
+            "  error-ratio: waiting 1 s for Cloud Monitoring's ingestion delay (120 s after the step began) "
+            "before judging 10%"
+        ]
+        if waits
+        else []
+    )
+
+
+class Refusing:
+    """A channel whose every call raises an RpcError that is not a grpc.Call (an interceptor's, say)."""
+
+    def __enter__(self) -> Refusing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def unary_unary(self, *args: object, **kwargs: object) -> Any:
+        def call(*args: object, **kwargs: object) -> Any:
+            raise grpc.RpcError("refused before any call was made")
+
+        return call
+
+
+def test_the_ready_gate_reports_an_error_without_a_status_code_by_its_text() -> None:
+    clock = Clock()
+    ready = ReadyGate(lambda uri: Refusing(), timeout=0.0, sleep=clock.sleep, clock=clock)  # type: ignore[arg-type, return-value]
+    assert ready.check(Candidate(service="s", revision="r", uri="x:1")) == Verdict(
+        False, f"{SERVICE_NAME} not SERVING after 0 s (last answer: refused before any call was made)"
+    )
+
+
+@pytest.fixture
+def echo() -> Iterator[str]:
+    """A server whose unary and server-streaming methods answer the x-route header they received."""
+
+    def route(context: grpc.ServicerContext) -> bytes:
+        return str(dict(context.invocation_metadata()).get("x-route", "")).encode()
+
+    handlers = grpc.method_handlers_generic_handler(
+        "t.Echo",
+        {
+            "Unary": grpc.unary_unary_rpc_method_handler(lambda request, context: route(context)),
+            "Stream": grpc.unary_stream_rpc_method_handler(lambda request, context: iter([route(context)])),
+        },
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handlers])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(None)
+
+
+@pytest.mark.parametrize(("metadata", "sent"), [((("x-route", "europe-west1"),), b"europe-west1"), ((), b"")])
+def test_every_call_to_the_candidate_carries_its_metadata(
+    echo: str, metadata: tuple[tuple[str, str], ...], sent: bytes
+) -> None:
+    """Behind a front door the header routes each check, unary or streaming, to that region's candidate."""
+    candidate = Candidate(service="s", revision="r", uri=echo, metadata=metadata)
+    with candidate_channel(grpc.insecure_channel, candidate) as channel:
+        unary: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/t.Echo/Unary")
+        stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream("/t.Echo/Stream")
+        assert unary(b"", timeout=5) == sent
+        assert list(stream(b"", timeout=5)) == [sent]
