@@ -77,8 +77,10 @@ class FakeCloudRun:
         traffic: list[Route],
         annotations: Mapping[str, str] | None = None,
     ) -> None:
-        """What a `pulumi up` does: create or update the service with this template and traffic (and these
-        annotations, replacing all others, when given: the provider's update has no mask)."""
+        """What a `pulumi up` does: create or update the service with this template and traffic.
+
+        `annotations`, when given, replace all of the service's: the provider's update has no mask.
+        """
         with self._lock:
             service = self.services.get(name) or run_v2.Service(name=name, generation=0)
             service.uri = service_uri(name)
@@ -225,8 +227,10 @@ _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 
 
 def check_annotations(annotations: Mapping[str, str], before: Mapping[str, str]) -> None:
-    """Refuse what Cloud Run refuses: a key that is not a qualified name, a new key in a system
-    namespace, more than 256 KiB in all."""
+    """Refuse what Cloud Run refuses in annotations (the module's docstring says where that is written).
+
+    A key that is not a qualified name, a new key in a system namespace, more than 256 KiB in all.
+    """
     for key in annotations:
         prefix, _, name = key.rpartition("/")
         if not _NAME.fullmatch(name) or (
