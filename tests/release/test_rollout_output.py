@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import grpc
+import pytest
 
 from contract.release import CANDIDATE, STABLE
 from release import decisions, rollout
 from release.cloudrun import CloudRun, connect
 from release.gates import Candidate, Verdict
-from release.traffic import Route
+from release.traffic import Route, TrafficError
 from tests.release.conftest import NEW, OLD, REF, Drill, ref_in, template
 from tests.release.test_release import Clock, Pauses, gates
 
@@ -136,3 +137,16 @@ def test_a_region_already_released_is_said_and_left_alone(drill: Drill) -> None:
     assert f"europe-west1: {NEW} already serves all traffic as stable" in log
     assert {write.service.name for write in drill.fake.writes} == {REF.path}
     assert {c.region for c in seen.candidates} == {"us-central1"}
+
+
+def test_a_release_or_a_rollback_of_no_region_is_refused() -> None:
+    with pytest.raises(ValueError, match="a release needs at least one region"):
+        rollout.release([], (100,), 0, [], log=lambda _: None)
+    with pytest.raises(ValueError, match="a rollback needs at least one region"):
+        rollout.rollback([], log=lambda _: None)
+
+
+def test_a_rollback_without_a_previous_revision_is_refused_naming_it(drill: Drill) -> None:
+    drill.fake.deploy(REF.path, template(NEW), [Route(NEW, 100, STABLE), Route(NEW, 0, CANDIDATE)])
+    with pytest.raises(TrafficError, match=f"{REF.path}: no revision is tagged 'previous'"):
+        rollout.rollback([drill.run], log=lambda _: None)
