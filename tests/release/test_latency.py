@@ -184,12 +184,13 @@ def test_a_failure_names_every_bound_broken_with_both_revisions_figures() -> Non
 
 
 def test_a_pass_gives_the_figures_and_says_within_bounds() -> None:
-    verdict = latency_gate(Fixed({NEW: STABLE, OLD: Latency(80, 0.0091, 0.0192)}), LatencyBounds(1.5)).check(
+    # Stable's figures large enough that a wrong unit (x1001) shows in the first decimal.
+    verdict = latency_gate(Fixed({NEW: STABLE, OLD: Latency(80, 0.0951, 0.1952)}), LatencyBounds(1.5)).check(
         Candidate("s", NEW, "uri", percent=50, since=900.0, stable=OLD)
     )
     assert verdict == Verdict(
         True,
-        f"p95 10.0 ms, p99 20.0 ms over 100 calls; stable {OLD}: p95 9.1 ms, p99 19.2 ms over 80 calls: "
+        f"p95 10.0 ms, p99 20.0 ms over 100 calls; stable {OLD}: p95 95.1 ms, p99 195.2 ms over 80 calls: "
         "within bounds",
     )
 
