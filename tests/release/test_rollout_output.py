@@ -100,7 +100,7 @@ def test_a_rollback_cloud_run_refuses_is_named_with_what_to_run(drill: Drill) ->
     log: list[str] = []
     outcome = rollout.release([drill.run], (10, 100), 0, [Seen(drill)], log=log.append)
     drill.fake.refuse_reads = None
-    assert not outcome.ok
+    assert outcome.ok is False
     assert outcome.line.startswith(
         f"release of {NEW} failed in us-central1: check seen at 0%: told to fail; ROLLBACK REFUSED in "
         f"us-central1: reading {REF.path}: "
@@ -150,3 +150,79 @@ def test_a_rollback_without_a_previous_revision_is_refused_naming_it(drill: Dril
     drill.fake.deploy(REF.path, template(NEW), [Route(NEW, 100, STABLE), Route(NEW, 0, CANDIDATE)])
     with pytest.raises(TrafficError, match=f"{REF.path}: no revision is tagged 'previous'"):
         rollout.rollback([drill.run], log=lambda _: None)
+
+
+def two_regions(drill: Drill, us: int, eu: int) -> list[CloudRun]:
+    """The stack in both regions, its candidate at `us`% and `eu`% (a release interrupted midway)."""
+    eu_path = ref_in("europe-west1").path
+    drill.fake.deploy(eu_path, template(OLD), [Route(OLD, 100, STABLE), Route(OLD, 0, CANDIDATE)])
+    drill.fake.deploy(eu_path, template(NEW), [Route(OLD, 100 - eu, STABLE), Route(NEW, eu, CANDIDATE)])
+    drill.fake.deploy(REF.path, template(NEW), [Route(OLD, 100 - us, STABLE), Route(NEW, us, CANDIDATE)])
+    drill.fake.writes.clear()
+    return [drill.run, CloudRun(connect(drill.api, insecure=True), ref_in("europe-west1"), timeout=10)]
+
+
+def test_a_resumed_release_moves_each_region_only_up_and_judges_from_now(drill: Drill) -> None:
+    runs = two_regions(drill, us=50, eu=10)
+    clock = Clock()
+    pauses = Pauses(clock)
+    seen = Seen()
+    outcome = rollout.release(runs, (10, 50, 100), 30, [seen], log=lambda _: None, sleep=pauses, clock=clock)
+
+    assert outcome.ok, outcome.line
+    written = [
+        (
+            write.service.name.split("/")[3],
+            next(t.percent for t in write.service.traffic if t.tag == CANDIDATE),
+        )
+        for write in drill.fake.writes
+    ]
+    # From the lowest share (10%): 50% only where it is not there yet, then 100% and the promotion in both.
+    assert written == [
+        ("europe-west1", 50),
+        ("us-central1", 100),
+        ("europe-west1", 100),
+        ("us-central1", 0),
+        ("europe-west1", 0),
+    ]
+    assert pauses.count == 2  # the steps above 10%: 50 and 100
+    # Each share is judged on its calls from the moment this run saw it, not from an unknown past.
+    first = seen.candidates[:2]
+    assert [(c.region, c.percent, c.since) for c in first] == [
+        ("us-central1", 50, 1_780_000_000.0),
+        ("europe-west1", 10, 1_780_000_000.0),
+    ]
+
+
+def test_a_service_without_both_release_tags_is_refused_by_release_and_rollback(drill: Drill) -> None:
+    drill.fake.deploy(REF.path, template(OLD), [Route(OLD, 100, STABLE)])
+    with pytest.raises(TrafficError) as refused:
+        rollout.release([drill.run], (100,), 0, [], log=lambda _: None)
+    assert str(refused.value) == (
+        f"{REF.path} has no 'stable' and 'candidate' tags: deploy it with this repository's `pulumi up`, "
+        "which tags the serving revision stable and the new one candidate"
+    )
+    with pytest.raises(TrafficError) as refused:
+        rollout.rollback([drill.run], log=lambda _: None)
+    assert str(refused.value) == f"{REF.path} has no 'stable' and 'candidate' tags: nothing to roll back"
+
+
+def test_a_first_deploy_says_it_serves_all_traffic_and_passes_or_fails_plainly(drill: Drill) -> None:
+    drill.fake.deploy(REF.path, template(NEW), [Route(NEW, 100, STABLE), Route(NEW, 0, CANDIDATE)])
+    passed = rollout.release([drill.run], (100,), 0, [Seen()], log=lambda _: None)
+    assert passed == rollout.Outcome(
+        True,
+        f"the candidate already serves all traffic as stable in every region (us-central1 {NEW}); "
+        "checks pass",
+    )
+    failed = rollout.release([drill.run], (100,), 0, [Seen(drill)], log=lambda _: None)
+    assert failed.ok is False
+
+
+def test_rollbacks_refused_in_several_regions_are_each_named(drill: Drill) -> None:
+    runs = two_regions(drill, us=0, eu=0)
+    outcome = rollout.release(runs, (100,), 0, [Seen(drill)], log=lambda _: None)
+    drill.fake.refuse_reads = None
+    assert outcome.ok is False
+    assert "ROLLBACK REFUSED in us-central1: reading " in outcome.line
+    assert "; europe-west1: reading " in outcome.line
