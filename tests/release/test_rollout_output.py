@@ -140,9 +140,9 @@ def test_a_region_already_released_is_said_and_left_alone(drill: Drill) -> None:
 
 
 def test_a_release_or_a_rollback_of_no_region_is_refused() -> None:
-    with pytest.raises(ValueError, match="a release needs at least one region"):
+    with pytest.raises(ValueError, match=r"^a release needs at least one region$"):
         rollout.release([], (100,), 0, [], log=lambda _: None)
-    with pytest.raises(ValueError, match="a rollback needs at least one region"):
+    with pytest.raises(ValueError, match=r"^a rollback needs at least one region$"):
         rollout.rollback([], log=lambda _: None)
 
 
