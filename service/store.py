@@ -193,7 +193,7 @@ class CatalogBuilder:
         self._offsets.extend(islice(accumulate(map(len, serialized), initial=len(data)), 1, None))
         data += b"".join(serialized)
         self._id_hashes.extend(map(hash, ids))
-        self._texts.add_many(names, descriptions)
+        self._texts.add_many(names, descriptions, (names_utf8, descriptions_utf8))
         positions = range(position, position + added)
         deque(map(array.append, map(self._positions_by_category.__getitem__, categories), positions), 0)
         return True
