@@ -7,6 +7,7 @@ give way to it for any file it does not fully understand, so every error keeps i
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,19 @@ def test_a_bad_product_is_refused_in_the_general_readers_words(
     assert str(raised.value).startswith(f"{path}: {expected}")
     # Duplicate ids are found once every product is in, whichever way the file was read.
     assert plain_for_any_size == ["duplicates" in expected]
+
+
+def test_a_file_read_again_the_general_way_is_digested_once(
+    plain_for_any_size: list[bool], tmp_path: Path
+) -> None:
+    path = tmp_path / "catalog.json"
+    items = [  # in_stock for inStock: not plain
+        {("in_stock" if key == "inStock" else key): value for key, value in item.items()}
+        for item in generate(200)
+    ]
+    path.write_text(json.dumps({"products": items}), encoding="utf-8")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    loaded = load_catalog(path, search_index="never", expected_sha256=digest)
+    assert plain_for_any_size == [False]
+    assert loaded.fingerprint.hex() == digest
+    assert len(loaded) == len(items)
