@@ -19,13 +19,10 @@ _POLICY_SUFFIX = ("IamPolicy", "IAMPolicy")
 PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 
 
-def get(value: Any, *path: str | int) -> Any:
-    """The value at `path` (keys and list indexes), or None when any step is absent."""
+def get(value: Any, *path: str) -> Any:
+    """The value at `path` (object keys), or None when any step is absent or not an object."""
     for key in path:
-        if isinstance(key, int):
-            if not is_list(value) or not -len(value) <= key < len(value):
-                return None
-        elif not isinstance(value, Mapping) or key not in value:
+        if not isinstance(value, Mapping) or key not in value:
             return None
         value = value[key]
     return value
