@@ -17,12 +17,7 @@ import pytest
 from hyperframe.frame import PingFrame, SettingsFrame
 
 from bench.rawh2 import ENHANCE_YOUR_CALM, RawConnection, grpc_message, request_headers
-from catalog import (
-    GET_PRODUCT_METHOD,
-    HEALTH_CHECK_METHOD,
-    LIST_PRODUCTS_METHOD,
-    SEARCH_PRODUCTS_METHOD,
-)
+from catalog import GET_PRODUCT_METHOD, HEALTH_CHECK_METHOD, catalog_pb2
 from service.config import MAX_CONCURRENCY, Settings
 from service.limits import (
     MAX_PING_STRIKES,
@@ -39,8 +34,13 @@ from tests.servers import in_process
 from tests.service.helpers import make_products
 
 RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
-# Every method a request can reach: the catalog's, unary and streaming, and the health check.
-METHODS = [GET_PRODUCT_METHOD, LIST_PRODUCTS_METHOD, SEARCH_PRODUCTS_METHOD, HEALTH_CHECK_METHOD]
+# Every method a request can reach, the catalog's (from its descriptor) and the health check, and whether
+# it streams its answer.
+METHODS: dict[str, bool] = {
+    f"/{service.full_name}/{method.name}": method.server_streaming
+    for service in catalog_pb2.DESCRIPTOR.services_by_name.values()
+    for method in service.methods
+} | {HEALTH_CHECK_METHOD: False}
 
 
 @contextmanager
@@ -66,22 +66,21 @@ def settled(port: int) -> RawConnection:
 # The request message's size: a message of exactly the limit is served, one byte more is refused.
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes([*out, value])
+
+
 def request_of(size: int) -> bytes:
-    """A request message of `size` bytes that every method parses: one field no request declares (15),
-    which protobuf skips, so each method answers as it would an empty request."""
-    for length_bytes in range(1, 4):
-        payload = size - 1 - length_bytes
-        if payload < 1 << (7 * length_bytes):
-            varint = bytearray()
-            value = payload
-            while value > 0x7F:
-                varint.append(value & 0x7F | 0x80)
-                value >>= 7
-            varint.append(value)
-            if len(varint) == length_bytes:
-                message = b"\x7a" + bytes(varint) + b"x" * payload
-                assert len(message) == size
-                return message
+    """A request message of exactly `size` bytes that every method parses: one field no request declares
+    (number 15, length-delimited), which protobuf skips, so each method answers as to an empty request."""
+    for payload in range(size - 2, size - 5, -1):
+        message = b"\x7a" + _varint(payload) + b"x" * payload
+        if len(message) == size:
+            return message
     raise AssertionError(f"no request of {size} bytes")
 
 
@@ -90,7 +89,7 @@ def status_of(channel: grpc.Channel, method: str, request: bytes) -> grpc.Status
     stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(method)
     unary: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
     try:
-        if method == SEARCH_PRODUCTS_METHOD:
+        if METHODS[method]:
             list(stream(request, timeout=10))
         else:
             unary(request, timeout=10)
