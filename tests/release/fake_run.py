@@ -4,15 +4,24 @@ It keeps what a release relies on: services in any number of regions, each with 
 templates (a named one only once per service; the same name with another configuration is refused, as Cloud
 Run does), traffic targets with unique tags that add up to
 100, tag URLs in traffic_statuses, and an etag that changes with every write. Writes answer with a finished
-long-running operation, so the real client's `update_service(...).result()` returns at once. Each service
-also has an IAM policy (GetIamPolicy, SetIamPolicy with its etag), so a test can hold members in it that the
-release does not own and see whether anything rewrote it.
+long-running operation, so the real client's `update_service(...).result()` returns at once.
+
+Annotations as the Admin API v2 reference describes them: "This field follows Kubernetes annotations'
+namespacing, limits, and rules" (keys are qualified names, 256 KiB in all), and new keys in the
+run.googleapis.com, cloud.googleapis.com, serving.knative.dev and autoscaling.knative.dev namespaces are
+refused. A mask that names `annotations` replaces the whole map with the request's (AIP-134: the fields in
+the mask are written as sent), the strict reading: a write that sent only its own keys would drop everyone
+else's here.
+
+Each service also has an IAM policy (GetIamPolicy, SetIamPolicy with its etag), so a test can hold members
+in it that the release does not own and see whether anything rewrote it.
 """
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -68,11 +77,23 @@ class FakeCloudRun:
         """The revision carrying `tag`."""
         return next(t.revision for t in self.services[name].traffic if t.tag == tag)
 
-    def deploy(self, name: str, template: run_v2.RevisionTemplate, traffic: list[Route]) -> None:
-        """What a `pulumi up` does: create or update the service with this template and traffic."""
+    def deploy(
+        self,
+        name: str,
+        template: run_v2.RevisionTemplate,
+        traffic: list[Route],
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        """What a `pulumi up` does: create or update the service with this template and traffic.
+
+        `annotations`, when given, replace all of the service's: the provider's update has no mask.
+        """
         with self._lock:
             service = self.services.get(name) or run_v2.Service(name=name, generation=0)
             service.uri = service_uri(name)
+            if annotations is not None:
+                check_annotations(annotations, service.annotations)
+                service.annotations = dict(annotations)
             self._write(
                 service,
                 template,
@@ -108,11 +129,22 @@ class FakeCloudRun:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.service.name}' was not found")
             if request.service.etag and request.service.etag != current.etag:
                 context.abort(grpc.StatusCode.ABORTED, "the service's etag does not match: it changed")
-            paths = set(request.update_mask.paths) or {"template", "traffic"}
+            # Without a mask every field is written (field_mask.proto), the annotations among them.
+            paths = set(request.update_mask.paths) or set(UPDATABLE)
+            unknown = paths - set(UPDATABLE)
+            if unknown:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"update_mask: unknown paths {sorted(unknown)}"
+                )
             template = request.service.template if "template" in paths else None
             traffic = list(request.service.traffic) if "traffic" in paths else list(current.traffic)
             try:
-                service = self._write(run_v2.Service(current), template, traffic)
+                service = run_v2.Service(current)
+                if "annotations" in paths:
+                    annotations = dict(request.service.annotations)
+                    check_annotations(annotations, current.annotations)
+                    service.annotations = annotations
+                service = self._write(service, template, traffic)
             except RefusedError as refused:
                 context.abort(refused.code, str(refused))
         response = any_pb2.Any()
@@ -215,6 +247,45 @@ class FakeCloudRun:
         service.etag = f'"{service.generation}"'
         self.services[service.name] = service
         return run_v2.Service(service)
+
+
+UPDATABLE = ("template", "traffic", "annotations")  # the fields a mask may name here
+# The namespaces the v2 reference says Cloud Run does not support in annotations.
+SYSTEM_NAMESPACES = (
+    "run.googleapis.com",
+    "cloud.googleapis.com",
+    "serving.knative.dev",
+    "autoscaling.knative.dev",
+)
+ANNOTATIONS_MAX_BYTES = 256 * 1024  # Kubernetes' limit on all of an object's annotations, keys and values
+_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def check_annotations(annotations: Mapping[str, str], before: Mapping[str, str]) -> None:
+    """Refuse what Cloud Run refuses in annotations (the module's docstring says where that is written).
+
+    A key that is not a qualified name, a new key in a system namespace, more than 256 KiB in all.
+    """
+    for key in annotations:
+        prefix, _, name = key.rpartition("/")
+        if not _NAME.fullmatch(name) or (
+            "/" in key and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix))
+        ):
+            raise RefusedError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"annotation key {key!r}: not a qualified name"
+            )
+        system = any(prefix == space or prefix.endswith(f".{space}") for space in SYSTEM_NAMESPACES)
+        if system and key not in before:
+            raise RefusedError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"annotation {key!r}: the {prefix} namespace is not supported",
+            )
+    size = sum(len(key.encode()) + len(value.encode()) for key, value in annotations.items())
+    if size > ANNOTATIONS_MAX_BYTES:
+        raise RefusedError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"annotations: {size} bytes, more than {ANNOTATIONS_MAX_BYTES}"
+        )
 
 
 def service_uri(name: str) -> str:

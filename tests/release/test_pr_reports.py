@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from contract.release import pr_tag
 from release import pr
 from release.cloudrun import CloudRun
-from release.gates import Candidate
+from release.gates import Candidate, Verdict
 from release.rollout import Outcome
 from tests.release.conftest import REF
 
@@ -21,15 +21,15 @@ URI = "https://pr-42---catalog-grpc-123456789012.us-central1.run.app"
 
 @dataclass
 class Recording:
-    """A check that keeps each candidate it is asked about and answers `reason` (None: it passes)."""
+    """A check that keeps each candidate it is asked about and fails with `reason` (None: it passes)."""
 
     name: str
     reason: str | None = None
     seen: list[Candidate] = field(default_factory=list)
 
-    def check(self, candidate: Candidate) -> str | None:
+    def check(self, candidate: Candidate) -> Verdict:
         self.seen.append(candidate)
-        return self.reason
+        return Verdict(passed=False, line=self.reason) if self.reason is not None else Verdict(passed=True)
 
 
 def test_each_check_judges_the_pull_requests_revision_in_the_home_region(run: CloudRun) -> None:
