@@ -77,7 +77,10 @@ def _steps(text: str) -> tuple[int, ...]:
 
 
 def _number(text: object, low: float, high: float, what: str, note: str = "") -> float:
-    """`text` as a number from `low` to `high`; errors name it as `what` (a ratio, a number of seconds)."""
+    """`text` as a number from `low` to `high`; errors name it as `what` (a ratio, a number of seconds).
+
+    `note`, if any, says in brackets what a value means, after the range.
+    """
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise argparse.ArgumentTypeError(f"not a {what}: {text!r}")
     try:
@@ -85,7 +88,9 @@ def _number(text: object, low: float, high: float, what: str, note: str = "") ->
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
     if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"must be a {what} from {low:g} to {high:g}{note}: {text!r}")
+        # 15 significant digits: bounds read as written (3600000, not :g's 3.6e+06).
+        meaning = f" ({note})" if note else ""
+        raise argparse.ArgumentTypeError(f"must be a {what} from {low:.15g} to {high:.15g}{meaning}: {text!r}")
     return value
 
 
@@ -109,7 +114,7 @@ def _metric(value: object) -> str:
 
 
 def _ratio(text: object) -> float:
-    return _number(text, 0, 1, "ratio", note=" (0.01 is 1%)")
+    return _number(text, 0, 1, "ratio", note="0.01 is 1%")
 
 
 def _count(text: object) -> int:
@@ -216,11 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _latency_ratio(text: object) -> float:
-    return _number(text, 1.0, 100.0, "latency ratio", "1 allows no slowdown at all")
+    return _number(text, 1.0, 100.0, "latency ratio", note="1 allows no slowdown at all")
 
 
 def _milliseconds(text: object) -> float:
-    return _number(text, 0.0, 3_600_000.0, "milliseconds", "0 for no bound")
+    return _number(text, 0.0, 3_600_000.0, "number of milliseconds", note="0 for no bound")
 
 
 def _read_plan(source: str, stdin: TextIO) -> dict[str, Any]:

@@ -85,13 +85,22 @@ def test_a_value_at_its_limit_is_taken(option: str, text: str, value: object) ->
         ("--timeout", "soon", "not a number of seconds: 'soon'"),
         ("--min-calls", "-1", "must be 0 or more: '-1'"),
         ("--min-calls", "1.5", "not a whole number: '1.5'"),
-        # The notes after the latency ratio's and the milliseconds' ranges lack their separator ("from 1
-        # to 1001 allows..."): only the range and the value are pinned, so mending them in release/cli.py
-        # leaves this test as it is.
-        ("--max-latency-ratio", "0.99", "must be a latency ratio from 1 to 100"),
-        ("--max-latency-ratio", "100.01", "must be a latency ratio from 1 to 100"),
-        ("--max-p95-ms", "-1", "must be a milliseconds from 0 to 3.6e+06"),
-        ("--max-p99-ms", "3600000.5", "must be a milliseconds from 0 to 3.6e+06"),
+        (
+            "--max-latency-ratio",
+            "0.99",
+            "must be a latency ratio from 1 to 100 (1 allows no slowdown at all): '0.99'",
+        ),
+        (
+            "--max-latency-ratio",
+            "100.01",
+            "must be a latency ratio from 1 to 100 (1 allows no slowdown at all): '100.01'",
+        ),
+        ("--max-p95-ms", "-1", "must be a number of milliseconds from 0 to 3600000 (0 for no bound): '-1'"),
+        (
+            "--max-p99-ms",
+            "3600000.5",
+            "must be a number of milliseconds from 0 to 3600000 (0 for no bound): '3600000.5'",
+        ),
         ("--steps", "0,100", "from 1 to 100"),
         ("--steps", "10,x", "invalid literal"),
     ],
