@@ -90,7 +90,9 @@ def _number(text: object, low: float, high: float, what: str, note: str = "") ->
     if not low <= value <= high:
         # 15 significant digits: bounds read as written (3600000, not :g's 3.6e+06).
         meaning = f" ({note})" if note else ""
-        raise argparse.ArgumentTypeError(f"must be a {what} from {low:.15g} to {high:.15g}{meaning}: {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a {what} from {low:.15g} to {high:.15g}{meaning}: {text!r}"
+        )
     return value
 
 

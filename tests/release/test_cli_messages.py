@@ -1,4 +1,4 @@
-"""A number out of range is refused with the whole line a user reads: the range as written, then what it means.
+"""A number out of range is refused with the whole line a user reads: the range as written, then its meaning.
 
 Each bounded number is tried past its limit from an option and from the plan's key, and the line is compared
 whole, so a note that runs into the range ("from 1 to 1001 allows...") or a bound in exponent form
