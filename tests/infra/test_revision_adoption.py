@@ -1,7 +1,8 @@
-"""Adopting a service deployed before releases: what is kept of its split, and what the refusal tells.
+"""Adopting a service deployed before releases (what is kept of its split, what a refusal tells), and names
+that stay as earlier versions of the program gave them.
 
-Beside test_revision_edges.py (which keeps every route the program does not own), the cases where a live
-route is dropped or the split refused, each at its edge.
+Beside test_revision_edges.py, which keeps every route the program does not own and renames a revision for
+every setting on its own.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.infra.harness import infra_module
+from tests.infra.test_revision_edges import FIELD_VALUES, TEMPLATE
 
 revisions: Any = infra_module("revisions")
 LiveRoute = revisions.LiveRoute
@@ -36,3 +38,18 @@ def test_a_refused_split_ends_with_the_command_that_fixes_it() -> None:
     assert str(refused.value).startswith(
         f"the service's traffic is split [('{SERVING}', 50, ''), ('{OLDER}', 50, '')] with no revision"
     )
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [({}, "catalog-grpc-96dea94087"), (FIELD_VALUES, "catalog-grpc-e0e93f0717")],
+    ids=["template only", "every service-level field set"],
+)
+def test_an_unchanged_template_keeps_the_name_earlier_versions_gave_it(
+    fields: dict[str, object], expected: str
+) -> None:
+    # The live service runs the revision a previous `pulumi up` named. Hashing the same template another way
+    # (other JSON separators, say) would name every unchanged stack's revision anew: a new revision on each
+    # stack's next deploy, and a release for nothing. These names were computed once and are kept.
+    material = revisions.revision_material(TEMPLATE, {**dict.fromkeys(revisions.REVISION_FIELDS), **fields})
+    assert revisions.revision_name("catalog-grpc", material) == expected
