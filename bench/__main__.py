@@ -11,7 +11,8 @@ the targets judge this run), then unpinned, as a second view. Each reports calls
 server's CPU time per call (utime + stime of all its threads over the measured period). GetProduct also
 runs on a bare server of each model (bench/bare.py), the ceiling of what that model can do.
 Each case's answer is checked over gRPC before and after it is loaded, against the seed's semantics.
-Our server runs as in production (`python -m service`, LOG_LEVEL=INFO, its access log to a file).
+Our server runs as in production (`python -m service`, LOG_LEVEL=INFO, its access log to a file, every
+non-OK call and the production share of OK calls logged); the hostile cases log every call, to count answers.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bench.catalog import generate, write_catalog
 from bench.servers import BARE_AIO, BARE_SYNC, OURS, SEED, ServerKind, ServerProcess, bench_server
 from catalog import GET_PRODUCT_METHOD, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
+from service.config import Settings
 
 # Start-up and memory targets; each case's target is in bench.cases.CASES.
 STARTUP_DEFAULT_TARGET = 1.5  # ours with the default catalog, vs the seed's
@@ -166,17 +168,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         default="INFO",
-        help="our server's LOG_LEVEL (default INFO: one access line per call, as in production)",
+        help="our server's LOG_LEVEL (default INFO, as in production: non-OK calls logged, OK calls sampled)",
     )
     parser.add_argument("--workdir", help="where the catalog, logs and h2load files go (default: a temp dir)")
     parser.add_argument("--json", help="also write the figures to this file as JSON")
     return parser
 
 
-def _server_env(kind: ServerKind, args: argparse.Namespace) -> dict[str, str]:
+def _server_env(kind: ServerKind, args: argparse.Namespace, *, every_ok_line: bool = False) -> dict[str, str]:
+    """Our server's settings as in production; `every_ok_line` logs each OK call too (to count answers).
+
+    The load cases count only non-OK codes from the log, which the server always logs, so they run with
+    production's sampled OK lines and measure the CPU a call costs there.
+    """
     if kind != OURS:
         return {}
-    return {"LOG_LEVEL": args.log_level, "MAX_CONCURRENT_RPCS": str(args.max_concurrent_rpcs)}
+    ok_share = 1.0 if every_ok_line else Settings().ok_log_sample_rate
+    return {
+        "LOG_LEVEL": args.log_level,
+        "MAX_CONCURRENT_RPCS": str(args.max_concurrent_rpcs),
+        "OK_LOG_SAMPLE_RATE": f"{ok_share:g}",
+    }
 
 
 def _time_starts(
@@ -322,7 +334,7 @@ def _measure_hostile(
         result = results[kind.name] = HostileResult()
         log = workdir / f"{kind.name}-hostile.log"
         with (
-            bench_server(kind, catalog, log, _server_env(kind, args)) as server,
+            bench_server(kind, catalog, log, _server_env(kind, args, every_ok_line=True)) as server,
             grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel,
         ):
             server.wait_serving()
@@ -414,7 +426,8 @@ def render_report(
         f"{args.products} products, {args.streams} concurrent streams over {args.clients} connections, "
         f"{args.duration:g} s per case pinned and {args.unpinned_duration:g} s unpinned, "
         f"after {args.warmup:g} s warm-up",
-        f"our server: LOG_LEVEL={args.log_level} (access log to a file), "
+        f"our server: LOG_LEVEL={args.log_level} (access log to a file: every non-OK call, "
+        f"{Settings().ok_log_sample_rate:.0%} of OK calls, all in the hostile cases), "
         f"MAX_CONCURRENT_RPCS={args.max_concurrent_rpcs}",
         "",
         f"pinned, as a 1-vCPU instance runs: each server on CPU {SERVER_CPU}, h2load on CPU {LOAD_CPU} "

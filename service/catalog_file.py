@@ -73,7 +73,14 @@ def load_catalog(
                 return chunk
 
             with gc_paused():
-                builder = _stream(read, source)
+                builder = None
+                if os.fstat(file.fileno()).st_size >= _PLAIN_MIN_BYTES:
+                    builder = _read_plain(read, source)
+                    if builder is None:  # not plain: read again, the general way
+                        file.seek(0)
+                        digest, size = hashlib.sha256(), 0
+                if builder is None:
+                    builder = _stream(read, source)
             while read(_CHUNK_BYTES):  # the rest of a file whose parse stopped early, for its digest
                 pass
     except OSError as error:
@@ -99,7 +106,9 @@ def load_catalog(
 def parse_catalog(data: bytes, source: str, *, search_index: Indexing = "background") -> CatalogStore:
     """Validate a catalog file's bytes; `source` names the file in every CatalogError."""
     with gc_paused():
-        builder = _stream(io.BytesIO(data).read, source)
+        builder = _read_plain(io.BytesIO(data).read, source) if len(data) >= _PLAIN_MIN_BYTES else None
+        if builder is None:
+            builder = _stream(io.BytesIO(data).read, source)
     # The file's digest, not the products': every instance of a revision reads the same file, and hashing
     # its bytes takes 12 ms at 100k products where serializing each product took 70.
     fingerprint = hashlib.sha256(data).digest()
@@ -116,6 +125,19 @@ _CHUNK_BYTES = 1 << 20
 _scan_value: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 # It matches anywhere (perhaps nothing), so never returns None.
 _skip_whitespace = cast(Callable[[str, int], re.Match[str]], re.compile(r"[ \t\n\r]*").match)
+
+
+# Files this large are read as plain files first (service/plain_catalog.py), and only if they are not,
+# the general way: below it, importing the plain reader's decoder would cost more than it saves.
+_PLAIN_MIN_BYTES = _CHUNK_BYTES
+
+
+def _read_plain(read: Callable[[int], bytes], source: str) -> CatalogBuilder | None:
+    """The products of a plain file, or None for any other file (whatever was read of it is dropped)."""
+    from service.plain_catalog import read_plain  # noqa: PLC0415  (large files only: see above)
+
+    builder = CatalogBuilder(source)
+    return builder if read_plain(read, builder, _CHUNK_BYTES) else None
 
 
 class _NotStreamableError(ValueError):

@@ -9,12 +9,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from contract.server_env import read_bool
 from service.limits import MAX_CONNECTION_AGE_GRACE_MS, ConnectionLimits
 
 _T = TypeVar("_T")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 # Cloud Run's per-instance concurrency goes up to 1000; the limit here mirrors it.
 MAX_CONCURRENCY = 1000
@@ -159,10 +159,10 @@ def _parse_concurrency(raw: str) -> int:
 
 
 def _parse_bool(raw: str) -> bool:
-    try:
-        return _BOOLEANS[raw.lower()]
-    except KeyError:
-        raise ValueError("expected true or false") from None
+    value = read_bool(raw)
+    if value is None:
+        raise ValueError("expected true or false")
+    return value
 
 
 def _parse_grace(raw: str) -> float:

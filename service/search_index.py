@@ -10,7 +10,8 @@ from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
-from itertools import chain
+from itertools import accumulate, chain, compress, count, islice
+from operator import and_, not_
 
 # Products a search checks between two chances for other calls to run: about half a millisecond.
 SEARCH_STEP = 2000
@@ -46,6 +47,22 @@ class SearchTexts:
         """Append the next product's text."""
         self._buffer += searchable_text(name, description)
         self._starts.append(len(self._buffer))
+
+    def add_many(
+        self,
+        names: Sequence[str],
+        descriptions: Sequence[str],
+        utf8: tuple[Sequence[bytes], Sequence[bytes]],
+    ) -> None:
+        """`add` each name with its description, given as UTF-8 too (`utf8`), with C doing the loops."""
+        texts = list(map(bytes.lower, map(_FIELD_SEPARATOR.join, zip(*utf8, strict=True))))
+        # bytes.lower lowers ASCII letters only, which is str.lower on ASCII text: the few texts with other
+        # characters are made again, as `add` makes them.
+        ascii_only = map(and_, map(str.isascii, names), map(str.isascii, descriptions))
+        for position in compress(count(), map(not_, ascii_only)):
+            texts[position] = searchable_text(names[position], descriptions[position])
+        self._starts.extend(islice(accumulate(map(len, texts), initial=len(self._buffer)), 1, None))
+        self._buffer += b"".join(texts)
 
     def __len__(self) -> int:
         return len(self._starts) - 1

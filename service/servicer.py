@@ -16,9 +16,6 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, NoReturn, Protocol
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from catalog import SERVICE_NAME, catalog_pb2
 from service.call_guard import Context
@@ -213,6 +210,11 @@ async def _limit(context: Context, field: str, requested: int) -> int:
 
 async def abort_invalid_argument(context: Context, field: str, description: str) -> NoReturn:
     """End the call with INVALID_ARGUMENT and a google.rpc.BadRequest detail naming the field."""
+    # Imported at the first invalid request rather than at start-up, of which they were a seventh.
+    from google.protobuf import any_pb2  # noqa: PLC0415
+    from google.rpc import code_pb2, error_details_pb2, status_pb2  # noqa: PLC0415
+    from grpc_status import rpc_status  # noqa: PLC0415
+
     detail = any_pb2.Any()
     detail.Pack(
         error_details_pb2.BadRequest(

@@ -26,14 +26,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
-from opentelemetry.context import Context as OtelContext
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.propagators.cloud_trace_propagator import CloudTraceFormatPropagator
-from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.trace import Span, SpanKind, Tracer
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
 from contract.server_metrics import (
     CALL_DURATION,
     CALLS,
@@ -43,11 +35,14 @@ from contract.server_metrics import (
 )
 
 if TYPE_CHECKING:
-    # The SDK (providers, readers, exporters) is imported only with an exporter on (service.telemetry_export);
-    # it costs about a tenth of a second, and a server with telemetry off must not pay it before SERVING.
+    # OpenTelemetry is imported only with telemetry on: the SDK (providers, readers, exporters) by
+    # service.telemetry_export, about a tenth of a second; the API by the classes below that use it, about
+    # a tenth of a server's start-up. A server with telemetry off pays neither before SERVING.
+    from opentelemetry.metrics import CallbackOptions, Meter, Observation
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import Metric
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span, Tracer
 
 # gRFC A66's latency buckets (seconds), so percentiles read the same as other gRPC services' do.
 DURATION_BUCKETS = (
@@ -58,7 +53,6 @@ DURATION_BUCKETS = (
 METER_NAME = "catalog.server"
 
 _log = logging.getLogger(__name__)
-_PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), CloudTraceFormatPropagator()])
 
 
 class DurationHistogram:
@@ -152,7 +146,10 @@ class CallMetrics:
     """
 
     def __init__(self, meter: Meter, durations: DurationHistogram) -> None:
+        from opentelemetry.metrics import Observation  # noqa: PLC0415  (telemetry on: see above)
+
         self.durations = durations
+        self._observation = Observation
         meter.create_observable_counter(
             CALLS, callbacks=[self._observe], unit="{call}", description="Calls ended, by status."
         )
@@ -162,7 +159,7 @@ class CallMetrics:
         self.durations.record(method, code, seconds)
 
     def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(count, attributes) for attributes, count in self.durations.counts()]
+        return [self._observation(count, attributes) for attributes, count in self.durations.counts()]
 
 
 def _carrier(metadata: Iterable[tuple[str, str | bytes]]) -> dict[str, str]:
@@ -185,6 +182,20 @@ class CallTracing:
     """Server spans for the sampled calls, children of the caller's span when it sent one."""
 
     def __init__(self, tracer: Tracer, sample_rate: float, rng: random.Random | None = None) -> None:
+        # Telemetry on (see above).
+        from opentelemetry.propagators.cloud_trace_propagator import (  # noqa: PLC0415
+            CloudTraceFormatPropagator,
+        )
+        from opentelemetry.propagators.composite import CompositePropagator  # noqa: PLC0415
+        from opentelemetry.trace import SpanKind  # noqa: PLC0415
+        from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+            TraceContextTextMapPropagator,
+        )
+
+        self._propagator = CompositePropagator(
+            [TraceContextTextMapPropagator(), CloudTraceFormatPropagator()]
+        )
+        self._server_kind = SpanKind.SERVER
         self._tracer = tracer
         self._rate = sample_rate
         self._random = (rng or random.Random()).random  # noqa: S311 (sampling, not secrets)
@@ -194,21 +205,23 @@ class CallTracing:
         metadata = tuple(metadata)
         if not (caller_sampled(metadata) or (self._rate and self._random() < self._rate)):
             return None
-        parent: OtelContext = _PROPAGATOR.extract(_carrier(metadata))
-        return self._tracer.start_span(method.lstrip("/"), context=parent, kind=SpanKind.SERVER)
+        parent = self._propagator.extract(_carrier(metadata))
+        return self._tracer.start_span(method.lstrip("/"), context=parent, kind=self._server_kind)
 
     @staticmethod
     def end(span: Span, code: str) -> None:
         """End the call's span with its gRPC status."""
         span.set_attribute("rpc.grpc.status_code", code)
         if code != "OK":
-            span.set_status(trace.StatusCode.ERROR, code)
+            from opentelemetry.trace import StatusCode  # noqa: PLC0415  (a span exists: imported already)
+
+            span.set_status(StatusCode.ERROR, code)
         span.end()
 
 
 def trace_id(span: Span) -> str:
     """The span's trace id as Cloud Trace and Cloud Logging write it (32 hex digits)."""
-    return trace.format_trace_id(span.get_span_context().trace_id)
+    return f"{span.get_span_context().trace_id:032x}"  # as opentelemetry.trace.format_trace_id writes it
 
 
 @dataclass

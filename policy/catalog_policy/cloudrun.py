@@ -18,6 +18,7 @@ from contract.cloudrun import (
     probes_problems,
     service_resource_problems,
 )
+from contract.server_env import read_bool
 
 from .props import as_list, containers, get, number, serving_containers, text
 from .rule import rule
@@ -219,9 +220,11 @@ def _reflection_in_production(args: ResourceValidationArgs) -> Iterator[str]:
         return
     for label, container in serving_containers(args.props):
         for env in as_list(get(container, "envs")):
-            if text(get(env, "name")) == "ENABLE_REFLECTION" and text(get(env, "value")) == "true":
+            # Read as the server reads it: `1`, `TRUE` and ` true ` turn reflection on too.
+            value = text(get(env, "value"))
+            if text(get(env, "name")) == "ENABLE_REFLECTION" and value is not None and read_bool(value):
                 yield (
-                    f"{label}: ENABLE_REFLECTION=true on a production stack lets every caller list and "
+                    f"{label}: ENABLE_REFLECTION={value} on a production stack lets every caller list and "
                     "describe the API; turn it off (this program: catalog-grpc:reflection)."
                 )
 

@@ -29,6 +29,10 @@ _REPOSITORY_PIN = re.compile(
     r"""(?:assertion|attribute)\.repository(?:_id)?\s*==\s*(?P<q>['"])[^'"]+(?P=q)"""
     r"""|(?P<r>['"])[^'"]+(?P=r)\s*==\s*(?:assertion|attribute)\.repository(?:_id)?"""
 )
+# A CEL string literal, escapes included: what it holds is not code, whatever it looks like.
+_STRING_LITERAL = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"')
+# How each bracket changes the nesting depth.
+_NESTING = {"(": 1, "[": 1, ")": -1, "]": -1}
 
 
 def _no_keys(args: ResourceValidationArgs) -> Iterator[str]:
@@ -67,41 +71,47 @@ def _no_basic_roles(args: ResourceValidationArgs) -> Iterator[str]:
             )
 
 
+def _code(condition: str) -> str:
+    """The condition with each string literal blanked out at the same length: what is left is code."""
+    return _STRING_LITERAL.sub(lambda literal: "_" * len(literal[0]), condition)
+
+
+def _parenthesised(part: str) -> str | None:
+    """What is inside the parentheses when they enclose the whole part (`(a)`, not `(a) == (b)`)."""
+    if not part.startswith("("):
+        return None
+    depth = 0
+    for index, char in enumerate(_code(part)):
+        depth += _NESTING.get(char, 0)
+        if depth == 0:
+            return part[1:index] if index == len(part) - 1 else None
+    return None
+
+
 def top_level_conjuncts(condition: str) -> list[str] | None:
-    """The `&&`-separated parts of a CEL condition outside parentheses and quotes; None on a top `||`."""
-    parts, depth, quote, start, index = [], 0, "", 0, 0
-    while index < len(condition):
-        char = condition[index]
-        if quote:
-            if char == "\\":
-                index += 1
-            elif char == quote:
-                quote = ""
-        elif char in "'\"":
-            quote = char
-        elif char in "([":
-            depth += 1
-        elif char in ")]":
-            depth -= 1
-        elif depth == 0 and condition.startswith("||", index):
+    """The `&&`-separated parts of a CEL condition, None when it has a top-level `||`.
+
+    Parentheses around the whole condition or around a part are dropped, however many (`((a)) && (b && c)`
+    is a, b and c): they change nothing a condition admits, and users write them.
+    """
+    code = _code(condition)
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(code):
+        depth += _NESTING.get(char, 0)
+        if depth:
+            continue
+        if code.startswith("||", index):
             return None
-        elif depth == 0 and condition.startswith("&&", index):
+        if code.startswith("&&", index):
             parts.append(condition[start:index])
             start = index + 2
-            index += 1
-        index += 1
     parts.append(condition[start:])
-    return [_strip_parentheses(part.strip()) for part in parts]
-
-
-def _strip_parentheses(part: str) -> str:
-    while (
-        part.startswith("(")
-        and part.endswith(")")
-        and top_level_conjuncts(part[1:-1]) == [part[1:-1].strip()]
-    ):
-        part = part[1:-1].strip()
-    return part
+    conjuncts = []
+    for part in map(str.strip, parts):
+        inside = _parenthesised(part)
+        nested = top_level_conjuncts(inside) if inside is not None else None
+        conjuncts.extend(nested if nested is not None else [part])
+    return conjuncts
 
 
 def pins_one_repository(condition: str) -> bool:

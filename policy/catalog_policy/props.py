@@ -12,20 +12,18 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# The roles a grant names and the members it names, for each IAM resource kind pulumi-gcp has.
+# How pulumi-gcp's IAM member, binding and policy resources end their type tokens, which end with the kind
+# (`gcp:projects/iAMMember:IAMMember`).
 _MEMBER_SUFFIX = ("IamMember", "IAMMember")
 _BINDING_SUFFIX = ("IamBinding", "IAMBinding")
 _POLICY_SUFFIX = ("IamPolicy", "IAMPolicy")
 PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 
 
-def get(value: Any, *path: str | int) -> Any:
-    """The value at `path` (keys and list indexes), or None when any step is absent."""
+def get(value: Any, *path: str) -> Any:
+    """The value at `path` (object keys), or None when any step is absent or not an object."""
     for key in path:
-        if isinstance(key, int):
-            if not is_list(value) or not -len(value) <= key < len(value):
-                return None
-        elif not isinstance(value, Mapping) or key not in value:
+        if not isinstance(value, Mapping) or key not in value:
             return None
         value = value[key]
     return value
@@ -78,21 +76,19 @@ def serving_containers(props: Mapping[str, Any]) -> list[tuple[str, Mapping[str,
 
 def is_iam_resource(resource_type: str) -> bool:
     """Whether a type token names an IAM member, binding or policy resource."""
-    kind = resource_type.rpartition(":")[2]
-    return kind.endswith(_MEMBER_SUFFIX + _BINDING_SUFFIX + _POLICY_SUFFIX)
+    return resource_type.endswith(_MEMBER_SUFFIX + _BINDING_SUFFIX + _POLICY_SUFFIX)
 
 
 def iam_grants(resource_type: str, props: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(role, member) pairs an IAM member, binding or policy resource grants; [] for other resources."""
-    kind = resource_type.rpartition(":")[2]
-    if kind.endswith(_MEMBER_SUFFIX):
+    if resource_type.endswith(_MEMBER_SUFFIX):
         role, member = text(get(props, "role")), text(get(props, "member"))
         return [(role, member)] if role is not None and member is not None else []
-    if kind.endswith(_BINDING_SUFFIX):
+    if resource_type.endswith(_BINDING_SUFFIX):
         role = text(get(props, "role"))
         members = [text(m) for m in as_list(get(props, "members"))]
         return [(role, m) for m in members if role is not None and m is not None]
-    if kind.endswith(_POLICY_SUFFIX):
+    if resource_type.endswith(_POLICY_SUFFIX):
         return _policy_grants(text(get(props, "policyData")))
     return []
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from bench.servers import ServerProcess
+from bench.servers import ROOT, ServerProcess
 from catalog import SERVICE_NAME, catalog_pb2, catalog_pb2_grpc
 from service.__main__ import EXIT_PORT_IN_USE
 from tests.servers import run_to_exit
@@ -200,3 +202,18 @@ def test_new_calls_are_refused_once_shutdown_begins(tmp_path: Path) -> None:
         assert process.process.wait(timeout=10) == 0
     finally:
         process.stop()
+
+
+# Imported only when something asks for them: reflection (ENABLE_REFLECTION), OpenTelemetry (an exporter
+# on), a rich error's details (the first invalid request). Together they were over a third of start-up.
+# (`import grpc` imports the empty grpc_reflection package itself, not its services.)
+DEFERRED_IMPORTS = ("grpc_reflection.", "opentelemetry", "google.rpc", "grpc_status")
+
+
+def test_start_up_imports_nothing_that_waits_to_be_asked_for() -> None:
+    code = "import sys, service.__main__; print('\\n'.join(sys.modules))"
+    imported = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split()
+    assert "service.server" in imported
+    assert [name for name in imported if name.startswith(DEFERRED_IMPORTS)] == []
