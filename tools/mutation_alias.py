@@ -65,9 +65,14 @@ def _mutant() -> str:
     return os.environ.get("MUTANT_UNDER_TEST", "")
 
 
+def _aliased(name: str) -> bool:
+    """Whether a mutant or function name (`infra.catalog_infra....`) is of a package served here."""
+    return name.partition(".")[0] in FOLDERS.values()
+
+
 def pytest_load_initial_conftests(early_config: Any, parser: Any, args: list[str]) -> None:
     """In a mutant's run, forget the modules imported unmutated, before conftest.py imports them again."""
-    if "__mutmut_" not in _mutant():
+    if "__mutmut_" not in _mutant() or not _aliased(_mutant()):
         return
     for name in [name for name in sys.modules if name.partition(".")[0] in FRESH]:
         del sys.modules[name]
@@ -78,7 +83,7 @@ def pytest_collection_finish(session: Any) -> None:
     if _mutant() == "stats":
         from mutmut.state import state  # noqa: PLC0415  (only under mutmut)
 
-        _imported.update(state()._stats)
+        _imported.update(name for name in state()._stats if _aliased(name))
 
 
 def pytest_runtest_setup(item: Any) -> None:
