@@ -1,8 +1,9 @@
-"""What a release shares between the Pulumi program and the release tool: the traffic tags and the step rule.
+"""What a release shares between the Pulumi program and the release tool: tags, step rule, decision keys.
 
 The program declares the tags on the revisions it deploys (infra/catalog_infra/revisions.py) and checks the
 stack's canarySteps; `python -m release` moves traffic between the same tags, in steps checked by the same
-rule.
+rule. The release records its decisions in the service's annotations under DECISION_ANNOTATIONS, which the
+program declares as it finds them live, so that its next `pulumi up` keeps them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ STABLE = "stable"  # the revision callers are served by
 CANDIDATE = "candidate"  # the newest revision the program deployed, earning its traffic
 PREVIOUS = "previous"  # the revision a completed release replaced: where `rollback` returns to
 RELEASE_TAGS = (STABLE, CANDIDATE, PREVIOUS)
+
+# The service annotations a release owns (the project's name as their prefix: not one of the namespaces
+# Cloud Run keeps for itself). The last decision, and the ones before it, oldest first.
+DECISION = "catalog-grpc/release-decision"
+DECISION_HISTORY = "catalog-grpc/release-history"
+DECISION_ANNOTATIONS = (DECISION, DECISION_HISTORY)
 
 # What canary steps are, in words, for messages that refuse them.
 STEPS_RULE = "increasing percentages from 1 to 100 that ends at 100, such as [10, 50, 100]"

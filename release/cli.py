@@ -1,11 +1,11 @@
-"""The command line: `python -m release COMMAND [options]` (promote, rollback, pr-deploy, pr-remove).
+"""The command line: `python -m release COMMAND [options]` (promote, rollback, status, pr-deploy, pr-remove).
 
 Which service comes from options or, simplest, from the stack: `pulumi stack output release --json` is a
 JSON object with project, region (the home one), regions (each region's url and candidateUrl), service, steps,
 pauseSeconds, callsMetric, maxErrorRatio, minCalls, private, audience and frontDoor (with a domain: the checks
 go through it, with the header that routes to each region's candidate), which `--plan FILE` (or `-` for
-stdin) reads; options given as well win over it. promote and rollback act on every region; pull-request
-revisions live in the home region.
+stdin) reads; options given as well win over it. promote, rollback and status act on every region;
+pull-request revisions live in the home region.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from catalog import UNARY_METHODS
 from client.auth import AuthError, bearer_token_credentials, id_token_credentials
 from client.channel import Transport, open_channel
 from client.target import TargetError, parse_target
-from contract.release import check_steps
+from contract.release import DECISION, DECISION_HISTORY, check_steps
 from release import monitoring, pr, rollout
 from release.cloudrun import CloudRun, CloudRunError, ServiceRef, connect
 from release.gates import (
@@ -45,7 +45,7 @@ EXIT_CHECK_FAILED = 1  # a check failed: traffic is back on the stable revision 
 EXIT_USAGE = 2
 EXIT_CLOUD_RUN = 3  # the service could not be read or changed, or its tags do not allow a release
 
-_EPILOG = """\
+_EPILOG = f"""\
 commands:
   promote     check the revision tagged candidate in every region, move traffic to it in --steps in
               every region, each step gated by the checks in each region after --pause-seconds (ready,
@@ -54,8 +54,13 @@ commands:
               revision tagged stable in every region and exit 1 with one line naming region and check
   rollback    every request back on the revision tagged previous (after a completed release), in
               every region
+  status      print each region's recorded release decisions (the service's annotations), the last
+              first; changes nothing
   pr-deploy   deploy --image as a no-traffic revision tagged pr-N (--pr N), check it, print its URL
   pr-remove   remove the tag pr-N (--pr N)
+
+promote and rollback record each decision (step, every check's figures, verdict) on each region's service,
+in the annotation {DECISION} (earlier ones in {DECISION_HISTORY}).
 
 exit status: 0 done, 1 a check failed (rolled back), 2 bad arguments, 3 Cloud Run refused or the service's
 tags do not allow it (nothing changed)
@@ -127,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=("promote", "rollback", "pr-deploy", "pr-remove"))
+    parser.add_argument("command", choices=("promote", "rollback", "status", "pr-deploy", "pr-remove"))
     where = parser.add_argument_group("which service")
     where.add_argument(
         "--plan", metavar="FILE", help="JSON of `pulumi stack output release --json` (- = stdin)"
@@ -432,6 +437,8 @@ def main(
             )
         elif args.command == "rollback":
             outcome = rollout.rollback(runs, log=log)
+        elif args.command == "status":
+            outcome = rollout.status(runs)
         elif args.command == "pr-deploy":
             outcome = pr.deploy(runs[0], args.pr, args.image, gates, log=log)
         else:

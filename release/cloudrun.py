@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -120,13 +120,28 @@ class CloudRun:
             raise CloudRunError(
                 f"service {self.ref.path} does not exist: deploy it with `pulumi up` first"
             ) from None
-        except api_exceptions.GoogleAPICallError as error:
+        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+            # RetryError: the client's retries of UNAVAILABLE ran out; not a GoogleAPICallError, and a
+            # release must still see it as Cloud Run's refusal (and roll back) rather than crash mid-step.
             raise CloudRunError(f"reading {self.ref.path}: {error}") from error
 
-    def set_traffic(self, current: run_v2.Service, routes: Sequence[Route]) -> run_v2.Service:
-        """Replace the traffic split of `current` (as read) with `routes`."""
+    def set_traffic(
+        self,
+        current: run_v2.Service,
+        routes: Sequence[Route],
+        annotations: Mapping[str, str] | None = None,
+    ) -> run_v2.Service:
+        """Replace the traffic split of `current` (as read) with `routes`, and set `annotations` with it.
+
+        The annotations are sent merged over all of `current`'s: a mask that names a map replaces the whole
+        map, and the etag makes sure none was added since `current` was read.
+        """
         service = run_v2.Service(name=current.name, etag=current.etag, traffic=_targets(routes))
-        return self._update(service, ("traffic",), "setting traffic")
+        fields = ["traffic"]
+        if annotations is not None:
+            service.annotations = {**current.annotations, **annotations}
+            fields.append("annotations")
+        return self._update(service, fields, "setting traffic")
 
     def set_template(
         self,

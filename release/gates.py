@@ -1,7 +1,8 @@
 """The checks a candidate must pass before (and after) each traffic step, behind one small Protocol.
 
-A gate answers None when the candidate passes, else one line saying what failed. The release names the
-gate and the step in its failure line. Gates reach the candidate through its tag URL: the real edge, TLS,
+A gate answers a Verdict: passed or not, and one line with its figures (what it measured) or with what
+failed. The release names the gate and the step in its failure line, prints every verdict, and records them
+on the service (release/decisions.py). Gates reach the candidate through its tag URL: the real edge, TLS,
 and an ID token when the service is private, over a channel the caller opens (ChannelFactory).
 """
 
@@ -11,7 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -75,6 +76,14 @@ def candidate_channel(channels: ChannelFactory, candidate: Candidate) -> Iterato
         )
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A gate's answer: `passed`, and one line: its figures when it passed, what failed when not."""
+
+    passed: bool
+    line: str = ""
+
+
 class Gate(Protocol):
     """One check of a candidate; `name` is what a failure line calls it."""
 
@@ -83,8 +92,8 @@ class Gate(Protocol):
         """Short name: "ready", "smoke", "error-ratio"."""
         ...
 
-    def check(self, candidate: Candidate) -> str | None:
-        """None if the candidate passes, else why not (one line)."""
+    def check(self, candidate: Candidate) -> Verdict:
+        """Whether the candidate passes, with the figures or the reason on one line."""
         ...
 
 
@@ -103,7 +112,7 @@ class ReadyGate:
     clock: Callable[[], float] = time.monotonic
     name: str = "ready"
 
-    def check(self, candidate: Candidate) -> str | None:
+    def check(self, candidate: Candidate) -> Verdict:
         """Wait for SERVING; the last answer seen when it never comes."""
         deadline = self.clock() + self.timeout
         with candidate_channel(self.channels, candidate) as channel:
@@ -114,12 +123,14 @@ class ReadyGate:
                         health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=self.call_timeout
                     )
                     if status.status == health_pb2.HealthCheckResponse.SERVING:
-                        return None
+                        return Verdict(True, f"{SERVICE_NAME} SERVING")
                     last = health_pb2.HealthCheckResponse.ServingStatus.Name(status.status)
                 except grpc.RpcError as error:
                     last = error.code().name if isinstance(error, grpc.Call) else str(error)
                 if self.clock() >= deadline:
-                    return f"{SERVICE_NAME} not SERVING after {self.timeout:g} s (last answer: {last})"
+                    return Verdict(
+                        False, f"{SERVICE_NAME} not SERVING after {self.timeout:g} s (last answer: {last})"
+                    )
                 self.sleep(1.0)
 
 
@@ -132,12 +143,14 @@ class SmokeGate:
     call_timeout: float = 10.0
     name: str = "smoke"
 
-    def check(self, candidate: Candidate) -> str | None:
+    def check(self, candidate: Candidate) -> Verdict:
         """Run the smoke check once."""
         with candidate_channel(self.channels, candidate) as channel:
             results = list(self.smoke(channel, self.call_timeout))
         failures = [f"{result.name}: {result.detail}" for result in results if not result.passed]
-        return "; ".join(failures) if failures else None
+        if failures:
+            return Verdict(False, "; ".join(failures))
+        return Verdict(True, f"{len(results)} checks passed")
 
 
 class CallCountsError(Exception):
@@ -178,39 +191,67 @@ class ErrorRatioGate:
     log: Log = print
     name: str = "error-ratio"
 
-    def check(self, candidate: Candidate) -> str | None:
+    def check(self, candidate: Candidate) -> Verdict:
         """Read the candidate's calls since its step began until there is evidence, then compare."""
         if candidate.percent == 0:
-            self.log("  error-ratio: not judged at 0% (the smoke check judges its own calls)")
-            return None
-        wait_for_ingestion(self.name, candidate, self.ingestion_delay, self.clock, self.sleep, self.log)
-        deadline = self.clock() + self.evidence_timeout
-        while True:
-            try:
-                total, failed = self.counts.calls(
-                    candidate.service, candidate.region, candidate.revision, candidate.since, self.clock()
+            return Verdict(True, "not judged at 0% (the smoke check judges its own calls)")
+
+        def read(now: float) -> tuple[int, int]:
+            return self.counts.calls(
+                candidate.service, candidate.region, candidate.revision, candidate.since, now
+            )
+
+        def judge(counts: tuple[int, int]) -> Verdict:
+            total, failed = counts
+            ratio = failed / total
+            if ratio > self.max_ratio:
+                return Verdict(
+                    False,
+                    f"{failed} of {total} calls failed ({ratio:.1%}) since it got {candidate.percent}%, "
+                    f"above the {self.max_ratio:.1%} allowed",
                 )
-            except CallCountsError as error:
-                return str(error)
-            if total and total >= self.min_calls:
-                ratio = failed / total
-                if ratio > self.max_ratio:
-                    return (
-                        f"{failed} of {total} calls failed ({ratio:.1%}) since it got {candidate.percent}%, "
-                        f"above the {self.max_ratio:.1%} allowed"
-                    )
-                self.log(f"  error-ratio: {failed} of {total} calls failed ({ratio:.1%})")
-                return None
-            if self.min_calls == 0:
-                self.log(f"  error-ratio: no calls since it got {candidate.percent}%, nothing to judge")
-                return None
-            if self.clock() >= deadline:
-                return (
-                    f"only {total} calls since it got {candidate.percent}%, fewer than the {self.min_calls} "
-                    f"needed to judge its error ratio (waited {self.evidence_timeout:g} s): no evidence"
-                )
-            self.log(f"  error-ratio: {total} of {self.min_calls} calls needed; reading again")
-            self.sleep(self.poll_seconds)
+            return Verdict(True, f"{failed} of {total} calls failed ({ratio:.1%})")
+
+        return _judge_on_evidence(self, candidate, "error ratio", read, lambda counts: counts[0], judge)
+
+
+_Reading = TypeVar("_Reading")
+
+
+def _judge_on_evidence(  # noqa: PLR0917 (the gate and its three steps)
+    gate: ErrorRatioGate | LatencyGate,
+    candidate: Candidate,
+    what: str,
+    read: Callable[[float], _Reading],
+    calls: Callable[[_Reading], int],
+    judge: Callable[[_Reading], Verdict],
+) -> Verdict:
+    """The evidence loop both metric gates share: enough calls read, then judged, or the step fails.
+
+    Waits for the ingestion delay, then `read`s (up to now) until the reading holds `gate.min_calls`
+    calls, and `judge`s it; without that evidence by the gate's deadline the step fails (`what` names
+    what could not be judged). A read that fails fails the step with the source's reason.
+    """
+    wait_for_ingestion(gate.name, candidate, gate.ingestion_delay, gate.clock, gate.sleep, gate.log)
+    deadline = gate.clock() + gate.evidence_timeout
+    while True:
+        try:
+            reading = read(gate.clock())
+        except CallCountsError as error:
+            return Verdict(False, str(error))
+        seen = calls(reading)
+        if seen and seen >= gate.min_calls:
+            return judge(reading)
+        if gate.min_calls == 0:
+            return Verdict(True, f"no calls since it got {candidate.percent}%, nothing to judge")
+        if gate.clock() >= deadline:
+            return Verdict(
+                False,
+                f"only {seen} calls since it got {candidate.percent}%, fewer than the {gate.min_calls} "
+                f"needed to judge its {what} (waited {gate.evidence_timeout:g} s): no evidence",
+            )
+        gate.log(f"  {gate.name}: {seen} of {gate.min_calls} calls needed; reading again")
+        gate.sleep(gate.poll_seconds)
 
 
 def wait_for_ingestion(  # noqa: PLR0917 (a gate's own fields, passed on)
@@ -286,41 +327,32 @@ class LatencyGate:
     log: Log = print
     name: str = "latency"
 
-    def check(self, candidate: Candidate) -> str | None:
+    def check(self, candidate: Candidate) -> Verdict:
         """Read both revisions' latency since the step began until there is evidence, then compare."""
         if candidate.percent == 0:
-            self.log("  latency: not judged at 0% (no traffic of its own yet)")
-            return None
-        wait_for_ingestion(self.name, candidate, self.ingestion_delay, self.clock, self.sleep, self.log)
-        deadline = self.clock() + self.evidence_timeout
-        while True:
-            try:
-                now = self.clock()
-                mine = self.latencies.latency(
-                    candidate.service, candidate.region, candidate.revision, candidate.since, now
-                )
-                stable = None
-                if candidate.stable and candidate.stable != candidate.revision:
-                    stable = self.latencies.latency(
-                        candidate.service, candidate.region, candidate.stable, candidate.since, now
-                    )
-            except CallCountsError as error:
-                return str(error)
-            if mine.calls and mine.calls >= self.min_calls:
-                return self._judge(candidate, mine, stable)
-            if self.min_calls == 0:
-                self.log(f"  latency: no calls since it got {candidate.percent}%, nothing to judge")
-                return None
-            if self.clock() >= deadline:
-                return (
-                    f"only {mine.calls} calls since it got {candidate.percent}%, fewer than the "
-                    f"{self.min_calls} needed to judge its latency (waited {self.evidence_timeout:g} s): "
-                    "no evidence"
-                )
-            self.log(f"  latency: {mine.calls} of {self.min_calls} calls needed; reading again")
-            self.sleep(self.poll_seconds)
+            return Verdict(True, "not judged at 0% (no traffic of its own yet)")
 
-    def _judge(self, candidate: Candidate, mine: Latency, stable: Latency | None) -> str | None:
+        def read(now: float) -> tuple[Latency, Latency | None]:
+            mine = self.latencies.latency(
+                candidate.service, candidate.region, candidate.revision, candidate.since, now
+            )
+            stable = None
+            if candidate.stable and candidate.stable != candidate.revision:
+                stable = self.latencies.latency(
+                    candidate.service, candidate.region, candidate.stable, candidate.since, now
+                )
+            return mine, stable
+
+        return _judge_on_evidence(
+            self,
+            candidate,
+            "latency",
+            read,
+            lambda both: both[0].calls,
+            lambda both: self._judge(candidate, *both),
+        )
+
+    def _judge(self, candidate: Candidate, mine: Latency, stable: Latency | None) -> Verdict:
         figures = f"p95 {mine.p95 * 1000:.1f} ms, p99 {mine.p99 * 1000:.1f} ms over {mine.calls} calls"
         if stable is not None and stable.calls:
             figures += (
@@ -340,6 +372,5 @@ class LatencyGate:
                         f"{name} {own / theirs:.2f}x the stable revision's (at most {limit.max_ratio:g}x)"
                     )
         if failures:
-            return f"{'; '.join(failures)} since it got {candidate.percent}% ({figures})"
-        self.log(f"  latency: {figures}: within bounds")
-        return None
+            return Verdict(False, f"{'; '.join(failures)} since it got {candidate.percent}% ({figures})")
+        return Verdict(True, f"{figures}: within bounds")

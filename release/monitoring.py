@@ -160,8 +160,16 @@ def _list_summed(  # noqa: PLR0917 (the reader's fields, passed on)
     try:
         return list(client.list_time_series(request=request, timeout=timeout))
     except api_exceptions.GoogleAPICallError as error:
-        metric = filter_.split('"', 2)[1]
         raise MonitoringError(
-            f"cannot read {metric} in projects/{project}: {error.code} {error.message} "
+            f"cannot read {_metric(filter_)} in projects/{project}: {error.code} {error.message} "
             "(the release needs monitoring.timeSeries.list there)"
         ) from error
+    except api_exceptions.RetryError as error:
+        # Monitoring answered UNAVAILABLE until the client's retries ran out: not a GoogleAPICallError, and
+        # the gate must still see it as a failed read (and roll back) rather than let the release crash.
+        raise MonitoringError(f"cannot read {_metric(filter_)} in projects/{project}: {error}") from error
+
+
+def _metric(filter_: str) -> str:
+    """The metric type a filter names first (`metric.type = "TYPE" AND ...`)."""
+    return filter_.split('"', 2)[1]

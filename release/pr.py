@@ -42,9 +42,9 @@ def deploy(run: CloudRun, number: int, image: str, gates: Sequence[Gate], *, log
     uri = tag_uri(service, tag)
     candidate = Candidate(service=run.ref.service, revision=template.revision, uri=uri, region=run.ref.region)
     for gate in gates:
-        reason = gate.check(candidate)
-        if reason is not None:
-            return Outcome(False, f"pull request {number}: check {gate.name} failed on {uri}: {reason}")
+        verdict = gate.check(candidate)
+        if not verdict.passed:
+            return Outcome(False, f"pull request {number}: check {gate.name} failed on {uri}: {verdict.line}")
         log(f"  {gate.name}: ok")
     return Outcome(True, uri)
 

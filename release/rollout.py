@@ -4,20 +4,22 @@ With several regions (one service of the same name in each) every step moves eve
 candidate is checked after it; the first failed check, or a write Cloud Run refuses, rolls every region back.
 A release is done when every region is done. Cloud Run holds the truth (which revision has which tag and
 share); this reads each region at the start and writes each step with the etag it read, so a concurrent
-`pulumi up` fails the step instead of being undone.
+`pulumi up` fails the step instead of being undone. Each write carries the decision that caused it
+(release/decisions.py): what was judged in that region, with the figures, and what was done about it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from google.cloud import run_v2
 
 from contract.release import CANDIDATE, PREVIOUS, STABLE, check_steps
-from release import traffic
+from release import decisions, traffic
 from release.cloudrun import CloudRun, CloudRunError, routes_of, tag_uri
+from release.decisions import ADVANCED, RELEASED, ROLLED_BACK, Decision, Judged
 from release.gates import Candidate, Gate
 from release.traffic import TrafficError
 
@@ -26,7 +28,10 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a release ended: `ok`, and the one line that says so (the failed check when not ok)."""
+    """How a command ended: `ok`, and the line that says so (the failed check when not ok).
+
+    `status` answers a line per recorded decision.
+    """
 
     ok: bool
     line: str
@@ -34,12 +39,16 @@ class Outcome:
 
 @dataclass
 class _Region:
-    """One region's service during a release: as last written, its stable revision, its candidate."""
+    """One region's service during a release: as last written, its stable revision, its candidate.
+
+    `judged`: the candidate's verdicts at its current share (none until it is judged there).
+    """
 
     run: CloudRun
     service: run_v2.Service
     stable: str
     candidate: Candidate
+    judged: list[Judged] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -49,6 +58,20 @@ class _Region:
     def done(self) -> bool:
         """The candidate already serves all traffic as stable: a first deploy, or a completed release."""
         return self.candidate.revision == self.stable
+
+    def decision(self, clock: Callable[[], float], verdict: str, to: int, reason: str = "") -> Decision:
+        """What was decided here now: `verdict`, taking the candidate from its share to `to`."""
+        return Decision(
+            time=decisions.stamp(clock()),
+            region=self.name,
+            candidate=self.candidate.revision,
+            stable=self.stable,
+            step=self.candidate.percent,
+            verdict=verdict,
+            to=to,
+            gates=tuple(self.judged),
+            reason=reason,
+        )
 
 
 @dataclass(frozen=True)
@@ -93,17 +116,36 @@ def _read(run: CloudRun, front_door: FrontDoorRoute | None = None) -> _Region:
 
 
 def _gate(gates: Sequence[Gate], regions: Sequence[_Region], log: Log) -> _Failure | None:
-    """The first failed gate in the first region that fails one, or None when every region passes all."""
+    """The first failed gate in the first region that fails one, or None when every region passes all.
+
+    Every verdict is printed and kept in its region (`judged`) for the decision the release takes next.
+    """
+    for region in regions:
+        region.judged = []
     for region in regions:
         for gate in gates:
-            reason = gate.check(region.candidate)
-            if reason is not None:
-                return _Failure(region.name, gate.name, reason)
-            log(f"  {region.name} {gate.name}: ok")
+            verdict = gate.check(region.candidate)
+            region.judged.append(Judged(gate.name, verdict.passed, verdict.line))
+            log(f"  {region.name} {region.judged[-1].text()}")
+            if not verdict.passed:
+                return _Failure(region.name, gate.name, verdict.line)
     return None
 
 
-def _step(regions: Sequence[_Region], percent: int, clock: Callable[[], float]) -> _Failure | None:
+def _record(
+    run: CloudRun, current: run_v2.Service, routes: Sequence[traffic.Route], decision: Decision, log: Log
+) -> run_v2.Service:
+    """Write `routes` and `decision` in one update of `current`; say whether the decision is recorded."""
+    try:
+        written = run.set_traffic(current, routes, decisions.annotations_after(decision, current.annotations))
+    except CloudRunError:
+        log(f"{decision.region}: decision NOT recorded (Cloud Run refused the write): {decision.summary()}")
+        raise
+    log(f"{decision.region}: decision recorded on the service: {decision.summary()}")
+    return written
+
+
+def _step(regions: Sequence[_Region], percent: int, clock: Callable[[], float], log: Log) -> _Failure | None:
     """`percent` on every region's candidate (none is ever lowered); the first refused write, if any."""
     for region in regions:
         if region.candidate.percent >= percent:
@@ -112,22 +154,23 @@ def _step(regions: Sequence[_Region], percent: int, clock: Callable[[], float]) 
             routes = traffic.split(
                 routes_of(region.service), region.stable, region.candidate.revision, percent
             )
-            region.service = region.run.set_traffic(region.service, routes)
+            decision = region.decision(clock, ADVANCED, percent)
+            region.service = _record(region.run, region.service, routes, decision, log)
         except CloudRunError as error:
             return _Failure(region.name, "cloud-run", str(error))
         region.candidate = replace(region.candidate, percent=percent, since=clock())
+        region.judged = []
     return None
 
 
-def _roll_back(regions: Sequence[_Region]) -> list[str]:
+def _roll_back(regions: Sequence[_Region], reason: str, clock: Callable[[], float], log: Log) -> list[str]:
     """Every request on each region's stable revision again; what could not be written, per region."""
     refused = []
     for region in regions:
         try:
             latest = region.run.get()
-            region.run.set_traffic(
-                latest, traffic.rolled_back(routes_of(latest), region.stable, region.candidate.revision)
-            )
+            routes = traffic.rolled_back(routes_of(latest), region.stable, region.candidate.revision)
+            _record(region.run, latest, routes, region.decision(clock, ROLLED_BACK, 0, reason), log)
         except CloudRunError as error:
             refused.append(f"{region.name}: {error}")
     return refused
@@ -204,7 +247,7 @@ def _move(  # noqa: PLR0917 (release()'s arguments, passed on)
         if failed:
             break
         step = next_step
-        failed = _step(moving, step, clock)
+        failed = _step(moving, step, clock, log)
         if failed:
             break
         for region in moving:
@@ -214,12 +257,13 @@ def _move(  # noqa: PLR0917 (release()'s arguments, passed on)
             sleep(pause_seconds)
         failed = _gate(gates, moving, log)
     if failed:
-        return _failed(moving, failed, step)
+        return _failed(moving, failed, step, clock, log)
     # Done in every region: a refusal here leaves the regions promoted so far as they are, and running
     # promote again finishes the others (they are at 100% already), or `rollback` undoes it everywhere.
     for region in moving:
         routes = traffic.promoted(routes_of(region.service), region.stable, region.candidate.revision)
-        region.run.set_traffic(region.service, routes)
+        decision = region.decision(clock, RELEASED, 100)
+        region.service = _record(region.run, region.service, routes, decision, log)
     return Outcome(
         True,
         f"released in every region: {STABLE} (all traffic) is "
@@ -228,9 +272,12 @@ def _move(  # noqa: PLR0917 (release()'s arguments, passed on)
     )
 
 
-def _failed(moving: Sequence[_Region], failed: _Failure, step: int) -> Outcome:
+def _failed(
+    moving: Sequence[_Region], failed: _Failure, step: int, clock: Callable[[], float], log: Log
+) -> Outcome:
     """Roll every region back and say which region failed which check at which step."""
-    refused = _roll_back(moving)
+    why = f"check {failed.check} failed in {failed.region} at {step}%: {failed.reason}"
+    refused = _roll_back(moving, why, clock, log)
     broken = next(region for region in moving if region.name == failed.region)
     back = (
         f"all traffic is back on {STABLE} in every region ({_where(moving, lambda r: r.stable)})"
@@ -252,9 +299,25 @@ class _Back:
     service: run_v2.Service
     routes: list[traffic.Route]
     line: str
+    decision: Decision
 
 
-def _plan_rollback(run: CloudRun) -> _Back:
+def _rollback_decision(
+    run: CloudRun, routes: Sequence[traffic.Route], bad: str, good: str, clock: Callable[[], float]
+) -> Decision:
+    return Decision(
+        time=decisions.stamp(clock()),
+        region=run.ref.region,
+        candidate=bad,
+        stable=good,
+        step=traffic.share(routes, bad),
+        verdict=ROLLED_BACK,
+        to=0,
+        reason="`python -m release rollback`",
+    )
+
+
+def _plan_rollback(run: CloudRun, clock: Callable[[], float]) -> _Back:
     service = run.get()
     routes = routes_of(service)
     stable_route, previous_route = traffic.tagged(routes, STABLE), traffic.tagged(routes, PREVIOUS)
@@ -264,8 +327,10 @@ def _plan_rollback(run: CloudRun) -> _Back:
         raise TrafficError(f"{run.ref.path} has no {STABLE!r} and {CANDIDATE!r} tags: nothing to roll back")
     if candidate_route.revision != stable_route.revision:
         # Mid-release (or after a failed one): the stable revision never stopped being stable.
-        back = traffic.rolled_back(routes, stable_route.revision, candidate_route.revision)
-        return _Back(run, service, back, f"{region}: all traffic on {stable_route.revision}")
+        good, bad = stable_route.revision, candidate_route.revision
+        back = traffic.rolled_back(routes, good, bad)
+        decision = _rollback_decision(run, routes, bad, good, clock)
+        return _Back(run, service, back, f"{region}: all traffic on {good}", decision)
     if previous_route is None:
         raise TrafficError(
             f"{run.ref.path}: no revision is tagged {PREVIOUS!r}, so there is none to go back to"
@@ -279,10 +344,13 @@ def _plan_rollback(run: CloudRun) -> _Back:
         service,
         traffic.rolled_back(kept, good, bad),
         f"{region}: all traffic on {good}, {bad} keeps the tag {CANDIDATE} at 0%",
+        _rollback_decision(run, routes, bad, good, clock),
     )
 
 
-def rollback(runs: Sequence[CloudRun], *, log: Log = print) -> Outcome:
+def rollback(
+    runs: Sequence[CloudRun], *, log: Log = print, clock: Callable[[], float] = time.time
+) -> Outcome:
     """Every request back on each region's revision tagged previous (after a completed release), or stable.
 
     Every region is read and judged first: one that cannot roll back refuses the whole command, with nothing
@@ -290,8 +358,17 @@ def rollback(runs: Sequence[CloudRun], *, log: Log = print) -> Outcome:
     """
     if not runs:
         raise ValueError("a rollback needs at least one region")
-    plans = [_plan_rollback(run) for run in runs]
+    plans = [_plan_rollback(run, clock) for run in runs]
     for plan in plans:
         log(f"rolling back {plan.line}")
-        plan.run.set_traffic(plan.service, plan.routes)
+        _record(plan.run, plan.service, plan.routes, plan.decision, log)
     return Outcome(True, "rolled back every region: " + "; ".join(plan.line for plan in plans))
+
+
+def status(runs: Sequence[CloudRun]) -> Outcome:
+    """Each region's recorded decisions, the last first: read only."""
+    lines = []
+    for run in runs:
+        first, *earlier = decisions.recorded(run.get().annotations)
+        lines += [f"{run.ref.region}: {first}", *earlier]
+    return Outcome(True, "\n".join(lines))

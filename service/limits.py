@@ -33,7 +33,9 @@ METADATA_HARD_LIMIT_BYTES = 16 * KIB
 # Keepalive enforcement: a client may ping at most this often while it sends no data (core: 5 minutes),
 # and each ping sooner is a strike; past MAX_PING_STRIKES the connection is closed with GOAWAY
 # ENHANCE_YOUR_CALM ("too_many_pings"). 10 s admits the shortest keepalive gRPC's Go and Java clients allow
-# (they raise shorter ones to 10 s), while a ping flood costs its connection after three pings too soon.
+# (they raise shorter ones to 10 s) while a call is in flight, and a ping flood costs its connection after
+# three pings too soon. With no call in flight core allows one ping per 2 hours (the server does not set
+# grpc.keepalive_permit_without_calls): on Cloud Run a client's pings end at Google's front end anyway.
 MIN_PING_INTERVAL_WITHOUT_DATA_MS = 10_000
 MAX_PING_STRIKES = 2
 

@@ -390,6 +390,8 @@ class GrpcService(pulumi.ComponentResource):
             launch_stage=launch_stage,
             traffics=traffics,
             template=template,
+            # The release's decisions, as live (LiveService.annotations says why).
+            annotations=dict(args.live.annotations) if args.live and args.live.annotations else None,
             opts=service_opts,
         )
 

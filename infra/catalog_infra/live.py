@@ -15,6 +15,7 @@ import pulumi
 from catalog_infra import revisions
 from catalog_infra.config import StackConfig
 from catalog_infra.revisions import LiveRoute, LiveService
+from contract.release import DECISION_ANNOTATIONS
 
 with warnings.catch_warnings():
     # Google's client libraries warn at import that grpcio < 1.83 lacks post-quantum TLS; the 1.81 line is
@@ -73,7 +74,12 @@ def read_service(
         )
         for target in service.traffic
     )
-    return LiveService(routes=routes, latest_ready_revision=service.latest_ready_revision)
+    annotations = tuple(
+        (key, service.annotations[key]) for key in DECISION_ANNOTATIONS if key in service.annotations
+    )
+    return LiveService(
+        routes=routes, latest_ready_revision=service.latest_ready_revision, annotations=annotations
+    )
 
 
 def _unreadable(path: str, error: Exception) -> pulumi.RunError:

@@ -45,6 +45,9 @@ class LiveService:
 
     routes: tuple[LiveRoute, ...]
     latest_ready_revision: str
+    # The release's own annotations (contract.release.DECISION_ANNOTATIONS) as they are live: declared as
+    # found, so that the provider's update, which sends the whole annotation map it knows, keeps them.
+    annotations: tuple[tuple[str, str], ...] = ()
 
 
 def wire_form(value: Any) -> Any:

@@ -5,17 +5,29 @@ templates (a named one only once per service; the same name with another configu
 Run does), traffic targets with unique tags that add up to
 100, tag URLs in traffic_statuses, and an etag that changes with every write. Writes answer with a finished
 long-running operation, so the real client's `update_service(...).result()` returns at once.
+
+Annotations as the Admin API v2 reference describes them: "This field follows Kubernetes annotations'
+namespacing, limits, and rules" (keys are qualified names, 256 KiB in all), and new keys in the
+run.googleapis.com, cloud.googleapis.com, serving.knative.dev and autoscaling.knative.dev namespaces are
+refused. A mask that names `annotations` replaces the whole map with the request's (AIP-134: the fields in
+the mask are written as sent), the strict reading: a write that sent only its own keys would drop everyone
+else's here.
+
+Each service also has an IAM policy (GetIamPolicy, SetIamPolicy with its etag), so a test can hold members
+in it that the release does not own and see whether anything rewrote it.
 """
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import grpc
 from google.cloud import run_v2
+from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.longrunning import operations_pb2  # type: ignore[import-untyped]
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -50,6 +62,9 @@ class FakeCloudRun:
     failing_images: set[str] = field(default_factory=set)
     # Reads after each write that still see the rollout in progress (reconciling, an older generation).
     reconciling_reads: int = 0
+    # Each service's IAM policy by service name, and every SetIamPolicy request received, in order.
+    iam_policies: dict[str, policy_pb2.Policy] = field(default_factory=dict)
+    iam_writes: list[iam_policy_pb2.SetIamPolicyRequest] = field(default_factory=list)
     _still_reconciling: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -62,11 +77,23 @@ class FakeCloudRun:
         """The revision carrying `tag`."""
         return next(t.revision for t in self.services[name].traffic if t.tag == tag)
 
-    def deploy(self, name: str, template: run_v2.RevisionTemplate, traffic: list[Route]) -> None:
-        """What a `pulumi up` does: create or update the service with this template and traffic."""
+    def deploy(
+        self,
+        name: str,
+        template: run_v2.RevisionTemplate,
+        traffic: list[Route],
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        """What a `pulumi up` does: create or update the service with this template and traffic.
+
+        `annotations`, when given, replace all of the service's: the provider's update has no mask.
+        """
         with self._lock:
             service = self.services.get(name) or run_v2.Service(name=name, generation=0)
             service.uri = service_uri(name)
+            if annotations is not None:
+                check_annotations(annotations, service.annotations)
+                service.annotations = dict(annotations)
             self._write(
                 service,
                 template,
@@ -102,11 +129,22 @@ class FakeCloudRun:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.service.name}' was not found")
             if request.service.etag and request.service.etag != current.etag:
                 context.abort(grpc.StatusCode.ABORTED, "the service's etag does not match: it changed")
-            paths = set(request.update_mask.paths) or {"template", "traffic"}
+            # Without a mask every field is written (field_mask.proto), the annotations among them.
+            paths = set(request.update_mask.paths) or set(UPDATABLE)
+            unknown = paths - set(UPDATABLE)
+            if unknown:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"update_mask: unknown paths {sorted(unknown)}"
+                )
             template = request.service.template if "template" in paths else None
             traffic = list(request.service.traffic) if "traffic" in paths else list(current.traffic)
             try:
-                service = self._write(run_v2.Service(current), template, traffic)
+                service = run_v2.Service(current)
+                if "annotations" in paths:
+                    annotations = dict(request.service.annotations)
+                    check_annotations(annotations, current.annotations)
+                    service.annotations = annotations
+                service = self._write(service, template, traffic)
             except RefusedError as refused:
                 context.abort(refused.code, str(refused))
         response = any_pb2.Any()
@@ -114,6 +152,35 @@ class FakeCloudRun:
         return operations_pb2.Operation(
             name=f"{service.name}/operations/{service.generation}", done=True, response=response
         )
+
+    def get_iam_policy(
+        self, request: iam_policy_pb2.GetIamPolicyRequest, context: grpc.ServicerContext
+    ) -> policy_pb2.Policy:
+        with self._lock:
+            if request.resource not in self.services:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.resource}' was not found")
+            answer = policy_pb2.Policy()
+            answer.CopyFrom(self.iam_policies.get(request.resource, policy_pb2.Policy()))
+            return answer
+
+    def set_iam_policy(
+        self, request: iam_policy_pb2.SetIamPolicyRequest, context: grpc.ServicerContext
+    ) -> policy_pb2.Policy:
+        """Replace the whole policy, as IAM does; refused when its etag is not the current one's."""
+        with self._lock:
+            self.iam_writes.append(request)
+            if request.resource not in self.services:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.resource}' was not found")
+            current = self.iam_policies.get(request.resource, policy_pb2.Policy())
+            if request.policy.etag and request.policy.etag != current.etag:
+                context.abort(grpc.StatusCode.ABORTED, "the policy's etag does not match: it changed")
+            policy = policy_pb2.Policy()
+            policy.CopyFrom(request.policy)
+            policy.etag = str(int(current.etag or b"0") + 1).encode()
+            self.iam_policies[request.resource] = policy
+            answer = policy_pb2.Policy()
+            answer.CopyFrom(policy)
+            return answer
 
     def _write(
         self,
@@ -182,6 +249,45 @@ class FakeCloudRun:
         return run_v2.Service(service)
 
 
+UPDATABLE = ("template", "traffic", "annotations")  # the fields a mask may name here
+# The namespaces the v2 reference says Cloud Run does not support in annotations.
+SYSTEM_NAMESPACES = (
+    "run.googleapis.com",
+    "cloud.googleapis.com",
+    "serving.knative.dev",
+    "autoscaling.knative.dev",
+)
+ANNOTATIONS_MAX_BYTES = 256 * 1024  # Kubernetes' limit on all of an object's annotations, keys and values
+_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def check_annotations(annotations: Mapping[str, str], before: Mapping[str, str]) -> None:
+    """Refuse what Cloud Run refuses in annotations (the module's docstring says where that is written).
+
+    A key that is not a qualified name, a new key in a system namespace, more than 256 KiB in all.
+    """
+    for key in annotations:
+        prefix, _, name = key.rpartition("/")
+        if not _NAME.fullmatch(name) or (
+            "/" in key and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix))
+        ):
+            raise RefusedError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"annotation key {key!r}: not a qualified name"
+            )
+        system = any(prefix == space or prefix.endswith(f".{space}") for space in SYSTEM_NAMESPACES)
+        if system and key not in before:
+            raise RefusedError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"annotation {key!r}: the {prefix} namespace is not supported",
+            )
+    size = sum(len(key.encode()) + len(value.encode()) for key, value in annotations.items())
+    if size > ANNOTATIONS_MAX_BYTES:
+        raise RefusedError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"annotations: {size} bytes, more than {ANNOTATIONS_MAX_BYTES}"
+        )
+
+
 def service_uri(name: str) -> str:
     """Cloud Run's deterministic URL of projects/P/locations/REGION/services/S: S-NUMBER.REGION.run.app."""
     parts = name.split("/")
@@ -209,6 +315,16 @@ def serve(fake: FakeCloudRun) -> Iterator[str]:
             fake.update_service,
             request_deserializer=run_v2.UpdateServiceRequest.deserialize,
             response_serializer=operations_pb2.Operation.SerializeToString,
+        ),
+        "GetIamPolicy": grpc.unary_unary_rpc_method_handler(
+            fake.get_iam_policy,
+            request_deserializer=iam_policy_pb2.GetIamPolicyRequest.FromString,
+            response_serializer=policy_pb2.Policy.SerializeToString,
+        ),
+        "SetIamPolicy": grpc.unary_unary_rpc_method_handler(
+            fake.set_iam_policy,
+            request_deserializer=iam_policy_pb2.SetIamPolicyRequest.FromString,
+            response_serializer=policy_pb2.Policy.SerializeToString,
         ),
     }
     with serve_fake("google.cloud.run.v2.Services", handlers, workers=4) as address:

@@ -20,7 +20,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from catalog import SERVICE_NAME
 from client.smoke import CheckResult
-from release.gates import CallCountsError, Candidate, ErrorRatioGate, ReadyGate, SmokeGate
+from release.gates import (
+    CallCountsError,
+    Candidate,
+    ErrorRatioGate,
+    ReadyGate,
+    SmokeGate,
+    Verdict,
+    candidate_channel,
+    wait_for_ingestion,
+)
 
 CANDIDATE = Candidate(
     service="catalog-grpc", revision="catalog-grpc-4e74e74e74", uri="", percent=10, since=1000.0, region="r1"
@@ -85,9 +94,11 @@ def test_the_error_ratio_passes_at_or_under_the_limit_and_fails_above_it(
 ) -> None:
     clock = Clock()
     verdict = gate(Counts([(total, failed)]), clock, max_ratio=max_ratio, min_calls=1).check(CANDIDATE)
-    assert (verdict is None) is passes, verdict
-    if not passes:
-        assert verdict == (
+    assert verdict.passed is passes, verdict
+    if passes:
+        assert verdict.line == f"{failed} of {total} calls failed ({failed / total:.1%})"
+    else:
+        assert verdict.line == (
             f"{failed} of {total} calls failed ({failed / total:.1%}) since it got 10%, "
             f"above the {max_ratio:.1%} allowed"
         )
@@ -111,11 +122,12 @@ def test_the_gate_judges_from_min_calls_on_and_waits_below_it(
     counts = Counts([(total, 0), (min_calls, 0)])
     logs: list[str] = []
     verdict = gate(counts, clock, max_ratio=0.0, min_calls=min_calls, logs=logs).check(CANDIDATE)
-    assert verdict is None
+    assert verdict.passed
     if reads == 1:
         assert len(counts.asked) == 1
         assert clock.sleeps == []
-        assert logs == [f"  error-ratio: 0 of {total} calls failed (0.0%)"]
+        assert logs == []
+        assert verdict.line == f"0 of {total} calls failed (0.0%)"
     else:
         # Too few: read again after one poll, which now has enough.
         assert len(counts.asked) == 2
@@ -130,7 +142,8 @@ def test_too_few_calls_fail_at_the_evidence_deadline_not_a_poll_earlier() -> Non
     verdict = gate(counts, clock, max_ratio=0.0, min_calls=4).check(CANDIDATE)
     assert len(counts.asked) == 5
     assert clock.sleeps == [15.0] * 4
-    assert verdict == (
+    assert verdict.passed is False
+    assert verdict.line == (
         "only 3 calls since it got 10%, fewer than the 4 needed to judge its error ratio "
         "(waited 60 s): no evidence"
     )
@@ -140,15 +153,15 @@ def test_min_calls_zero_lets_a_step_without_calls_pass_and_says_so() -> None:
     clock = Clock()
     logs: list[str] = []
     verdict = gate(Counts([(0, 0)]), clock, max_ratio=0.0, min_calls=0, logs=logs).check(CANDIDATE)
-    assert verdict is None
+    assert verdict.passed
     assert clock.sleeps == []
-    assert logs == ["  error-ratio: no calls since it got 10%, nothing to judge"]
+    assert verdict.line == "no calls since it got 10%, nothing to judge"
 
 
 def test_min_calls_zero_still_judges_the_calls_there_are() -> None:
     verdict = gate(Counts([(1, 1)]), Clock(), max_ratio=0.0, min_calls=0).check(CANDIDATE)
-    assert verdict is not None
-    assert verdict.startswith("1 of 1 calls failed (100.0%)")
+    assert not verdict.passed
+    assert verdict.line.startswith("1 of 1 calls failed (100.0%)")
 
 
 @pytest.mark.parametrize(("percent", "judged"), [(0, False), (1, True)])
@@ -157,10 +170,10 @@ def test_the_gate_judges_from_the_first_step_on(percent: int, judged: bool) -> N
     logs: list[str] = []
     candidate = Candidate(**{**CANDIDATE.__dict__, "percent": percent})
     verdict = gate(counts, Clock(), max_ratio=0.0, min_calls=1, logs=logs).check(candidate)
-    assert (verdict is not None) is judged
+    assert verdict.passed is not judged
     assert (counts.asked != []) is judged
     if not judged:
-        assert logs == ["  error-ratio: not judged at 0% (the smoke check judges its own calls)"]
+        assert verdict.line == "not judged at 0% (the smoke check judges its own calls)"
 
 
 def test_unreadable_calls_fail_the_step_with_the_source_s_reason() -> None:
@@ -171,7 +184,7 @@ def test_unreadable_calls_fail_the_step_with_the_source_s_reason() -> None:
             raise CallCountsError("Cloud Monitoring refused the read: PERMISSION_DENIED")
 
     verdict = ErrorRatioGate(Broken(), max_ratio=0.5, min_calls=1, log=lambda _: None).check(CANDIDATE)
-    assert verdict == "Cloud Monitoring refused the read: PERMISSION_DENIED"
+    assert verdict == Verdict(False, "Cloud Monitoring refused the read: PERMISSION_DENIED")
 
 
 # The ready gate, against a health server whose names answer independently.
@@ -208,13 +221,12 @@ def test_the_ready_gate_asks_for_the_catalog_service_not_the_server_as_a_whole(
     servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
     clock = Clock()
-    assert (
-        ready_gate(clock).check(candidate)
-        == f"{SERVICE_NAME} not SERVING after 3 s (last answer: NOT_SERVING)"
+    assert ready_gate(clock).check(candidate) == Verdict(
+        False, f"{SERVICE_NAME} not SERVING after 3 s (last answer: NOT_SERVING)"
     )
     servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    assert ready_gate(Clock()).check(candidate) is None
+    assert ready_gate(Clock()).check(candidate) == Verdict(True, f"{SERVICE_NAME} SERVING")
 
 
 def test_the_ready_gate_polls_once_a_second_until_its_timeout_and_not_after(
@@ -232,7 +244,7 @@ def test_the_ready_gate_reports_an_unreachable_candidate_by_its_status_code() ->
     clock = Clock()
     gate_ = ReadyGate(grpc.insecure_channel, timeout=0.0, call_timeout=0.5, sleep=clock.sleep, clock=clock)
     verdict = gate_.check(Candidate(service="s", revision="r", uri="127.0.0.1:1"))
-    assert verdict == f"{SERVICE_NAME} not SERVING after 0 s (last answer: UNAVAILABLE)"
+    assert verdict == Verdict(False, f"{SERVICE_NAME} not SERVING after 0 s (last answer: UNAVAILABLE)")
 
 
 class SlowHealth(health_pb2_grpc.HealthServicer):
@@ -262,7 +274,7 @@ def test_the_ready_gate_gives_each_health_call_its_own_timeout() -> None:
     finally:
         slow.done.set()
         server.stop(None)
-    assert verdict == f"{SERVICE_NAME} not SERVING after 0 s (last answer: DEADLINE_EXCEEDED)"
+    assert verdict == Verdict(False, f"{SERVICE_NAME} not SERVING after 0 s (last answer: DEADLINE_EXCEEDED)")
 
 
 def test_the_smoke_gate_lists_every_failed_check_and_passes_its_call_timeout() -> None:
@@ -277,9 +289,8 @@ def test_the_smoke_gate_lists_every_failed_check_and_passes_its_call_timeout() -
         ]
 
     gate_ = SmokeGate(grpc.insecure_channel, smoke=smoke, call_timeout=7.0)
-    assert (
-        gate_.check(Candidate(service="s", revision="r", uri="127.0.0.1:1"))
-        == "get: NOT_FOUND; list: empty page"
+    assert gate_.check(Candidate(service="s", revision="r", uri="127.0.0.1:1")) == Verdict(
+        False, "get: NOT_FOUND; list: empty page"
     )
     assert seen == [7.0]
 
@@ -288,7 +299,86 @@ def test_the_smoke_gate_passes_when_every_check_holds() -> None:
     def smoke(channel: grpc.Channel, call_timeout: float) -> list[CheckResult]:
         return [CheckResult("health", True, "SERVING")]
 
-    assert (
-        SmokeGate(grpc.insecure_channel, smoke=smoke).check(Candidate(service="s", revision="r", uri="x:1"))
-        is None
+    assert SmokeGate(grpc.insecure_channel, smoke=smoke).check(
+        Candidate(service="s", revision="r", uri="x:1")
+    ) == Verdict(True, "1 checks passed")
+
+
+# What the evidence loop and the channel to a candidate do at their edges.
+
+
+@pytest.mark.parametrize(("left", "waits"), [(-1.0, False), (0.0, False), (1.0, True)])
+def test_the_ingestion_wait_sleeps_only_while_time_is_left(left: float, waits: bool) -> None:
+    clock = Clock()
+    logs: list[str] = []
+    candidate = Candidate(**{**CANDIDATE.__dict__, "since": clock.now - 120 + left})
+    wait_for_ingestion("error-ratio", candidate, 120.0, clock, clock.sleep, logs.append)
+    assert clock.sleeps == ([left] if waits else [])
+    assert logs == (
+        [
+            "  error-ratio: waiting 1 s for Cloud Monitoring's ingestion delay (120 s after the step began) "
+            "before judging 10%"
+        ]
+        if waits
+        else []
     )
+
+
+class Refusing:
+    """A channel whose every call raises an RpcError that is not a grpc.Call (an interceptor's, say)."""
+
+    def __enter__(self) -> Refusing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def unary_unary(self, *args: object, **kwargs: object) -> Any:
+        def call(*args: object, **kwargs: object) -> Any:
+            raise grpc.RpcError("refused before any call was made")
+
+        return call
+
+
+def test_the_ready_gate_reports_an_error_without_a_status_code_by_its_text() -> None:
+    clock = Clock()
+    ready = ReadyGate(lambda uri: Refusing(), timeout=0.0, sleep=clock.sleep, clock=clock)  # type: ignore[arg-type, return-value]
+    assert ready.check(Candidate(service="s", revision="r", uri="x:1")) == Verdict(
+        False, f"{SERVICE_NAME} not SERVING after 0 s (last answer: refused before any call was made)"
+    )
+
+
+@pytest.fixture
+def echo() -> Iterator[str]:
+    """A server whose unary and server-streaming methods answer the x-route header they received."""
+
+    def route(context: grpc.ServicerContext) -> bytes:
+        return str(dict(context.invocation_metadata()).get("x-route", "")).encode()
+
+    handlers = grpc.method_handlers_generic_handler(
+        "t.Echo",
+        {
+            "Unary": grpc.unary_unary_rpc_method_handler(lambda request, context: route(context)),
+            "Stream": grpc.unary_stream_rpc_method_handler(lambda request, context: iter([route(context)])),
+        },
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handlers])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(None)
+
+
+@pytest.mark.parametrize(("metadata", "sent"), [((("x-route", "europe-west1"),), b"europe-west1"), ((), b"")])
+def test_every_call_to_the_candidate_carries_its_metadata(
+    echo: str, metadata: tuple[tuple[str, str], ...], sent: bytes
+) -> None:
+    """Behind a front door the header routes each check, unary or streaming, to that region's candidate."""
+    candidate = Candidate(service="s", revision="r", uri=echo, metadata=metadata)
+    with candidate_channel(grpc.insecure_channel, candidate) as channel:
+        unary: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/t.Echo/Unary")
+        stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream("/t.Echo/Stream")
+        assert unary(b"", timeout=5) == sent
+        assert list(stream(b"", timeout=5)) == [sent]

@@ -24,7 +24,7 @@ from contract.release import CANDIDATE, PREVIOUS, STABLE
 from release import rollout
 from release.cli import EXIT_CHECK_FAILED, EXIT_CLOUD_RUN, EXIT_OK, main
 from release.cloudrun import CloudRun
-from release.gates import CallCounts, Candidate, ErrorRatioGate, Gate, ReadyGate, SmokeGate
+from release.gates import CallCounts, Candidate, ErrorRatioGate, Gate, ReadyGate, SmokeGate, Verdict
 from release.traffic import Route, TrafficError
 from service.store import CatalogStore
 from tests.release.conftest import CALLS_METRIC, NEW, OLD, REF, Drill, Edge, template
@@ -358,8 +358,8 @@ class Never:
 
     name = "never"
 
-    def check(self, candidate: Candidate) -> str | None:
-        return f"refused {candidate.revision}"
+    def check(self, candidate: Candidate) -> Verdict:
+        return Verdict(False, f"refused {candidate.revision}")
 
 
 def run_cli(argv: list[str], edge: Edge, stdin: str = "") -> tuple[int, str, str]:
@@ -402,7 +402,7 @@ def test_the_command_promotes_from_the_stacks_plan(drill: Drill) -> None:
         f"released in every region: stable (all traffic) is us-central1 {NEW}; previous is us-central1 {OLD}"
     )
     assert f"{NEW} has 50% of requests" in err
-    assert "error-ratio: 0 of 50 calls failed (0.0%)" in err
+    assert "us-central1 error-ratio: ok, 0 of 50 calls failed (0.0%)" in err
     assert len(monitoring.requests) == 4  # both filters at 50% and at 100%
     assert fake.revision_of(REF.path, STABLE) == NEW
 
