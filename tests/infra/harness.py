@@ -343,13 +343,24 @@ def recorded(stack: str, *, preview: bool = False, config: Mapping[str, object] 
     """
     config = stack_config(stack) if config is None else config
     key = (stack, preview, json.dumps(config, sort_keys=True))
-    if key not in _RECORDED:
+    if key not in _RECORDED or _crediting_each_test():
         try:
             deployment = run_program(config, stack=stack, preview=preview)
         finally:
             reset_pulumi()
         _RECORDED[key] = deployment, _fingerprint(deployment)
     return _RECORDED[key][0]
+
+
+def _crediting_each_test() -> bool:
+    """Whether `make mutation` is finding which tests reach each function (mutmut's "stats" run).
+
+    It credits a function to the test during which the function ran: a recording shared from an earlier test
+    would credit that test alone, and each mutant of the program would then be judged by that one test. So
+    in that run every test records its own; each mutant's run shares them again (the mutant is the same
+    throughout it).
+    """
+    return os.environ.get("MUTANT_UNDER_TEST") == "stats"
 
 
 def changed_recordings() -> list[str]:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import pytest
 
 from contract import cloudrun
 from tests.infra.admission import RULES, admit
-from tests.infra.harness import ACCOUNT, NEG, PROJECT, SERVICE, URL_MAP, Deployment, reset_pulumi, run_program
+from tests.infra.harness import ACCOUNT, NEG, PROJECT, SERVICE, URL_MAP, Deployment, recorded
 from tests.infra.harness import stack_config as committed
 
 DOMAIN = "catalog.example.com"
@@ -48,14 +47,11 @@ MATRIX: list[tuple[str, str, dict[str, object]]] = [
 ]
 
 
-@cache
 def _deploy(name: str) -> Deployment:
+    """A matrix entry's deployment, shared (the harness records it once): read it, do not change it."""
     _, stack, overrides = next(entry for entry in MATRIX if entry[0] == name)
     config = {**committed(stack), **{f"{PROJECT}:{key}": value for key, value in overrides.items()}}
-    try:
-        return run_program(config, stack=stack)
-    finally:
-        reset_pulumi()
+    return recorded(stack, config=config)
 
 
 def deployment(name: str) -> Deployment:
