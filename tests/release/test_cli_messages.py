@@ -15,17 +15,8 @@ from typing import Any
 import pytest
 
 from release import cli
+from tests.release.test_cli_options import PLAN
 
-PLAN: dict[str, Any] = {
-    "project": "p",
-    "region": "us-central1",
-    "service": "catalog-grpc",
-    "steps": [10, 100],
-    "pauseSeconds": 30,
-    "callsMetric": "workload.googleapis.com/catalog.server.calls",
-    "maxErrorRatio": 0.01,
-    "minCalls": 20,
-}
 LATENCY_RATIO = "must be a latency ratio from 1 to 100 (1 allows no slowdown at all)"
 MILLISECONDS = "must be a number of milliseconds from 0 to 3600000 (0 for no bound)"
 RATIO = "must be a ratio from 0 to 1 (0.01 is 1%)"
