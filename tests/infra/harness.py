@@ -159,6 +159,8 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.declared: list[Declared] = []
+        # What each component registered as its outputs (register_outputs), by URN: the state shows them.
+        self.component_outputs: dict[str, dict[str, Any]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
@@ -178,6 +180,10 @@ class RecordingMonitor(MockMonitor):
                 )
             )
         return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        self.component_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
     def _alias_urns(self, request: Any) -> tuple[str, ...]:
         """The URNs of a registration's aliases, resolved as the engine does for an alias spec."""
@@ -202,6 +208,8 @@ class Deployment:
     namespace: dict[str, Any] = field(default_factory=dict)
     # Each read of the live service the program made: (project, region, service name).
     live_reads: list[tuple[str, str, str]] = field(default_factory=list)
+    # The outputs each component registered, by its URN (RecordingMonitor.component_outputs).
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def all(self, type_: str) -> list[Declared]:
         return [resource for resource in self.declared if resource.type == type_]
@@ -312,7 +320,7 @@ def run_program(
     pulumi.runtime.set_all_config({key: wire_value(value) for key, value in merged.items()})
     settings.ROOT.set(None)
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
-    deployment = Deployment(monitor.declared)
+    deployment = Deployment(monitor.declared, component_outputs=monitor.component_outputs)
     program_dir = root / project_file(root)["main"]
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
@@ -373,7 +381,9 @@ def changed_recordings() -> list[str]:
 
 
 def _fingerprint(deployment: Deployment) -> str:
-    return repr((deployment.declared, deployment.outputs, deployment.live_reads))
+    return repr(
+        (deployment.declared, deployment.outputs, deployment.live_reads, deployment.component_outputs)
+    )
 
 
 def reset_pulumi() -> None:
