@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -254,6 +255,22 @@ def _member_slug(member: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", member).strip("-")
 
 
+def _invoker_binding_names(members: Sequence[str]) -> dict[str, str]:
+    """Each invoker's part of its binding's resource name: the member's letters and digits.
+
+    Two members can differ only in punctuation (user:a.b@x and user:a-b@x), and Pulumi refuses two resources
+    of one name: a member whose name an earlier one took gets its own hash as well. The first keeps the plain
+    name, so adding a member at the end of the list never renames (replaces) an existing binding.
+    """
+    names: dict[str, str] = {}
+    for member in members:
+        slug = _member_slug(member)
+        if slug in names.values():
+            slug = f"{slug}-{hashlib.sha256(member.encode()).hexdigest()[:8]}"
+        names[member] = slug
+    return names
+
+
 class GrpcService(pulumi.ComponentResource):
     """The Cloud Run service in one region, its runtime service account (unless shared) and invoker IAM."""
 
@@ -396,9 +413,9 @@ class GrpcService(pulumi.ComponentResource):
         )
 
         members = (["allUsers"] if settings.allow_unauthenticated else []) + list(settings.invokers)
-        for member in members:
+        for member, slug in _invoker_binding_names(members).items():
             gcp.cloudrunv2.ServiceIamMember(
-                f"{name}-invoker-{_member_slug(member)}",
+                f"{name}-invoker-{slug}",
                 project=args.project,
                 location=args.region,
                 name=service.name,

@@ -128,6 +128,17 @@ def test_each_invoker_gets_one_binding_named_after_it(member: str, slug: str) ->
     }
 
 
+def test_invokers_that_differ_only_in_punctuation_get_bindings_of_their_own() -> None:
+    # Both would be user-a-b-example-com, and Pulumi refuses two resources of one name: the second gets
+    # its member's hash too (sha256, 8 hex digits), and the first keeps the plain name.
+    deployment = deploy(orders_args(invokers=("user:a.b@example.com", "user:a-b@example.com")))
+    bindings = {binding.name: binding.inputs["member"] for binding in deployment.all(INVOKER)}
+    assert bindings == {
+        "orders-invoker-user-a-b-example-com": "user:a.b@example.com",
+        "orders-invoker-user-a-b-example-com-dfd00282": "user:a-b@example.com",
+    }
+
+
 @pytest.mark.parametrize("allow_unauthenticated", [True, False])
 def test_allow_unauthenticated_adds_all_users_beside_the_invokers(allow_unauthenticated: bool) -> None:
     deployment = deploy(orders_args(allow_unauthenticated=allow_unauthenticated))
