@@ -87,6 +87,7 @@ def test_the_runtime_account_is_the_services_own_and_named_after_it() -> None:
     deployment = deploy(orders_args())
     account = deployment.one(ACCOUNT)
     assert account.name == "orders-sa"
+    assert account.parent.endswith(f"{COMPONENT}::orders")
     assert {key: account.inputs[key] for key in ("project", "accountId", "displayName", "description")} == {
         "project": "other-project-1",
         "accountId": "orders-run",
@@ -119,6 +120,7 @@ def test_each_invoker_gets_one_binding_named_after_it(member: str, slug: str) ->
     deployment = deploy(orders_args(invokers=(member,)))
     (binding,) = deployment.all(INVOKER)
     assert binding.name == f"orders-invoker-{slug}"
+    assert binding.parent.endswith(f"{COMPONENT}::orders")
     assert binding.inputs == {
         "project": "other-project-1",
         "location": "europe-west1",
