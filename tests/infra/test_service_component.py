@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import pulumi
+import pulumi_gcp as gcp
 import pytest
 from catalog_infra import grpc_service
 from catalog_infra.revisions import LiveRoute, LiveService
@@ -171,7 +172,7 @@ def test_the_component_registers_and_exposes_its_outputs() -> None:
         service = grpc_service.GrpcService("orders", args, pulumi.ResourceOptions(parent=parent))
         # What another region's service is declared from (infra/__main__.py): the same args and account.
         assert service.args is args
-        assert isinstance(service.account, grpc_service.gcp.serviceaccount.Account)
+        assert isinstance(service.account, gcp.serviceaccount.Account)
         pulumi.export("accountUrn", service.account.urn)
         pulumi.export("region", service.region)
         for attribute in attributes:
