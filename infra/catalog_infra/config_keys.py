@@ -148,7 +148,7 @@ def read(key: Key) -> Any:
         return tuple(value)
     if key.optional and value == "":
         return None
-    if key.type != "boolean" and not key.accepts(value):
+    if not key.accepts(value):
         raise ConfigError(full, value, key.refusal())
     return float(value) if key.share else value
 
