@@ -27,7 +27,7 @@ from operator import and_, eq, lshift, or_, rshift
 from typing import Literal
 
 from catalog.catalog_pb2 import Product
-from service.search_index import SEARCH_STEP, SearchIndex, SearchTexts, to_needle
+from service.search_index import SEARCH_STEP, SavedIndexError, SearchIndex, SearchTexts, to_needle
 
 # When a store builds its search index: in the constructor, on a thread after it (searches scan until the
 # index is ready, with the same answers), or never (searches always scan: the reference the index must match).
@@ -240,7 +240,12 @@ class CatalogStore:
         *,
         search_index: Indexing = "now",
         fingerprint: bytes | None = None,
+        saved_index: str | None = None,
     ) -> None:
+        """`saved_index`: a file that may hold this catalog's search index saved (`SearchIndex.save`).
+
+        When the index is built, it is read from there if that file holds it, else built from the products.
+        """
         if not isinstance(products, CatalogRecords):
             builder = CatalogBuilder(source)
             for product in products:
@@ -254,6 +259,7 @@ class CatalogStore:
         # the file it came from, or else of the products themselves.
         self.fingerprint = self._products_digest() if fingerprint is None else fingerprint
         self._search_index: SearchIndex | None = None
+        self._saved_index = saved_index
         self._indexed = threading.Event()
         if search_index == "background":
             threading.Thread(target=self._build_search_index, name="search-index", daemon=True).start()
@@ -318,6 +324,19 @@ class CatalogStore:
         """Whether searches go through the search index (False: they scan the catalog)."""
         return self._search_index is not None
 
+    def saved_search_index(self) -> bytes:
+        """The search index saved (`SearchIndex.save`), to be read by every server that loads this file."""
+        index = self._search_index or SearchIndex(self._records.texts)
+        return index.save(self.fingerprint)
+
+    def fits_saved_index(self, data: bytes) -> bool:
+        """Whether `data` is this catalog's search index saved, as a server would read it."""
+        try:
+            SearchIndex.load(self._records.texts, data, self.fingerprint)
+        except SavedIndexError:
+            return False
+        return True
+
     def wait_indexed(self, timeout: float | None = None) -> bool:
         """Wait for the search index build to end (at once unless in the background); False on timeout."""
         return self._indexed.wait(timeout)
@@ -330,13 +349,30 @@ class CatalogStore:
         started = time.perf_counter()
         try:
             with gc_paused():
-                self._search_index = SearchIndex(self._records.texts)
+                index = self._read_saved_index()
+                how = f", read from {self._saved_index}" if index else ""
+                self._search_index = index or SearchIndex(self._records.texts)
         except Exception:  # e.g. MemoryError: searches keep scanning, slower but right
             _log.exception("cannot build the search index; searches will scan the catalog")
             return
         finally:
             self._indexed.set()
-        _log.info("search index over %d products ready in %.2f s", len(self), time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        _log.info("search index over %d products ready in %.2f s%s", len(self), elapsed, how)
+
+    def _read_saved_index(self) -> SearchIndex | None:
+        """The index saved in the `saved_index` file, or None (no such file, or not this catalog's)."""
+        if self._saved_index is None:
+            return None
+        try:
+            with open(self._saved_index, "rb") as file:
+                data = file.read()
+            return SearchIndex.load(self._records.texts, data, self.fingerprint)
+        except FileNotFoundError:
+            return None  # none was saved: building it is the usual way
+        except (OSError, SavedIndexError) as error:
+            _log.warning("search index %s not used, building it instead: %s", self._saved_index, error)
+            return None
 
     def _scan(self, needle: bytes) -> Iterator[int | None]:
         """The seed's search, for the moments before the index is ready; a None between steps."""
