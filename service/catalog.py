@@ -86,16 +86,15 @@ def check(path: str, *, root: str | os.PathLike[str] = "") -> CatalogSummary:
     )
 
 
-def save_index(path: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None) -> str:
+def save_index(path: str | os.PathLike[str], target: str | os.PathLike[str] | None = None) -> str:
     """Save the search index of the catalog file at `path` (loaded as `check` does); return where.
 
-    Into `directory` as the file's name with SAVED_INDEX_SUFFIX, or beside the file. A server started on
-    the file reads it from beside the file instead of building it (service.catalog_file.load_catalog). An
-    index already saved there for these very bytes is kept as it is: saving again would write the same.
+    Into `target`, or beside the file (`saved_index_path`), where a server started on the file reads it
+    instead of building it (service.catalog_file.load_catalog). An index already saved there for these
+    very bytes is kept as it is: saving again would write the same.
     """
     store = load_catalog(path, search_index="never")
-    name = os.path.basename(path) + SAVED_INDEX_SUFFIX
-    target = saved_index_path(path) if directory is None else os.path.join(directory, name)
+    target = os.fspath(saved_index_path(path) if target is None else target)
     try:
         with open(target, "rb") as file:
             if store.fits_saved_index(file.read()):

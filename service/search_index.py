@@ -26,13 +26,16 @@ _GRAM = 3
 # no match spans both fields.
 _FIELD_SEPARATOR = b"\xff"
 
+# A saved index's format: a server reads only its own. A new format is a new suffix, so that where indexes
+# are named after their catalog file, one name always holds the same bytes.
+_SAVED_FORMAT_VERSION = 1
 # A saved index is the catalog file's name with this suffix, beside it.
-SAVED_INDEX_SUFFIX = ".search-index"
-# A saved index: this line (its format: a server reads only its own), then _SAVED_HEADER (the catalog file's
+SAVED_INDEX_SUFFIX = f".search-index-v{_SAVED_FORMAT_VERSION}"
+# A saved index: this line, then _SAVED_HEADER (the catalog file's
 # SHA-256, the products, the words, the vocabulary's bytes, the SHA-256 of everything after the header),
 # the vocabulary (the words, newline-separated: no word holds whitespace), each word's count of positions,
 # then the positions, word after word in vocabulary order (little-endian 32-bit).
-_SAVED_FORMAT = b"catalog search index, format 1\n"
+_SAVED_FORMAT = b"catalog search index, format %d\n" % _SAVED_FORMAT_VERSION
 _SAVED_HEADER = struct.Struct("<32sQQQ32s")
 
 

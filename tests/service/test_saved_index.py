@@ -187,13 +187,14 @@ def test_save_index_writes_beside_the_file_and_keeps_an_index_already_saved(tmp_
     assert not list(tmp_path.glob("*.partial"))
 
 
-def test_save_index_into_a_directory_and_replaces_another_catalogs(tmp_path: Path) -> None:
+def test_save_index_elsewhere_makes_its_directory_and_replaces_what_is_not_this_catalogs(
+    tmp_path: Path,
+) -> None:
     path = catalog_file(tmp_path)
-    directory = tmp_path / "build" / "indexes"
-    target = directory / f"c.json{SAVED_INDEX_SUFFIX}"
-    directory.mkdir(parents=True)
+    target = tmp_path / "build" / "indexes" / "c.search-index"
+    assert checker.save_index(path, target) == str(target)
     target.write_bytes(b"stale")
-    assert checker.save_index(path, directory) == str(target)
+    assert checker.save_index(path, target) == str(target)
     store = load_catalog(path, search_index="never")
     assert store.fits_saved_index(target.read_bytes())
     assert not Path(saved_index_path(path)).exists()
