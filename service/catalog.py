@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -103,10 +104,12 @@ def save_index(path: str | os.PathLike[str], target: str | os.PathLike[str] | No
         pass  # none yet: write it
     data = store.saved_search_index()
     os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-    partial = f"{target}.partial"
-    with open(partial, "wb") as file:
+    # Written aside, then renamed: a reader (or another save of the same index) never sees half a file.
+    handle, partial = tempfile.mkstemp(dir=os.path.dirname(target) or ".", suffix=".partial")
+    with os.fdopen(handle, "wb") as file:
         file.write(data)
-    os.replace(partial, target)  # a reader never sees half a file
+    os.chmod(partial, 0o644)  # as the catalog file is: readable by a server running as another user
+    os.replace(partial, target)
     return target
 
 

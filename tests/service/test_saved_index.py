@@ -185,6 +185,7 @@ def test_save_index_writes_beside_the_file_and_keeps_an_index_already_saved(tmp_
     assert checker.save_index(path) == str(saved)
     assert saved.stat().st_mtime_ns == first.st_mtime_ns  # the same bytes: not written again
     assert not list(tmp_path.glob("*.partial"))
+    assert saved.stat().st_mode & 0o777 == 0o644
 
 
 def test_save_index_elsewhere_makes_its_directory_and_replaces_what_is_not_this_catalogs(
