@@ -20,6 +20,7 @@ from tests.infra.harness import ACCOUNT, INVOKER, SERVICE, Deployment, run_progr
 from tests.infra.test_components import PREBUILT, orders_args
 
 COMPONENT = "catalog:index:GrpcService"
+BUCKET_IAM = "gcp:storage/bucketIAMMember:BucketIAMMember"
 HOST = "orders-abc123-uc.a.run.app"
 RUNTIME_EMAIL = "orders-run@other-project-1.iam.gserviceaccount.com"
 
@@ -96,6 +97,57 @@ def test_the_runtime_account_is_the_services_own_and_named_after_it() -> None:
         "description": "Identity the service runs as; it needs no project roles (logs go to stdout).",
     }
     assert deployment.one(SERVICE).inputs["template"]["serviceAccount"] == RUNTIME_EMAIL
+
+
+CATALOG = grpc_service.CatalogMount(bucket="orders-catalogs", object_name="catalogs/c.json", sha256="ab" * 32)
+
+
+def test_a_catalog_is_mounted_read_only_and_its_bucket_granted_to_the_runtime_account() -> None:
+    deployment = deploy(orders_args(catalog=CATALOG))
+    service = deployment.one(SERVICE)
+    template = service.inputs["template"]
+    assert template["executionEnvironment"] == "EXECUTION_ENVIRONMENT_GEN2"
+    assert template["volumes"] == [
+        {"name": "catalog", "gcs": {"bucket": "orders-catalogs", "readOnly": True}}
+    ]
+    assert container(deployment)["volumeMounts"] == [{"name": "catalog", "mountPath": "/mnt/catalog"}]
+    env = {env["name"]: env["value"] for env in container(deployment)["envs"]}
+    assert {name: value for name, value in env.items() if name.startswith("CATALOG_")} == {
+        "CATALOG_PATH": "/mnt/catalog/catalogs/c.json",
+        "CATALOG_SHA256": "ab" * 32,
+        "CATALOG_READ_TIMEOUT_SECONDS": str(grpc_service.CATALOG_READ_TIMEOUT_SECONDS),
+    }
+    (grant,) = deployment.all(BUCKET_IAM)
+    assert grant.name == "orders-catalog-reader"
+    assert grant.parent.endswith(f"{COMPONENT}::orders")
+    assert grant.inputs == {
+        "bucket": "orders-catalogs",
+        "role": "roles/storage.objectViewer",
+        "member": f"serviceAccount:{RUNTIME_EMAIL}",
+    }
+    # The first instance mounts the bucket as the account: the grant exists before the service.
+    assert grant.urn in service.dependencies
+
+
+def test_a_shared_account_runs_the_service_and_brings_its_own_grant() -> None:
+    def program() -> None:
+        shared = gcp.serviceaccount.Account("shared", project="other-project-1", account_id="shared-run")
+        grpc_service.GrpcService("orders", orders_args(catalog=CATALOG, service_account=shared))
+
+    deployment = run_program({}, program=program)
+    assert [account.name for account in deployment.all(ACCOUNT)] == ["shared"]
+    assert deployment.all(BUCKET_IAM) == []
+    template = deployment.one(SERVICE).inputs["template"]
+    assert template["serviceAccount"] == "shared-run@other-project-1.iam.gserviceaccount.com"
+
+
+def test_without_a_catalog_nothing_is_mounted_and_the_first_generation_runs() -> None:
+    deployment = deploy(orders_args())
+    template = deployment.one(SERVICE).inputs["template"]
+    assert "executionEnvironment" not in template
+    assert "volumes" not in template
+    assert "volumeMounts" not in container(deployment)
+    assert deployment.all(BUCKET_IAM) == []
 
 
 # Each kind of member an invoker may be, and the name its binding gets: the member's letters and digits, any
