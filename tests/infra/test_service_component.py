@@ -236,6 +236,8 @@ def test_the_component_registers_and_exposes_its_outputs() -> None:
     assert component.urn.endswith(f"test:index:Parent${COMPONENT}::orders")
     assert component.parent.endswith("test:index:Parent::parent")
     revision = deployment.one(SERVICE).inputs["template"]["revision"]
+    # Cloud Run takes a revision name only if it starts with the service's name and a dash.
+    assert re.fullmatch(r"orders-[0-9a-f]{10}", revision), revision
     assert deployment.component_outputs[component.urn] == {
         "url": f"https://{HOST}",
         "target": f"{HOST}:443",
