@@ -265,6 +265,32 @@ def test_the_component_registers_and_exposes_its_outputs() -> None:
     }
 
 
+BY_REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+
+
+def test_a_first_deploy_serves_the_new_revision_as_stable_and_tags_it_candidate() -> None:
+    service = deploy(orders_args()).one(SERVICE).inputs
+    revision = service["template"]["revision"]
+    assert service["traffics"] == [
+        {"type": BY_REVISION, "revision": revision, "percent": 100, "tag": "stable"},
+        {"type": BY_REVISION, "revision": revision, "percent": 0, "tag": "candidate"},
+    ]
+
+
+def test_the_live_split_is_declared_as_it_is_with_the_candidate_added() -> None:
+    # Routes Cloud Run serves now, tagged or not, each kept with its share; the new revision gets no traffic.
+    live = LiveService(
+        routes=(LiveRoute("orders-old", 90, "stable"), LiveRoute("orders-older", 10)),
+        latest_ready_revision="orders-old",
+    )
+    service = deploy(orders_args(live=live)).one(SERVICE).inputs
+    assert service["traffics"] == [
+        {"type": BY_REVISION, "revision": "orders-old", "percent": 90, "tag": "stable"},
+        {"type": BY_REVISION, "revision": "orders-older", "percent": 10},
+        {"type": BY_REVISION, "revision": service["template"]["revision"], "percent": 0, "tag": "candidate"},
+    ]
+
+
 @pytest.mark.parametrize(
     "annotations",
     [(), tuple((key, f"recorded {key}") for key in DECISION_ANNOTATIONS)],
