@@ -141,6 +141,8 @@ class CallGuard:
                 code = _aborted_code(context)
                 raise
             except Exception:
+                # INTERNAL before the await: _fail_cleanly answers it by raising, so no value comes back.
+                code = grpc.StatusCode.INTERNAL
                 code = await _fail_cleanly(method, context)
             except BaseException:  # asyncio.CancelledError: the client left or time ran out
                 code = _abandoned_code(call, started)
@@ -177,6 +179,8 @@ class CallGuard:
                 code = _aborted_code(context)
                 raise
             except Exception:
+                # INTERNAL before the await: _fail_cleanly answers it by raising, so no value comes back.
+                code = grpc.StatusCode.INTERNAL
                 code = await _fail_cleanly(method, context)
             except BaseException:  # CancelledError, or GeneratorExit when gRPC drops a cancelled stream
                 code = _abandoned_code(call, started)
