@@ -89,6 +89,7 @@ class _Scripted(catalog_pb2_grpc.ProductCatalogServicer):
         self.answer = answer  # the name of every product it sends: which servicer answered
         self.releases: dict[str, asyncio.Event] = collections.defaultdict(asyncio.Event)
         self.entered = 0  # calls that reached the behaviour (admitted by the guard)
+        self.steps_taken = 0  # messages of "steps" streams that gRPC has taken
 
     async def GetProduct(
         self, request: catalog_pb2.GetProductRequest, context: Context
@@ -106,6 +107,12 @@ class _Scripted(catalog_pb2_grpc.ProductCatalogServicer):
         self, request: catalog_pb2.SearchRequest, context: Context
     ) -> AsyncIterator[catalog_pb2.Product]:
         self.entered += 1
+        if request.query == "steps":  # one product each time the test sets releases["step"]
+            while True:
+                await self.releases["step"].wait()
+                self.releases["step"].clear()
+                yield catalog_pb2.Product(id="step", name=self.answer)
+                self.steps_taken += 1  # resumed: the guard has counted the message
         yield catalog_pb2.Product(id="first", name=self.answer)
         await _act(request.query, context, self.releases)
         yield catalog_pb2.Product(id="last", name=self.answer)
@@ -172,10 +179,18 @@ async def _guarded(
     project_id: str | None = None,
     telemetry: Telemetry | None = None,
     random: Callable[[], float] | None = None,
+    stalled_stream_seconds: float = 30.0,
 ) -> AsyncIterator[_Guarded]:
     """The server: catalog and health methods in the guard's table, as service/server.py builds it."""
     access_log = AccessLog(logging.getLogger(ACCESS_LOGGER))  # writes to sys.stdout: capsys reads it
-    guard = CallGuard(limit, project_id, access_log, telemetry=telemetry, ok_log_sample_rate=ok_rate)
+    guard = CallGuard(
+        limit,
+        project_id,
+        access_log,
+        stalled_stream_seconds,
+        telemetry=telemetry,
+        ok_log_sample_rate=ok_rate,
+    )
     if random is not None:
         guard._random = random  # the sampling draw, fixed to test the rate's edges
     handlers = GuardedHandlers(guard)
@@ -270,14 +285,16 @@ def test_during_the_drain_a_full_server_says_it_is_shutting_down_not_full() -> N
 
 # ---- The count of calls in flight ----
 
-# How a call ends, the script that ends it so, and the code of its access line. "cancel" and "deadline" are
-# the client's doing: the server's behaviour is cancelled mid-call.
+# How a call ends, the script that ends it so, and the codes its access line may have. "cancel" and
+# "deadline" are the client's doing: the server's behaviour is cancelled mid-call. At the deadline, the
+# client's own deadline cancels the call at about the instant the server's expires, and whichever reaches
+# the server first names the line (the boundary itself: test_an_abandoned_call_is_past_its_deadline_...).
 ENDINGS = {
-    "ok": ("", "OK", "INFO"),
-    "abort": ("abort:NOT_FOUND", "NOT_FOUND", "INFO"),
-    "bug": ("raise", "INTERNAL", "ERROR"),
-    "cancel": ("hang", "CANCELLED", "WARNING"),
-    "deadline": ("hang", "DEADLINE_EXCEEDED", "WARNING"),
+    "ok": ("", {"OK"}, "INFO"),
+    "abort": ("abort:NOT_FOUND", {"NOT_FOUND"}, "INFO"),
+    "bug": ("raise", {"INTERNAL"}, "ERROR"),
+    "cancel": ("hang", {"CANCELLED"}, "WARNING"),
+    "deadline": ("hang", {"DEADLINE_EXCEEDED", "CANCELLED"}, "WARNING"),
 }
 
 
@@ -286,7 +303,7 @@ ENDINGS = {
 def test_a_call_gives_its_slot_back_however_it_ends(
     capsys: pytest.CaptureFixture[str], kind: str, ending: str
 ) -> None:
-    script, code, severity = ENDINGS[ending]
+    script, codes, severity = ENDINGS[ending]
 
     async def test() -> None:
         async with _guarded(limit=1) as server:
@@ -294,16 +311,21 @@ def test_a_call_gives_its_slot_back_however_it_ends(
                 call = await server.begin(kind, script)
                 call.cancel()
             elif ending == "deadline":
-                outcome = await server.call(kind, script, timeout=0.3)
-                assert outcome[0] is grpc.StatusCode.DEADLINE_EXCEEDED
+                call = await server.begin(kind, script, timeout=1)
+                with pytest.raises(aio.AioRpcError) as raised:
+                    await (call if kind == "unary" else call.read())
+                assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
             else:
-                assert (await server.call(kind, script))[0].name == code
+                assert (await server.call(kind, script))[0].name in codes
             # The shutdown's wait ends, and the one slot is free again: the next call is admitted.
             await asyncio.wait_for(server.guard.idle(), timeout=5)
             assert await server.call(kind, "") == (grpc.StatusCode.OK, "")
 
     _run(test)
-    assert _lines(capsys) == [(METHOD_OF[kind], code, severity), (METHOD_OF[kind], "OK", "INFO")]
+    (method, code, level), after = _lines(capsys)
+    assert (method, level) == (METHOD_OF[kind], severity)
+    assert code in codes
+    assert after == (METHOD_OF[kind], "OK", "INFO")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -362,6 +384,47 @@ async def _turns(count: int) -> None:
     """Let the loop run `count` times round: enough to wake anything waiting on an event, not on a timer."""
     for _ in range(count):
         await asyncio.sleep(0)
+
+
+def test_a_stream_is_cut_for_stalling_only_after_a_bound_without_a_message_taken(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The watchdog's checks are run by hand (its own task sleeps for an hour between checks), so that
+    each check falls between known messages: a stream is cut at the fourth check in a row that saw no
+    new message, counted from the last message gRPC took, whatever the stream sent before.
+    """
+    caplog.set_level(logging.WARNING, logger="service.stalls")
+
+    def cut() -> bool:
+        return any(record.name == "service.stalls" for record in caplog.records)
+
+    async def test() -> None:
+        async with _guarded(limit=1, stalled_stream_seconds=3600) as server:
+            check = server.guard._stalls._check
+            stream: Any = server.stub.SearchProducts(catalog_pb2.SearchRequest(query="steps"), timeout=10)
+            for taken in (1, 2):
+                server.servicer.releases["step"].set()
+                assert (await stream.read()).id == "step"
+                await _until(lambda: server.servicer.steps_taken == taken, "the message is taken")  # noqa: B023
+                for _ in range(4):  # one check sees the new message, three see none
+                    check()
+                assert not cut()
+            check()  # the fourth in a row without a message
+            assert cut()
+            # Its slot is back (the client is left waiting: gRPC keeps a cancelled call until it leaves).
+            await asyncio.wait_for(server.guard.idle(), timeout=5)
+            stream.cancel()
+            assert await server.call("stream", "") == (grpc.StatusCode.OK, "")
+            for _ in range(5):  # streams that ended, however, are no longer watched
+                check()
+
+    _run(test)
+    (warning,) = [record.getMessage() for record in caplog.records if record.name == "service.stalls"]
+    assert warning.startswith(f"cancelled {SEARCH_PRODUCTS_METHOD}: no message sent for 3600 s")
+    assert _lines(capsys) == [
+        (SEARCH_PRODUCTS_METHOD, "CANCELLED", "WARNING"),
+        (SEARCH_PRODUCTS_METHOD, "OK", "INFO"),
+    ]
 
 
 # ---- The access line ----
@@ -675,10 +738,11 @@ def test_a_servicer_added_later_replaces_the_first_and_is_guarded_as_it_was(
             ]
             assert names == ["later", "later"]
             server.servicer = later
-            await server.begin("unary", "hold")
+            held = await server.begin("unary", "hold")
             refused = await server.call("unary", "")
             assert refused[0] is grpc.StatusCode.RESOURCE_EXHAUSTED  # limited as before
             later.releases["hold"].set()
+            await held
 
     _run(test)
     assert [code for _method, code, _severity in _lines(capsys)] == [
@@ -697,7 +761,7 @@ def test_methods_of_other_services_are_left_to_grpc(capsys: pytest.CaptureFixtur
     async def test() -> None:
         async with _guarded(limit=1) as server:
             server.handlers.add(_register_get_product(None, service="tests.Other"), _echo)
-            await server.begin("unary", "hold")  # the catalog is at its limit
+            held = await server.begin("unary", "hold")  # the catalog is at its limit
             other = _raw_unary(server.channel, "/tests.Other/GetProduct")
             assert await other(b"raw", timeout=10) == b"raw"  # not limited, bytes as they came
             server.handlers.add(_register_get_product(None, service="tests.Other"), bug)
@@ -705,6 +769,7 @@ def test_methods_of_other_services_are_left_to_grpc(capsys: pytest.CaptureFixtur
                 await other(b"raw", timeout=10)
             assert raised.value.code() is grpc.StatusCode.UNKNOWN  # gRPC's own answer to an exception
             server.servicer.releases["hold"].set()
+            await held
 
     _run(test)
     # No line of theirs: only the held catalog call's.
