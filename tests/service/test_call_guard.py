@@ -24,7 +24,7 @@ import grpc
 import pytest
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from opentelemetry.sdk.metrics.export import NumberDataPoint
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -38,7 +38,7 @@ from catalog import (
     catalog_pb2,
     catalog_pb2_grpc,
 )
-from contract.server_metrics import CALLS
+from contract.server_metrics import CALL_DURATION, CALLS
 from service.call_guard import (
     CallGuard,
     Context,
@@ -275,10 +275,11 @@ def test_during_the_drain_new_calls_are_unavailable_while_health_and_calls_in_fl
 def test_during_the_drain_a_full_server_says_it_is_shutting_down_not_full() -> None:
     async def test() -> None:
         async with _guarded(limit=1) as server:
-            await server.begin("unary", "hold")
+            held = await server.begin("unary", "hold")
             server.guard.refuse_new_calls()
             assert await server.call("unary", "") == (grpc.StatusCode.UNAVAILABLE, DRAINING)
             server.servicer.releases["hold"].set()
+            await held
 
     _run(test)
 
@@ -622,6 +623,34 @@ def test_each_call_is_counted_under_its_code(capsys: pytest.CaptureFixture[str])
         },
         (HEALTH_CHECK_METHOD.lstrip("/"), "OK"): 1,
     }
+
+
+def test_the_lines_duration_is_the_timed_duration_in_milliseconds(capsys: pytest.CaptureFixture[str]) -> None:
+    reader = InMemoryReader()
+    metrics, provider = call_metrics(Resource.create({}), [reader], "rev-1")
+
+    async def test() -> None:
+        async with _guarded(telemetry=Telemetry(metrics, None, provider)) as server:
+            held = await server.begin("unary", "hold")
+            await asyncio.sleep(0.05)  # long enough that a thousandth of it shows in the line's 3 decimals
+            server.servicer.releases["hold"].set()
+            await held
+
+    _run(test)
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"method"' in line]
+    data = reader.get_metrics_data()
+    assert data is not None
+    (timed,) = [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == CALL_DURATION
+        for point in metric.data.data_points
+        if isinstance(point, HistogramDataPoint)
+    ]
+    assert [record["duration_ms"] for record in records] == [round(timed.sum * 1000, 3)]
+    assert timed.sum >= 0.05
 
 
 # ---- Request bytes ----
