@@ -75,6 +75,7 @@ data = (
             bucket_name=f"{config.project}-{config.service_name}-catalogs",
             catalog=catalog,
             source=REPO_ROOT / catalog.path,
+            build_dir=REPO_ROOT / "build",
             deletion_protection=config.deletion_protection,
             depends_on=[apis],
         ),

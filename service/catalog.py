@@ -5,6 +5,7 @@ is for people and CI (and the Pulumi program, which runs it before it ships a fi
 
     python -m service.catalog check products.json          # exit 0: one summary line
     python -m service.catalog check products.json --json   # the same as one JSON object
+    python -m service.catalog save-index products.json     # products.json.search-index, beside it
 
 It exits 1 with the server's own message (the file, `products[3] (id '42')`, the field) for a file the
 server would refuse, because it is the server's loader (service.catalog_file) that reads it. Like that
@@ -17,10 +18,12 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from service.catalog_file import CatalogError, load_catalog
+from service.search_index import SAVED_INDEX_SUFFIX, saved_index_path
 
 MIB = 2**20
 # What the server needs to load a catalog, from `python -m bench.memory` (docs/catalog.md has the table).
@@ -84,6 +87,32 @@ def check(path: str, *, root: str | os.PathLike[str] = "") -> CatalogSummary:
     )
 
 
+def save_index(path: str | os.PathLike[str], target: str | os.PathLike[str] | None = None) -> str:
+    """Save the search index of the catalog file at `path` (loaded as `check` does); return where.
+
+    Into `target`, or beside the file (`saved_index_path`), where a server started on the file reads it
+    instead of building it (service.catalog_file.load_catalog). An index already saved there for these
+    very bytes is kept as it is: saving again would write the same.
+    """
+    store = load_catalog(path, search_index="never")
+    target = os.fspath(saved_index_path(path) if target is None else target)
+    try:
+        with open(target, "rb") as file:
+            if store.fits_saved_index(file.read()):
+                return target
+    except FileNotFoundError:
+        pass  # none yet: write it
+    data = store.saved_search_index()
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    # Written aside, then renamed: a reader (or another save of the same index) never sees half a file.
+    handle, partial = tempfile.mkstemp(dir=os.path.dirname(target) or ".", suffix=".partial")
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    os.chmod(partial, 0o644)  # as the catalog file is: readable by a server running as another user
+    os.replace(partial, target)
+    return target
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 valid, 1 refused, 2 usage)."""
     parser = argparse.ArgumentParser(
@@ -93,8 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_command = commands.add_parser("check", help="load FILE as the server would; exit 1 if it refuses")
     check_command.add_argument("file", help="the catalog file (JSON, the server's CATALOG_PATH format)")
     check_command.add_argument("--json", action="store_true", help="print one JSON object instead")
+    save_command = commands.add_parser(
+        "save-index", help=f"save FILE's search index as FILE{SAVED_INDEX_SUFFIX}, which servers read"
+    )
+    save_command.add_argument("file", help="the catalog file (JSON, the server's CATALOG_PATH format)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "save-index":
+            print(f"{args.file}: search index saved in {save_index(args.file)}")
+            return 0
         summary = check(args.file)
     except CatalogError as error:
         if args.json:

@@ -14,6 +14,8 @@ from pathlib import Path
 import pulumi
 import pytest
 
+from service.catalog_file import parse_catalog
+from service.search_index import SAVED_INDEX_SUFFIX
 from tests.infra.harness import INFRA_DIR, PROJECT, Declared, Deployment, recorded, stack_config
 
 BUCKET = "gcp:storage/bucket:Bucket"
@@ -66,10 +68,15 @@ def test_objects_the_program_did_not_write_are_still_there_unchanged(name: str) 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_each_object_is_named_by_its_content_and_kept_when_replaced(name: str) -> None:
     """By SHA-256, an upload can only land on the same bytes; kept, the revision before still reads it."""
-    objects = deploy(name).all(OBJECT)
+    objects = {declared.inputs["name"]: declared for declared in deploy(name).all(OBJECT)}
     assert objects
-    for declared in objects:
-        assert declared.inputs["name"] == f"catalogs/{hashlib.sha256(content(declared)).hexdigest()}.json"
+    for key, declared in objects.items():
+        if key.endswith(SAVED_INDEX_SUFFIX):  # a catalog's saved index: by that catalog's name and its format
+            catalog = content(objects[key.removesuffix(SAVED_INDEX_SUFFIX)])
+            store = parse_catalog(catalog, "catalog", search_index="never")
+            assert store.fits_saved_index(content(declared))
+        else:
+            assert key == f"catalogs/{hashlib.sha256(content(declared)).hexdigest()}.json"
         assert declared.retain_on_delete
 
 

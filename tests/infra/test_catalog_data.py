@@ -17,6 +17,7 @@ import pytest
 from catalog_infra.grpc_service import STARTUP_FAILURE_THRESHOLD, STARTUP_PERIOD_SECONDS
 
 from service.catalog_file import CatalogError, load_catalog
+from service.search_index import SAVED_INDEX_SUFFIX, saved_index_path
 from tests.catalog_files import GOOD, bad_files
 from tests.infra.harness import (
     ACCOUNT,
@@ -75,6 +76,12 @@ def env_of(deployment: Deployment, service: str = "catalog-service") -> dict[str
     return {e["name"]: e["value"] for e in template(deployment, service)["containers"][0]["envs"]}
 
 
+def catalog_object_of(deployment: Deployment) -> Any:
+    """The catalog's object (the other one is its saved search index)."""
+    (found,) = [o for o in deployment.all(OBJECT) if not o.inputs["name"].endswith(SAVED_INDEX_SUFFIX)]
+    return found
+
+
 def test_a_catalog_file_is_a_private_versioned_bucket_an_object_a_grant_and_a_mount(root: Path) -> None:
     content = catalog_bytes(PRODUCTS)
     sha256 = hashlib.sha256(content).hexdigest()
@@ -90,7 +97,9 @@ def test_a_catalog_file_is_a_private_versioned_bucket_an_object_a_grant_and_a_mo
     assert bucket["versioning"] == {"enabled": True}
     assert bucket["forceDestroy"] is True  # deletion protection is off
 
-    catalog_object = deployment.one(OBJECT)
+    objects = {declared.inputs["name"]: declared for declared in deployment.all(OBJECT)}
+    assert set(objects) == {f"catalogs/{sha256}.json", f"catalogs/{sha256}.json{SAVED_INDEX_SUFFIX}"}
+    catalog_object = objects[f"catalogs/{sha256}.json"]
     assert catalog_object.inputs["bucket"] == BUCKET_NAME
     assert catalog_object.inputs["name"] == f"catalogs/{sha256}.json"
     assert catalog_object.inputs["contentType"] == "application/json"
@@ -101,6 +110,18 @@ def test_a_catalog_file_is_a_private_versioned_bucket_an_object_a_grant_and_a_mo
     source = catalog_object.inputs["source"].path
     assert not Path(source).is_absolute()
     assert (root / "infra" / source).read_bytes() == content
+
+    # Beside it, its search index saved, where the server looks (service.search_index.saved_index_path):
+    # each instance reads it rather than building it. Kept when replaced, as the catalog is.
+    index_object = objects[f"catalogs/{sha256}.json{SAVED_INDEX_SUFFIX}"]
+    assert index_object.inputs["bucket"] == BUCKET_NAME
+    assert index_object.inputs["contentType"] == "application/octet-stream"
+    assert index_object.retain_on_delete is True
+    index_source = index_object.inputs["source"].path
+    assert not Path(index_source).is_absolute()
+    assert Path(index_source).parts[:2] == ("..", "build")  # kept out of the catalog's own directory
+    store = load_catalog(root / path, search_index="never")
+    assert store.fits_saved_index((root / "infra" / index_source).read_bytes())
 
     runtime = next(a for a in deployment.all(ACCOUNT) if a.name == "catalog-sa").inputs
     (grant,) = deployment.all(BUCKET_IAM)
@@ -123,12 +144,15 @@ def test_a_catalog_file_is_a_private_versioned_bucket_an_object_a_grant_and_a_mo
     env = env_of(deployment)
     assert env["CATALOG_PATH"] == f"/mnt/catalog/catalogs/{sha256}.json"
     assert env["CATALOG_SHA256"] == sha256
+    # The server finds the saved index by the catalog's path: the object is where it looks.
+    assert saved_index_path(env["CATALOG_PATH"]) == f"/mnt/catalog/{index_object.inputs['name']}"
     # The server gives up on an unreadable catalog, with its reason, before the startup probe gives up.
     assert 0 < float(env["CATALOG_READ_TIMEOUT_SECONDS"]) < STARTUP_PERIOD_SECONDS * STARTUP_FAILURE_THRESHOLD
 
     # Created in order: the object and the grant exist before an instance mounts the bucket.
     service_urn = next(s for s in deployment.all(SERVICE)).dependencies
     assert catalog_object.urn in service_urn
+    assert index_object.urn in service_urn
     assert grant.urn in service_urn
     assert "storage.googleapis.com" in {api.inputs["service"] for api in deployment.all(API)}
     assert deployment.one(BUCKET).urn.endswith(
@@ -178,7 +202,7 @@ def test_the_revision_changes_when_the_files_bytes_do_and_only_then(root: Path) 
         run_program(with_config(catalogFile=path), root=root) for path in (first, same_bytes, other_bytes)
     ]
     templates = [template(run) for run in runs]
-    objects = [run.one(OBJECT).inputs["name"] for run in runs]
+    objects = [catalog_object_of(run).inputs["name"] for run in runs]
     assert templates[0] == templates[1]
     assert objects[0] == objects[1]
     assert templates[2] != templates[0]
@@ -258,6 +282,6 @@ def test_dev_ships_the_embedded_catalog_as_data() -> None:
     deployment = recorded("dev")
     embedded = Path(__file__).resolve().parents[2] / "service" / "data" / "products.json"
     sha256 = hashlib.sha256(embedded.read_bytes()).hexdigest()
-    assert deployment.one(OBJECT).inputs["name"] == f"catalogs/{sha256}.json"
+    assert catalog_object_of(deployment).inputs["name"] == f"catalogs/{sha256}.json"
     assert deployment.one(BUCKET).inputs["forceDestroy"] is True
     assert recorded("prod").all(BUCKET) == []
