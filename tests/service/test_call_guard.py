@@ -904,3 +904,58 @@ def test_an_abandoned_call_is_past_its_deadline_from_the_deadline_on(
     """Unit test: on a real server the boundary's instant cannot be chosen; here the clock is frozen."""
     monkeypatch.setattr(time, "perf_counter", lambda: now)
     assert _abandoned_code(_CallFacts("ipv4:127.0.0.1:1", remaining, None), STARTED) is code
+
+
+class _TimedContext:
+    """A call's context as the guard reads it when the call starts: its peer and the time left to it."""
+
+    def __init__(self, time_remaining: float | None) -> None:
+        self._time_remaining = time_remaining
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
+    def time_remaining(self) -> float | None:
+        return self._time_remaining
+
+
+@pytest.mark.parametrize(
+    ("time_remaining", "code"),
+    [(0.0, "DEADLINE_EXCEEDED"), (3600.0, "CANCELLED"), (None, "CANCELLED")],
+)
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_abandoned_call_is_judged_by_the_time_it_had_when_it_started(
+    capsys: pytest.CaptureFixture[str], kind: str, time_remaining: float | None, code: str
+) -> None:
+    """Unit test: on a real server the client's own deadline may cancel the call a moment before the
+    server's expires (see ENDINGS), so which ends it cannot be chosen; here the context gives the time.
+    """
+    guard = CallGuard(1, None, AccessLog(logging.getLogger(ACCESS_LOGGER)))
+    context = cast(Context, _TimedContext(time_remaining))
+
+    async def cancelled_unary(_request: Any, _context: Context) -> Any:
+        raise asyncio.CancelledError
+
+    async def cancelled_stream(_request: Any, _context: Context) -> AsyncIterator[Any]:
+        raise asyncio.CancelledError
+        yield  # pragma: no cover
+
+    async def call() -> None:
+        if kind == "unary":
+            handler = guard.wrap(GET_PRODUCT_METHOD, grpc.unary_unary_rpc_method_handler(cancelled_unary))
+            await cast(UnaryBehavior, handler.unary_unary)(None, context)
+        else:
+            handler = guard.wrap(
+                SEARCH_PRODUCTS_METHOD, grpc.unary_stream_rpc_method_handler(cancelled_stream)
+            )
+            async for _ in cast(StreamBehavior, handler.unary_stream)(None, context):
+                pass
+
+    async def test() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await call()
+        await asyncio.wait_for(guard.idle(), timeout=5)  # the slot is back
+        guard._access_log.close()
+
+    _run(test)
+    assert _lines(capsys) == [(METHOD_OF[kind], code, "WARNING")]
