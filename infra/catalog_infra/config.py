@@ -172,16 +172,24 @@ def _name(field: str) -> str:
 
 def check_scaling(c: dict[str, Any]) -> None:
     """At least minInstances instances; concurrency 1 below 1 CPU; memory in the range the CPU allows."""
-    low, cores = c["min_instances"], parse_cpu(c["cpu"])
+    low, highest = c["min_instances"], declared(StackConfig)["max_instances"].high
     if c["max_instances"] < low:
-        allowed = f"must be an integer from {low} to 1000 (at least 1 and at least minInstances, {low})"
+        allowed = f"must be an integer from {low} to {highest} (at least 1 and at least minInstances, {low})"
         raise _refuse("max_instances", c["max_instances"], allowed)
-    assert cores is not None, "the cpu key admits only CPU counts Cloud Run accepts"
+    # The cpu and memory keys admit only what Cloud Run accepts: a CPU count with a memory range, a quantity.
+    cores, memory = parse_cpu(c["cpu"]), parse_memory(c["memory"])
+    assert cores is not None
+    assert memory is not None
     if cores < 1 and c["concurrency"] != 1:
-        allowed = f"below 1 CPU Cloud Run requires concurrency 1, and concurrency is {c['concurrency']}"
+        allowed = (
+            f"below 1 CPU Cloud Run requires {_name('concurrency')} = 1, and it is {c['concurrency']}: set "
+            "concurrency 1, or cpu 1 or more"
+        )
         raise _refuse("cpu", c["cpu"], allowed)
-    least, most = memory_range(cores) or (0, 0)
-    if not least <= (parse_memory(c["memory"]) or 0) <= most:
+    memory_allowed = memory_range(cores)
+    assert memory_allowed is not None
+    least, most = memory_allowed
+    if not least <= memory <= most:
         allowed = f"with cpu {c['cpu']} Cloud Run allows {format_bytes(least)} to {format_bytes(most)}"
         raise _refuse("memory", c["memory"], allowed)
 

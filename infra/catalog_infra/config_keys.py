@@ -65,12 +65,19 @@ class Key:
             listed = ", ".join(map(str, self.choices)) + (", or empty" if self.optional else "")
             within = f" (an integer from {self.low} to {self.high})" if self.type == "integer" else ""
             return f"must be one of {listed}{within}"
-        return f"must be an integer from {self.low} to {self.high}"
+        bounds = {  # by which bounds the key has: low, high
+            (True, True): f" from {self.low} to {self.high}",
+            (True, False): f" of at least {self.low}",
+            (False, True): f" of at most {self.high}",
+            (False, False): "",
+        }[self.low is not None, self.high is not None]
+        return f"must be an integer{bounds}"
 
     def accepts(self, value: Any) -> bool:
         """Whether a value of the right type (a string array's entry) is allowed."""
-        within = (
-            self.type != "integer" or self.low is None or self.high is None or self.low <= value <= self.high
+        # Each bound on its own: a key with one bound is held to it.
+        within = self.type != "integer" or (
+            (self.low is None or self.low <= value) and (self.high is None or value <= self.high)
         )
         try:
             passes = self.test is None or bool(self.test(value))
@@ -141,7 +148,7 @@ def read(key: Key) -> Any:
         return tuple(value)
     if key.optional and value == "":
         return None
-    if key.type != "boolean" and not key.accepts(value):
+    if not key.accepts(value):
         raise ConfigError(full, value, key.refusal())
     return float(value) if key.share else value
 

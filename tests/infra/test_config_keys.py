@@ -213,3 +213,48 @@ def test_a_test_that_raises_value_error_refuses() -> None:
     pulumi.runtime.set_all_config({f"{PROJECT}:n": "one"})
     with pytest.raises(ConfigError, match="= 'one': must be a number"):
         read(key)
+
+
+def test_a_narrowed_integer_array_keeps_its_entries_type() -> None:
+    narrowed = Key("numbers", "must add up to 5 at most", test=lambda v: sum(v) <= 5)
+    configure(numbers=[2, 3])
+    assert read_all(Sample, numbers=narrowed)["numbers"] == (2, 3)
+    configure(numbers=[4, 6])
+    with pytest.raises(ConfigError, match=r"= \[4, 6\]: must add up to 5 at most"):
+        read_all(Sample, numbers=narrowed)
+
+
+# Integer keys held to one bound or none: each says what it takes, and is held to exactly that.
+FLOOR = Key("floor", low=2, type="integer")
+CEILING = Key("ceiling", high=5, type="integer")
+UNBOUNDED = Key("unbounded", type="integer")
+ONE_SIDED: list[tuple[Key, int, bool]] = [
+    (FLOOR, 1, False),
+    (FLOOR, 2, True),
+    (FLOOR, 10**12, True),
+    (CEILING, -(10**12), True),
+    (CEILING, 5, True),
+    (CEILING, 6, False),
+    (UNBOUNDED, -(10**12), True),
+    (UNBOUNDED, 10**12, True),
+]
+
+
+def test_a_key_with_fewer_bounds_says_which_it_has() -> None:
+    assert FLOOR.refusal() == "must be an integer of at least 2"
+    assert CEILING.refusal() == "must be an integer of at most 5"
+    assert UNBOUNDED.refusal() == "must be an integer"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "accepted"), ONE_SIDED, ids=[f"{key.name}={value}" for key, value, _ in ONE_SIDED]
+)
+def test_a_key_with_one_bound_is_held_to_it(key: Key, value: int, accepted: bool) -> None:
+    configure()
+    pulumi.runtime.set_all_config({f"{PROJECT}:{key.name}": str(value)})
+    if accepted:
+        assert read(key) == value
+        return
+    with pytest.raises(ConfigError) as failure:
+        read(key)
+    assert str(failure.value) == f"invalid config {PROJECT}:{key.name} = {value}: {key.refusal()}"
