@@ -40,6 +40,7 @@ from catalog import (
 )
 from contract.server_metrics import CALL_DURATION, CALLS
 from service.call_guard import (
+    DEADLINE_SLACK_SECONDS,
     CallGuard,
     Context,
     GuardedHandlers,
@@ -288,14 +289,14 @@ def test_during_the_drain_a_full_server_says_it_is_shutting_down_not_full() -> N
 
 # How a call ends, the script that ends it so, and the codes its access line may have. "cancel" and
 # "deadline" are the client's doing: the server's behaviour is cancelled mid-call. At the deadline, the
-# client's own deadline cancels the call at about the instant the server's expires, and whichever reaches
-# the server first names the line (the boundary itself: test_an_abandoned_call_is_past_its_deadline_...).
+# client's own deadline cancels the call a moment before the server's expires, within the guard's slack
+# (the boundary itself: test_an_abandoned_call_is_past_its_deadline_...).
 ENDINGS = {
     "ok": ("", {"OK"}, "INFO"),
     "abort": ("abort:NOT_FOUND", {"NOT_FOUND"}, "INFO"),
     "bug": ("raise", {"INTERNAL"}, "ERROR"),
     "cancel": ("hang", {"CANCELLED"}, "WARNING"),
-    "deadline": ("hang", {"DEADLINE_EXCEEDED", "CANCELLED"}, "WARNING"),
+    "deadline": ("hang", {"DEADLINE_EXCEEDED"}, "WARNING"),
 }
 
 
@@ -886,7 +887,7 @@ def test_a_bug_is_logged_whole_and_answered_internal(caplog: pytest.LogCaptureFi
     assert all("secret internals" in str(record.exc_info[1]) for record in errors if record.exc_info)
 
 
-STARTED = 1000.0  # the frozen clock's reading as the call started
+STARTED = 0.0  # the frozen clock's reading as the call started: 0, so that each boundary below is exact
 
 
 @pytest.mark.parametrize(
@@ -894,7 +895,9 @@ STARTED = 1000.0  # the frozen clock's reading as the call started
     [
         (None, STARTED + 1e9, grpc.StatusCode.CANCELLED),  # no deadline: the client left
         (2.0, STARTED + 2.0, grpc.StatusCode.DEADLINE_EXCEEDED),  # at the deadline
-        (2.0, math.nextafter(STARTED + 2.0, 0.0), grpc.StatusCode.CANCELLED),  # just before it
+        # Within the slack before it: the client's own copy of the deadline ran out first.
+        (2.0, STARTED + (2.0 - DEADLINE_SLACK_SECONDS), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (2.0, math.nextafter(STARTED + (2.0 - DEADLINE_SLACK_SECONDS), 0.0), grpc.StatusCode.CANCELLED),
         (2.0, STARTED + 3.0, grpc.StatusCode.DEADLINE_EXCEEDED),
     ],
 )
