@@ -141,6 +141,8 @@ class CallGuard:
                 code = _aborted_code(context)
                 raise
             except Exception:
+                # INTERNAL before the await: _fail_cleanly answers it by raising, so no value comes back.
+                code = grpc.StatusCode.INTERNAL
                 code = await _fail_cleanly(method, context)
             except BaseException:  # asyncio.CancelledError: the client left or time ran out
                 code = _abandoned_code(call, started)
@@ -177,6 +179,8 @@ class CallGuard:
                 code = _aborted_code(context)
                 raise
             except Exception:
+                # INTERNAL before the await: _fail_cleanly answers it by raising, so no value comes back.
+                code = grpc.StatusCode.INTERNAL
                 code = await _fail_cleanly(method, context)
             except BaseException:  # CancelledError, or GeneratorExit when gRPC drops a cancelled stream
                 code = _abandoned_code(call, started)
@@ -260,9 +264,16 @@ def _aborted_code(context: Context) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN if code is None else code
 
 
+# A client gives up at its own deadline, which runs out before the server's copy of it: that copy counts from
+# when the request arrived, a transit later (a few ms through Cloud Run's front end, more from afar). A call
+# abandoned this close to its deadline was abandoned for it, and is counted DEADLINE_EXCEEDED, the code the
+# release's gates and a server's latency SLO read, rather than CANCELLED, which they leave to the client.
+DEADLINE_SLACK_SECONDS = 0.1
+
+
 def _abandoned_code(call: _CallFacts, started: float) -> grpc.StatusCode:
     remaining = call.time_remaining
-    expired = remaining is not None and time.perf_counter() - started >= remaining
+    expired = remaining is not None and time.perf_counter() - started >= remaining - DEADLINE_SLACK_SECONDS
     return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
 
 
