@@ -256,7 +256,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--module", default="", help="an area of tools/mutation.toml or one of its files")
     parser.add_argument("--show", metavar="NAME", help="the change a surviving mutant made (after a run)")
     parser.add_argument("--mutmut", nargs="+", metavar=("AREA", "FILE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--list-areas", action="store_true", help="print the areas' names as a JSON list (the weekly jobs)"
+    )
     args = parser.parse_args(argv)
+    if args.list_areas:
+        print(json.dumps(list(load_config()[1])))
+        return 0
     if args.show:
         show(args.show)
         return 0

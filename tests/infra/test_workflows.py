@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -729,6 +731,7 @@ def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_uses
         ("pr-revision.yml", "build"): {"contents": "read", "id-token": "write"},
         ("pr-revision.yml", "deploy"): {"contents": "read", "id-token": "write", "pull-requests": "write"},
         ("pr-revision.yml", "remove"): {"contents": "read", "id-token": "write"},
+        ("mutation.yml", "areas"): {"contents": "read"},
         ("mutation.yml", "mutation"): {"contents": "read"},
     }
     granted = {}
@@ -824,3 +827,28 @@ def test_the_docs_table_of_pins_matches_the_workflows() -> None:
         re.findall(r"^\| `([\w./-]+)` \| (v[\d.]+) \| `([0-9a-f]{40})` \|$", DOCS.read_text(), re.MULTILINE)
     )
     assert table == pinned
+
+
+def test_the_weekly_mutation_run_is_a_job_per_area_of_its_config() -> None:
+    """The areas are listed once, in tools/mutation.toml: the workflow asks for them, one job each."""
+    document = all_workflows()["mutation.yml"]
+    areas, mutation = document["jobs"]["areas"], document["jobs"]["mutation"]
+    (listing,) = [step for step in areas["steps"] if step.get("id") == "list"]
+    assert "python -m tools.mutation --list-areas" in listing["run"]
+    assert mutation["needs"] == "areas"
+    assert mutation["strategy"] == {
+        "fail-fast": False,
+        "matrix": {"area": "${{ fromJSON(needs.areas.outputs.areas) }}"},
+    }
+    assert mutation["steps"][-1]["env"] == {"AREA": "${{ matrix.area }}"}
+    assert mutation["steps"][-1]["run"] == 'MUTATION_JOBS="$(nproc)" make mutation MODULE="$AREA"'
+    listed = subprocess.run(
+        [sys.executable, "-m", "tools.mutation", "--list-areas"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    with (REPO_ROOT / "tools" / "mutation.toml").open("rb") as config:
+        assert json.loads(listed.stdout) == list(tomllib.load(config)["areas"])
