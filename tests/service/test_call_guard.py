@@ -24,7 +24,6 @@ import grpc
 import pytest
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -52,6 +51,7 @@ from service.call_guard import (
 from service.logs import AccessLog
 from service.telemetry import CallTracing, Telemetry
 from service.telemetry_export import InMemoryReader, call_metrics
+from tests.service.test_telemetry import points
 
 ACCESS_LOGGER = "tests.call_guard.access"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -602,20 +602,7 @@ def test_each_call_is_counted_under_its_code(capsys: pytest.CaptureFixture[str])
             assert await server.check_health() == SERVING
 
     _run(test)
-    data = reader.get_metrics_data()
-    assert data is not None
-    counted = {
-        (
-            str(dict(point.attributes or {})["grpc.method"]),
-            str(dict(point.attributes or {})["grpc.status"]),
-        ): point.value
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == CALLS
-        for point in metric.data.data_points
-        if isinstance(point, NumberDataPoint)
-    }
+    counted = {series: point.value for series, point in points(reader, CALLS).items()}
     assert counted == {
         **{
             (method.lstrip("/"), code): 1
@@ -639,17 +626,7 @@ def test_the_lines_duration_is_the_timed_duration_in_milliseconds(capsys: pytest
 
     _run(test)
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"method"' in line]
-    data = reader.get_metrics_data()
-    assert data is not None
-    (timed,) = [
-        point
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == CALL_DURATION
-        for point in metric.data.data_points
-        if isinstance(point, HistogramDataPoint)
-    ]
+    (timed,) = points(reader, CALL_DURATION).values()
     assert [record["duration_ms"] for record in records] == [round(timed.sum * 1000, 3)]
     assert timed.sum >= 0.05
 
