@@ -182,21 +182,8 @@ class SearchIndex:
         SavedIndexError says why it cannot be used: written for another file or by another format, or not
         the bytes that were written (cut short, changed). Then the caller builds the index instead.
         """
-        if not data.startswith(_SAVED_FORMAT):
-            first_line = data[: data.find(b"\n") + 1 or 64]
-            raise SavedIndexError(f"its format is {first_line!r}, this server reads {_SAVED_FORMAT!r}")
-        if len(data) < len(_SAVED_FORMAT) + _SAVED_HEADER.size:
-            raise SavedIndexError(f"{len(data)} bytes are too few for its header: cut short")
-        saved_for, products, word_count, vocabulary_bytes, body_digest = _SAVED_HEADER.unpack_from(
-            data, len(_SAVED_FORMAT)
-        )
-        if saved_for != fingerprint:
-            raise SavedIndexError(
-                f"it was saved for the catalog with SHA-256 {saved_for.hex()}, "
-                f"and this one's is {fingerprint.hex()}"
-            )
-        body = memoryview(data)[len(_SAVED_FORMAT) + _SAVED_HEADER.size :]
-        if products != len(texts) or hashlib.sha256(body).digest() != body_digest:
+        products, word_count, vocabulary_bytes, body = _saved_body(data, fingerprint)
+        if products != len(texts):
             raise SavedIndexError("its bytes are not the ones saved: cut short or changed")
         words = bytes(body[:vocabulary_bytes]).split(b"\n") if word_count else []
         counts = array("I")
@@ -285,6 +272,43 @@ class SearchIndex:
                 if word not in seen:
                     seen.add(word)
                     yield word
+
+
+def is_saved_index_of(data: bytes, fingerprint: bytes) -> bool:
+    """Whether `data` is a whole index saved in this format for the catalog file of SHA-256 `fingerprint`.
+
+    What `SearchIndex.load` checks before it reads the index, without the catalog's texts: enough to know
+    that an index saved earlier for the same file need not be saved again.
+    """
+    try:
+        _saved_body(data, fingerprint)
+    except SavedIndexError:
+        return False
+    return True
+
+
+def _saved_body(data: bytes, fingerprint: bytes) -> tuple[int, int, int, memoryview]:
+    """The products, words and vocabulary bytes `data`'s header gives, and its body: checked whole.
+
+    SavedIndexError when it is another format's, another catalog file's, or not the bytes saved.
+    """
+    if not data.startswith(_SAVED_FORMAT):
+        first_line = data[: data.find(b"\n") + 1 or 64]
+        raise SavedIndexError(f"its format is {first_line!r}, this server reads {_SAVED_FORMAT!r}")
+    if len(data) < len(_SAVED_FORMAT) + _SAVED_HEADER.size:
+        raise SavedIndexError(f"{len(data)} bytes are too few for its header: cut short")
+    saved_for, products, word_count, vocabulary_bytes, body_digest = _SAVED_HEADER.unpack_from(
+        data, len(_SAVED_FORMAT)
+    )
+    if saved_for != fingerprint:
+        raise SavedIndexError(
+            f"it was saved for the catalog with SHA-256 {saved_for.hex()}, "
+            f"and this one's is {fingerprint.hex()}"
+        )
+    body = memoryview(data)[len(_SAVED_FORMAT) + _SAVED_HEADER.size :]
+    if hashlib.sha256(body).digest() != body_digest:
+        raise SavedIndexError("its bytes are not the ones saved: cut short or changed")
+    return products, word_count, vocabulary_bytes, body
 
 
 def _positions_by_word(texts: SearchTexts) -> dict[bytes, array[int]]:
