@@ -5,7 +5,7 @@ is for people and CI (and the Pulumi program, which runs it before it ships a fi
 
     python -m service.catalog check products.json          # exit 0: one summary line
     python -m service.catalog check products.json --json   # the same as one JSON object
-    python -m service.catalog save-index products.json     # products.json.search-index, beside it
+    python -m service.catalog save products.json           # products.json.saved-v2, beside it: read at start
 
 It exits 1 with the server's own message (the file, `products[3] (id '42')`, the field) for a file the
 server would refuse, because it is the server's loader (service.catalog_file) that reads it. Like that
@@ -20,11 +20,13 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import BinaryIO
 
-from service.catalog_file import CatalogError, load_catalog
-from service.search_index import SAVED_INDEX_SUFFIX, is_saved_index_of, saved_index_path
+from service import saved_catalog
+from service.catalog_file import CatalogError, CatalogUnreadableError, load_catalog
+from service.saved_catalog import SAVED_SUFFIX, saved_catalog_path
 
 MIB = 2**20
 # What the server needs to load a catalog, from `python -m bench.memory` (docs/catalog.md has the table).
@@ -74,7 +76,7 @@ def check(path: str, *, root: str | os.PathLike[str] = "") -> CatalogSummary:
     `path` is relative to `root`; errors and the summary name it as given, not joined to `root`.
     """
     file = os.path.join(root, path)
-    store = load_catalog(file, search_index="never", name=path)
+    store = load_catalog(file, search_index="never", name=path, saved=False)
     # The store's fingerprint is the SHA-256 of the bytes it parsed, so the size is read from the same
     # file right after: a file replaced meanwhile is caught by the server's CATALOG_SHA256 check.
     size = os.path.getsize(file)
@@ -88,33 +90,51 @@ def check(path: str, *, root: str | os.PathLike[str] = "") -> CatalogSummary:
     )
 
 
-def save_index(path: str | os.PathLike[str], target: str | os.PathLike[str] | None = None) -> str:
-    """Save the search index of the catalog file at `path` (loaded as `check` does); return where.
+def save(path: str | os.PathLike[str], target: str | os.PathLike[str] | None = None) -> str:
+    """Save the catalog file at `path` ready to serve (loaded as `check` does, then indexed); return where.
 
-    Into `target`, or beside the file (`saved_index_path`), where a server started on the file reads it
-    instead of building it (service.catalog_file.load_catalog). An index already saved there for these
-    very bytes is kept as it is: saving again would write the same.
+    Into `target`, or beside the file (`saved_catalog_path`), where a server started on the file reads it
+    instead of parsing the file and building its search index (service.catalog_file.load_catalog). A
+    catalog already saved there from these very bytes is kept as it is: saving again would write the same.
     """
-    target = os.fspath(saved_index_path(path) if target is None else target)
+    target = os.fspath(saved_catalog_path(path) if target is None else target)
     # Checked against the file's digest, not a loaded catalog: a preview of an unchanged catalog of a
-    # million products then hashes it (0.2 s) instead of parsing it again (3 s).
-    with open(path, "rb") as catalog_file:
-        fingerprint = hashlib.file_digest(catalog_file, "sha256").digest()
+    # million products then hashes two files (0.4 s) instead of parsing one again (3 s).
+    try:
+        with open(path, "rb") as catalog_file:
+            fingerprint = hashlib.file_digest(catalog_file, "sha256").digest()
+    except OSError as error:
+        raise CatalogUnreadableError(f"{path}: cannot read: {error}") from None
     try:
         with open(target, "rb") as file:
-            if is_saved_index_of(file.read(), fingerprint):
+            if saved_catalog.holds(file, fingerprint):
                 return target
-    except FileNotFoundError:
-        pass  # none yet: write it
-    data = load_catalog(path, search_index="never").saved_search_index()
-    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-    # Written aside, then renamed: a reader (or another save of the same index) never sees half a file.
-    handle, partial = tempfile.mkstemp(dir=os.path.dirname(target) or ".", suffix=".partial")
-    with os.fdopen(handle, "wb") as file:
-        file.write(data)
-    os.chmod(partial, 0o644)  # as the catalog file is: readable by a server running as another user
-    os.replace(partial, target)
+    except OSError:
+        pass  # none yet (or unreadable): write it
+    store = load_catalog(path, search_index="never", saved=False)
+    if store.fingerprint != fingerprint:
+        raise CatalogError(f"{path}: the file changed while it was saved; save it again")
+    records, index = store.parts()
+    try:
+        _write_aside(target, lambda file: saved_catalog.save(file, records, index, fingerprint))
+    except OSError as error:
+        raise CatalogError(f"{path}: cannot save it in {target}: {error}") from None
     return target
+
+
+def _write_aside(target: str, write: Callable[[BinaryIO], None]) -> None:
+    """`write` a file aside, then rename it `target`: a reader never sees half a file."""
+    directory = os.path.dirname(target) or "."
+    os.makedirs(directory, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=directory, suffix=".partial")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+        os.chmod(partial, 0o644)  # as the catalog file is: readable by a server running as another user
+        os.replace(partial, target)
+    except BaseException:
+        os.unlink(partial)
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,13 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_command.add_argument("file", help="the catalog file (JSON, the server's CATALOG_PATH format)")
     check_command.add_argument("--json", action="store_true", help="print one JSON object instead")
     save_command = commands.add_parser(
-        "save-index", help=f"save FILE's search index as FILE{SAVED_INDEX_SUFFIX}, which servers read"
+        "save", help=f"save FILE ready to serve as FILE{SAVED_SUFFIX}, which servers read instead of FILE"
     )
     save_command.add_argument("file", help="the catalog file (JSON, the server's CATALOG_PATH format)")
+    save_command.set_defaults(json=False)
     args = parser.parse_args(argv)
     try:
-        if args.command == "save-index":
-            print(f"{args.file}: search index saved in {save_index(args.file)}")
+        if args.command == "save":
+            print(f"{args.file}: saved ready to serve in {save(args.file)}")
             return 0
         summary = check(args.file)
     except CatalogError as error:

@@ -14,13 +14,16 @@ import codecs
 import hashlib
 import io
 import json
+import logging
 import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
 from catalog.catalog_pb2 import Product
-from service.search_index import saved_index_path
+from service import saved_catalog
+from service.saved_catalog import saved_catalog_path
 from service.store import (
     CatalogBuilder,
     CatalogError,
@@ -32,6 +35,8 @@ from service.store import (
 )
 
 __all__ = ["EMBEDDED_CATALOG", "CatalogError", "CatalogUnreadableError", "load_catalog", "parse_catalog"]
+
+_log = logging.getLogger(__name__)
 
 # Found beside this file rather than through importlib.resources, which costs 5% of start-up to import.
 EMBEDDED_CATALOG = os.path.join(os.path.dirname(__file__), "data", "products.json")
@@ -51,20 +56,23 @@ def load_catalog(
     search_index: Indexing = "background",
     expected_sha256: str | None = None,
     name: str | None = None,
+    saved: bool = True,
 ) -> CatalogStore:
     """Read and validate a catalog file; None loads the embedded one. Raises CatalogError.
 
     The store is ready for every call when this returns; by default its search index follows on a thread,
-    and searches scan until then, with the same answers. The index is read from the file's saved index
-    (`saved_index_path`) when that is this file's, which takes a fraction of the time building it does.
-    `expected_sha256` (hex) refuses, as CatalogUnreadableError, bytes with another digest: a read cut
-    short, or a file other than the one deployed, never becomes a store. `name` is how errors name the
-    file (its path by default).
+    and searches scan until then, with the same answers. Where the file's saved catalog is beside it
+    (`saved_catalog_path`) and is this file's, that is read instead, index and all, in a fraction of the
+    time (`saved=False` reads the file itself: to check it, or to save it). `expected_sha256` (hex)
+    refuses, as CatalogUnreadableError, bytes with another digest: a read cut short, or a file other than
+    the one deployed, never becomes a store. `name` is how errors name the file (its path by default).
     """
     source = name or (f"embedded catalog {EMBEDDED_CATALOG}" if path is None else os.fspath(path))
     file_path = EMBEDDED_CATALOG if path is None else path
-    # Where the catalog is deployed, its search index is saved beside it (service.catalog save-index).
-    saved_index = saved_index_path(file_path)
+    if saved:
+        store = _read_saved(file_path, expected_sha256, source)
+        if store is not None:
+            return store
     digest = hashlib.sha256()
     size = 0
     try:
@@ -104,10 +112,49 @@ def load_catalog(
             raise CatalogUnreadableError(f"{source}: cannot read: {error}") from None
         if hashlib.sha256(data).digest() != digest.digest():
             raise CatalogUnreadableError(f"{source}: the file changed while it was read")
-        return _parse_whole([data], source, search_index, digest.digest(), saved_index)
-    return CatalogStore(
-        builder.finish(), search_index=search_index, fingerprint=digest.digest(), saved_index=saved_index
+        return _parse_whole([data], source, search_index, digest.digest())
+    return CatalogStore(builder.finish(), search_index=search_index, fingerprint=digest.digest())
+
+
+def _read_saved(
+    file_path: str | os.PathLike[str], expected_sha256: str | None, source: str
+) -> CatalogStore | None:
+    """The store and search index saved beside the catalog file, if that is this file's; else None.
+
+    The file's digest is `expected_sha256` where the deployment gives it (the catalog file is then not
+    read at all), else the file's bytes are hashed (0.2 s at a million products) to know.
+    """
+    saved_path = saved_catalog_path(file_path)
+    started = time.perf_counter()
+    try:
+        saved_file = open(saved_path, "rb")  # noqa: SIM115  (closed below, whatever happens)
+    except FileNotFoundError:
+        return None  # none was saved: loading the catalog file is the usual way
+    except OSError as error:
+        _log.warning("saved catalog %s not used, loading %s instead: %s", saved_path, source, error)
+        return None
+    with saved_file:
+        if expected_sha256 is not None:
+            fingerprint = bytes.fromhex(expected_sha256)
+        else:
+            try:
+                with open(file_path, "rb") as catalog_file:
+                    fingerprint = hashlib.file_digest(catalog_file, "sha256").digest()
+            except OSError:
+                return None  # loading the catalog file says what is wrong with it
+        try:
+            with gc_paused():
+                records, index = saved_catalog.read(saved_file, fingerprint)
+        except (OSError, saved_catalog.SavedCatalogError) as error:
+            _log.warning("saved catalog %s not used, loading %s instead: %s", saved_path, source, error)
+            return None
+    _log.info(
+        "catalog of %d products and its search index read from %s in %.2f s",
+        len(records.id_keys),
+        saved_path,
+        time.perf_counter() - started,
     )
+    return CatalogStore(records, source, fingerprint=fingerprint, index=index)
 
 
 def parse_catalog(data: bytes, source: str, *, search_index: Indexing = "background") -> CatalogStore:
@@ -295,7 +342,6 @@ def _parse_whole(
     source: str,
     search_index: Indexing,
     fingerprint: bytes,
-    saved_index: str | None = None,
 ) -> CatalogStore:
     """Parse the bytes in `owned` at once, a list it empties so that it holds their only reference.
 
@@ -317,9 +363,7 @@ def _parse_whole(
         del text
         products = _decode_products(document, source)
         del document
-    return CatalogStore(
-        products, source, search_index=search_index, fingerprint=fingerprint, saved_index=saved_index
-    )
+    return CatalogStore(products, source, search_index=search_index, fingerprint=fingerprint)
 
 
 # JSON decoding by hand: json_format.ParseDict takes ~2 s for 100k products, this ~0.2 s. It follows the

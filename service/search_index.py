@@ -1,23 +1,18 @@
 """The trigram search index: which products contain a needle, without scanning the whole catalog.
 
 Plain Python over the products' searchable texts (`searchable_text`: lower-cased, UTF-8, in one buffer);
-the store decides when to build it. An index can be saved beside its catalog file (`save`, written where the
-catalog is deployed) and read back by every server that starts with that file (`SearchIndex.load`), in a
-fraction of the time building it takes.
+the store decides when to build it. Where a catalog is deployed, the index is saved with it
+(service/saved_catalog.py) and every server that starts on that file reads it instead of building it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import struct
-import sys
 from array import array
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
-from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import and_, mul, not_
+from itertools import accumulate, chain, compress, count, islice
+from operator import and_, not_
 
 # Products a search checks between two chances for other calls to run: about half a millisecond.
 SEARCH_STEP = 2000
@@ -25,27 +20,6 @@ _GRAM = 3
 # Between a product's name and its description: a byte that no UTF-8 text contains, so no needle does and
 # no match spans both fields.
 _FIELD_SEPARATOR = b"\xff"
-
-# A saved index's format: a server reads only its own. A new format is a new suffix, so that where indexes
-# are named after their catalog file, one name always holds the same bytes.
-_SAVED_FORMAT_VERSION = 1
-# A saved index is the catalog file's name with this suffix, beside it.
-SAVED_INDEX_SUFFIX = f".search-index-v{_SAVED_FORMAT_VERSION}"
-# A saved index: this line, then _SAVED_HEADER (the catalog file's
-# SHA-256, the products, the words, the vocabulary's bytes, the SHA-256 of everything after the header),
-# the vocabulary (the words, newline-separated: no word holds whitespace), each word's count of positions,
-# then the positions, word after word in vocabulary order (little-endian 32-bit).
-_SAVED_FORMAT = b"catalog search index, format %d\n" % _SAVED_FORMAT_VERSION
-_SAVED_HEADER = struct.Struct("<32sQQQ32s")
-
-
-class SavedIndexError(ValueError):
-    """A saved index this catalog cannot use: another catalog's, another format, or damaged."""
-
-
-def saved_index_path(catalog_path: str | os.PathLike[str]) -> str:
-    """Where the saved index of the catalog file at `catalog_path` is: beside it."""
-    return os.fspath(catalog_path) + SAVED_INDEX_SUFFIX
 
 
 def searchable_text(name: str, description: str) -> bytes:
@@ -66,9 +40,16 @@ def to_needle(query: str) -> bytes:
 class SearchTexts:
     """Every product's `searchable_text`, in catalog order, in one buffer: what searches check."""
 
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._starts = array("Q", [0])  # text i is _buffer[_starts[i]:_starts[i + 1]]
+    def __init__(self, buffer: bytearray | None = None, starts: array[int] | None = None) -> None:
+        """No texts yet, or the `parts` of texts made before (read from a saved catalog)."""
+        self._buffer = bytearray() if buffer is None else buffer
+        # Text i is _buffer[_starts[i]:_starts[i + 1]].
+        self._starts = array("Q", [0]) if starts is None else starts
+
+    @property
+    def parts(self) -> tuple[bytearray, array[int]]:
+        """The texts one after the other, and where each starts (and the last ends)."""
+        return self._buffer, self._starts
 
     def add(self, name: str, description: str) -> None:
         """Append the next product's text."""
@@ -134,7 +115,7 @@ class SearchIndex:
     def __init__(self, texts: SearchTexts, positions_by_word: dict[bytes, array[int]] | None = None) -> None:
         """Index the products' texts; searches check candidates against them.
 
-        `positions_by_word` is what `load` read from a saved index; without it, the texts are read.
+        `positions_by_word` is an index's own (read from a saved catalog); without it, the texts are read.
         """
         self._texts = texts
         self._count = len(texts)
@@ -159,49 +140,10 @@ class SearchIndex:
         self._trigrams_containing = dict(trigrams_containing)
         self._dense = max(1, self._count // self.DENSE_FRACTION)
 
-    def save(self, fingerprint: bytes) -> bytes:
-        """The bytes of this index saved, for the catalog file whose SHA-256 is `fingerprint`."""
-        words = list(self._positions_by_word)
-        counts = array("I", map(len, self._positions_by_word.values()))
-        postings = [counts, *self._positions_by_word.values()]
-        if sys.byteorder == "big":  # pragma: no cover  (Cloud Run and this machine are little-endian)
-            postings = [array("I", arrays) for arrays in postings]
-            for arrays in postings:
-                arrays.byteswap()
-        vocabulary = b"\n".join(words)
-        body = vocabulary + b"".join(arrays.tobytes() for arrays in postings)
-        header = _SAVED_HEADER.pack(
-            fingerprint, self._count, len(words), len(vocabulary), hashlib.sha256(body).digest()
-        )
-        return _SAVED_FORMAT + header + body
-
-    @classmethod
-    def load(cls, texts: SearchTexts, data: bytes, fingerprint: bytes) -> SearchIndex:
-        """The index `save` wrote for the catalog file whose SHA-256 is `fingerprint`, over its `texts`.
-
-        SavedIndexError says why it cannot be used: written for another file or by another format, or not
-        the bytes that were written (cut short, changed). Then the caller builds the index instead.
-        """
-        products, word_count, vocabulary_bytes, body = _saved_body(data, fingerprint)
-        if products != len(texts):
-            raise SavedIndexError("its bytes are not the ones saved: cut short or changed")
-        words = bytes(body[:vocabulary_bytes]).split(b"\n") if word_count else []
-        counts = array("I")
-        counts.frombytes(body[vocabulary_bytes : vocabulary_bytes + 4 * word_count])
-        if sys.byteorder == "big":  # pragma: no cover
-            counts.byteswap()
-        # Each word's positions straight from the bytes read, with C doing the loop: no second copy of
-        # them all (57 MB at a million products).
-        first = vocabulary_bytes + 4 * word_count
-        ends = list(accumulate(map(mul, counts, repeat(4)), initial=first))
-        if len(words) != word_count or len(counts) != word_count or ends[-1] != len(body):
-            raise SavedIndexError("its counts do not add up: not written by this format's writer")
-        arrays = [array("I") for _ in words]
-        deque(map(array.frombytes, arrays, map(body.__getitem__, map(slice, ends, ends[1:]))), 0)
-        if sys.byteorder == "big":  # pragma: no cover
-            deque(map(array.byteswap, arrays), 0)
-        positions_by_word = dict(zip(words, arrays, strict=True))
-        return cls(texts, positions_by_word)
+    @property
+    def positions_by_word(self) -> dict[bytes, array[int]]:
+        """Each word of the texts with the positions of the texts holding it: what a saved catalog keeps."""
+        return self._positions_by_word
 
     def matches(self, needle: bytes) -> Iterator[int | None]:
         """Positions of the products whose text contains `needle` (`to_needle`), in catalog order.
@@ -272,43 +214,6 @@ class SearchIndex:
                 if word not in seen:
                     seen.add(word)
                     yield word
-
-
-def is_saved_index_of(data: bytes, fingerprint: bytes) -> bool:
-    """Whether `data` is a whole index saved in this format for the catalog file of SHA-256 `fingerprint`.
-
-    What `SearchIndex.load` checks before it reads the index, without the catalog's texts: enough to know
-    that an index saved earlier for the same file need not be saved again.
-    """
-    try:
-        _saved_body(data, fingerprint)
-    except SavedIndexError:
-        return False
-    return True
-
-
-def _saved_body(data: bytes, fingerprint: bytes) -> tuple[int, int, int, memoryview]:
-    """The products, words and vocabulary bytes `data`'s header gives, and its body: checked whole.
-
-    SavedIndexError when it is another format's, another catalog file's, or not the bytes saved.
-    """
-    if not data.startswith(_SAVED_FORMAT):
-        first_line = data[: data.find(b"\n") + 1 or 64]
-        raise SavedIndexError(f"its format is {first_line!r}, this server reads {_SAVED_FORMAT!r}")
-    if len(data) < len(_SAVED_FORMAT) + _SAVED_HEADER.size:
-        raise SavedIndexError(f"{len(data)} bytes are too few for its header: cut short")
-    saved_for, products, word_count, vocabulary_bytes, body_digest = _SAVED_HEADER.unpack_from(
-        data, len(_SAVED_FORMAT)
-    )
-    if saved_for != fingerprint:
-        raise SavedIndexError(
-            f"it was saved for the catalog with SHA-256 {saved_for.hex()}, "
-            f"and this one's is {fingerprint.hex()}"
-        )
-    body = memoryview(data)[len(_SAVED_FORMAT) + _SAVED_HEADER.size :]
-    if hashlib.sha256(body).digest() != body_digest:
-        raise SavedIndexError("its bytes are not the ones saved: cut short or changed")
-    return products, word_count, vocabulary_bytes, body
 
 
 def _positions_by_word(texts: SearchTexts) -> dict[bytes, array[int]]:

@@ -25,9 +25,10 @@ from functools import cached_property
 from itertools import accumulate, compress, count, islice, repeat
 from operator import and_, eq, lshift, or_, rshift
 from typing import Literal
+from zlib import crc32 as _id_hash
 
 from catalog.catalog_pb2 import Product
-from service.search_index import SEARCH_STEP, SavedIndexError, SearchIndex, SearchTexts, to_needle
+from service.search_index import SEARCH_STEP, SearchIndex, SearchTexts, to_needle
 
 # When a store builds its search index: in the constructor, on a thread after it (searches scan until the
 # index is ready, with the same answers), or never (searches always scan: the reference the index must match).
@@ -38,7 +39,9 @@ _log = logging.getLogger(__name__)
 # The id index holds one key per product: some bits of the id's hash, then the product's position in as
 # many bits as the catalog needs. Equal hashes are told apart by the ids themselves. A key fits the 53 bits
 # a double holds exactly: the keys are sorted as floats, which Python compares about twice as fast as
-# integers of more than 30 bits (a million keys: 0.26 s rather than 0.44, at start-up).
+# integers of more than 30 bits (a million keys: 0.26 s rather than 0.44, at start-up). The hash is the
+# UTF-8 id's CRC-32, not Python's hash(), which changes from process to process: keys saved with the
+# catalog (service/saved_catalog.py) must hold in every server that reads them.
 _KEY_BITS = 53
 _MAX_POSITION_BITS = 32  # so at most 2**32 products, each key with at least 21 bits of its id's hash
 _HASH_MASK = (1 << _KEY_BITS) - 1  # the hash bits kept at most (tests keep fewer, to make ids collide)
@@ -109,7 +112,7 @@ class CatalogBuilder:
         self._source = source
         self._data = bytearray()
         self._offsets = array("Q", [0])
-        self._id_hashes = array("q")  # each id's hash(), in catalog order: keyed once their number is known
+        self._id_hashes = array("q")  # each id's _id_hash, in catalog order: keyed once their number is known
         self._positions_by_category: dict[str, array[int]] = _PositionsByCategory()
         self._texts = SearchTexts()
 
@@ -136,7 +139,7 @@ class CatalogBuilder:
         data = self._data
         data += serialized
         self._offsets.append(len(data))
-        self._id_hashes.append(hash(product_id))
+        self._id_hashes.append(_id_hash(product_id.encode("utf-8", "surrogatepass")))
         self._texts.add(name, description)
         self._positions_by_category[category].append(position)
 
@@ -192,7 +195,7 @@ class CatalogBuilder:
         data = self._data
         self._offsets.extend(islice(accumulate(map(len, serialized), initial=len(data)), 1, None))
         data += b"".join(serialized)
-        self._id_hashes.extend(map(hash, ids))
+        self._id_hashes.extend(map(_id_hash, ids_utf8))
         self._texts.add_many(names, descriptions, (names_utf8, descriptions_utf8))
         positions = range(position, position + added)
         deque(map(array.append, map(self._positions_by_category.__getitem__, categories), positions), 0)
@@ -240,11 +243,11 @@ class CatalogStore:
         *,
         search_index: Indexing = "now",
         fingerprint: bytes | None = None,
-        saved_index: str | None = None,
+        index: SearchIndex | None = None,
     ) -> None:
-        """`saved_index`: a file that may hold this catalog's search index saved (`SearchIndex.save`).
+        """`index`: the search index of these records, made before (read with them from a saved catalog).
 
-        When the index is built, it is read from there if that file holds it, else built from the products.
+        With it, searches use it from the start and `search_index` is not read.
         """
         if not isinstance(products, CatalogRecords):
             builder = CatalogBuilder(source)
@@ -258,10 +261,11 @@ class CatalogStore:
         # Identifies the catalog, so page tokens are refused by a server with another one: the digest of
         # the file it came from, or else of the products themselves.
         self.fingerprint = self._products_digest() if fingerprint is None else fingerprint
-        self._search_index: SearchIndex | None = None
-        self._saved_index = saved_index
+        self._search_index = index
         self._indexed = threading.Event()
-        if search_index == "background":
+        if index is not None:
+            self._indexed.set()
+        elif search_index == "background":
             threading.Thread(target=self._build_search_index, name="search-index", daemon=True).start()
         elif search_index == "now":
             self._build_search_index()
@@ -324,18 +328,9 @@ class CatalogStore:
         """Whether searches go through the search index (False: they scan the catalog)."""
         return self._search_index is not None
 
-    def saved_search_index(self) -> bytes:
-        """The search index saved (`SearchIndex.save`), to be read by every server that loads this file."""
-        index = self._search_index or SearchIndex(self._records.texts)
-        return index.save(self.fingerprint)
-
-    def fits_saved_index(self, data: bytes) -> bool:
-        """Whether `data` is this catalog's search index saved, as a server would read it."""
-        try:
-            SearchIndex.load(self._records.texts, data, self.fingerprint)
-        except SavedIndexError:
-            return False
-        return True
+    def parts(self) -> tuple[CatalogRecords, SearchIndex]:
+        """The records and the search index (built now, if it is not yet): what a saved catalog holds."""
+        return self._records, self._search_index or SearchIndex(self._records.texts)
 
     def wait_indexed(self, timeout: float | None = None) -> bool:
         """Wait for the search index build to end (at once unless in the background); False on timeout."""
@@ -349,30 +344,14 @@ class CatalogStore:
         started = time.perf_counter()
         try:
             with gc_paused():
-                index = self._read_saved_index()
-                how = f", read from {self._saved_index}" if index else ""
-                self._search_index = index or SearchIndex(self._records.texts)
+                self._search_index = SearchIndex(self._records.texts)
         except Exception:  # e.g. MemoryError: searches keep scanning, slower but right
             _log.exception("cannot build the search index; searches will scan the catalog")
             return
         finally:
             self._indexed.set()
         elapsed = time.perf_counter() - started
-        _log.info("search index over %d products ready in %.2f s%s", len(self), elapsed, how)
-
-    def _read_saved_index(self) -> SearchIndex | None:
-        """The index saved in the `saved_index` file, or None (no such file, or not this catalog's)."""
-        if self._saved_index is None:
-            return None
-        try:
-            with open(self._saved_index, "rb") as file:
-                data = file.read()
-            return SearchIndex.load(self._records.texts, data, self.fingerprint)
-        except FileNotFoundError:
-            return None  # none was saved: building it is the usual way
-        except (OSError, SavedIndexError) as error:
-            _log.warning("search index %s not used, building it instead: %s", self._saved_index, error)
-            return None
+        _log.info("search index over %d products ready in %.2f s", len(self), elapsed)
 
     def _scan(self, needle: bytes) -> Iterator[int | None]:
         """The seed's search, for the moments before the index is ready; a None between steps."""
@@ -436,13 +415,12 @@ def _position_of(records: CatalogRecords, product_id: str) -> int | None:
     if not product_id:
         return None  # no product has an empty id (CatalogBuilder refuses one)
     keys, bits = records.id_keys, records.position_bits
-    # As CatalogBuilder makes the keys. Python's string hash: they live only as long as the process.
-    wanted = hash(product_id) & records.hash_mask
+    encoded = product_id.encode("utf-8", "surrogatepass")  # a lone surrogate: bytes no product's id has
+    wanted = _id_hash(encoded) & records.hash_mask  # as CatalogBuilder makes the keys
     index = bisect_left(keys, float(wanted << bits))  # exact: keys have _KEY_BITS bits, a double's 53
     if index == len(keys) or int(keys[index]) >> bits != wanted:
         return None
     # A serialized product starts with its id field (field 1, never empty): compared in place.
-    encoded = product_id.encode("utf-8", "surrogatepass")
     id_field = _ID_HEADS[len(encoded)] + encoded
     data, offsets, position_mask = records.data, records.offsets, (1 << bits) - 1
     while index < len(keys) and int(keys[index]) >> bits == wanted:

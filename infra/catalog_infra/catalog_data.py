@@ -2,7 +2,7 @@
 
 `check_catalog` runs before any resource is declared and refuses a file the server would refuse (with the
 server's message) or a `memory` setting that cannot hold it. `CatalogData` is the bucket (one per stack,
-in the home region), the catalog object in it and the catalog's search index saved beside it; every
+in the home region), the catalog object in it and the catalog saved ready to serve beside it; every
 region's GrpcService mounts it (`mount`).
 """
 
@@ -18,9 +18,9 @@ import pulumi_gcp as gcp
 from catalog_infra.config import ConfigError
 from catalog_infra.grpc_service import CatalogMount
 from contract.cloudrun import parse_memory
-from service.catalog import CatalogSummary, check, save_index
+from service.catalog import CatalogSummary, check, save
 from service.catalog_file import CatalogError
-from service.search_index import SAVED_INDEX_SUFFIX
+from service.saved_catalog import SAVED_SUFFIX
 
 REQUIRED_APIS = ("storage.googleapis.com",)
 # Cloud Storage volumes run in Cloud Run's second generation execution environment (network file systems),
@@ -66,7 +66,7 @@ class CatalogDataArgs:
 
     `source` is the file as the program's working directory (infra/) reaches it, relative like the image's
     build context, so the state holds the same path in every checkout; `build_dir` likewise, where the
-    catalog's search index is saved before it is uploaded (kept there: an unchanged catalog is not indexed
+    catalog is saved ready to serve before it is uploaded (kept there: an unchanged catalog is not saved
     again by the next preview).
     """
 
@@ -86,7 +86,7 @@ class CatalogData(pulumi.ComponentResource):
     mount: CatalogMount
     bucket_name: pulumi.Output[str]
     object_name: pulumi.Output[str]
-    index_object_name: pulumi.Output[str]
+    saved_object_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: CatalogDataArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("catalog:index:CatalogData", name, None, opts)
@@ -117,29 +117,28 @@ class CatalogData(pulumi.ComponentResource):
             content_type="application/json",
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
-        # The search index saved for this catalog, where the server looks for it: beside the file, under the
-        # same name with SAVED_INDEX_SUFFIX. Each instance reads it as it starts (0.35 s at a million
-        # products) instead of building it (about 3.5 s of CPU, on every start). A server that finds none,
-        # or one that is not its file's, builds the index itself: the two objects need not change together.
-        saved_index = save_index(
-            args.source, args.build_dir / "search-indexes" / f"{args.catalog.sha256}{SAVED_INDEX_SUFFIX}"
-        )
-        index_object = gcp.storage.BucketObject(
-            f"{name}-search-index",
+        # The catalog saved ready to serve (its arrays and search index), where the server looks for it:
+        # beside the file, under the same name with SAVED_SUFFIX. Each instance reads it as it starts (0.5 s
+        # at a million products) instead of parsing the file and building the index (about 7 s of CPU, on
+        # every start). A server that finds none, or one that is not its file's, loads the file itself: the
+        # two objects need not change together.
+        saved = save(args.source, args.build_dir / "saved-catalogs" / f"{args.catalog.sha256}{SAVED_SUFFIX}")
+        saved_object = gcp.storage.BucketObject(
+            f"{name}-saved",
             bucket=bucket.name,
-            name=object_name + SAVED_INDEX_SUFFIX,
-            source=pulumi.FileAsset(saved_index),
+            name=object_name + SAVED_SUFFIX,
+            source=pulumi.FileAsset(saved),
             content_type="application/octet-stream",
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
         self.bucket_name = bucket.name
         self.object_name = catalog_object.name
-        self.index_object_name = index_object.name
+        self.saved_object_name = saved_object.name
         # Plain names, not outputs: they name the revision before anything exists. A service that mounts
         # this waits for the bucket and the object by depending on this component.
         self.mount = CatalogMount(
             bucket=args.bucket_name, object_name=object_name, sha256=args.catalog.sha256
         )
         self.register_outputs(
-            {"bucket": self.bucket_name, "object": self.object_name, "searchIndex": self.index_object_name}
+            {"bucket": self.bucket_name, "object": self.object_name, "savedCatalog": self.saved_object_name}
         )

@@ -256,7 +256,7 @@ def test_the_memory_benchmark_prints_a_row_per_size(
     rows = [line for line in table.splitlines() if line.startswith("| 2,000 ") or line.startswith("| 4,000 ")]
     assert len(rows) == 2
     assert all("below the peak" not in row for row in rows)
-    assert not list(tmp_path.glob("catalog-*"))  # the catalogs and saved indexes go once measured
+    assert not list(tmp_path.glob("catalog-*"))  # the catalogs and saved catalogs go once measured
 
 
 def test_the_memory_benchmark_says_when_the_model_is_below_a_measured_peak() -> None:

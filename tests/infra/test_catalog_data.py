@@ -17,7 +17,7 @@ import pytest
 from catalog_infra.grpc_service import STARTUP_FAILURE_THRESHOLD, STARTUP_PERIOD_SECONDS
 
 from service.catalog_file import CatalogError, load_catalog
-from service.search_index import SAVED_INDEX_SUFFIX, saved_index_path
+from service.saved_catalog import SAVED_SUFFIX, holds, saved_catalog_path
 from tests.catalog_files import GOOD, bad_files
 from tests.infra.harness import (
     ACCOUNT,
@@ -77,8 +77,8 @@ def env_of(deployment: Deployment, service: str = "catalog-service") -> dict[str
 
 
 def catalog_object_of(deployment: Deployment) -> Any:
-    """The catalog's object (the other one is its saved search index)."""
-    (found,) = [o for o in deployment.all(OBJECT) if not o.inputs["name"].endswith(SAVED_INDEX_SUFFIX)]
+    """The catalog's object (the other one is the catalog saved ready to serve)."""
+    (found,) = [o for o in deployment.all(OBJECT) if not o.inputs["name"].endswith(SAVED_SUFFIX)]
     return found
 
 
@@ -98,7 +98,7 @@ def test_a_catalog_file_is_a_private_versioned_bucket_an_object_a_grant_and_a_mo
     assert bucket["forceDestroy"] is True  # deletion protection is off
 
     objects = {declared.inputs["name"]: declared for declared in deployment.all(OBJECT)}
-    assert set(objects) == {f"catalogs/{sha256}.json", f"catalogs/{sha256}.json{SAVED_INDEX_SUFFIX}"}
+    assert set(objects) == {f"catalogs/{sha256}.json", f"catalogs/{sha256}.json{SAVED_SUFFIX}"}
     catalog_object = objects[f"catalogs/{sha256}.json"]
     assert catalog_object.inputs["bucket"] == BUCKET_NAME
     assert catalog_object.inputs["name"] == f"catalogs/{sha256}.json"
@@ -111,17 +111,18 @@ def test_a_catalog_file_is_a_private_versioned_bucket_an_object_a_grant_and_a_mo
     assert not Path(source).is_absolute()
     assert (root / "infra" / source).read_bytes() == content
 
-    # Beside it, its search index saved, where the server looks (service.search_index.saved_index_path):
-    # each instance reads it rather than building it. Kept when replaced, as the catalog is.
-    index_object = objects[f"catalogs/{sha256}.json{SAVED_INDEX_SUFFIX}"]
-    assert index_object.inputs["bucket"] == BUCKET_NAME
-    assert index_object.inputs["contentType"] == "application/octet-stream"
-    assert index_object.retain_on_delete is True
-    index_source = index_object.inputs["source"].path
-    assert not Path(index_source).is_absolute()
-    assert Path(index_source).parts[:2] == ("..", "build")  # kept out of the catalog's own directory
-    store = load_catalog(root / path, search_index="never")
-    assert store.fits_saved_index((root / "infra" / index_source).read_bytes())
+    # Beside it, the catalog saved ready to serve, where the server looks (saved_catalog_path): each
+    # instance reads it rather than parsing the file and building its index. Kept when replaced, as the
+    # catalog is.
+    saved_object = objects[f"catalogs/{sha256}.json{SAVED_SUFFIX}"]
+    assert saved_object.inputs["bucket"] == BUCKET_NAME
+    assert saved_object.inputs["contentType"] == "application/octet-stream"
+    assert saved_object.retain_on_delete is True
+    saved_source = saved_object.inputs["source"].path
+    assert not Path(saved_source).is_absolute()
+    assert Path(saved_source).parts[:2] == ("..", "build")  # kept out of the catalog's own directory
+    with (root / "infra" / saved_source).open("rb") as saved:
+        assert holds(saved, bytes.fromhex(sha256))
 
     runtime = next(a for a in deployment.all(ACCOUNT) if a.name == "catalog-sa").inputs
     (grant,) = deployment.all(BUCKET_IAM)
@@ -144,15 +145,15 @@ def test_a_catalog_file_is_a_private_versioned_bucket_an_object_a_grant_and_a_mo
     env = env_of(deployment)
     assert env["CATALOG_PATH"] == f"/mnt/catalog/catalogs/{sha256}.json"
     assert env["CATALOG_SHA256"] == sha256
-    # The server finds the saved index by the catalog's path: the object is where it looks.
-    assert saved_index_path(env["CATALOG_PATH"]) == f"/mnt/catalog/{index_object.inputs['name']}"
+    # The server finds the saved catalog by the catalog's path: the object is where it looks.
+    assert saved_catalog_path(env["CATALOG_PATH"]) == f"/mnt/catalog/{saved_object.inputs['name']}"
     # The server gives up on an unreadable catalog, with its reason, before the startup probe gives up.
     assert 0 < float(env["CATALOG_READ_TIMEOUT_SECONDS"]) < STARTUP_PERIOD_SECONDS * STARTUP_FAILURE_THRESHOLD
 
     # Created in order: the object and the grant exist before an instance mounts the bucket.
     service_urn = next(s for s in deployment.all(SERVICE)).dependencies
     assert catalog_object.urn in service_urn
-    assert index_object.urn in service_urn
+    assert saved_object.urn in service_urn
     assert grant.urn in service_urn
     assert "storage.googleapis.com" in {api.inputs["service"] for api in deployment.all(API)}
     assert deployment.one(BUCKET).urn.endswith(
