@@ -53,6 +53,9 @@ PINNED_CPUS = sorted(os.sched_getaffinity(0))[:2]
 SERVER_CPU, LOAD_CPU = (str(cpu) for cpu in PINNED_CPUS) if len(PINNED_CPUS) == 2 else ("", "")
 # Bare servers of each model, GetProduct only: the model our server runs (service/server.py), and the others.
 BARE_KINDS = (BARE_AIO, BARE_SYNC)
+# The cases the bare servers answer too: GetProduct (judged against them), and the 100-result search, each
+# model's cost per streamed message (shown beside ours, not judged).
+BARE_CASES = ("get", "search-100")
 OUR_MODEL = BARE_AIO
 # Ours' CPU per GetProduct call at most this many times its model's bare server's.
 BARE_CPU_TARGET = 1.1
@@ -234,7 +237,7 @@ def _measure(
 ) -> None:
     """Load every case on every server, the servers taking turns case by case (the others idle).
 
-    Pinned, every server runs on SERVER_CPU and h2load on LOAD_CPU; GetProduct runs on the bare servers too.
+    Pinned, every server runs on SERVER_CPU and h2load on LOAD_CPU; BARE_CASES run on the bare servers too.
     """
     server_cpus, load_cpus = (SERVER_CPU, LOAD_CPU) if pinned else (None, None)
     view = "pinned" if pinned else "unpinned"
@@ -242,7 +245,8 @@ def _measure(
     with ExitStack() as stack:
         stubs: dict[str, cases.Stub] = {}
         servers: dict[str, ServerProcess] = {}
-        for kind in [*kinds, *(BARE_KINDS if pinned and "get" in names else ())]:
+        bare_cases = pinned and not set(BARE_CASES).isdisjoint(names)
+        for kind in [*kinds, *(BARE_KINDS if bare_cases else ())]:
             log = workdir / f"{kind.name}-{view}.log"
             bare = kind in BARE_KINDS
             env = _server_env(kind, args)
@@ -254,7 +258,7 @@ def _measure(
             servers[kind.name], stubs[kind.name] = server, catalog_pb2_grpc.ProductCatalogStub(channel)
         for name in names:
             for kind_name, server in servers.items():
-                if server.kind in BARE_KINDS and name != "get":
+                if server.kind in BARE_KINDS and name not in BARE_CASES:
                     continue
                 stub = stubs[kind_name]
                 # A bare server answers one fixed product: its answers are not checked.
@@ -442,6 +446,7 @@ def render_report(
         ours.cases, seed.cases if seed else None, names, missed=missed, extra_below=extra_below, judged=judged
     )
     lines += bare_lines
+    lines += _bare_stream_lines(results) if "search-100" in names else []
     if ours.unpinned:
         lines += ["", "unpinned, a second view (no targets): the servers and h2load share every CPU"]
         lines += _case_table(
@@ -533,6 +538,43 @@ def _case_table(
     return lines
 
 
+def _bare_servers(
+    results: dict[str, ServerResult], name: str, title: str
+) -> tuple[list[str], CaseResult | None, CaseResult | None, dict[str, CaseResult]]:
+    """`name` on each bare server, a line each under `title`; and ours', the seed's and the bares' results."""
+    ours, seed = results["ours"].cases.get(name), results.get("seed")
+    seed_case = seed.cases.get(name) if seed else None
+    bares = {
+        kind.name: results[kind.name].cases[name]
+        for kind in BARE_KINDS
+        if kind.name in results and name in results[kind.name].cases
+    }
+    if ours is None or not bares:
+        return [], ours, seed_case, {}
+    lines = ["", title]
+    for bare_name, bare in bares.items():
+        calls = bare.load.requests_per_second
+        versus_seed = (
+            f", {calls / seed_case.load.requests_per_second:.2f}x the seed's calls/s" if seed_case else ""
+        )
+        model = " (ours' model)" if bare_name == OUR_MODEL.name else ""
+        lines.append(
+            f"  {bare_name:9} {calls:7.0f} rps {bare.cpu_us_per_call:6.0f} us/call{versus_seed}{model}"
+        )
+    return lines, ours, seed_case, bares
+
+
+def _bare_stream_lines(results: dict[str, ServerResult]) -> list[str]:
+    """The 100-result search on the bare servers beside ours, pinned: what each model pays per message."""
+    title = "search-100, pinned, on bare servers of each model (one fixed answer streamed 100 times):"
+    lines, ours, _, bares = _bare_servers(results, "search-100", title)
+    own = bares.get(OUR_MODEL.name)
+    if ours is not None and own is not None:
+        ratio = ours.cpu_us_per_call / own.cpu_us_per_call
+        lines.append(f"  ours' CPU per call {ratio:.2f}x its model's bare server's")
+    return lines
+
+
 def _bare_lines(results: dict[str, ServerResult], missed: list[str]) -> list[str]:
     """GetProduct on the bare servers beside ours, pinned, and the targets that compare them.
 
@@ -540,31 +582,13 @@ def _bare_lines(results: dict[str, ServerResult], missed: list[str]) -> list[str
     times the seed's calls/s; or, when no model's bare server reaches that, within BARE_FALLBACK_TARGET of the
     best bare server's calls/s: then the limit is grpcio's, not this server's.
     """
-    ours, seed = results["ours"].cases.get("get"), results.get("seed")
-    bares = {
-        kind.name: results[kind.name].cases["get"]
-        for kind in BARE_KINDS
-        if kind.name in results and "get" in results[kind.name].cases
-    }
+    title = (
+        "GetProduct, pinned, on bare servers of each model (one fixed pre-serialized answer, nothing else):"
+    )
+    lines, ours, seed_get, bares = _bare_servers(results, "get", title)
     if ours is None or not bares:
         return []
     target = cases.CASES["get"].target
-    seed_get = seed.cases.get("get") if seed else None
-    lines = [
-        "",
-        "GetProduct, pinned, on bare servers of each model (one fixed pre-serialized answer, nothing else):",
-    ]
-    for name, bare in bares.items():
-        versus_seed = (
-            f", {bare.load.requests_per_second / seed_get.load.requests_per_second:.2f}x the seed's calls/s"
-            if seed_get
-            else ""
-        )
-        model = " (ours' model)" if name == OUR_MODEL.name else ""
-        lines.append(
-            f"  {name:9} {bare.load.requests_per_second:7.0f} rps {bare.cpu_us_per_call:6.0f} us/call"
-            f"{versus_seed}{model}"
-        )
     own = bares.get(OUR_MODEL.name)
     if own is not None:
         cpu_ratio = ours.cpu_us_per_call / own.cpu_us_per_call

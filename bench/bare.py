@@ -1,4 +1,6 @@
-"""Bare servers, one per server model: GetProduct answers one fixed pre-serialized Product, nothing more.
+"""Bare servers, one per server model: one fixed pre-serialized Product for every answer, nothing more.
+
+GetProduct answers it; SearchProducts streams it max_results times (10 for 0, as the catalog does).
 
     PORT=8080 python -m bench.bare aio      # grpc.aio on uvloop, as service/server.py runs
     PORT=8080 python -m bench.bare sync     # grpc.server with a thread pool, as the seed runs
@@ -13,6 +15,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 from typing import Any
 
@@ -21,7 +24,7 @@ import uvloop
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from catalog import GET_PRODUCT_METHOD, SERVICE_NAME, catalog_pb2
+from catalog import GET_PRODUCT_METHOD, SEARCH_PRODUCTS_METHOD, SERVICE_NAME, catalog_pb2
 
 MODELS = ("aio", "sync")
 # The seed's thread count: the sync model as the seed runs it.
@@ -40,18 +43,35 @@ def _passthrough(data: bytes) -> bytes:
     return data
 
 
-def _handler(behaviour: Any) -> grpc.GenericRpcHandler:
-    method = grpc.unary_unary_rpc_method_handler(
-        behaviour, request_deserializer=_passthrough, response_serializer=_passthrough
+def _answers(request: catalog_pb2.SearchRequest) -> int:
+    return request.max_results or 10
+
+
+def _handler(get: Any, search: Any) -> grpc.GenericRpcHandler:
+    methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        GET_PRODUCT_METHOD: grpc.unary_unary_rpc_method_handler(
+            get, request_deserializer=_passthrough, response_serializer=_passthrough
+        ),
+        SEARCH_PRODUCTS_METHOD: grpc.unary_stream_rpc_method_handler(
+            search,
+            request_deserializer=catalog_pb2.SearchRequest.FromString,
+            response_serializer=_passthrough,
+        ),
+    }
+    return grpc.method_handlers_generic_handler(
+        SERVICE_NAME, {method.rsplit("/", 1)[1]: handler for method, handler in methods.items()}
     )
-    return grpc.method_handlers_generic_handler(SERVICE_NAME, {GET_PRODUCT_METHOD.rsplit("/", 1)[1]: method})
 
 
 async def _serve_aio(port: int) -> None:
     async def get(_request: bytes, _context: object) -> bytes:
         return ANSWER
 
-    server = aio.server(handlers=[_handler(get)], options=[("grpc.so_reuseport", 0)])
+    async def search(request: catalog_pb2.SearchRequest, _context: object) -> AsyncIterator[bytes]:
+        for _ in range(_answers(request)):
+            yield ANSWER
+
+    server = aio.server(handlers=[_handler(get, search)], options=[("grpc.so_reuseport", 0)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.add_insecure_port(f"[::]:{port}")
@@ -67,9 +87,13 @@ def _serve_sync(port: int) -> None:
     def get(_request: bytes, _context: object) -> bytes:
         return ANSWER
 
+    def search(request: catalog_pb2.SearchRequest, _context: object) -> Iterator[bytes]:
+        for _ in range(_answers(request)):
+            yield ANSWER
+
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=SYNC_THREADS),
-        handlers=[_handler(get)],
+        handlers=[_handler(get, search)],
         options=[("grpc.so_reuseport", 0)],
     )
     health_servicer = health.HealthServicer()

@@ -12,9 +12,9 @@ import grpc
 import pytest
 
 from bench import __main__ as bench_main
-from bench import cases, h2load, hostile
+from bench import bare, cases, h2load, hostile
 from bench.catalog import generate, generate_products, write_catalog
-from bench.servers import OURS, SEED, bench_server
+from bench.servers import BARE_AIO, BARE_SYNC, OURS, SEED, ServerKind, bench_server
 from catalog import catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 from service.catalog_file import load_catalog
@@ -186,6 +186,40 @@ def test_getproduct_is_judged_against_the_bare_servers(
     assert found == missed
     assert "bare-sync" in report
     assert ("the limit is grpcio's" in report) is (bare_sync[0] < 130)
+
+
+def test_search_100_on_the_bare_servers_is_shown_beside_ours_and_never_judged() -> None:
+    args = bench_main.build_parser().parse_args(["--compare"])
+    figures = {"ours": (150, 3400), "seed": (100.0, 5000), "bare-aio": (140, 3700), "bare-sync": (145, 3600)}
+    results = {
+        name: bench_main.ServerResult(
+            startup_default_s=1.0,
+            startup_catalog_s=1.0,
+            peak_rss_mb=100,
+            cases={"search-100": bench_main.CaseResult(_load(rps), {"OK": 1000}, cpu_us)},
+        )
+        for name, (rps, cpu_us) in figures.items()
+    }
+    report, found = bench_main.render_report(results, ["search-100"], args)
+    assert found == []  # ours 1.5x the seed: met; the bare servers add no target
+    assert "bare-aio      140 rps   3700 us/call, 1.40x the seed's calls/s (ours' model)" in report
+    assert "bare-sync     145 rps   3600 us/call, 1.45x the seed's calls/s" in report
+    assert "ours' CPU per call 0.92x its model's bare server's" in report
+
+
+@pytest.mark.parametrize("kind", [BARE_AIO, BARE_SYNC], ids=lambda kind: kind.name)
+def test_the_bare_servers_stream_max_results_answers(kind: ServerKind, tmp_path: Path) -> None:
+    with bench_server(kind, None, tmp_path / "bare.log") as server:
+        server.wait_serving()
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = catalog_pb2_grpc.ProductCatalogStub(channel)
+            answers = [
+                len(list(stub.SearchProducts(catalog_pb2.SearchRequest(query="q", max_results=n))))
+                for n in (3, 0)
+            ]
+            product = stub.GetProduct(catalog_pb2.GetProductRequest(id="any"))
+    assert answers == [3, 10]
+    assert product.SerializeToString() == bare.ANSWER
 
 
 def _attack(alone: float, attacked: float) -> hostile.ResetResult:
