@@ -24,10 +24,8 @@ import os
 import struct
 import sys
 from array import array
-from collections import deque
 from collections.abc import Iterable
-from itertools import accumulate, repeat
-from operator import mul
+from itertools import accumulate, pairwise
 from typing import BinaryIO, TypeAlias, TypeVar
 
 from service.search_index import SearchIndex, SearchTexts
@@ -98,7 +96,7 @@ def read(file: io.BufferedIOBase, fingerprint: bytes) -> tuple[CatalogRecords, S
     category_names, category_sizes, category_positions = arrays.bytes(), arrays.ints("I"), arrays.ints("I")
     texts, text_starts = arrays.bytes(), arrays.ints("Q")
     words, word_sizes, word_positions = arrays.bytes(), arrays.ints("I"), arrays.ints("I")
-    if file.read(_DIGEST_BYTES + 1) != digest.digest():
+    if file.read() != digest.digest():  # all that is left: the digest, and nothing after it
         raise SavedCatalogError("its bytes are not the ones saved: changed, or more than were saved")
     # The digest proves these are the bytes saved; a writer of this format makes them add up.
     if {len(offsets), len(text_starts), len(id_keys) + 1, len(category_positions) + 1} != {products + 1}:
@@ -174,32 +172,31 @@ class _Reader:
             if self._file.readinto(raw) != len(raw):
                 raise SavedCatalogError("its bytes are not the ones saved: cut short")
             self._digest.update(raw)
-        if not _LITTLE_ENDIAN and isinstance(target, array):  # pragma: no cover  (Cloud Run's is)
+        if not _LITTLE_ENDIAN and isinstance(target, array):
             target.byteswap()
         return target
 
 
 def _little_endian(saved: _Array) -> _Array:
+    """`saved` as its bytes are written: arrays little-endian, whatever the machine's order."""
     if _LITTLE_ENDIAN or not isinstance(saved, array):
         return saved
-    swapped = array(saved.typecode, saved)  # pragma: no cover
-    swapped.byteswap()  # pragma: no cover
-    return swapped  # pragma: no cover
+    swapped = array(saved.typecode, saved)
+    swapped.byteswap()
+    return swapped
 
 
 def _joined(arrays: Iterable[array[int]]) -> array[int]:
     """The arrays' positions, one array after the other, in one array."""
     joined = array("I")
-    deque(map(joined.extend, arrays), 0)
+    for positions in arrays:
+        joined.extend(positions)
     return joined
 
 
 def _pieces(joined: array[int], sizes: array[int]) -> list[array[int]]:
-    """`joined` cut into consecutive arrays of `sizes` items, with C doing the loop."""
-    ends = list(accumulate(map(mul, sizes, repeat(joined.itemsize)), initial=0))
-    if ends[-1] != len(joined) * joined.itemsize:
+    """`joined` cut into consecutive arrays of `sizes` items: `_joined` undone."""
+    ends = list(accumulate(sizes, initial=0))
+    if ends[-1] != len(joined):
         raise _NOT_THIS_FORMAT
-    pieces = [array(joined.typecode) for _ in sizes]
-    with memoryview(joined) as view, view.cast("B") as raw:
-        deque(map(array.frombytes, pieces, map(raw.__getitem__, map(slice, ends, ends[1:]))), 0)
-    return pieces
+    return [joined[start:end] for start, end in pairwise(ends)]

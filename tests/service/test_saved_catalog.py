@@ -7,6 +7,7 @@ never be used: the server says why and loads the file as it would without one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -17,6 +18,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -24,7 +26,7 @@ from hypothesis import strategies as st
 
 from catalog.catalog_pb2 import Product
 from service import catalog as checker
-from service import saved_catalog
+from service import saved_catalog, search_index
 from service.catalog_file import CatalogError, load_catalog
 from service.saved_catalog import SAVED_SUFFIX, SavedCatalogError, saved_catalog_path
 from service.store import CatalogRecords, CatalogStore
@@ -60,9 +62,29 @@ def assert_answers_alike(
         assert read.count(category) == built.count(category)
         assert read.page(category, 1, 7) == built.page(category, 1, 7)
     assert list(read.search(query, 5)) == list(built.search(query, 5))
+    assert_same_arrays(read, built)
+
+
+def typed(values: Any) -> Any:
+    """Arrays with their item types, which `==` on arrays does not compare."""
+    if isinstance(values, array):
+        return (values.typecode, values.tolist())
+    if isinstance(values, dict):
+        return [(key, typed(value)) for key, value in values.items()]  # in order
+    return values
+
+
+def assert_same_arrays(read: CatalogStore, built: CatalogStore) -> None:
+    """Read back, a store holds what the built one does, array for array, of the same item types."""
+    for field in dataclasses.fields(CatalogRecords):
+        if field.name != "texts":
+            assert typed(getattr(read._records, field.name)) == typed(getattr(built._records, field.name))
+    assert [typed(part) for part in read._records.texts.parts] == [
+        typed(part) for part in built._records.texts.parts
+    ]
     assert read._search_index is not None
     assert built._search_index is not None
-    assert read._search_index.positions_by_word == built._search_index.positions_by_word
+    assert typed(read._search_index.positions_by_word) == typed(built._search_index.positions_by_word)
 
 
 @PROPERTY_SETTINGS
@@ -81,6 +103,31 @@ def test_an_empty_catalog_saves_and_reads_back() -> None:
     assert len(read) == 0
     assert read.categories == []
     assert list(read.search("kettle", 5)) == []
+
+
+def test_a_big_endian_machine_writes_and_reads_the_same_little_endian_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The arrays are saved little-endian: a big-endian writer swaps them, a big-endian reader swaps back."""
+    built = small_store()
+    little = saved_bytes(built)
+    monkeypatch.setattr(saved_catalog, "_LITTLE_ENDIAN", False)
+    swapped = saved_bytes(built)
+    assert swapped != little  # as this machine is little-endian, "big-endian" writing swaps every array
+    products = [Product(id=f"p{i}", name=f"kettle {i}", description="steel", category="c") for i in range(5)]
+    assert_answers_alike(read_back(swapped), built, products, "kettle")
+    monkeypatch.setattr(saved_catalog, "_LITTLE_ENDIAN", True)
+    assert read_back(little).get("p3") == built.get("p3")
+
+
+def test_reading_a_saved_catalog_builds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = saved_bytes(small_store())
+
+    def no_build(*_: object) -> None:
+        raise AssertionError("the index was built, not read")
+
+    monkeypatch.setattr(search_index, "_positions_by_word", no_build)
+    assert read_back(data).indexed
 
 
 def test_ids_are_found_in_a_process_with_another_string_hash(tmp_path: Path) -> None:
@@ -150,26 +197,49 @@ def test_another_catalogs_saved_catalog_is_refused_naming_both_digests() -> None
     assert other.hex() in message
 
 
-def test_another_format_is_refused_naming_it() -> None:
-    data = saved_bytes(small_store())
-    assert "format 3" in refusal(data.replace(b"format 2", b"format 3", 1))
-    assert "this server reads" in refusal(b"catalog search index, format 1\n")
-    assert "this server reads" in refusal(b"")
+THIS_FORMAT = b"catalog saved for serving, format 2\n"
 
 
-@pytest.mark.parametrize("cut", [1, 100, -33, -1])
-def test_a_saved_catalog_cut_short_is_refused(cut: int) -> None:
+@pytest.mark.parametrize(
+    ("start", "named"),
+    [
+        (b"catalog saved for serving, format 3\n", b"catalog saved for serving, format 3\n"),
+        (b"catalog search index, format 1\n", b"catalog search index, format 1\n"),  # the index alone, before
+        (b"", b""),
+        (b"x" * 100, b"x" * 64),  # no line at all: its first 64 bytes
+    ],
+)
+def test_another_format_is_refused_naming_it(start: bytes, named: bytes) -> None:
     data = saved_bytes(small_store())
-    end = len(saved_catalog._FORMAT_LINE) + cut if cut > 0 else len(data) + cut
-    assert "not the ones saved" in refusal(data[:end]) or "cut short" in refusal(data[:end])
+    file = start + data[len(THIS_FORMAT) :] if start.endswith(b"\n") else start
+    assert refusal(file) == f"its format is {named!r}, this server reads {THIS_FORMAT!r}"
+
+
+CUT_SHORT = "its bytes are not the ones saved: cut short"
+CHANGED = "its bytes are not the ones saved: changed, or more than were saved"
+
+
+def test_a_header_cut_short_is_refused_saying_how_many_bytes_it_has() -> None:
+    data = saved_bytes(small_store())
+    assert (
+        refusal(data[: len(THIS_FORMAT) + 1])
+        == f"{len(THIS_FORMAT) + 1} bytes are too few for its header: cut short"
+    )
+
+
+@pytest.mark.parametrize(("cut", "message"), [(200, CUT_SHORT), (-33, CUT_SHORT), (-1, CHANGED)])
+def test_a_saved_catalog_cut_short_is_refused(cut: int, message: str) -> None:
+    """In its arrays, just before its digest, or in its digest."""
+    data = saved_bytes(small_store())
+    assert refusal(data[:cut]) == message
 
 
 def test_a_changed_byte_and_a_byte_more_are_refused() -> None:
     data = saved_bytes(small_store())
     changed = bytearray(data)
     changed[len(data) // 2] ^= 1
-    assert "not the ones saved" in refusal(bytes(changed))
-    assert "more than were saved" in refusal(data + b"\0")
+    assert refusal(bytes(changed)) == CHANGED
+    assert refusal(data + b"\0") == CHANGED
 
 
 @pytest.mark.parametrize(
@@ -181,6 +251,43 @@ def test_a_header_that_does_not_fit_its_arrays_is_refused(field: int, change: in
     data = saved_bytes(small_store())
     message = refusal(with_header_field(data, field, change))
     assert "do not add up" in message or "not the ones saved" in message
+
+
+def with_array(data: bytes, number: int, replacement: bytes, items: int) -> bytes:
+    """`data` with its array `number` (in `save`'s order) replaced, its length in the header, signed again."""
+    at = len(THIS_FORMAT)
+    fingerprint, products, bits, *lengths = saved_catalog._HEADER.unpack_from(data, at)
+    sizes = [length * array(code).itemsize for length, code in zip(lengths, ARRAYS, strict=True)]
+    start = at + saved_catalog._HEADER.size + sum(sizes[:number])
+    body = data[at + saved_catalog._HEADER.size : start] + replacement + data[start + sizes[number] : -32]
+    lengths[number] = items
+    return resigned(
+        THIS_FORMAT + saved_catalog._HEADER.pack(fingerprint, products, bits, *lengths) + body + bytes(32)
+    )
+
+
+ARRAYS = "BQdBIIBQBII"  # save's arrays' item types, in order
+
+
+@pytest.mark.parametrize(
+    ("number", "replacement", "items"),
+    [
+        (3, b'["c", "d"]', 10),  # two category names, one count
+        (3, b"[]", 2),  # no name for the one count
+        (3, b"not json", 8),
+        (8, b"", 0),  # the words gone, their counts left
+    ],
+    ids=["a name more", "a name fewer", "names not JSON", "no words"],
+)
+def test_names_that_do_not_match_their_counts_are_refused(
+    number: int, replacement: bytes, items: int
+) -> None:
+    data = saved_bytes(small_store())
+    assert with_array(data, 3, b'["c"]', 5) == data  # the surgery itself changes nothing
+    assert refusal(with_array(data, number, replacement, items)) == NOT_ADDING_UP
+
+
+NOT_ADDING_UP = "its counts do not add up: not written by this format's writer"
 
 
 @pytest.mark.parametrize(
@@ -198,7 +305,7 @@ def test_arrays_whose_counts_do_not_add_up_are_refused(
     records, index = small_store().parts()
     file = io.BytesIO()
     saved_catalog.save(file, broken(records), index, FINGERPRINT)
-    assert "do not add up" in refusal(file.getvalue())
+    assert refusal(file.getvalue()) == NOT_ADDING_UP
 
 
 # The server: load_catalog reads the catalog saved beside the file, and loads the file when it is not its own.
