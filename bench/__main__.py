@@ -33,7 +33,7 @@ import grpc
 
 from bench import cases, h2load, hostile
 from bench.catalog import generate, write_catalog
-from bench.servers import BARE_AIO, BARE_SYNC, OURS, SEED, ServerKind, ServerProcess, bench_server
+from bench.servers import BARE_AIO, BARE_SYNC, OURS, POOL_WORK, SEED, ServerKind, ServerProcess, bench_server
 from catalog import GET_PRODUCT_METHOD, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 from service.config import Settings
@@ -53,6 +53,9 @@ PINNED_CPUS = sorted(os.sched_getaffinity(0))[:2]
 SERVER_CPU, LOAD_CPU = (str(cpu) for cpu in PINNED_CPUS) if len(PINNED_CPUS) == 2 else ("", "")
 # Bare servers of each model, GetProduct only: the model our server runs (service/server.py), and the others.
 BARE_KINDS = (BARE_AIO, BARE_SYNC)
+# The bare servers, and our per-call work on the model ours does not run (bench/thread_pool.py): what the
+# choice of model is measured by. Only the bare servers are ceilings that judge ours.
+MODEL_KINDS = (*BARE_KINDS, POOL_WORK)
 # The cases the bare servers answer too: GetProduct (judged against them), and the 100-result search, each
 # model's cost per streamed message (shown beside ours, not judged).
 BARE_CASES = ("get", "search-100")
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     products = [_product(fields) for fields in generate(args.products, args.seed)]
 
     kinds = [OURS, SEED] if args.compare else [OURS]
-    results = {kind.name: ServerResult() for kind in [*kinds, *BARE_KINDS]}
+    results = {kind.name: ServerResult() for kind in [*kinds, *MODEL_KINDS]}
     _time_starts(kinds, catalog, results, workdir, args)
     if names:
         for pinned in (True, False):
@@ -184,7 +187,7 @@ def _server_env(kind: ServerKind, args: argparse.Namespace, *, every_ok_line: bo
     The load cases count only non-OK codes from the log, which the server always logs, so they run with
     production's sampled OK lines and measure the CPU a call costs there.
     """
-    if kind != OURS:
+    if kind not in (OURS, POOL_WORK):  # the model with our work runs with our settings too
         return {}
     ok_share = 1.0 if every_ok_line else Settings().ok_log_sample_rate
     return {
@@ -246,7 +249,7 @@ def _measure(
         stubs: dict[str, cases.Stub] = {}
         servers: dict[str, ServerProcess] = {}
         bare_cases = pinned and not set(BARE_CASES).isdisjoint(names)
-        for kind in [*kinds, *(BARE_KINDS if bare_cases else ())]:
+        for kind in [*kinds, *(MODEL_KINDS if bare_cases else ())]:
             log = workdir / f"{kind.name}-{view}.log"
             bare = kind in BARE_KINDS
             env = _server_env(kind, args)
@@ -258,11 +261,11 @@ def _measure(
             servers[kind.name], stubs[kind.name] = server, catalog_pb2_grpc.ProductCatalogStub(channel)
         for name in names:
             for kind_name, server in servers.items():
-                if server.kind in BARE_KINDS and name not in BARE_CASES:
+                if server.kind in MODEL_KINDS and name not in BARE_CASES:
                     continue
                 stub = stubs[kind_name]
                 # A bare server answers one fixed product: its answers are not checked.
-                case = cases.build(name, products, OURS if server.kind in BARE_KINDS else server.kind, stub)
+                case = cases.build(name, products, server.kind if server.kind in kinds else OURS, stub)
                 checked = server.kind not in BARE_KINDS
                 if checked:
                     case.check(stub)
@@ -541,32 +544,41 @@ def _case_table(
 def _bare_servers(
     results: dict[str, ServerResult], name: str, title: str
 ) -> tuple[list[str], CaseResult | None, CaseResult | None, dict[str, CaseResult]]:
-    """`name` on each bare server, a line each under `title`; and ours', the seed's and the bares' results."""
+    """`name` on each model's server, a line each under `title`; ours', the seed's and the bare ones' results.
+
+    The line of our work on the thread-pool model (POOL_WORK) ends with its CPU per call against ours'.
+    """
     ours, seed = results["ours"].cases.get(name), results.get("seed")
     seed_case = seed.cases.get(name) if seed else None
-    bares = {
+    models = {
         kind.name: results[kind.name].cases[name]
-        for kind in BARE_KINDS
+        for kind in MODEL_KINDS
         if kind.name in results and name in results[kind.name].cases
     }
-    if ours is None or not bares:
+    if ours is None or not models:
         return [], ours, seed_case, {}
     lines = ["", title]
-    for bare_name, bare in bares.items():
-        calls = bare.load.requests_per_second
+    for model_name, model in models.items():
+        calls = model.load.requests_per_second
         versus_seed = (
             f", {calls / seed_case.load.requests_per_second:.2f}x the seed's calls/s" if seed_case else ""
         )
-        model = " (ours' model)" if bare_name == OUR_MODEL.name else ""
-        lines.append(
-            f"  {bare_name:9} {calls:7.0f} rps {bare.cpu_us_per_call:6.0f} us/call{versus_seed}{model}"
-        )
+        if model_name == OUR_MODEL.name:
+            versus_seed += " (ours' model)"
+        elif model_name == POOL_WORK.name:
+            of_ours = model.cpu_us_per_call / ours.cpu_us_per_call
+            versus_seed += f" (our work on the thread-pool model: {of_ours:.2f}x ours' CPU per call)"
+        lines.append(f"  {model_name:9} {calls:7.0f} rps {model.cpu_us_per_call:6.0f} us/call{versus_seed}")
+    bares = {model_name: model for model_name, model in models.items() if model_name != POOL_WORK.name}
     return lines, ours, seed_case, bares
 
 
 def _bare_stream_lines(results: dict[str, ServerResult]) -> list[str]:
     """The 100-result search on the bare servers beside ours, pinned: what each model pays per message."""
-    title = "search-100, pinned, on bare servers of each model (one fixed answer streamed 100 times):"
+    title = (
+        "search-100, pinned, on bare servers of each model (one fixed answer streamed 100 times), "
+        "and our work on the thread-pool model:"
+    )
     lines, ours, _, bares = _bare_servers(results, "search-100", title)
     own = bares.get(OUR_MODEL.name)
     if ours is not None and own is not None:
@@ -583,7 +595,8 @@ def _bare_lines(results: dict[str, ServerResult], missed: list[str]) -> list[str
     best bare server's calls/s: then the limit is grpcio's, not this server's.
     """
     title = (
-        "GetProduct, pinned, on bare servers of each model (one fixed pre-serialized answer, nothing else):"
+        "GetProduct, pinned, on bare servers of each model (one fixed pre-serialized answer, nothing else), "
+        "and our work on the thread-pool model:"
     )
     lines, ours, seed_get, bares = _bare_servers(results, "get", title)
     if ours is None or not bares:

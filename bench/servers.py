@@ -60,6 +60,8 @@ SEED = ServerKind("seed", "bench.seed_server", has_access_log=False)
 # Each server model bare (bench/bare.py): the ceiling our server's CPU per call is compared with.
 BARE_AIO = ServerKind("bare-aio", "bench.bare", has_access_log=False, args=("aio",))
 BARE_SYNC = ServerKind("bare-sync", "bench.bare", has_access_log=False, args=("sync",))
+# Our per-call work on the thread-pool model (bench/thread_pool.py): the other model, measured with our work.
+POOL_WORK = ServerKind("pool-work", "bench.thread_pool", has_access_log=False)
 
 
 class StartError(RuntimeError):
