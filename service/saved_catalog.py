@@ -38,7 +38,6 @@ _FORMAT_LINE = b"catalog saved for serving, format %d\n" % _FORMAT_VERSION
 # length in items of each of the arrays `save` lists.
 _ARRAYS = 11
 _HEADER = struct.Struct("<32sQQ" + "Q" * _ARRAYS)
-_DIGEST_BYTES = 32
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 _Array: TypeAlias = "bytes | bytearray | array[int] | array[float]"
@@ -49,7 +48,10 @@ class SavedCatalogError(ValueError):
     """A saved catalog this catalog file cannot use: another file's, another format, or damaged."""
 
 
-_NOT_THIS_FORMAT = SavedCatalogError("its counts do not add up: not written by this format's writer")
+def _not_this_format() -> SavedCatalogError:
+    # A new error each time: one kept at module level would keep its last traceback, and with it the
+    # arrays of the read that failed (hundreds of megabytes), for the life of the process.
+    return SavedCatalogError("its counts do not add up: not written by this format's writer")
 
 
 def saved_catalog_path(catalog_path: str | os.PathLike[str]) -> str:
@@ -100,7 +102,7 @@ def read(file: io.BufferedIOBase, fingerprint: bytes) -> tuple[CatalogRecords, S
         raise SavedCatalogError("its bytes are not the ones saved: changed, or more than were saved")
     # The digest proves these are the bytes saved; a writer of this format makes them add up.
     if {len(offsets), len(text_starts), len(id_keys) + 1, len(category_positions) + 1} != {products + 1}:
-        raise _NOT_THIS_FORMAT
+        raise _not_this_format()
     try:
         categories = zip(json.loads(category_names), _pieces(category_positions, category_sizes), strict=True)
         word_list = bytes(words).split(b"\n") if word_sizes else []
@@ -114,7 +116,7 @@ def read(file: io.BufferedIOBase, fingerprint: bytes) -> tuple[CatalogRecords, S
             texts=SearchTexts(texts, text_starts),
         )
     except ValueError:  # JSON or zip's: names and counts of another number
-        raise _NOT_THIS_FORMAT from None
+        raise _not_this_format() from None
     return records, SearchIndex(records.texts, positions_by_word)
 
 
@@ -198,5 +200,5 @@ def _pieces(joined: array[int], sizes: array[int]) -> list[array[int]]:
     """`joined` cut into consecutive arrays of `sizes` items: `_joined` undone."""
     ends = list(accumulate(sizes, initial=0))
     if ends[-1] != len(joined):
-        raise _NOT_THIS_FORMAT
+        raise _not_this_format()
     return [joined[start:end] for start, end in pairwise(ends)]

@@ -269,6 +269,17 @@ def with_array(data: bytes, number: int, replacement: bytes, items: int) -> byte
 ARRAYS = "BQdBIIBQBII"  # save's arrays' item types, in order
 
 
+def test_each_refusal_is_its_own_error_so_nothing_keeps_the_arrays_it_read() -> None:
+    """An error kept between refusals would keep its traceback's frames, and the arrays read, alive."""
+    data = with_array(saved_bytes(small_store()), 3, b"[]", 2)
+    errors = []
+    for _ in range(2):
+        with pytest.raises(SavedCatalogError) as refused:
+            saved_catalog.read(io.BytesIO(data), FINGERPRINT)
+        errors.append(refused.value)
+    assert errors[0] is not errors[1]
+
+
 @pytest.mark.parametrize(
     ("number", "replacement", "items"),
     [
