@@ -218,8 +218,9 @@ def ping(connection: RawConnection) -> None:
     connection.read(0.1)
 
 
-def closed_for_pings(connection: RawConnection) -> bool:
-    connection.read(0.3)
+def closed_for_pings(connection: RawConnection, wait: float = 0.3) -> bool:
+    """Whether the server has closed the connection for its pings, reading for `wait` seconds first."""
+    connection.read(wait)
     goaway = connection.goaway
     return goaway is not None and (goaway.error_code, goaway.additional_data) == (
         ENHANCE_YOUR_CALM,
@@ -258,10 +259,13 @@ def test_with_a_call_in_flight_a_ping_is_a_strike_only_sooner_than_the_interval(
     # second stops one short, waits, and pings: only a strike closes it.
     interval = MIN_PING_INTERVAL_WITHOUT_DATA_MS / 1000
     assert interval == 10
+    # Each check reads for a second: on a loaded machine the GOAWAY can come later than a quick read,
+    # and a count one too high would close the second connection before its timed ping.
+    wait = 1.0
     counting = calling(port)
     pings = 0
     try:
-        while not closed_for_pings(counting):
+        while not closed_for_pings(counting, wait):
             assert pings < 20, "quick pings never closed the connection"
             ping(counting)
             pings += 1
@@ -271,8 +275,8 @@ def test_with_a_call_in_flight_a_ping_is_a_strike_only_sooner_than_the_interval(
     try:
         for _ in range(pings - 1):
             ping(connection)
-        assert not closed_for_pings(connection)
-        time.sleep(seconds * interval)
+        assert not closed_for_pings(connection, wait)
+        time.sleep(seconds * interval - wait)  # the timed ping comes seconds * interval after the last
         ping(connection)
         assert closed_for_pings(connection) is strike
         if not strike:  # not a strike, and not a pardon either: the next quick one is the last
