@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
-from typing import Any
+from typing import NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -30,6 +30,7 @@ from service.config import Settings
 from service.limits import server_options
 from service.logs import json_line
 from service.server import SPARE_CALLS
+from service.servicer import method_handlers
 from service.store import CatalogStore
 from service.telemetry import DurationHistogram
 
@@ -50,7 +51,7 @@ class _Model:
         self._lines: list[str] = []
         self._random = random.random  # sampling, as the call guard samples (not for secrets)
 
-    def get_product(self, request: catalog_pb2.GetProductRequest, context: grpc.ServicerContext) -> bytes:
+    def GetProduct(self, request: catalog_pb2.GetProductRequest, context: grpc.ServicerContext) -> bytes:
         started, peer = self._begin(context)
         code = grpc.StatusCode.OK
         try:
@@ -62,7 +63,11 @@ class _Model:
         finally:
             self._end(GET_PRODUCT_METHOD, code, started, peer)
 
-    def search_products(
+    def ListProducts(self, _request: object, context: grpc.ServicerContext) -> NoReturn:
+        """Not part of the model: answered as a server without the method answers."""
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "ListProducts is not part of the thread-pool model")
+
+    def SearchProducts(
         self, request: catalog_pb2.SearchRequest, context: grpc.ServicerContext
     ) -> Iterator[bytes]:
         started, peer = self._begin(context)
@@ -95,29 +100,13 @@ class _Model:
             sys.stdout.write("".join(lines))
 
 
-def _as_is(message: bytes) -> bytes:
-    return message
-
-
 def main() -> int:
     """Serve CATALOG_PATH on $PORT until SIGTERM."""
     settings = Settings.from_env(os.environ)
     model = _Model(load_catalog(os.environ["CATALOG_PATH"], search_index="now", saved=False), settings)
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
-        "GetProduct": grpc.unary_unary_rpc_method_handler(
-            model.get_product,
-            request_deserializer=catalog_pb2.GetProductRequest.FromString,
-            response_serializer=_as_is,
-        ),
-        "SearchProducts": grpc.unary_stream_rpc_method_handler(
-            model.search_products,
-            request_deserializer=catalog_pb2.SearchRequest.FromString,
-            response_serializer=_as_is,
-        ),
-    }
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=THREADS),
-        handlers=[grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)],
+        handlers=[grpc.method_handlers_generic_handler(SERVICE_NAME, method_handlers(model))],
         options=[
             *server_options(settings.max_concurrent_rpcs, SPARE_CALLS, settings.connection_limits),
             ("grpc.so_reuseport", 0),

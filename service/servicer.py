@@ -64,12 +64,36 @@ class Catalog(Protocol):
         ...
 
 
-def add_to_server(servicer: CatalogServicer | LoadingServicer, server: Any) -> None:
+class CatalogMethods(Protocol):
+    """The API's methods as a servicer has them: coroutines here, functions on grpc's thread-pool server."""
+
+    def GetProduct(self, request: Any, context: Any) -> Any:
+        """Answer a GetProductRequest with a serialized Product."""
+        ...
+
+    def ListProducts(self, request: Any, context: Any) -> Any:
+        """Answer a ListProductsRequest with a serialized ListProductsResponse."""
+        ...
+
+    def SearchProducts(self, request: Any, context: Any) -> Any:
+        """Answer a SearchRequest with serialized Products, streamed."""
+        ...
+
+
+def add_to_server(servicer: CatalogMethods, server: Any) -> None:
     """Add `servicer`'s methods to `server`, as the generated `add_ProductCatalogServicer_to_server` does.
 
     But the responses are the bytes the methods return, already serialized, passed through as they are.
     """
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+    handlers = method_handlers(servicer)
+    # Both, as the generated function does: a server with interceptors looks methods up in the generic one.
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
+def method_handlers(servicer: CatalogMethods) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """`servicer`'s method handlers by method name: requests parsed, responses passed through as bytes."""
+    return {
         "GetProduct": grpc.unary_unary_rpc_method_handler(
             servicer.GetProduct,
             request_deserializer=catalog_pb2.GetProductRequest.FromString,
@@ -86,9 +110,6 @@ def add_to_server(servicer: CatalogServicer | LoadingServicer, server: Any) -> N
             response_serializer=_as_is,
         ),
     }
-    # Both, as the generated function does: a server with interceptors looks methods up in the generic one.
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 def _as_is(message: bytes) -> bytes:
