@@ -337,12 +337,7 @@ def _stream_products(text: _Text, builder: CatalogBuilder) -> None:
     text.take("]")
 
 
-def _parse_whole(
-    owned: list[bytes],
-    source: str,
-    search_index: Indexing,
-    fingerprint: bytes,
-) -> CatalogStore:
+def _parse_whole(owned: list[bytes], source: str, search_index: Indexing, fingerprint: bytes) -> CatalogStore:
     """Parse the bytes in `owned` at once, a list it empties so that it holds their only reference.
 
     The reference parser: it holds the file's bytes, its text and its parsed form (each dropped as soon as

@@ -153,6 +153,21 @@ def test_the_report_lists_each_missed_target(case: str, ours: float, missed: lis
     assert ("below that ratio" in report) is (case == "list-deep-all")
 
 
+def _report(figures: dict[str, tuple[float, float]], case: str) -> tuple[str, list[str]]:
+    """The --compare report of one case, each server as (calls/s, CPU us per call); and what it missed."""
+    args = bench_main.build_parser().parse_args(["--compare"])
+    results = {
+        name: bench_main.ServerResult(
+            startup_default_s=1.0,
+            startup_catalog_s=1.0,
+            peak_rss_mb=100,
+            cases={case: bench_main.CaseResult(_load(rps), {"OK": 1000}, cpu_us)},
+        )
+        for name, (rps, cpu_us) in figures.items()
+    }
+    return bench_main.render_report(results, [case], args)
+
+
 @pytest.mark.parametrize(
     ("ours", "bare_aio", "bare_sync", "missed"),
     [
@@ -171,25 +186,14 @@ def test_getproduct_is_judged_against_the_bare_servers(
     bare_sync: tuple[float, float],
     missed: list[str],
 ) -> None:
-    args = bench_main.build_parser().parse_args(["--compare"])
     figures = {"ours": ours, "seed": (100.0, 150.0), "bare-aio": bare_aio, "bare-sync": bare_sync}
-    results = {
-        name: bench_main.ServerResult(
-            startup_default_s=1.0,
-            startup_catalog_s=1.0,
-            peak_rss_mb=100,
-            cases={"get": bench_main.CaseResult(_load(rps), {"OK": 1000}, cpu_us)},
-        )
-        for name, (rps, cpu_us) in figures.items()
-    }
-    report, found = bench_main.render_report(results, ["get"], args)
+    report, found = _report(figures, "get")
     assert found == missed
     assert "bare-sync" in report
     assert ("the limit is grpcio's" in report) is (bare_sync[0] < 130)
 
 
 def test_search_100_on_the_bare_servers_is_shown_beside_ours_and_never_judged() -> None:
-    args = bench_main.build_parser().parse_args(["--compare"])
     figures = {
         "ours": (150, 3400),
         "seed": (100.0, 5000),
@@ -197,16 +201,7 @@ def test_search_100_on_the_bare_servers_is_shown_beside_ours_and_never_judged() 
         "bare-sync": (145, 3600),
         "pool-work": (160, 3060),
     }
-    results = {
-        name: bench_main.ServerResult(
-            startup_default_s=1.0,
-            startup_catalog_s=1.0,
-            peak_rss_mb=100,
-            cases={"search-100": bench_main.CaseResult(_load(rps), {"OK": 1000}, cpu_us)},
-        )
-        for name, (rps, cpu_us) in figures.items()
-    }
-    report, found = bench_main.render_report(results, ["search-100"], args)
+    report, found = _report(figures, "search-100")
     assert found == []  # ours 1.5x the seed: met; the bare servers add no target
     assert "bare-aio      140 rps   3700 us/call, 1.40x the seed's calls/s (ours' model)" in report
     assert "bare-sync     145 rps   3600 us/call, 1.45x the seed's calls/s" in report
@@ -219,7 +214,6 @@ def test_search_100_on_the_bare_servers_is_shown_beside_ours_and_never_judged() 
 
 def test_our_work_on_the_other_model_is_never_the_ceiling_ours_is_judged_by() -> None:
     """Faster than every bare server, the thread-pool model with our work still does not judge GetProduct."""
-    args = bench_main.build_parser().parse_args(["--compare"])
     figures = {
         "ours": (110, 105),
         "seed": (100.0, 150.0),
@@ -227,16 +221,7 @@ def test_our_work_on_the_other_model_is_never_the_ceiling_ours_is_judged_by() ->
         "bare-sync": (112, 90),
         "pool-work": (125, 80),
     }
-    results = {
-        name: bench_main.ServerResult(
-            startup_default_s=1.0,
-            startup_catalog_s=1.0,
-            peak_rss_mb=100,
-            cases={"get": bench_main.CaseResult(_load(rps), {"OK": 1000}, cpu_us)},
-        )
-        for name, (rps, cpu_us) in figures.items()
-    }
-    report, found = bench_main.render_report(results, ["get"], args)
+    report, found = _report(figures, "get")
     assert found == []  # within 1.05x of bare-sync, the best bare server; pool-work is not one
     assert "(best: bare-sync, 1.12x)" in report
     assert "our work on the thread-pool model: 0.76x ours' CPU per call" in report
