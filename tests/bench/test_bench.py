@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -153,7 +153,7 @@ def test_the_report_lists_each_missed_target(case: str, ours: float, missed: lis
     assert ("below that ratio" in report) is (case == "list-deep-all")
 
 
-def _report(figures: dict[str, tuple[float, float]], case: str) -> tuple[str, list[str]]:
+def _report(figures: Mapping[str, tuple[float, float]], case: str) -> tuple[str, list[str]]:
     """The --compare report of one case, each server as (calls/s, CPU us per call); and what it missed."""
     args = bench_main.build_parser().parse_args(["--compare"])
     results = {
