@@ -33,7 +33,18 @@ import grpc
 
 from bench import cases, h2load, hostile
 from bench.catalog import generate, write_catalog
-from bench.servers import BARE_AIO, BARE_SYNC, OURS, POOL_WORK, SEED, ServerKind, ServerProcess, bench_server
+from bench.servers import (
+    BARE_AIO,
+    BARE_SYNC,
+    OUR_WORK_MODELS,
+    OURS,
+    POOL_SLOTS,
+    POOL_WORK,
+    SEED,
+    ServerKind,
+    ServerProcess,
+    bench_server,
+)
 from catalog import GET_PRODUCT_METHOD, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 from service.config import Settings
@@ -55,11 +66,13 @@ SERVER_CPU, LOAD_CPU = (str(cpu) for cpu in PINNED_CPUS) if len(PINNED_CPUS) == 
 BARE_KINDS = (BARE_AIO, BARE_SYNC)
 # The bare servers, and our per-call work on the model ours does not run (bench/thread_pool.py): what the
 # choice of model is measured by. Only the bare servers are ceilings that judge ours.
-MODEL_KINDS = (*BARE_KINDS, POOL_WORK)
+MODEL_KINDS = (*BARE_KINDS, *OUR_WORK_MODELS)
 # The cases the bare servers answer too: GetProduct (judged against them), and the 100-result search, each
 # model's cost per streamed message (shown beside ours, not judged).
 BARE_CASES = ("get", "search-100")
 OUR_MODEL = BARE_AIO
+# How each model of our work on the thread-pool server holds its calls (bench/thread_pool.py).
+_OUR_WORK_POOLS = {POOL_WORK.name: "10 shared threads", POOL_SLOTS.name: "a thread per call slot"}
 # Ours' CPU per GetProduct call at most this many times its model's bare server's.
 BARE_CPU_TARGET = 1.1
 # When no model's bare server reaches the GetProduct target, ours' calls/s within this of the best bare one's.
@@ -187,7 +200,7 @@ def _server_env(kind: ServerKind, args: argparse.Namespace, *, every_ok_line: bo
     The load cases count only non-OK codes from the log, which the server always logs, so they run with
     production's sampled OK lines and measure the CPU a call costs there.
     """
-    if kind not in (OURS, POOL_WORK):  # the model with our work runs with our settings too
+    if kind not in (OURS, *OUR_WORK_MODELS):  # the model with our work runs with our settings too
         return {}
     ok_share = 1.0 if every_ok_line else Settings().ok_log_sample_rate
     return {
@@ -546,7 +559,7 @@ def _bare_servers(
 ) -> tuple[list[str], CaseResult | None, CaseResult | None, dict[str, CaseResult]]:
     """`name` on each model's server, a line each under `title`; ours', the seed's and the bare ones' results.
 
-    The line of our work on the thread-pool model (POOL_WORK) ends with its CPU per call against ours'.
+    The lines of our work on the thread-pool model (OUR_WORK_MODELS) end with its CPU per call against ours'.
     """
     ours, seed = results["ours"].cases.get(name), results.get("seed")
     seed_case = seed.cases.get(name) if seed else None
@@ -565,11 +578,14 @@ def _bare_servers(
         )
         if model_name == OUR_MODEL.name:
             versus_seed += " (ours' model)"
-        elif model_name == POOL_WORK.name:
+        elif model_name in _OUR_WORK_POOLS:
             of_ours = model.cpu_us_per_call / ours.cpu_us_per_call
-            versus_seed += f" (our work on the thread-pool model: {of_ours:.2f}x ours' CPU per call)"
-        lines.append(f"  {model_name:9} {calls:7.0f} rps {model.cpu_us_per_call:6.0f} us/call{versus_seed}")
-    bares = {model_name: model for model_name, model in models.items() if model_name != POOL_WORK.name}
+            versus_seed += (
+                f" (our work on the thread-pool model, {_OUR_WORK_POOLS[model_name]}: "
+                f"{of_ours:.2f}x ours' CPU per call)"
+            )
+        lines.append(f"  {model_name:10} {calls:7.0f} rps {model.cpu_us_per_call:6.0f} us/call{versus_seed}")
+    bares = {model_name: model for model_name, model in models.items() if model_name not in _OUR_WORK_POOLS}
     return lines, ours, seed_case, bares
 
 

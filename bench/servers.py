@@ -60,8 +60,11 @@ SEED = ServerKind("seed", "bench.seed_server", has_access_log=False)
 # Each server model bare (bench/bare.py): the ceiling our server's CPU per call is compared with.
 BARE_AIO = ServerKind("bare-aio", "bench.bare", has_access_log=False, args=("aio",))
 BARE_SYNC = ServerKind("bare-sync", "bench.bare", has_access_log=False, args=("sync",))
-# Our per-call work on the thread-pool model (bench/thread_pool.py): the other model, measured with our work.
-POOL_WORK = ServerKind("pool-work", "bench.thread_pool", has_access_log=False)
+# Our per-call work on the thread-pool model (bench/thread_pool.py): the other model, measured with our work,
+# on the seed's 10 threads, and on a thread for every call slot (what refusing stalled streams needs).
+POOL_WORK = ServerKind("pool-work", "bench.thread_pool", has_access_log=False, args=("shared",))
+POOL_SLOTS = ServerKind("pool-slots", "bench.thread_pool", has_access_log=False, args=("per-slot",))
+OUR_WORK_MODELS = (POOL_WORK, POOL_SLOTS)
 
 
 class StartError(RuntimeError):

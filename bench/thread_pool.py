@@ -1,12 +1,21 @@
 """Our server's per-call work on grpc's thread-pool server: a model to measure, not the server.
 
-    CATALOG_PATH=catalog.json PORT=8080 python -m bench.thread_pool
+    CATALOG_PATH=catalog.json PORT=8080 python -m bench.thread_pool shared     # 10 threads, as the seed
+    CATALOG_PATH=catalog.json PORT=8080 python -m bench.thread_pool per-slot   # a thread per call slot
 
 The bench runs it beside the bare servers (bench/bare.py) to answer the question the bare servers leave
 open: with the work our server does per call (the request decoded, the call counted against the limit,
 the store's answer, the duration histogram, a sampled access line), which model costs less CPU on one
 core? GetProduct and SearchProducts only, answered from the same store as `python -m service`; no drain,
 stall watchdog, health states beyond SERVING, or telemetry export (docs/performance.md).
+
+The two pools are the two ways that model could treat a client that stops reading a stream. On this model
+a stream's thread waits for its client before it sends the next message, so a stalled stream holds a
+thread until the stall watchdog ends it. With the seed's 10 threads (`shared`), ten such streams hold every
+thread, and every call queues behind them, health checks included. With a thread for every call slot
+(`per-slot`: MAX_CONCURRENT_RPCS and the spare calls), stalled streams can only fill the limit, whose new
+calls are then refused, as ours on grpc.aio refuses them; but under load that many threads take turns on
+the one CPU.
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ from service.store import CatalogStore
 from service.telemetry import DurationHistogram
 
 # The seed's thread count, as bench/bare.py's thread-pool server has.
-THREADS = 10
+SHARED_THREADS = 10
+POOLS = ("shared", "per-slot")
 
 
 class _Model:
@@ -100,12 +110,20 @@ class _Model:
             sys.stdout.write("".join(lines))
 
 
-def main() -> int:
-    """Serve CATALOG_PATH on $PORT until SIGTERM."""
+def threads(pool: str, settings: Settings) -> int:
+    """The pool's thread count: the seed's, or one for every call the server admits and the spare ones."""
+    return SHARED_THREADS if pool == "shared" else settings.max_concurrent_rpcs + SPARE_CALLS
+
+
+def main(argv: list[str]) -> int:
+    """Serve CATALOG_PATH on $PORT until SIGTERM, on the pool argv[0] names."""
+    if len(argv) != 1 or argv[0] not in POOLS:
+        print(f"usage: python -m bench.thread_pool {{{','.join(POOLS)}}}", file=sys.stderr)
+        return 2
     settings = Settings.from_env(os.environ)
     model = _Model(load_catalog(os.environ["CATALOG_PATH"], search_index="now", saved=False), settings)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=THREADS),
+        futures.ThreadPoolExecutor(max_workers=threads(argv[0], settings)),
         handlers=[grpc.method_handlers_generic_handler(SERVICE_NAME, method_handlers(model))],
         options=[
             *server_options(settings.max_concurrent_rpcs, SPARE_CALLS, settings.connection_limits),
@@ -124,4 +142,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

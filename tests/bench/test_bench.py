@@ -12,13 +12,14 @@ import grpc
 import pytest
 
 from bench import __main__ as bench_main
-from bench import bare, cases, h2load, hostile
+from bench import bare, cases, h2load, hostile, thread_pool
 from bench.catalog import generate, generate_products, write_catalog
-from bench.servers import BARE_AIO, BARE_SYNC, OURS, POOL_WORK, SEED, ServerKind, bench_server
+from bench.servers import BARE_AIO, BARE_SYNC, OUR_WORK_MODELS, OURS, SEED, ServerKind, bench_server
 from catalog import catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 from service.catalog_file import load_catalog
 from service.config import Settings
+from service.server import SPARE_CALLS
 from tests.servers import in_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,15 +201,20 @@ def test_search_100_on_the_bare_servers_is_shown_beside_ours_and_never_judged() 
         "bare-aio": (140, 3700),
         "bare-sync": (145, 3600),
         "pool-work": (160, 3060),
+        "pool-slots": (120, 5100),
     }
     report, found = _report(figures, "search-100")
     assert found == []  # ours 1.5x the seed: met; the bare servers add no target
-    assert "bare-aio      140 rps   3700 us/call, 1.40x the seed's calls/s (ours' model)" in report
-    assert "bare-sync     145 rps   3600 us/call, 1.45x the seed's calls/s" in report
+    assert "bare-aio       140 rps   3700 us/call, 1.40x the seed's calls/s (ours' model)" in report
+    assert "bare-sync      145 rps   3600 us/call, 1.45x the seed's calls/s" in report
     assert "ours' CPU per call 0.92x its model's bare server's" in report
     assert (
-        "pool-work     160 rps   3060 us/call, 1.60x the seed's calls/s "
-        "(our work on the thread-pool model: 0.90x ours' CPU per call)" in report
+        "pool-work      160 rps   3060 us/call, 1.60x the seed's calls/s "
+        "(our work on the thread-pool model, 10 shared threads: 0.90x ours' CPU per call)" in report
+    )
+    assert (
+        "pool-slots     120 rps   5100 us/call, 1.20x the seed's calls/s "
+        "(our work on the thread-pool model, a thread per call slot: 1.50x ours' CPU per call)" in report
     )
 
 
@@ -220,17 +226,20 @@ def test_our_work_on_the_other_model_is_never_the_ceiling_ours_is_judged_by() ->
         "bare-aio": (110, 100),
         "bare-sync": (112, 90),
         "pool-work": (125, 80),
+        "pool-slots": (130, 70),
     }
     report, found = _report(figures, "get")
-    assert found == []  # within 1.05x of bare-sync, the best bare server; pool-work is not one
+    assert found == []  # within 1.05x of bare-sync, the best bare server; neither model of our work is one
     assert "(best: bare-sync, 1.12x)" in report
-    assert "our work on the thread-pool model: 0.76x ours' CPU per call" in report
+    assert "10 shared threads: 0.76x ours' CPU per call" in report
+    assert "a thread per call slot: 0.67x ours' CPU per call" in report
 
 
-def test_our_work_on_the_thread_pool_model_answers_as_ours(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", OUR_WORK_MODELS, ids=lambda kind: kind.name)
+def test_our_work_on_the_thread_pool_model_answers_as_ours(kind: ServerKind, tmp_path: Path) -> None:
     products = generate_products(3000)  # enough for 100 matches of the common word
     catalog = write_catalog(tmp_path / "c.json", 3000)
-    with bench_server(POOL_WORK, catalog, tmp_path / "pool.log") as server:
+    with bench_server(kind, catalog, tmp_path / "pool.log") as server:
         server.wait_serving()
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = catalog_pb2_grpc.ProductCatalogStub(channel)
@@ -362,3 +371,14 @@ def _run_short_bench(workdir: Path, cases_: str, *extra: str) -> subprocess.Comp
     assert met or "targets missed: " in finished.stdout, finished.stdout + finished.stderr
     assert finished.returncode == (0 if met else bench_main.EXIT_TARGET_MISSED), finished.stderr
     return finished
+
+
+def test_the_thread_pool_models_threads_are_the_seeds_or_one_per_call_slot() -> None:
+    settings = Settings(max_concurrent_rpcs=80)
+    assert thread_pool.threads("shared", settings) == thread_pool.SHARED_THREADS == 10
+    assert thread_pool.threads("per-slot", settings) == 80 + SPARE_CALLS
+
+
+def test_the_thread_pool_model_names_its_pools_when_given_none(capsys: pytest.CaptureFixture[str]) -> None:
+    assert thread_pool.main([]) == 2
+    assert "usage: python -m bench.thread_pool {shared,per-slot}" in capsys.readouterr().err
