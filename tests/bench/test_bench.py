@@ -10,17 +10,33 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
+from hyperframe.frame import SettingsFrame
 
 from bench import __main__ as bench_main
 from bench import bare, cases, h2load, hostile, thread_pool
 from bench.catalog import generate, generate_products, write_catalog
-from bench.servers import BARE_AIO, BARE_SYNC, OUR_WORK_MODELS, OURS, SEED, ServerKind, bench_server
-from catalog import catalog_pb2, catalog_pb2_grpc
+from bench.rawh2 import RawConnection, grpc_message
+from bench.servers import (
+    BARE_AIO,
+    BARE_SYNC,
+    OUR_WORK_MODELS,
+    OURS,
+    POOL_SLOTS,
+    POOL_WORK,
+    SEED,
+    ServerKind,
+    bench_server,
+)
+from catalog import SEARCH_PRODUCTS_METHOD, catalog_pb2, catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
+from client.channel import health_check
 from service.catalog_file import load_catalog
 from service.config import Settings
 from service.server import SPARE_CALLS
 from tests.servers import in_process
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNT = 3000  # enough for 100 matches of the common word
@@ -382,3 +398,41 @@ def test_the_thread_pool_models_threads_are_the_seeds_or_one_per_call_slot() -> 
 def test_the_thread_pool_model_names_its_pools_when_given_none(capsys: pytest.CaptureFixture[str]) -> None:
     assert thread_pool.main([]) == 2
     assert "usage: python -m bench.thread_pool {shared,per-slot}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("kind", "stopped"),
+    [(POOL_WORK, True), (POOL_SLOTS, False), (OURS, False)],
+    ids=lambda value: value.name if isinstance(value, ServerKind) else "",
+)
+def test_ten_unread_searches_stop_the_thread_pool_model_on_the_seeds_ten_threads(
+    kind: ServerKind, stopped: bool, tmp_path: Path
+) -> None:
+    """Why the server is not on the thread-pool model with 10 threads (docs/performance.md).
+
+    A stream's thread there waits for its client to read: ten stalled searches hold every thread, and a
+    health check waits behind them. Should grpcio stop holding the thread, this fails, and the choice of
+    model is worth measuring again.
+    """
+    catalog = write_catalog(tmp_path / "c.json", 3000)
+    with bench_server(kind, catalog, tmp_path / "server.log") as server:
+        server.wait_serving()
+        holder = RawConnection(server.port, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0})
+        search = catalog_pb2.SearchRequest(query="wireless", max_results=1000).SerializeToString()
+        stream_ids = []
+        for _ in range(thread_pool.SHARED_THREADS):
+            frames = holder.call_frames(SEARCH_PRODUCTS_METHOD, grpc_message(search))
+            holder.send(*frames)
+            stream_ids.append(frames[0].stream_id)
+        assert holder.read_until(lambda: all(i in holder.streams for i in stream_ids), 10)
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                check = health_check(channel)
+                if stopped:
+                    with pytest.raises(grpc.RpcError) as waited:
+                        check(health_pb2.HealthCheckRequest(), timeout=2)
+                    assert waited.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+                else:
+                    assert check(health_pb2.HealthCheckRequest(), timeout=2).status == SERVING
+        finally:
+            holder.close()
