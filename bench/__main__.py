@@ -9,7 +9,8 @@ or a server that does not start ends it with 1.
 Each case runs twice: pinned, as a 1-vCPU Cloud Run instance runs (the server on CPU 0, h2load on CPU 1;
 the targets judge this run), then unpinned, as a second view. Each reports calls per second and the
 server's CPU time per call (utime + stime of all its threads over the measured period). GetProduct also
-runs on a bare server of each model (bench/bare.py), the ceiling of what that model can do.
+runs on a bare server of each model (bench/bare.py), the ceiling of what that model can do, and on our
+server as 1 and 2 processes sharing the port, unpinned (shown, not judged).
 Each case's answer is checked over gRPC before and after it is loaded, against the seed's semantics.
 Our server runs as in production (`python -m service`, LOG_LEVEL=INFO, its access log to a file, every
 non-OK call and the production share of OK calls logged); the hostile cases log every call, to count answers.
@@ -77,6 +78,11 @@ _OUR_WORK_POOLS = {POOL_WORK.name: "10 shared threads", POOL_SLOTS.name: "a thre
 BARE_CPU_TARGET = 1.1
 # When no model's bare server reaches the GetProduct target, ours' calls/s within this of the best bare one's.
 BARE_FALLBACK_TARGET = 1.05
+# Every CPU of a bigger instance: ours as this many server processes on one port (SERVER_PROCESSES), unpinned,
+# GetProduct. Shown, not judged: h2load shares this machine's two CPUs, which no instance does.
+PROCESS_COUNTS = (1, 2)
+# Connections for that load: the kernel hands each connection to one process, so four could all land on one.
+PROCESS_CLIENTS = 16
 
 
 @dataclass
@@ -98,6 +104,8 @@ class ServerResult:
     peak_rss_mb: float = 0.0
     cases: dict[str, CaseResult] = field(default_factory=dict)  # pinned: what the targets judge
     unpinned: dict[str, CaseResult] = field(default_factory=dict)
+    # Ours only: GetProduct unpinned, by the number of server processes sharing the port (PROCESS_COUNTS).
+    by_processes: dict[int, CaseResult] = field(default_factory=dict)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             _measure(
                 kinds, catalog, products, results, names=names, workdir=workdir, args=args, pinned=pinned
             )
+    if "get" in names:
+        _measure_processes(catalog, products, results["ours"], workdir=workdir, args=args)
     hostile_results = _measure_hostile(
         kinds, catalog, products, names=hostile_names, workdir=workdir, args=args
     )
@@ -295,6 +305,54 @@ def _measure(
         for kind in kinds:
             result = results[kind.name]
             result.peak_rss_mb = max(result.peak_rss_mb, servers[kind.name].peak_rss_mb())
+
+
+def _measure_processes(
+    catalog: Path, products: list[Product], ours: ServerResult, *, workdir: Path, args: argparse.Namespace
+) -> None:
+    """GetProduct on ours as each of PROCESS_COUNTS server processes, unpinned, one after the other.
+
+    The same streams as the other cases, over PROCESS_CLIENTS connections, so each process gets some.
+    """
+    load_args = argparse.Namespace(**{**vars(args), "clients": PROCESS_CLIENTS})
+    for count in PROCESS_COUNTS:
+        env = {**_server_env(OURS, args), "SERVER_PROCESSES": str(count)}
+        log = workdir / f"ours-{count}-processes.log"
+        with bench_server(OURS, catalog, log, env) as server:
+            server.wait_serving()
+            server.wait_for_log(INDEX_READY, count=count)  # every process at its steady state
+            with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = catalog_pb2_grpc.ProductCatalogStub(channel)
+                case = cases.build("get", products, OURS, stub)
+                case.check(stub)
+                server.new_status_codes()
+                _say(f"ours: loading get for {args.unpinned_duration:g} s as {count} server processes")
+                load, cpu_seconds = _load_with_cpu(
+                    server, case, workdir, load_args, duration=args.unpinned_duration, cpus=None
+                )
+                codes = dict(server.new_status_codes())
+                case.check(stub)
+        ours.by_processes[count] = CaseResult(load, codes, cpu_seconds / max(load.requests, 1) * 1e6)
+
+
+def _processes_lines(ours: ServerResult) -> list[str]:
+    """GetProduct as 1 and more server processes: what every CPU of a bigger instance adds."""
+    if not ours.by_processes:
+        return []
+    lines = [
+        "",
+        f"GetProduct, unpinned, over {PROCESS_CLIENTS} connections: ours as several server processes "
+        "on one port (SERVER_PROCESSES; no target):",
+    ]
+    single = ours.by_processes.get(1)
+    for count, result in sorted(ours.by_processes.items()):
+        calls = result.load.requests_per_second
+        label = f"{count} process{'es' if count > 1 else ''}"
+        row = f"  {label:11} {calls:7.0f} rps {result.cpu_us_per_call:6.0f} us/call"
+        if single is not None and count > 1:
+            row += f", {calls / single.load.requests_per_second:.2f}x the calls/s of 1"
+        lines.append(row)
+    return lines
 
 
 def _load_with_cpu(
@@ -468,6 +526,7 @@ def render_report(
         lines += _case_table(
             ours.unpinned, seed.unpinned if seed else None, names, missed=None, extra_below=None, judged=[]
         )
+    lines += _processes_lines(ours)
     lines += [
         "",
         "non-OK counts come from our server's access log over the whole load (warm-up included); up to",

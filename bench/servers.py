@@ -197,10 +197,13 @@ class ServerProcess:
             self._reader.join(timeout=5)  # the last lines, up to the end of the pipe
         return "its log:\n" + "\n".join(self._lines)
 
-    def wait_for_log(self, pattern: str, timeout: float = 60, *, json_only: bool = False) -> re.Match[str]:
-        """The first log line matching `pattern` (of the JSON lines only, if asked), waiting for it.
+    def wait_for_log(
+        self, pattern: str, timeout: float = 60, *, json_only: bool = False, count: int = 1
+    ) -> re.Match[str]:
+        """The `count`-th log line matching `pattern` (of the JSON lines only, if asked), waiting for it.
 
-        StartError if the process ends or `timeout` passes first.
+        `count` above 1 waits for as many server processes (SERVER_PROCESSES) to log it. StartError if the
+        process ends or `timeout` passes first.
         """
         compiled = re.compile(pattern)
         deadline = time.perf_counter() + timeout
@@ -208,11 +211,16 @@ class ServerProcess:
             exited = self.process.poll() is not None
             if exited and self._reader is not None:
                 self._reader.join(timeout=5)
+            matches = 0
             for line in self.lines:
                 if (not json_only or line.startswith("{")) and (match := compiled.search(line)):
-                    return match
+                    matches += 1
+                    if matches == count:
+                        return match
             if exited or time.perf_counter() > deadline:
-                raise StartError(f"{self.kind.name} never logged {pattern!r}: {self._where_logged()}")
+                raise StartError(
+                    f"{self.kind.name} logged {pattern!r} {matches} of {count} times: {self._where_logged()}"
+                )
             time.sleep(0.01)
 
     def seconds_to_log(self, pattern: str, timeout: float = 60) -> float:
@@ -231,7 +239,7 @@ class ServerProcess:
         """CPU time (user + system) the server has used so far: its process and every live descendant.
 
         From /proc/PID/stat, so it counts every thread, gRPC's own included. A server of several processes
-        (service/workers.py) is measured whole.
+        (service/processes.py) is measured whole.
         """
         return sum(_cpu_seconds(pid) for pid in process_tree(self.process.pid))
 

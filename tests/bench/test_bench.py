@@ -26,6 +26,7 @@ from bench.servers import (
     POOL_WORK,
     SEED,
     ServerKind,
+    StartError,
     bench_server,
 )
 from catalog import SEARCH_PRODUCTS_METHOD, catalog_pb2, catalog_pb2_grpc
@@ -436,3 +437,30 @@ def test_ten_unread_searches_stop_the_thread_pool_model_on_the_seeds_ten_threads
                     assert check(health_pb2.HealthCheckRequest(), timeout=2).status == SERVING
         finally:
             holder.close()
+
+
+def test_the_report_shows_getproduct_on_one_and_two_server_processes() -> None:
+    args = bench_main.build_parser().parse_args([])
+    ours = bench_main.ServerResult(
+        by_processes={
+            1: bench_main.CaseResult(_load(5000), {"OK": 1000}, 210.0),
+            2: bench_main.CaseResult(_load(8000), {"OK": 1000}, 230.0),
+        }
+    )
+    report, missed = bench_main.render_report({"ours": ours}, [], args)
+    assert missed == []  # shown, never judged
+    assert "  1 process      5000 rps    210 us/call\n" in report
+    assert "  2 processes    8000 rps    230 us/call, 1.60x the calls/s of 1\n" in report
+
+
+def test_waiting_for_a_log_line_from_every_server_process(tmp_path: Path) -> None:
+    catalog = write_catalog(tmp_path / "c.json", 100)
+    env = {"SERVER_PROCESSES": "2"}
+    with bench_server(OURS, catalog, tmp_path / "server.log", env) as server:
+        server.wait_serving()
+        second = server.wait_for_log(bench_main.INDEX_READY, count=2)
+        ready = [line for line in server.lines if second.re.search(line)]
+        assert len(ready) == 2  # one from each process
+        assert second.string == ready[1]
+        with pytest.raises(StartError, match=r"logged .* 2 of 3 times"):
+            server.wait_for_log(bench_main.INDEX_READY, timeout=0.2, count=3)
