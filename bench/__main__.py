@@ -36,6 +36,7 @@ from bench import cases, h2load, hostile
 from bench.catalog import generate, write_catalog
 from bench.servers import (
     BARE_AIO,
+    BARE_GRPCLIB,
     BARE_SYNC,
     OUR_WORK_MODELS,
     OURS,
@@ -63,8 +64,9 @@ INDEX_READY = r"search index over \d+ products ready"
 # this process may use.
 PINNED_CPUS = sorted(os.sched_getaffinity(0))[:2]
 SERVER_CPU, LOAD_CPU = (str(cpu) for cpu in PINNED_CPUS) if len(PINNED_CPUS) == 2 else ("", "")
-# Bare servers of each model, GetProduct only: the model our server runs (service/server.py), and the others.
-BARE_KINDS = (BARE_AIO, BARE_SYNC)
+# Bare servers of each model: the model our server runs (service/server.py), grpc's other, and grpclib's
+# (HTTP/2 in Python rather than gRPC core's, which is what a rapid-reset attacker meets: their reset line).
+BARE_KINDS = (BARE_AIO, BARE_SYNC, BARE_GRPCLIB)
 # The bare servers, and our per-call work on the model ours does not run (bench/thread_pool.py): what the
 # choice of model is measured by. Only the bare servers are ceilings that judge ours.
 MODEL_KINDS = (*BARE_KINDS, *OUR_WORK_MODELS)
@@ -394,6 +396,7 @@ class HostileResult:
     reset_attack: hostile.ResetResult | None = None
     overload: h2load.LoadResult | None = None
     overload_codes: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0  # the server's, over its hostile cases
 
 
 def _measure_hostile(
@@ -405,7 +408,11 @@ def _measure_hostile(
     workdir: Path,
     args: argparse.Namespace,
 ) -> dict[str, HostileResult]:
-    """Each hostile case on a fresh server of each kind, its GetProduct answer checked before and after."""
+    """Each hostile case on a fresh server of each kind, its GetProduct answer checked before and after.
+
+    The rapid-reset attack also meets each bare server, without limits of ours (never judged): what each
+    model's HTTP/2 withstands by itself.
+    """
     load = hostile.Load(args.streams, args.clients, args.duration, args.warmup)
     results: dict[str, HostileResult] = {}
     for kind in kinds if names else []:
@@ -435,6 +442,18 @@ def _measure_hostile(
                 # GetProduct's only: the held searches end CANCELLED when the holder leaves.
                 result.overload_codes = dict(server.new_status_codes(GET_PRODUCT_METHOD))
             case.check(stub)  # still right afterwards
+            result.peak_rss_mb = server.peak_rss_mb()
+    for kind in BARE_KINDS if "reset-attack" in names else []:
+        with (
+            bench_server(kind, None, workdir / f"{kind.name}-hostile.log") as server,
+            grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+        ):
+            server.wait_serving()
+            # A bare server answers one fixed product: its answers are not checked.
+            case = cases.build("get", products, OURS, catalog_pb2_grpc.ProductCatalogStub(channel))
+            _say(f"{kind.name}: GetProduct alone, then beside a rapid-reset attacker")
+            attack = hostile.reset_attack(server.port, case.request, workdir, load)
+            results[kind.name] = HostileResult(attack, peak_rss_mb=server.peak_rss_mb())
     return results
 
 
@@ -467,12 +486,13 @@ def _hostile_report(
             missed.append(f"reset-attack {attack.ratio:.2f} of alone < {reset.target:g}")
         before, after = attack.alone, attack.alone_after
         lines.append(
-            f"  {'reset-attack':13} {name:5} {attack.ratio:.2f} of alone "
+            f"  {'reset-attack':13} {name:12} {attack.ratio:.2f} of alone "
             + (f"(target >= {reset.target:g})" if judged else "(no target)")
             + f": {attack.attacked.requests_per_second:.0f} rps beside a rapid-reset attacker "
             f"(p99 {attack.attacked.p99_ms:.1f} ms), alone {before.requests_per_second:.0f} and "
             f"{after.requests_per_second:.0f} rps (p99 {before.p99_ms:.1f}, {after.p99_ms:.1f} ms); "
-            f"the attacker sent {attack.pairs} HEADERS + RST_STREAM pairs"
+            f"the attacker sent {attack.pairs} HEADERS + RST_STREAM pairs; "
+            f"the server's peak RSS {result.peak_rss_mb:.0f} MiB"
         )
     for name, result in results.items():
         refused = result.overload
@@ -483,7 +503,7 @@ def _hostile_report(
             missed.append(f"overload {share:.1%} refused < {overload.target:.0%}")
         codes = ", ".join(f"{code} {n}" for code, n in sorted(result.overload_codes.items()))
         lines.append(
-            f"  {'overload':13} {name:5} {share:.1%} refused (target {overload.target:.0%}): "
+            f"  {'overload':13} {name:12} {share:.1%} refused (target {overload.target:.0%}): "
             f"{refused.requests_per_second:.0f} refusals/s, p50 {refused.p50_ms:.1f} ms, "
             f"p99 {refused.p99_ms:.1f} ms, {args.max_concurrent_rpcs} slots held by stalled searches; "
             f"GetProduct codes logged: {codes or 'none'}"

@@ -4,6 +4,7 @@ GetProduct answers it; SearchProducts streams it max_results times (10 for 0, as
 
     PORT=8080 python -m bench.bare aio      # grpc.aio on uvloop, as service/server.py runs
     PORT=8080 python -m bench.bare sync     # grpc.server with a thread pool, as the seed runs
+    PORT=8080 python -m bench.bare grpclib  # grpclib on uvloop: HTTP/2 in Python (h2), no gRPC core
 
 No guard, no log, no limits, no store: the ceiling of each model, which the bench compares our server's
 CPU per call with (docs/performance.md). Health answers SERVING at once, so ServerProcess can time it.
@@ -24,9 +25,9 @@ import uvloop
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from catalog import GET_PRODUCT_METHOD, SEARCH_PRODUCTS_METHOD, SERVICE_NAME, catalog_pb2
+from catalog import GET_PRODUCT_METHOD, HEALTH_CHECK_METHOD, SEARCH_PRODUCTS_METHOD, SERVICE_NAME, catalog_pb2
 
-MODELS = ("aio", "sync")
+MODELS = ("aio", "sync", "grpclib")
 # The seed's thread count: the sync model as the seed runs it.
 SYNC_THREADS = 10
 ANSWER = catalog_pb2.Product(
@@ -37,6 +38,7 @@ ANSWER = catalog_pb2.Product(
     category="kitchen",
     in_stock=True,
 ).SerializeToString()
+SERVING = health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING).SerializeToString()
 
 
 def _passthrough(data: bytes) -> bytes:
@@ -105,6 +107,58 @@ def _serve_sync(port: int) -> None:
     server.wait_for_termination()
 
 
+def _serve_grpclib(port: int) -> None:
+    # Imported here: only this model needs them.
+    from grpclib.const import Cardinality, Handler  # noqa: PLC0415
+    from grpclib.encoding.proto import ProtoCodec  # noqa: PLC0415
+    from grpclib.server import Server, Stream  # noqa: PLC0415
+    from grpclib.utils import graceful_exit  # noqa: PLC0415
+
+    class PassThroughCodec(ProtoCodec):
+        """Protobuf on the wire, the answer's bytes sent as they are (as the other models' serializers)."""
+
+        def encode(self, message: Any, message_type: Any) -> bytes:
+            return message if message_type is bytes else super().encode(message, message_type)
+
+        def decode(self, data: bytes, message_type: Any) -> Any:
+            return data if message_type is bytes else super().decode(data, message_type)
+
+    class Catalog:
+        async def get(self, stream: Stream[bytes, bytes]) -> None:
+            await stream.recv_message()
+            await stream.send_message(ANSWER)
+
+        async def search(self, stream: Stream[catalog_pb2.SearchRequest, bytes]) -> None:
+            request = await stream.recv_message()
+            assert request is not None  # a unary request: grpclib has read it whole
+            for _ in range(_answers(request)):
+                await stream.send_message(ANSWER)
+
+        async def health(self, stream: Stream[health_pb2.HealthCheckRequest, bytes]) -> None:
+            # Not grpclib's own health service: its copy of health.proto clashes with grpc_health's.
+            await stream.recv_message()
+            await stream.send_message(SERVING)
+
+        def __mapping__(self) -> dict[str, Handler]:
+            return {
+                HEALTH_CHECK_METHOD: Handler(
+                    self.health, Cardinality.UNARY_UNARY, health_pb2.HealthCheckRequest, bytes
+                ),
+                GET_PRODUCT_METHOD: Handler(self.get, Cardinality.UNARY_UNARY, bytes, bytes),
+                SEARCH_PRODUCTS_METHOD: Handler(
+                    self.search, Cardinality.UNARY_STREAM, catalog_pb2.SearchRequest, bytes
+                ),
+            }
+
+    async def serve() -> None:
+        server = Server([Catalog()], codec=PassThroughCodec())
+        with graceful_exit([server]):  # SIGTERM and SIGINT close it
+            await server.start(None, port)  # every address, IPv4 and IPv6
+            await server.wait_closed()
+
+    uvloop.run(serve())
+
+
 def main(argv: list[str]) -> int:
     """Serve model argv[0] on $PORT until SIGTERM."""
     if len(argv) != 1 or argv[0] not in MODELS:
@@ -113,6 +167,8 @@ def main(argv: list[str]) -> int:
     port = int(os.environ.get("PORT", "8080"))
     if argv[0] == "aio":
         uvloop.run(_serve_aio(port))
+    elif argv[0] == "grpclib":
+        _serve_grpclib(port)
     else:
         _serve_sync(port)
     return 0

@@ -60,6 +60,7 @@ SEED = ServerKind("seed", "bench.seed_server", has_access_log=False)
 # Each server model bare (bench/bare.py): the ceiling our server's CPU per call is compared with.
 BARE_AIO = ServerKind("bare-aio", "bench.bare", has_access_log=False, args=("aio",))
 BARE_SYNC = ServerKind("bare-sync", "bench.bare", has_access_log=False, args=("sync",))
+BARE_GRPCLIB = ServerKind("bare-grpclib", "bench.bare", has_access_log=False, args=("grpclib",))
 # Our per-call work on the thread-pool model (bench/thread_pool.py): the other model, measured with our work,
 # on the seed's 10 threads, and on a thread for every call slot (what refusing stalled streams needs).
 POOL_WORK = ServerKind("pool-work", "bench.thread_pool", has_access_log=False, args=("shared",))

@@ -18,8 +18,6 @@ from bench import bare, cases, h2load, hostile, thread_pool
 from bench.catalog import generate, generate_products, write_catalog
 from bench.rawh2 import RawConnection, grpc_message
 from bench.servers import (
-    BARE_AIO,
-    BARE_SYNC,
     OUR_WORK_MODELS,
     OURS,
     POOL_SLOTS,
@@ -267,7 +265,7 @@ def test_our_work_on_the_thread_pool_model_answers_as_ours(kind: ServerKind, tmp
     assert absent.value.code() is grpc.StatusCode.NOT_FOUND
 
 
-@pytest.mark.parametrize("kind", [BARE_AIO, BARE_SYNC], ids=lambda kind: kind.name)
+@pytest.mark.parametrize("kind", bench_main.BARE_KINDS, ids=lambda kind: kind.name)
 def test_the_bare_servers_stream_max_results_answers(kind: ServerKind, tmp_path: Path) -> None:
     with bench_server(kind, None, tmp_path / "bare.log") as server:
         server.wait_serving()
@@ -327,8 +325,10 @@ def test_the_hostile_cases_run_end_to_end(tmp_path: Path) -> None:
     )
     assert "overload" not in finished.stdout.rsplit("targets", 1)[1]  # every call was refused
     attacked = [line for line in finished.stdout.splitlines() if "beside a rapid-reset attacker" in line]
-    assert [line.split()[:2] for line in attacked] == [["reset-attack", "ours"], ["reset-attack", "seed"]]
+    assert [line.split()[1] for line in attacked] == ["ours", "seed", "bare-aio", "bare-sync", "bare-grpclib"]
     assert all(int(line.split("the attacker sent ")[1].split()[0]) > 0 for line in attacked)
+    assert all(float(line.split("peak RSS ")[1].split()[0]) > 0 for line in attacked)
+    assert [line for line in attacked if "(target >= 0.5)" in line] == attacked[:1]  # only ours is judged
     refused = [line for line in finished.stdout.splitlines() if "slots held by stalled searches" in line]
     assert [line.split()[:2] for line in refused] == [["overload", "ours"]]  # the seed has no limit to reach
     # Every call of the load was refused: no OK logged. CANCELLED: the 4 held searches, and up to the 8 calls
