@@ -663,7 +663,7 @@ def _bare_servers(
                 f" (our work on the thread-pool model, {_OUR_WORK_POOLS[model_name]}: "
                 f"{of_ours:.2f}x ours' CPU per call)"
             )
-        lines.append(f"  {model_name:10} {calls:7.0f} rps {model.cpu_us_per_call:6.0f} us/call{versus_seed}")
+        lines.append(f"  {model_name:12} {calls:7.0f} rps {model.cpu_us_per_call:6.0f} us/call{versus_seed}")
     bares = {model_name: model for model_name, model in models.items() if model_name not in _OUR_WORK_POOLS}
     return lines, ours, seed_case, bares
 

@@ -220,15 +220,15 @@ def test_search_100_on_the_bare_servers_is_shown_beside_ours_and_never_judged() 
     }
     report, found = _report(figures, "search-100")
     assert found == []  # ours 1.5x the seed: met; the bare servers add no target
-    assert "bare-aio       140 rps   3700 us/call, 1.40x the seed's calls/s (ours' model)" in report
-    assert "bare-sync      145 rps   3600 us/call, 1.45x the seed's calls/s" in report
+    assert "bare-aio         140 rps   3700 us/call, 1.40x the seed's calls/s (ours' model)" in report
+    assert "bare-sync        145 rps   3600 us/call, 1.45x the seed's calls/s" in report
     assert "ours' CPU per call 0.92x its model's bare server's" in report
     assert (
-        "pool-work      160 rps   3060 us/call, 1.60x the seed's calls/s "
+        "pool-work        160 rps   3060 us/call, 1.60x the seed's calls/s "
         "(our work on the thread-pool model, 10 shared threads: 0.90x ours' CPU per call)" in report
     )
     assert (
-        "pool-slots     120 rps   5100 us/call, 1.20x the seed's calls/s "
+        "pool-slots       120 rps   5100 us/call, 1.20x the seed's calls/s "
         "(our work on the thread-pool model, a thread per call slot: 1.50x ours' CPU per call)" in report
     )
 
