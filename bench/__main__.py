@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -114,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its report; the exit status (see the module's docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.products < 10 or args.startup_runs < 1 or args.duration <= 0:
-        parser.error("--products must be at least 10, --startup-runs at least 1, --duration positive")
+    if args.products < 10 or args.startup_runs < 1 or args.rounds < 1 or args.duration <= 0:
+        parser.error(
+            "--products must be at least 10, --startup-runs and --rounds at least 1, --duration positive"
+        )
     if not LOAD_CPU:
         parser.error("the pinned run needs two CPUs, one for the server and one for h2load; this has one")
     chosen = args.cases.split(",") if args.cases else list(cases.CASES)
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             "products": args.products,
             "streams": args.streams,
             "duration_s": args.duration,
+            "rounds": args.rounds,
             "servers": {name: asdict(result) for name, result in results.items()},
             "hostile": {name: asdict(result) for name, result in hostile_results.items()},
         }
@@ -176,7 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", action="store_true", help="also run the seed's server and compare")
     parser.add_argument("--cases", help="comma-separated cases to load (default: all)")
     parser.add_argument(
-        "--duration", type=float, default=8, help="seconds of load per case, pinned (default 8)"
+        "--duration", type=float, default=5, help="seconds of load per case and round, pinned (default 5)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="pinned rounds of every case on every server, taking turns; the median round counts (default 3)",
     )
     parser.add_argument(
         "--unpinned-duration",
@@ -284,29 +294,54 @@ def _measure(
                 server.wait_for_log(INDEX_READY)  # measure the steady state, not the scan before the index
             channel = stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
             servers[kind.name], stubs[kind.name] = server, catalog_pb2_grpc.ProductCatalogStub(channel)
-        for name in names:
-            for kind_name, server in servers.items():
-                if server.kind in MODEL_KINDS and name not in BARE_CASES:
-                    continue
-                stub = stubs[kind_name]
-                # A bare server answers one fixed product: its answers are not checked.
-                case = cases.build(name, products, server.kind if server.kind in kinds else OURS, stub)
-                checked = server.kind not in BARE_KINDS
-                if checked:
-                    case.check(stub)
-                server.new_status_codes()  # forget the calls made so far
-                _say(f"{kind_name}: loading {name} for {duration:g} s, {view}")
-                load, cpu_seconds = _load_with_cpu(
-                    server, case, workdir, args, duration=duration, cpus=load_cpus
-                )
-                codes = dict(server.new_status_codes())
-                if checked:
-                    case.check(stub)  # still right after the load
-                measured = CaseResult(load, codes, cpu_seconds / max(load.requests, 1) * 1e6)
-                (results[kind_name].cases if pinned else results[kind_name].unpinned)[name] = measured
+        rounds = args.rounds if pinned else 1
+        samples: dict[tuple[str, str], list[CaseResult]] = {}
+        built: dict[tuple[str, str], cases.Case] = {}
+        # Round after round of every case on every server: a slow spell of the machine lands in one round.
+        for round_number in range(1, rounds + 1):
+            where = f"{view}, round {round_number}/{rounds}"
+            for name in names:
+                for kind_name, server in servers.items():
+                    if server.kind in MODEL_KINDS and name not in BARE_CASES:
+                        continue
+                    stub = stubs[kind_name]
+                    # A bare server answers one fixed product: its answers are not checked.
+                    case = built.get((kind_name, name)) or cases.build(
+                        name, products, server.kind if server.kind in kinds else OURS, stub
+                    )
+                    built[kind_name, name] = case
+                    checked = server.kind not in BARE_KINDS
+                    if checked:
+                        case.check(stub)
+                    server.new_status_codes()  # forget the calls made so far
+                    _say(f"{kind_name}: loading {name} for {duration:g} s, {where}")
+                    load, cpu_seconds = _load_with_cpu(
+                        server, case, workdir, args, duration=duration, cpus=load_cpus
+                    )
+                    codes = dict(server.new_status_codes())
+                    if checked:
+                        case.check(stub)  # still right after the load
+                    measured = CaseResult(load, codes, cpu_seconds / max(load.requests, 1) * 1e6)
+                    samples.setdefault((kind_name, name), []).append(measured)
+        for (kind_name, name), measured_rounds in samples.items():
+            median = median_round(measured_rounds)
+            (results[kind_name].cases if pinned else results[kind_name].unpinned)[name] = median
         for kind in kinds:
             result = results[kind.name]
             result.peak_rss_mb = max(result.peak_rss_mb, servers[kind.name].peak_rss_mb())
+
+
+def median_round(rounds: list[CaseResult]) -> CaseResult:
+    """The round with the median calls/s (the lower of the middle two), with every round's status codes.
+
+    A whole round rather than the median of each figure apart: its CPU per call and latencies belong with
+    its calls/s.
+    """
+    median = sorted(rounds, key=lambda result: result.load.requests_per_second)[(len(rounds) - 1) // 2]
+    codes: Counter[str] = Counter()
+    for result in rounds:
+        codes.update(result.status_codes)
+    return CaseResult(median.load, dict(codes), median.cpu_us_per_call)
 
 
 def _measure_processes(
@@ -328,7 +363,7 @@ def _measure_processes(
                 case = cases.build("get", products, OURS, stub)
                 case.check(stub)
                 server.new_status_codes()
-                _say(f"ours: loading get for {args.unpinned_duration:g} s as {count} server processes")
+                _say(f"ours: loading get for {args.unpinned_duration:g} s as {count} server process(es)")
                 load, cpu_seconds = _load_with_cpu(
                     server, case, workdir, load_args, duration=args.unpinned_duration, cpus=None
                 )
@@ -522,7 +557,8 @@ def render_report(
     lines = [
         "",
         f"{args.products} products, {args.streams} concurrent streams over {args.clients} connections, "
-        f"{args.duration:g} s per case pinned and {args.unpinned_duration:g} s unpinned, "
+        f"pinned {args.rounds} round{'s' if args.rounds > 1 else ''} of {args.duration:g} s per case "
+        f"(the median round counts), unpinned {args.unpinned_duration:g} s, "
         f"after {args.warmup:g} s warm-up",
         f"our server: LOG_LEVEL={args.log_level} (access log to a file: every non-OK call, "
         f"{Settings().ok_log_sample_rate:.0%} of OK calls, all in the hostile cases), "

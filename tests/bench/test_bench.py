@@ -366,7 +366,7 @@ def test_the_memory_benchmark_says_when_the_model_is_below_a_measured_peak() -> 
 
 
 def _run_short_bench(workdir: Path, cases_: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    """`python -m bench --compare` on COUNT products for half a second per case.
+    """`python -m bench --compare` on COUNT products for two rounds of half a second per case.
 
     Asserts that its exit status agrees with its report: 0 when every target is met, otherwise
     EXIT_TARGET_MISSED with the report naming what was missed.
@@ -381,6 +381,8 @@ def _run_short_bench(workdir: Path, cases_: str, *extra: str) -> subprocess.Comp
         "0.5",
         "--warmup",
         "0.2",
+        "--rounds",
+        "2",
     ]
     command += ["--startup-runs", "1", "--cases", cases_, "--compare", "--workdir", str(workdir), *extra]
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
@@ -464,3 +466,32 @@ def test_waiting_for_a_log_line_from_every_server_process(tmp_path: Path) -> Non
         assert second.string == ready[1]
         with pytest.raises(StartError, match=r"logged .* 2 of 3 times"):
             server.wait_for_log(bench_main.INDEX_READY, timeout=0.2, count=3)
+
+
+def test_the_median_round_counts_with_every_rounds_status_codes() -> None:
+    rounds = [
+        bench_main.CaseResult(_load(900), {"OK": 10}, 300.0),  # a slow spell of the machine
+        bench_main.CaseResult(_load(1200), {"OK": 10, "CANCELLED": 2}, 240.0),
+        bench_main.CaseResult(_load(1100), {"OK": 10}, 250.0),
+    ]
+    median = bench_main.median_round(rounds)
+    assert (median.load.requests_per_second, median.cpu_us_per_call) == (1100, 250.0)  # one round's, whole
+    assert median.status_codes == {"OK": 30, "CANCELLED": 2}
+    # Of an even number, the lower middle one: a run is not judged better than a round measured it.
+    assert bench_main.median_round(rounds[:2]).load.requests_per_second == 900
+
+
+def test_the_pinned_rounds_are_given_in_the_report() -> None:
+    args = bench_main.build_parser().parse_args(["--rounds", "3", "--duration", "5"])
+    report, _ = bench_main.render_report({"ours": bench_main.ServerResult()}, [], args)
+    assert "pinned 3 rounds of 5 s per case (the median round counts)" in report
+
+
+@pytest.mark.parametrize("given", [["--rounds", "0"], ["--duration", "0"], ["--products", "9"]])
+def test_the_bench_refuses_settings_that_measure_nothing(
+    given: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        bench_main.main(given)
+    assert refused.value.code == 2
+    assert "--products must be at least 10, --startup-runs and --rounds at least 1" in capsys.readouterr().err
