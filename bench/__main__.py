@@ -305,23 +305,21 @@ def _measure(
                     if server.kind in MODEL_KINDS and name not in BARE_CASES:
                         continue
                     stub = stubs[kind_name]
-                    # A bare server answers one fixed product: its answers are not checked.
-                    case = built.get((kind_name, name)) or cases.build(
-                        name, products, server.kind if server.kind in kinds else OURS, stub
+                    case = built.get((kind_name, name))
+                    if case is None:  # built once: a deep page's token is fetched from the server
+                        answers_as = server.kind if server.kind in kinds else OURS
+                        case = built[kind_name, name] = cases.build(name, products, answers_as, stub)
+                    measured = _load_case(
+                        server,
+                        case,
+                        stub,
+                        workdir,
+                        args,
+                        duration=duration,
+                        cpus=load_cpus,
+                        what=where,
+                        checked=server.kind not in BARE_KINDS,
                     )
-                    built[kind_name, name] = case
-                    checked = server.kind not in BARE_KINDS
-                    if checked:
-                        case.check(stub)
-                    server.new_status_codes()  # forget the calls made so far
-                    _say(f"{kind_name}: loading {name} for {duration:g} s, {where}")
-                    load, cpu_seconds = _load_with_cpu(
-                        server, case, workdir, args, duration=duration, cpus=load_cpus
-                    )
-                    codes = dict(server.new_status_codes())
-                    if checked:
-                        case.check(stub)  # still right after the load
-                    measured = CaseResult(load, codes, cpu_seconds / max(load.requests, 1) * 1e6)
                     samples.setdefault((kind_name, name), []).append(measured)
         for (kind_name, name), measured_rounds in samples.items():
             median = median_round(measured_rounds)
@@ -360,16 +358,16 @@ def _measure_processes(
             server.wait_for_log(INDEX_READY, count=count)  # every process at its steady state
             with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
                 stub = catalog_pb2_grpc.ProductCatalogStub(channel)
-                case = cases.build("get", products, OURS, stub)
-                case.check(stub)
-                server.new_status_codes()
-                _say(f"ours: loading get for {args.unpinned_duration:g} s as {count} server process(es)")
-                load, cpu_seconds = _load_with_cpu(
-                    server, case, workdir, load_args, duration=args.unpinned_duration, cpus=None
+                ours.by_processes[count] = _load_case(
+                    server,
+                    cases.build("get", products, OURS, stub),
+                    stub,
+                    workdir,
+                    load_args,
+                    duration=args.unpinned_duration,
+                    cpus=None,
+                    what=f"unpinned, as {count} server process(es)",
                 )
-                codes = dict(server.new_status_codes())
-                case.check(stub)
-        ours.by_processes[count] = CaseResult(load, codes, cpu_seconds / max(load.requests, 1) * 1e6)
 
 
 def _processes_lines(ours: ServerResult) -> list[str]:
@@ -392,16 +390,27 @@ def _processes_lines(ours: ServerResult) -> list[str]:
     return lines
 
 
-def _load_with_cpu(
+def _load_case(
     server: ServerProcess,
     case: cases.Case,
+    stub: cases.Stub,
     workdir: Path,
     args: argparse.Namespace,
     *,
     duration: float,
     cpus: str | None,
-) -> tuple[h2load.LoadResult, float]:
-    """h2load's run, and the server's CPU seconds over its measured period (after the warm-up)."""
+    what: str,
+    checked: bool = True,
+) -> CaseResult:
+    """`case` loaded on `server` by h2load, with the status codes logged and the server's CPU per call.
+
+    The CPU counts over the measured period, after the warm-up. The answer is checked before and after the
+    load, unless not `checked` (a bare server answers one fixed product).
+    """
+    if checked:
+        case.check(stub)
+    server.new_status_codes()  # forget the calls made so far
+    _say(f"{server.kind.name}: loading {case.name} for {duration:g} s, {what}")
     at_warmup: list[float] = []
     timer = threading.Timer(args.warmup, lambda: at_warmup.append(server.cpu_seconds()))
     timer.start()
@@ -421,7 +430,10 @@ def _load_with_cpu(
         timer.cancel()
         timer.join()
     used = server.cpu_seconds() - at_warmup[0] if at_warmup else 0.0
-    return load, used
+    codes = dict(server.new_status_codes())
+    if checked:
+        case.check(stub)  # still right after the load
+    return CaseResult(load, codes, used / max(load.requests, 1) * 1e6)
 
 
 @dataclass
