@@ -18,7 +18,7 @@ import pulumi_gcp as gcp
 from catalog_infra.config import ConfigError
 from catalog_infra.grpc_service import CatalogMount
 from contract.cloudrun import parse_memory
-from service.catalog import CatalogSummary, check, save
+from service.catalog import CatalogSummary, CheckedCatalog, load_checked
 from service.catalog_file import CatalogError
 from service.saved_catalog import SAVED_SUFFIX
 
@@ -28,19 +28,20 @@ REQUIRED_APIS = ("storage.googleapis.com",)
 GEN2_MIN_MEMORY = 512 * 2**20
 
 
-def check_catalog(repo_root: Path, path: str, memory: str) -> CatalogSummary:
+def check_catalog(repo_root: Path, path: str, memory: str) -> CheckedCatalog:
     """Check `path` (relative to `repo_root`) with the server's checker; raise ConfigError if it refuses.
 
     The checker is the one people and CI run (`python -m service.catalog check`), the server's own loader:
-    a file the program ships is one the server starts with. Its errors name `path` as configured.
+    a file the program ships is one the server starts with. Its errors name `path` as configured. The
+    catalog it returns is the one CatalogData saves ready to serve: the file is parsed once.
     """
     try:
-        checked = check(path, root=repo_root)
+        checked = load_checked(path, root=repo_root)
     except CatalogError as error:
         raise ConfigError(
             pulumi.Config().full_key("catalogFile"), path, f"the server would refuse it: {error}"
         ) from None
-    _check_memory(checked, memory)
+    _check_memory(checked.summary, memory)
     return checked
 
 
@@ -73,7 +74,7 @@ class CatalogDataArgs:
     project: str
     region: str
     bucket_name: str
-    catalog: CatalogSummary
+    catalog: CheckedCatalog
     source: Path
     build_dir: Path
     deletion_protection: bool
@@ -108,7 +109,8 @@ class CatalogData(pulumi.ComponentResource):
         # Named by content: a new file is a new object (and a new revision reads it), the same bytes are the
         # same object, whatever the file is called. Kept when replaced (retain_on_delete): the revision
         # before still reads its own catalog, so rolling traffic back to it works, also on new instances.
-        object_name = f"catalogs/{args.catalog.sha256}.json"
+        sha256 = args.catalog.summary.sha256
+        object_name = f"catalogs/{sha256}.json"
         catalog_object = gcp.storage.BucketObject(
             f"{name}-object",
             bucket=bucket.name,
@@ -122,7 +124,7 @@ class CatalogData(pulumi.ComponentResource):
         # at a million products) instead of parsing the file and building the index (about 7 s of CPU, on
         # every start). A server that finds none, or one that is not its file's, loads the file itself: the
         # two objects need not change together.
-        saved = save(args.source, args.build_dir / "saved-catalogs" / f"{args.catalog.sha256}{SAVED_SUFFIX}")
+        saved = args.catalog.save(args.build_dir / "saved-catalogs" / f"{sha256}{SAVED_SUFFIX}")
         saved_object = gcp.storage.BucketObject(
             f"{name}-saved",
             bucket=bucket.name,
@@ -136,9 +138,7 @@ class CatalogData(pulumi.ComponentResource):
         self.saved_object_name = saved_object.name
         # Plain names, not outputs: they name the revision before anything exists. A service that mounts
         # this waits for the bucket and the object by depending on this component.
-        self.mount = CatalogMount(
-            bucket=args.bucket_name, object_name=object_name, sha256=args.catalog.sha256
-        )
+        self.mount = CatalogMount(bucket=args.bucket_name, object_name=object_name, sha256=sha256)
         self.register_outputs(
             {"bucket": self.bucket_name, "object": self.object_name, "savedCatalog": self.saved_object_name}
         )

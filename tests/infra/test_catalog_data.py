@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pulumi
 import pytest
 from catalog_infra.grpc_service import STARTUP_FAILURE_THRESHOLD, STARTUP_PERIOD_SECONDS
 
+from service import catalog as checker
 from service.catalog_file import CatalogError, load_catalog
 from service.saved_catalog import SAVED_SUFFIX, holds, saved_catalog_path
 from tests.catalog_files import GOOD, bad_files
@@ -212,6 +214,27 @@ def test_the_revision_changes_when_the_files_bytes_do_and_only_then(root: Path) 
     assert objects[2] != objects[0]
     changed = {name for name, value in env_of(runs[2]).items() if env_of(runs[0]).get(name) != value}
     assert changed == {"CATALOG_PATH", "CATALOG_SHA256"}
+
+
+def test_a_preview_parses_the_file_once_and_saves_only_a_catalog_not_saved_yet(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checking and saving share one parse; an unchanged catalog's saved file is kept as it is."""
+    parsed: list[str] = []
+
+    def counting_load(file: str, **options: Any) -> Any:
+        parsed.append(os.path.normpath(file))
+        return load_catalog(file, **options)
+
+    monkeypatch.setattr(checker, "load_catalog", counting_load)
+    path = write(root, catalog_bytes([*PRODUCTS, {**GOOD, "id": "parsed-once"}]))
+    first = run_program(with_config(catalogFile=path), root=root, preview=True)
+    (saved_object,) = [o for o in first.all(OBJECT) if o.inputs["name"].endswith(SAVED_SUFFIX)]
+    saved = root / "infra" / saved_object.inputs["source"].path
+    written = saved.stat().st_mtime_ns
+    run_program(with_config(catalogFile=path), root=root, preview=True)
+    assert [Path(file).parts[-2:] for file in parsed] == [Path(path).parts] * 2  # once a run
+    assert saved.stat().st_mtime_ns == written
 
 
 def refused(root: Path, **config: object) -> str:

@@ -450,3 +450,42 @@ def test_save_names_a_missing_file_and_an_unwritable_target(tmp_path: Path) -> N
     with pytest.raises(CatalogError, match=f"{path}: cannot save it in {blocker}/x"):
         checker.save(path, blocker / "x")
     assert not list(tmp_path.glob("**/*.partial"))
+
+
+def test_a_checked_catalog_saves_from_the_parse_that_checked_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the Pulumi program does: check the file, then save it, parsing it once."""
+    path = catalog_file(tmp_path)
+    parsed: list[str] = []
+
+    def counting_load(file: str, **options: Any) -> CatalogStore:
+        parsed.append(file)
+        return load_catalog(file, **options)
+
+    monkeypatch.setattr(checker, "load_catalog", counting_load)
+    checked = checker.load_checked(path.name, root=tmp_path)
+    assert checked.summary == checker.check(path.name, root=tmp_path)
+    assert checked.summary.path == "c.json"  # as given, not joined to the root
+    target = tmp_path / "build" / "c.saved"
+    assert checked.save(target) == str(target)
+    assert parsed == [str(path), str(path)]  # once by load_checked, once by check: none by save
+    with target.open("rb") as file:
+        assert saved_catalog.holds(file, bytes.fromhex(checked.summary.sha256))
+    written = target.stat().st_mtime_ns
+    assert checked.save(target) == str(target)
+    assert target.stat().st_mtime_ns == written  # this catalog's already: not written again
+    target.write_bytes(b"stale")
+    checked.save(target)
+    with target.open("rb") as file:
+        assert saved_catalog.holds(file, bytes.fromhex(checked.summary.sha256))
+
+
+def test_a_checked_catalog_names_its_file_as_given_when_it_cannot_save(tmp_path: Path) -> None:
+    path = catalog_file(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(CatalogError, match=f"^c.json: cannot save it in {blocker}/x"):
+        checker.load_checked("c.json", root=tmp_path).save(blocker / "x")
+    assert path.exists()
+    assert not list(tmp_path.glob("**/*.partial"))
