@@ -33,7 +33,7 @@ from pathlib import Path
 
 import grpc
 
-from bench import cases, h2load, hostile
+from bench import cases, h2load, hostile, own_work
 from bench.catalog import generate, write_catalog
 from bench.servers import (
     BARE_AIO,
@@ -74,6 +74,8 @@ MODEL_KINDS = (*BARE_KINDS, *OUR_WORK_MODELS)
 # The cases the bare servers answer too: GetProduct (judged against them), and the 100-result search, each
 # model's cost per streamed message (shown beside ours, not judged).
 BARE_CASES = ("get", "search-100")
+# Calls of each kind in each round bench/own_work.py times: about 4 s in all.
+OWN_WORK_CALLS = 10_000
 OUR_MODEL = BARE_AIO
 # How each model of our work on the thread-pool server holds its calls (bench/thread_pool.py).
 _OUR_WORK_POOLS = {POOL_WORK.name: "10 shared threads", POOL_SLOTS.name: "a thread per call slot"}
@@ -109,6 +111,8 @@ class ServerResult:
     unpinned: dict[str, CaseResult] = field(default_factory=dict)
     # Ours only: GetProduct unpinned, by the number of server processes sharing the port (PROCESS_COUNTS).
     by_processes: dict[int, CaseResult] = field(default_factory=dict)
+    # Ours only: our own work per call, timed without gRPC (bench/own_work.py), beside the bare servers.
+    own_work: own_work.OwnWork | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             _measure(
                 kinds, catalog, products, results, names=names, workdir=workdir, args=args, pinned=pinned
             )
+    if not set(BARE_CASES).isdisjoint(names):
+        results["ours"].own_work = _measure_own_work(products)
     if "get" in names:
         _measure_processes(catalog, products, results["ours"], workdir=workdir, args=args)
     hostile_results = _measure_hostile(
@@ -727,6 +733,7 @@ def _bare_stream_lines(results: dict[str, ServerResult]) -> list[str]:
     if ours is not None and own is not None:
         ratio = ours.cpu_us_per_call / own.cpu_us_per_call
         lines.append(f"  ours' CPU per call {ratio:.2f}x its model's bare server's")
+        lines += _own_work_lines(results["ours"], "search-100", ours.cpu_us_per_call - own.cpu_us_per_call)
     return lines
 
 
@@ -754,6 +761,7 @@ def _bare_lines(results: dict[str, ServerResult], missed: list[str]) -> list[str
         )
         if cpu_ratio > BARE_CPU_TARGET:
             missed.append(f"get CPU per call {cpu_ratio:.2f}x {OUR_MODEL.name}'s > {BARE_CPU_TARGET:g}x")
+        lines += _own_work_lines(results["ours"], "get", ours.cpu_us_per_call - own.cpu_us_per_call)
     if seed_get is None:
         return lines
     seed_rps = seed_get.load.requests_per_second
@@ -780,6 +788,28 @@ def _bare_lines(results: dict[str, ServerResult], missed: list[str]) -> list[str
         )
         missed.append(f"get throughput {ratio:.2f}x < {target:g}x")
     return lines
+
+
+def _measure_own_work(products: list[Product]) -> own_work.OwnWork:
+    """Our own work per call (bench/own_work.py), timed in this process on the servers' CPU."""
+    _say(f"timing our own work per call without gRPC, {OWN_WORK_CALLS} calls of each kind")
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(SERVER_CPU)})  # this thread only: h2load and the servers have stopped
+    try:
+        return own_work.measure(products, OWN_WORK_CALLS)
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def _own_work_lines(ours: ServerResult, case: str, gap_us: float) -> list[str]:
+    """Our own work per call beside the gap between ours and its bare server: how much of it is ours."""
+    if ours.own_work is None:
+        return []
+    work_us = ours.own_work.get_us if case == "get" else ours.own_work.search_us
+    return [
+        f"  ours' CPU per call is {gap_us:+.0f} us from its bare server's; our own work, timed without gRPC "
+        f"(bench/own_work.py), is {work_us:.1f} us of it"
+    ]
 
 
 def _product(fields: dict[str, object]) -> Product:

@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2
 from hyperframe.frame import SettingsFrame
 
 from bench import __main__ as bench_main
-from bench import bare, cases, h2load, hostile, thread_pool
+from bench import bare, cases, h2load, hostile, own_work, thread_pool
 from bench.catalog import generate, generate_products, write_catalog
 from bench.rawh2 import RawConnection, grpc_message
 from bench.servers import (
@@ -231,6 +231,51 @@ def test_search_100_on_the_bare_servers_is_shown_beside_ours_and_never_judged() 
         "pool-slots       120 rps   5100 us/call, 1.20x the seed's calls/s "
         "(our work on the thread-pool model, a thread per call slot: 1.50x ours' CPU per call)" in report
     )
+
+
+def test_our_own_work_is_timed_on_right_answers_and_costs_more_than_a_bare_handler() -> None:
+    work = own_work.measure(generate_products(COUNT), calls=200)
+    assert work.get_us > work.bare_get_us > 0
+    assert work.search_us > work.bare_search_us > 0
+    assert work.lines()[1].startswith(f"  GetProduct {work.get_us:.1f} us (a bare handler's ")
+    assert f"{work.search_us / 100:.2f} us a message" in work.lines()[2]
+
+
+def test_our_own_work_refuses_to_time_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    products = generate_products(COUNT)
+    monkeypatch.setattr(
+        own_work, "reference_search", lambda *_: cases.reference_search(products, "kettle", 100)
+    )
+    with pytest.raises(
+        AssertionError, match="the search for 'wireless' answered other products than the seed's server"
+    ):
+        own_work.measure(products, calls=1)
+
+
+def test_the_report_says_how_much_of_the_gap_to_the_bare_server_is_our_own_work() -> None:
+    args = bench_main.build_parser().parse_args(["--compare"])
+    results = {
+        name: bench_main.ServerResult(
+            startup_default_s=1.0,
+            startup_catalog_s=1.0,
+            cases={case: bench_main.CaseResult(_load(100), {"OK": 1000}, cpu) for case, cpu in costs.items()},
+        )
+        for name, costs in (
+            ("ours", {"get": 260.0, "search-100": 3600.0}),
+            ("seed", {"get": 180.0, "search-100": 4900.0}),
+            ("bare-aio", {"get": 210.0, "search-100": 2900.0}),
+        )
+    }
+    results["ours"].own_work = own_work.OwnWork(
+        get_us=4.5, bare_get_us=0.2, search_us=95.0, bare_search_us=9.0
+    )
+    report, _ = bench_main.render_report(results, ["get", "search-100"], args)
+    assert "ours' CPU per call is +50 us from its bare server's; our own work, timed without gRPC" in report
+    assert "(bench/own_work.py), is 4.5 us of it" in report
+    assert "ours' CPU per call is +700 us from its bare server's" in report
+    assert "is 95.0 us of it" in report
+    results["ours"].own_work = None
+    assert "our own work" not in bench_main.render_report(results, ["get", "search-100"], args)[0]
 
 
 def test_our_work_on_the_other_model_is_never_the_ceiling_ours_is_judged_by() -> None:
