@@ -72,6 +72,8 @@ def test_two_processes_share_the_port_and_each_drains_on_sigterm() -> None:
     with ServerProcess({"SERVER_PROCESSES": "2"}, stop_grace_seconds=15) as server:
         port = server.wait_serving()
         server.wait_for_log("started 2 server processes")
+        # Health answered by one process; the other may still be loading, answering UNAVAILABLE.
+        server.wait_for_log("serving .* on port", count=2)
         workers = _workers(server)
         assert len(workers) == 2
         before = {pid: _cpu_ticks(pid) for pid in workers}
