@@ -27,7 +27,7 @@ import grpc
 import uvloop
 
 from bench.bare import ANSWER
-from bench.cases import SEARCH_COMMON, reference_search
+from bench.cases import SEARCH_COMMON, WrongAnswerError, reference_search
 from bench.catalog import generate_products
 from catalog import GET_PRODUCT_METHOD, SEARCH_PRODUCTS_METHOD, catalog_pb2
 from catalog.catalog_pb2 import Product
@@ -39,6 +39,7 @@ from service.store import CatalogStore
 
 SEARCH_RESULTS = 100  # as the search-100 case asks
 ROUNDS = 3
+MIN_PRODUCTS = 3000  # enough for the search's 100 matches in the generated catalog (2000 give 123)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class _Context:
         return ()
 
     async def abort(self, code: grpc.StatusCode, details: str = "", *_: Any) -> NoReturn:
-        raise AssertionError(f"the bench's calls are valid, and one ended {code.name}: {details}")
+        raise WrongAnswerError(f"the bench's calls are valid, and one ended {code.name}: {details}")
 
 
 def measure(products: Sequence[Product], calls: int) -> OwnWork:
@@ -135,10 +136,10 @@ async def _time_calls(handlers: tuple[Any, Any], expected: _Expected, calls: int
 
     # What is timed answers as the seed's semantics say: the product asked for, the first 100 matches.
     if Product.FromString(await ours_get()) != expected.product:
-        raise AssertionError(f"GetProduct did not answer product {expected.product.id}")
+        raise WrongAnswerError(f"GetProduct did not answer product {expected.product.id}")
     found = [Product.FromString(message) async for message in ours_search_stream()]
     if found != expected.search:
-        raise AssertionError(
+        raise WrongAnswerError(
             f"the search for {SEARCH_COMMON!r} answered other products than the seed's server"
         )
     return OwnWork(
@@ -204,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         "--calls", type=int, default=10_000, help="calls of each kind in each of 3 rounds (default 10000)"
     )
     args = parser.parse_args(argv)
+    if args.products < MIN_PRODUCTS or args.calls < 1:
+        parser.error(
+            f"--products must be at least {MIN_PRODUCTS} (the search needs 100 matches), --calls at least 1"
+        )
     for line in measure(generate_products(args.products), args.calls).lines():
         print(line)
     return 0

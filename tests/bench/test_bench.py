@@ -247,9 +247,22 @@ def test_our_own_work_refuses_to_time_a_wrong_answer(monkeypatch: pytest.MonkeyP
         own_work, "reference_search", lambda *_: cases.reference_search(products, "kettle", 100)
     )
     with pytest.raises(
-        AssertionError, match="the search for 'wireless' answered other products than the seed's server"
+        cases.WrongAnswerError,
+        match="the search for 'wireless' answered other products than the seed's server",
     ):
         own_work.measure(products, calls=1)
+
+
+@pytest.mark.parametrize("arguments", [["--products", "100"], ["--calls", "0"]])
+def test_our_own_work_refuses_settings_that_time_nothing(
+    arguments: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        own_work.main(arguments)
+    assert exited.value.code == 2
+    assert "--products must be at least 3000 (the search needs 100 matches), --calls at least 1" in (
+        capsys.readouterr().err
+    )
 
 
 def test_the_report_says_how_much_of_the_gap_to_the_bare_server_is_our_own_work() -> None:
