@@ -74,8 +74,6 @@ MODEL_KINDS = (*BARE_KINDS, *OUR_WORK_MODELS)
 # The cases the bare servers answer too: GetProduct (judged against them), and the 100-result search, each
 # model's cost per streamed message (shown beside ours, not judged).
 BARE_CASES = ("get", "search-100")
-# Calls of each kind in each round bench/own_work.py times: about 4 s in all.
-OWN_WORK_CALLS = 10_000
 OUR_MODEL = BARE_AIO
 # How each model of our work on the thread-pool server holds its calls (bench/thread_pool.py).
 _OUR_WORK_POOLS = {POOL_WORK.name: "10 shared threads", POOL_SLOTS.name: "a thread per call slot"}
@@ -112,7 +110,7 @@ class ServerResult:
     # Ours only: GetProduct unpinned, by the number of server processes sharing the port (PROCESS_COUNTS).
     by_processes: dict[int, CaseResult] = field(default_factory=dict)
     # Ours only: our own work per call, timed without gRPC (bench/own_work.py), beside the bare servers.
-    own_work: own_work.OwnWork | None = None
+    own_work_per_call: own_work.OwnWork | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             _measure(
                 kinds, catalog, products, results, names=names, workdir=workdir, args=args, pinned=pinned
             )
-    if not set(BARE_CASES).isdisjoint(names):
-        results["ours"].own_work = _measure_own_work(products)
+    if not set(BARE_CASES).isdisjoint(names) and args.products >= own_work.MIN_PRODUCTS:
+        results["ours"].own_work_per_call = _measure_own_work(products)
     if "get" in names:
         _measure_processes(catalog, products, results["ours"], workdir=workdir, args=args)
     hostile_results = _measure_hostile(
@@ -792,20 +790,21 @@ def _bare_lines(results: dict[str, ServerResult], missed: list[str]) -> list[str
 
 def _measure_own_work(products: list[Product]) -> own_work.OwnWork:
     """Our own work per call (bench/own_work.py), timed in this process on the servers' CPU."""
-    _say(f"timing our own work per call without gRPC, {OWN_WORK_CALLS} calls of each kind")
+    _say(f"timing our own work per call without gRPC, {own_work.DEFAULT_CALLS} calls of each kind a round")
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {int(SERVER_CPU)})  # this thread only: h2load and the servers have stopped
     try:
-        return own_work.measure(products, OWN_WORK_CALLS)
+        return own_work.measure(products, own_work.DEFAULT_CALLS)
     finally:
         os.sched_setaffinity(0, allowed)
 
 
 def _own_work_lines(ours: ServerResult, case: str, gap_us: float) -> list[str]:
     """Our own work per call beside the gap between ours and its bare server: how much of it is ours."""
-    if ours.own_work is None:
+    timed = ours.own_work_per_call
+    if timed is None:
         return []
-    work_us = ours.own_work.get_us if case == "get" else ours.own_work.search_us
+    work_us = timed.get_us if case == "get" else timed.search_us
     return [
         f"  ours' CPU per call is {gap_us:+.0f} us from its bare server's; our own work, timed without gRPC "
         f"(bench/own_work.py), is {work_us:.1f} us of it"

@@ -253,6 +253,17 @@ def test_our_own_work_refuses_to_time_a_wrong_answer(monkeypatch: pytest.MonkeyP
         own_work.measure(products, calls=1)
 
 
+def test_our_own_work_names_the_code_of_a_call_that_ends_non_ok(monkeypatch: pytest.MonkeyPatch) -> None:
+    products = generate_products(COUNT)
+    missing = Product(id="not-in-the-catalog")
+    expected = own_work._Expected
+    monkeypatch.setattr(own_work, "_Expected", lambda _product, search: expected(missing, search))
+    with pytest.raises(
+        cases.WrongAnswerError, match="a call the bench times ended NOT_FOUND: product not-in-the-catalog"
+    ):
+        own_work.measure(products, calls=1)
+
+
 @pytest.mark.parametrize("arguments", [["--products", "100"], ["--calls", "0"]])
 def test_our_own_work_refuses_settings_that_time_nothing(
     arguments: list[str], capsys: pytest.CaptureFixture[str]
@@ -279,7 +290,7 @@ def test_the_report_says_how_much_of_the_gap_to_the_bare_server_is_our_own_work(
             ("bare-aio", {"get": 210.0, "search-100": 2900.0}),
         )
     }
-    results["ours"].own_work = own_work.OwnWork(
+    results["ours"].own_work_per_call = own_work.OwnWork(
         get_us=4.5, bare_get_us=0.2, search_us=95.0, bare_search_us=9.0
     )
     report, _ = bench_main.render_report(results, ["get", "search-100"], args)
@@ -287,7 +298,7 @@ def test_the_report_says_how_much_of_the_gap_to_the_bare_server_is_our_own_work(
     assert "(bench/own_work.py), is 4.5 us of it" in report
     assert "ours' CPU per call is +700 us from its bare server's" in report
     assert "is 95.0 us of it" in report
-    results["ours"].own_work = None
+    results["ours"].own_work_per_call = None
     assert "our own work" not in bench_main.render_report(results, ["get", "search-100"], args)[0]
 
 
