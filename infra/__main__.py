@@ -30,9 +30,12 @@ HEALTH_SERVICE = SERVICE_NAME
 
 config = load()
 objectives = load_observability(config)
-# The catalog file, checked by the server's own loader (and against `memory`) before any resource.
+# The catalog file, checked by the server's own loader (and against `memory`) before any resource, and saved
+# ready to serve under build/.
 catalog = (
-    catalog_data.check_catalog(REPO_ROOT, config.catalog_file, config.memory) if config.catalog_file else None
+    catalog_data.check_catalog(REPO_ROOT, config.catalog_file, config.memory, REPO_ROOT / "build")
+    if config.catalog_file
+    else None
 )
 # The traffic Cloud Run serves now in each region, checked: the program declares it as it is (revisions.py).
 live_services = live.read_live_services(config)
@@ -73,9 +76,9 @@ data = (
             project=config.project,
             region=config.region,
             bucket_name=f"{config.project}-{config.service_name}-catalogs",
-            catalog=catalog,
+            catalog=catalog.summary,
             source=REPO_ROOT / catalog.summary.path,
-            build_dir=REPO_ROOT / "build",
+            saved=catalog.saved,
             deletion_protection=config.deletion_protection,
             depends_on=[apis],
         ),

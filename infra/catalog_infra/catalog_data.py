@@ -18,7 +18,7 @@ import pulumi_gcp as gcp
 from catalog_infra.config import ConfigError
 from catalog_infra.grpc_service import CatalogMount
 from contract.cloudrun import parse_memory
-from service.catalog import CatalogSummary, CheckedCatalog, load_checked
+from service.catalog import CatalogSummary, load_checked
 from service.catalog_file import CatalogError
 from service.saved_catalog import SAVED_SUFFIX
 
@@ -28,12 +28,22 @@ REQUIRED_APIS = ("storage.googleapis.com",)
 GEN2_MIN_MEMORY = 512 * 2**20
 
 
-def check_catalog(repo_root: Path, path: str, memory: str) -> CheckedCatalog:
+@dataclass(frozen=True)
+class CatalogFiles:
+    """A checked catalog file's summary, and where it is saved ready to serve: what CatalogData uploads."""
+
+    summary: CatalogSummary
+    saved: Path
+
+
+def check_catalog(repo_root: Path, path: str, memory: str, build_dir: Path) -> CatalogFiles:
     """Check `path` (relative to `repo_root`) with the server's checker; raise ConfigError if it refuses.
 
     The checker is the one people and CI run (`python -m service.catalog check`), the server's own loader:
     a file the program ships is one the server starts with. Its errors name `path` as configured. The
-    catalog it returns is the one CatalogData saves ready to serve: the file is parsed once.
+    checked catalog is then saved ready to serve under `build_dir` (kept there: an unchanged catalog is not
+    saved again by the next preview), from the same parse, and let go: at a million products it is
+    hundreds of megabytes the rest of the program has no use for.
     """
     try:
         checked = load_checked(path, root=repo_root)
@@ -42,7 +52,8 @@ def check_catalog(repo_root: Path, path: str, memory: str) -> CheckedCatalog:
             pulumi.Config().full_key("catalogFile"), path, f"the server would refuse it: {error}"
         ) from None
     _check_memory(checked.summary, memory)
-    return checked
+    saved = checked.save(build_dir / "saved-catalogs" / f"{checked.summary.sha256}{SAVED_SUFFIX}")
+    return CatalogFiles(checked.summary, Path(saved))
 
 
 def _check_memory(catalog: CatalogSummary, memory: str) -> None:
@@ -66,17 +77,16 @@ class CatalogDataArgs:
     """Where the catalog bucket lives and which checked file goes into it.
 
     `source` is the file as the program's working directory (infra/) reaches it, relative like the image's
-    build context, so the state holds the same path in every checkout; `build_dir` likewise, where the
-    catalog is saved ready to serve before it is uploaded (kept there: an unchanged catalog is not saved
-    again by the next preview).
+    build context, so the state holds the same path in every checkout; `saved` likewise, the catalog saved
+    ready to serve (`check_catalog`).
     """
 
     project: str
     region: str
     bucket_name: str
-    catalog: CheckedCatalog
+    catalog: CatalogSummary
     source: Path
-    build_dir: Path
+    saved: Path
     deletion_protection: bool
     depends_on: Sequence[pulumi.Resource] = ()
 
@@ -109,7 +119,7 @@ class CatalogData(pulumi.ComponentResource):
         # Named by content: a new file is a new object (and a new revision reads it), the same bytes are the
         # same object, whatever the file is called. Kept when replaced (retain_on_delete): the revision
         # before still reads its own catalog, so rolling traffic back to it works, also on new instances.
-        sha256 = args.catalog.summary.sha256
+        sha256 = args.catalog.sha256
         object_name = f"catalogs/{sha256}.json"
         catalog_object = gcp.storage.BucketObject(
             f"{name}-object",
@@ -124,12 +134,11 @@ class CatalogData(pulumi.ComponentResource):
         # at a million products) instead of parsing the file and building the index (about 7 s of CPU, on
         # every start). A server that finds none, or one that is not its file's, loads the file itself: the
         # two objects need not change together.
-        saved = args.catalog.save(args.build_dir / "saved-catalogs" / f"{sha256}{SAVED_SUFFIX}")
         saved_object = gcp.storage.BucketObject(
             f"{name}-saved",
             bucket=bucket.name,
             name=object_name + SAVED_SUFFIX,
-            source=pulumi.FileAsset(saved),
+            source=pulumi.FileAsset(str(args.saved)),
             content_type="application/octet-stream",
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
