@@ -6,10 +6,12 @@ catalog files, since catalogFile is a path inside the repository.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -221,14 +223,19 @@ def test_a_preview_parses_the_file_once_and_saves_only_a_catalog_not_saved_yet(
 ) -> None:
     """Checking and saving share one parse; an unchanged catalog's saved file is kept as it is."""
     parsed: list[str] = []
+    stores: list[weakref.ref[Any]] = []
 
     def counting_load(file: str, **options: Any) -> Any:
         parsed.append(os.path.normpath(file))
-        return load_catalog(file, **options)
+        store = load_catalog(file, **options)
+        stores.append(weakref.ref(store))
+        return store
 
     monkeypatch.setattr(checker, "load_catalog", counting_load)
     path = write(root, catalog_bytes([*PRODUCTS, {**GOOD, "id": "parsed-once"}]))
     first = run_program(with_config(catalogFile=path), root=root, preview=True)
+    gc.collect()
+    assert [store() for store in stores] == [None]  # saved, then let go: the program keeps no catalog
     (saved_object,) = [o for o in first.all(OBJECT) if o.inputs["name"].endswith(SAVED_SUFFIX)]
     saved = root / "infra" / saved_object.inputs["source"].path
     written = saved.stat().st_mtime_ns
