@@ -65,15 +65,19 @@ def _handler(get: Any, search: Any) -> grpc.GenericRpcHandler:
     )
 
 
+async def aio_get(_request: bytes, _context: object) -> bytes:
+    """The grpc.aio bare server's GetProduct: the fixed answer (bench/own_work.py times it too)."""
+    return ANSWER
+
+
+async def aio_search(request: catalog_pb2.SearchRequest, _context: object) -> AsyncIterator[bytes]:
+    """The grpc.aio bare server's SearchProducts: the fixed answer, as many times as asked."""
+    for _ in range(_answers(request)):
+        yield ANSWER
+
+
 async def _serve_aio(port: int) -> None:
-    async def get(_request: bytes, _context: object) -> bytes:
-        return ANSWER
-
-    async def search(request: catalog_pb2.SearchRequest, _context: object) -> AsyncIterator[bytes]:
-        for _ in range(_answers(request)):
-            yield ANSWER
-
-    server = aio.server(handlers=[_handler(get, search)], options=[("grpc.so_reuseport", 0)])
+    server = aio.server(handlers=[_handler(aio_get, aio_search)], options=[("grpc.so_reuseport", 0)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.add_insecure_port(f"[::]:{port}")

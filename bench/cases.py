@@ -27,6 +27,7 @@ SEARCH_ABSENT = "waterproof xylophone"  # a common word and one outside the gene
 SEARCH_ABSENT_SHORT = "qx"  # two letters that never occur together in the generated text
 SEARCH_ABSENT_WORDS = "bamboo toaster"  # two words of the vocabulary that never occur side by side
 SEARCH_COMMON = "wireless"
+SEARCH_COMMON_RESULTS = 100  # search-100's max_results: the common word has far more matches
 
 
 # What a case's target bounds (always from below):
@@ -73,7 +74,11 @@ CASES = {
     "search-none": CaseSpec(f"SearchProducts {SEARCH_ABSENT!r}: no match", 20),
     "search-none-short": CaseSpec(f"SearchProducts {SEARCH_ABSENT_SHORT!r}: no match, 2 characters", 20),
     "search-none-words": CaseSpec(f"SearchProducts {SEARCH_ABSENT_WORDS!r}: no match, both words common", 20),
-    "search-100": CaseSpec(f"SearchProducts {SEARCH_COMMON!r}, max_results=100: 100 matches", 1.5),
+    "search-100": CaseSpec(
+        f"SearchProducts {SEARCH_COMMON!r}, max_results={SEARCH_COMMON_RESULTS}: "
+        f"{SEARCH_COMMON_RESULTS} matches",
+        1.5,
+    ),
     "reset-attack": CaseSpec(
         "GetProduct beside a rapid-reset attacker, as a share of GetProduct alone", 0.5, versus="alone"
     ),
@@ -136,7 +141,7 @@ def build(name: str, products: Sequence[Product], kind: ServerKind, stub: Stub) 
         "search-none": (SEARCH_ABSENT, 0),
         "search-none-short": (SEARCH_ABSENT_SHORT, 0),
         "search-none-words": (SEARCH_ABSENT_WORDS, 0),
-        "search-100": (SEARCH_COMMON, 100),
+        "search-100": (SEARCH_COMMON, SEARCH_COMMON_RESULTS),
     }
     query, max_results = queries[name]
     request = catalog_pb2.SearchRequest(query=query, max_results=max_results)

@@ -5,8 +5,8 @@ what the machine does meanwhile. This times our part alone, on the event loop th
 and a store of the bench's catalog: the request decoded by the guard's deserializer, the guard around
 the call (limit, stall watchdog, duration, the sampled access line put together; the server writes its
 lines in batches, and these are written once, after the timing), the servicer and the store, up to the
-response bytes gRPC would send; beside the same calls to a bare handler that answers one fixed product,
-as bench/bare.py's servers do.
+response bytes gRPC would send; beside the same calls to the bare grpc.aio server's own handlers
+(bench/bare.py), which answer one fixed product.
 
     python -m bench.own_work [--products N] [--calls N]
 """
@@ -28,8 +28,8 @@ import grpc
 import uvloop
 from grpc import aio
 
-from bench.bare import ANSWER
-from bench.cases import SEARCH_COMMON, WrongAnswerError, reference_search
+from bench.bare import aio_get, aio_search
+from bench.cases import SEARCH_COMMON, SEARCH_COMMON_RESULTS, WrongAnswerError, reference_search
 from bench.catalog import generate_products
 from catalog import GET_PRODUCT_METHOD, SEARCH_PRODUCTS_METHOD, catalog_pb2
 from catalog.catalog_pb2 import Product
@@ -39,7 +39,6 @@ from service.logs import AccessLog
 from service.servicer import SERVED, CatalogServicer
 from service.store import CatalogStore
 
-SEARCH_RESULTS = 100  # as the search-100 case asks
 ROUNDS = 3
 MIN_PRODUCTS = (
     3000  # a margin over the 2000 products whose generated catalog first gives the search 100 matches
@@ -61,7 +60,8 @@ class OwnWork:
         return [
             "our own work per call, in this process without gRPC (the guard, the servicer, the store):",
             f"  GetProduct {self.get_us:.1f} us (a bare handler's {self.bare_get_us:.1f} us)",
-            f"  search-100 {self.search_us:.1f} us, {self.search_us / SEARCH_RESULTS:.2f} us a message "
+            f"  search-100 {self.search_us:.1f} us, "
+            f"{self.search_us / SEARCH_COMMON_RESULTS:.2f} us a message "
             f"(a bare handler's {self.bare_search_us:.1f} us)",
         ]
 
@@ -96,7 +96,7 @@ def measure(products: Sequence[Product], calls: int) -> OwnWork:
     """Time `calls` GetProducts (of the middle product, as the get case) and as many 100-result searches."""
     store = CatalogStore.from_products(products)
     expected = _Expected(
-        products[len(products) // 2], reference_search(products, SEARCH_COMMON, SEARCH_RESULTS)
+        products[len(products) // 2], reference_search(products, SEARCH_COMMON, SEARCH_COMMON_RESULTS)
     )
     return uvloop.run(_measure(store, expected, calls))
 
@@ -122,7 +122,7 @@ async def _measure(store: CatalogStore, expected: _Expected, calls: int) -> OwnW
 async def _time_calls(handlers: tuple[Any, Any], expected: _Expected, calls: int) -> OwnWork:
     get, search = handlers  # grpc.RpcMethodHandler: its behaviours are typed as optional
     get_request = catalog_pb2.GetProductRequest(id=expected.product.id).SerializeToString()
-    search_request = catalog_pb2.SearchRequest(query=SEARCH_COMMON, max_results=SEARCH_RESULTS)
+    search_request = catalog_pb2.SearchRequest(query=SEARCH_COMMON, max_results=SEARCH_COMMON_RESULTS)
     search_bytes = search_request.SerializeToString()
     context = _Context()
 
@@ -143,10 +143,10 @@ async def _time_calls(handlers: tuple[Any, Any], expected: _Expected, calls: int
             serialize(message)
 
     async def bare_get() -> None:
-        await _bare_get(get_request, context)
+        await aio_get(get_request, context)
 
     async def bare_search() -> None:
-        async for _ in _bare_search(search_request, context):
+        async for _ in aio_search(search_request, context):
             pass
 
     # What is timed answers as the seed's semantics say: the product asked for, the first 100 matches.
@@ -195,15 +195,6 @@ class _Details:
     """The one field of grpc.HandlerCallDetails that GuardedHandlers reads."""
 
     method: str
-
-
-async def _bare_get(_request: bytes, _context: object) -> bytes:
-    return ANSWER
-
-
-async def _bare_search(request: catalog_pb2.SearchRequest, _context: object) -> AsyncIterator[bytes]:
-    for _ in range(request.max_results):
-        yield ANSWER
 
 
 async def _median_per_call(call: Callable[[], Awaitable[object]], calls: int) -> float:
