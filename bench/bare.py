@@ -26,6 +26,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from catalog import GET_PRODUCT_METHOD, HEALTH_CHECK_METHOD, SEARCH_PRODUCTS_METHOD, SERVICE_NAME, catalog_pb2
+from service.thread_priority import lower_other_threads
 
 MODELS = ("aio", "sync", "grpclib")
 # The seed's thread count: the sync model as the seed runs it.
@@ -82,6 +83,7 @@ async def _serve_aio(port: int) -> None:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.add_insecure_port(f"[::]:{port}")
     await server.start()
+    lower_other_threads()  # the model as service/server.py runs it: gRPC's threads behind the loop's
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -32,6 +32,7 @@ from service.processes import claim_port
 from service.servicer import SERVED
 from service.telemetry import Telemetry
 from service.telemetry import start as start_telemetry
+from service.thread_priority import lower_other_threads
 
 # Streams a connection may open beyond the catalog's limit, so health checks and reflection get through when
 # the catalog is full (service/limits.py).
@@ -56,6 +57,7 @@ async def serve(settings: Settings) -> None:
     served), OSError or RuntimeError when the server cannot start.
     """
     async with run_server(settings) as server:
+        _lower_grpc_threads()
         loop = asyncio.get_running_loop()
         for signum in SIGNALS:
             loop.add_signal_handler(signum, server.stop_on_signal, signum, settings.shutdown_grace_seconds)
@@ -77,6 +79,16 @@ async def serve(settings: Settings) -> None:
         finally:
             for signum in SIGNALS:
                 loop.remove_signal_handler(signum)
+
+
+def _lower_grpc_threads() -> None:
+    """Put gRPC's threads, started with the server, behind the loop's (service/thread_priority.py)."""
+    try:
+        lowered = lower_other_threads()
+    except OSError as error:  # a sandbox that refuses setpriority: the server works, with more switches
+        _log.warning("cannot lower gRPC's threads' priority (%s); serving at one priority", error)
+    else:
+        _log.debug("lowered the priority of %d threads beside the event loop's", lowered)
 
 
 # No data: the shutdown came before it. Not None, which may be an API's data.
