@@ -5,8 +5,8 @@ poller thread and gRPC core's event-engine threads. At the same priority, each c
 the poller, which preempts the loop to hand the event over: about 6 thread switches per GetProduct and 200
 per 100-result search, measured pinned. With those threads at niceness HELPER_NICENESS they wait until the
 loop has nothing left to run, then hand over every event queued meanwhile at once: under 5 switches per
-GetProduct and 15 per search, and about a quarter less CPU per call (docs/performance.md). When the loop is
-idle they run at once, so a call waits no longer to start; with CPUs to spare (unpinned) nothing changes.
+GetProduct and 15 per search, and a quarter to a third less CPU per call (docs/performance.md). When the
+loop is idle they run at once, so a call waits no longer to start; with CPUs to spare nothing changes.
 
 Only niceness is raised, which needs no privilege, and a thread started later inherits its parent's: gRPC
 core's thread pool grows from its own (already lowered) threads.
@@ -18,8 +18,9 @@ import contextlib
 import os
 import threading
 
-# Measured pinned, GetProduct and search-100 (docs/performance.md): 10 and SCHED_BATCH at 10 did best; 5
-# switched more; 19 and SCHED_IDLE starved the poller into longer turns of the idle loop.
+# Measured pinned, GetProduct and search-100 (docs/performance.md): 10 did best. Below it the poller still
+# preempts the loop; above it the loop, woken by the poller's first event, takes the CPU back before the
+# rest are handed over. SCHED_BATCH at 10 measured as 10; SCHED_IDLE worst.
 HELPER_NICENESS = 10
 _TASKS = "/proc/self/task"
 
