@@ -147,6 +147,24 @@ def test_ids_whose_hashes_collide_are_still_told_apart(products: list[Product]) 
         store._HASH_MASK = original
 
 
+@pytest.mark.parametrize("count", [0, 1, 7, 3000])
+def test_every_id_is_found_through_its_bucket_and_no_other(count: int) -> None:
+    products = generate_products(count)
+    catalog = CatalogStore.from_products(products, search_index="never")
+    assert [catalog.get(p.id) for p in products] == serialized(products)
+    assert [catalog.get(f"absent-{i}") for i in range(1000)] == [None] * 1000
+    records = catalog._records
+    shift, starts = records.id_buckets
+    keys = [int(key) for key in records.id_keys]
+    assert shift >= records.position_bits  # an id's keys, which differ in position only, share a bucket
+    assert starts[0] == 0
+    assert starts[-1] == len(keys)
+    for bucket in range(len(starts) - 1):
+        assert all(key >> shift == bucket for key in keys[starts[bucket] : starts[bucket + 1]])
+    if count >= 8:
+        assert len(keys) / (len(starts) - 1) <= 8  # a bisection of a cache line of keys, not of them all
+
+
 def test_the_first_duplicate_in_catalog_order_is_named() -> None:
     products = [Product(id=i, name="n") for i in ("a", "b", "c", "b", "a", "c")]
     with pytest.raises(CatalogError, match=r"products\[3\] \(id 'b'\): id: duplicates products\[1\]$"):
