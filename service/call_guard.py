@@ -45,6 +45,10 @@ _ACCESS_LINE = {
     )
     for code in grpc.StatusCode
 }
+# OK, and its line, read once: on Python 3.11 reading `grpc.StatusCode.OK` and hashing it to look its line
+# up are Python code, about 0.5 us each, and every call did three of them.
+_OK = grpc.StatusCode.OK
+_OK_LINE = _ACCESS_LINE[_OK]
 
 # A servicer method's context, as every handler here (the guard's and the servicers') takes it.
 Context = aio.ServicerContext[Any, Any]
@@ -66,6 +70,9 @@ class _CallFacts(NamedTuple):
     time_remaining: float | None
     trace: str | None
     span: Span | None = None  # the call's server span, when it is traced (service/telemetry.py)
+
+
+_new_facts = tuple.__new__
 
 
 class CallGuard:
@@ -126,7 +133,7 @@ class CallGuard:
         async def unary(request: Any, context: Context) -> Any:
             started = time.perf_counter()
             call = self._begin(method, context)
-            code = grpc.StatusCode.OK
+            code = _OK
             admitted = False
             try:
                 if type(request) is _Malformed:
@@ -160,7 +167,7 @@ class CallGuard:
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
             started = time.perf_counter()
             call = self._begin(method, context)
-            code = grpc.StatusCode.OK
+            code = _OK
             admitted = False
             progress: StreamProgress | None = None
             try:
@@ -235,16 +242,17 @@ class CallGuard:
                     trace = f"projects/{self._project_id}/traces/{trace_id(span)}"
                 else:
                     trace = trace_resource(self._project_id, metadata)
-        return _CallFacts(context.peer(), context.time_remaining(), trace, span)
+        # Built as a plain tuple is: the NamedTuple's own __new__ is Python code, about 0.6 us a call.
+        return _new_facts(_CallFacts, (context.peer(), context.time_remaining(), trace, span))
 
     def _log(self, method: str, code: grpc.StatusCode, call: _CallFacts, started: float) -> None:
         seconds = time.perf_counter() - started
-        level, name = _ACCESS_LINE[code]
+        level, name = _OK_LINE if code is _OK else _ACCESS_LINE[code]
         if self._metrics is not None:
             self._metrics.finished(method, name, seconds)
         if call.span is not None:
             CallTracing.end(call.span, name)
-        elif code is grpc.StatusCode.OK and self._random() >= self._ok_log_rate:
+        elif code is _OK and self._random() >= self._ok_log_rate:
             return  # an OK call outside the sample (a traced one keeps its line, to read beside its trace)
         if method == HEALTH_CHECK_METHOD:
             level = logging.DEBUG

@@ -149,12 +149,12 @@ class CatalogServicer:
 
     async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Context) -> bytes:
         """Return one product by id."""
-        store = self._store
-        if not request.id:
+        product_id = request.id  # read once: each read makes a new str from the message
+        if not product_id:
             await abort_invalid_argument(context, "id", "must not be empty")
-        product = store.get(request.id)
+        product = self._store.get(product_id)
         if product is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"product {_shortened(request.id)} not found")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"product {_shortened(product_id)} not found")
         return product
 
     async def ListProducts(self, request: catalog_pb2.ListProductsRequest, context: Context) -> bytes:
