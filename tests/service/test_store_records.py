@@ -165,6 +165,17 @@ def test_every_id_is_found_through_its_bucket_and_no_other(count: int) -> None:
         assert len(keys) / (len(starts) - 1) <= 8  # a bisection of a cache line of keys, not of them all
 
 
+def test_only_a_store_to_be_served_makes_its_id_buckets_before_its_first_lookup() -> None:
+    products = generate_products(100)
+    checked = CatalogStore.from_products(products, search_index="never")  # as the preview's check
+    assert "id_buckets" not in vars(checked._records)
+    assert checked.get(products[5].id) == serialized(products[5:6])[0]  # the first lookup makes them
+    assert "id_buckets" in vars(checked._records)
+    for indexing in ("now", "background"):
+        served = CatalogStore.from_products(products, search_index=indexing)
+        assert "id_buckets" in vars(served._records)
+
+
 def test_the_first_duplicate_in_catalog_order_is_named() -> None:
     products = [Product(id=i, name="n") for i in ("a", "b", "c", "b", "a", "c")]
     with pytest.raises(CatalogError, match=r"products\[3\] \(id 'b'\): id: duplicates products\[1\]$"):
