@@ -16,15 +16,14 @@ import struct
 import threading
 import time
 from array import array
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import accumulate, compress, count, islice, repeat
-from operator import and_, eq, lshift, or_, rshift
-from typing import Literal
+from operator import add, and_, eq, lshift, or_, rshift, sub
+from typing import Literal, NamedTuple
 from zlib import crc32 as _id_hash
 
 from catalog.catalog_pb2 import Product
@@ -45,8 +44,10 @@ _log = logging.getLogger(__name__)
 _KEY_BITS = 53
 _MAX_POSITION_BITS = 32  # so at most 2**32 products, each key with at least 21 bits of its id's hash
 _HASH_MASK = (1 << _KEY_BITS) - 1  # the hash bits kept at most (tests keep fewer, to make ids collide)
-# An id's bucket of keys holds 2**(this - 1) to 2**this of them, on average: one or two cache lines.
-_BUCKET_KEYS_BITS = 3
+_ID_HASH_BITS = 32  # CRC-32's
+# The id table's slots after the last home slot, for runs that pass it (at most half the slots are taken, so
+# runs are short); a table whose runs need more is made again with room for all.
+_OVERFLOW_SLOTS = 64
 
 
 class CatalogError(ValueError):
@@ -97,26 +98,67 @@ class CatalogRecords:
     positions_by_category: dict[str, array[int]]  # in catalog order
     texts: SearchTexts  # what searches check, made while loading: about 1 s less to an index at 1M
 
-    @cached_property  # read by every GetProduct
-    def hash_mask(self) -> int:
-        """The bits of an id's hash that its key keeps."""
-        return _HASH_MASK & ((1 << (_KEY_BITS - self.position_bits)) - 1)
+    @cached_property  # made as a served store is, before SERVING: about 0.6 s and 8 MB at 1M products
+    def id_table(self) -> IdTable:
+        """Where GetProduct finds an id: an open-addressing table, made from the sorted keys.
 
-    @cached_property  # made as a served store is, before SERVING: 0.17 s and 0.5 MB at 1M products
-    def id_buckets(self) -> tuple[int, array[int]]:
-        """(shift, starts): the keys whose `int(key) >> shift` is b are id_keys[starts[b]:starts[b + 1]].
-
-        4 to 8 keys a bucket (_BUCKET_KEYS_BITS), so a GetProduct bisects one cache line of keys rather than
-        the whole array: the 17 to 20 probes of a whole bisection each missed the CPU's caches between
-        gRPC's own work (docs/performance.md). Never below position_bits: an id's keys share a bucket.
+        A GetProduct reads one slot, most of the time, where a bisection of the keys took about three times
+        the Python operations, each as costly between gRPC's own work (docs/performance.md).
         """
-        keys = self.id_keys
-        if not keys:
-            return self.position_bits, array("I", [0, 0])
-        top = int(keys[-1]).bit_length()
-        shift = max(self.position_bits, top - max(0, len(keys).bit_length() - _BUCKET_KEYS_BITS))
-        bounds = map(float, map(lshift, range((int(keys[-1]) >> shift) + 2), repeat(shift)))
-        return shift, array("I", map(bisect_left, repeat(keys), bounds))
+        return IdTable.of(self.id_keys, self.position_bits)
+
+
+class IdTable(NamedTuple):
+    """The products by id: an id's home slot is its hash's top bits, its product in the run from there.
+
+    Slots hold a position + 1, and 0 where empty; the run from an id's home slot ends at an empty slot,
+    and holds its product if the catalog has the id. Twice the products' number of slots, or more.
+    """
+
+    hash_mask: int  # the bits of an id's hash that its key keeps
+    shift: int  # the hash's bits below the slot number
+    slots: array[int]
+
+    @classmethod
+    def of(cls, keys: array[float], position_bits: int) -> IdTable:
+        """The table of these keys (CatalogRecords.id_keys), with no Python step per product.
+
+        The keys are sorted by hash, so each goes to the later of its home and the slot after the previous
+        one's: with i its index, slot - i is a running maximum of home - i, which `accumulate` computes.
+        """
+        hash_mask = _hash_mask(position_bits)
+        hash_bits = min(_ID_HASH_BITS, hash_mask.bit_length())
+        slot_bits = min(hash_bits, len(keys).bit_length() + 1)
+        shift = hash_bits - slot_bits
+        try:
+            slots = _filled(keys, position_bits, shift, (1 << slot_bits) + _OVERFLOW_SLOTS)
+        except IndexError:  # a run passes the room left for it: a catalog of a few hash bits (tests) does
+            slots = _filled(keys, position_bits, shift, (1 << slot_bits) + len(keys))
+        return cls(hash_mask, shift, slots)
+
+
+def _hash_mask(position_bits: int) -> int:
+    """The bits of an id's hash that its key keeps, beside a position of `position_bits` bits."""
+    return _HASH_MASK & ((1 << (_KEY_BITS - position_bits)) - 1)
+
+
+def _filled(keys: array[float], position_bits: int, shift: int, size: int) -> array[int]:
+    """The id table's slots for these keys: `size` of them, then one more, always empty so every run ends.
+
+    IndexError if a run does not end before it.
+    """
+    slots = array("I", bytes(4 * (size + 1)))
+    homes = map(rshift, map(int, keys), repeat(position_bits + shift))
+    entries = map(add, map(and_, map(int, keys), repeat((1 << position_bits) - 1)), repeat(1))
+    deque(map(slots.__setitem__, _probed(homes), entries), 0)
+    if slots[-1]:
+        raise IndexError("the id table's last slot is taken")
+    return slots
+
+
+def _probed(homes: Iterable[int]) -> Iterator[int]:
+    """Each key's slot, given their home slots in ascending order: its home, or the slot after the last."""
+    return map(add, accumulate(map(sub, homes, count()), max), count())
 
 
 class CatalogBuilder:
@@ -225,7 +267,7 @@ class CatalogBuilder:
         position_bits = max(1, (len(hashes) - 1).bit_length())
         if position_bits > _MAX_POSITION_BITS:
             raise CatalogError(f"{self._source}: more than {2**_MAX_POSITION_BITS} products")
-        mask = _HASH_MASK & ((1 << (_KEY_BITS - position_bits)) - 1)
+        mask = _hash_mask(position_bits)
         keys = map(or_, map(lshift, map(and_, hashes, repeat(mask)), repeat(position_bits)), count())
         id_keys = array("d", sorted(map(float, keys)))
         del hashes
@@ -276,7 +318,7 @@ class CatalogStore:
         if index is not None or search_index != "never":
             # Made now, on the loading thread, not by the first GetProduct. A store never to be searched is
             # one being checked (service/catalog.py: preview, `check`), not served: 0.17 s less at 1M.
-            products.id_buckets  # noqa: B018
+            products.id_table  # noqa: B018
         self._data = memoryview(products.data)  # slices of it copy only the product asked for
         self._offsets = products.offsets
         self._all_positions = range(len(products.offsets) - 1)
@@ -432,30 +474,22 @@ def _product_problem(product_id: str, name: str, price: float) -> str | None:
 
 
 def _position_of(records: CatalogRecords, product_id: str) -> int | None:
-    # Every GetProduct runs this: each step is the cheapest measured (a float key compares with the
-    # float keys without a conversion per step; the id field's head comes from the cache of heads).
+    # Every GetProduct runs this: as few Python operations as can find an id (records.id_table).
     if not product_id:
         return None  # no product has an empty id (CatalogBuilder refuses one)
-    keys, bits = records.id_keys, records.position_bits
     encoded = product_id.encode("utf-8", "surrogatepass")  # a lone surrogate: bytes no product's id has
-    wanted = _id_hash(encoded) & records.hash_mask  # as CatalogBuilder makes the keys
-    key = wanted << bits
-    shift, starts = records.id_buckets
-    bucket = key >> shift
-    if bucket + 1 >= len(starts):
-        return None  # above every key
-    # exact: keys have _KEY_BITS bits, a double's 53
-    index = bisect_left(keys, float(key), starts[bucket], starts[bucket + 1])
-    if index == len(keys) or int(keys[index]) >> bits != wanted:
-        return None
-    # A serialized product starts with its id field (field 1, never empty): compared in place.
-    id_field = _ID_HEADS[len(encoded)] + encoded
-    data, offsets, position_mask = records.data, records.offsets, (1 << bits) - 1
-    while index < len(keys) and int(keys[index]) >> bits == wanted:
-        position = int(keys[index]) & position_mask
-        if data.startswith(id_field, offsets[position]):  # a varint is never a prefix of another
-            return position
-        index += 1
+    hash_mask, shift, slots = records.id_table
+    slot = (_id_hash(encoded) & hash_mask) >> shift
+    entry = slots[slot]
+    if entry:
+        # A serialized product starts with its id field (field 1, never empty): compared in place.
+        id_field = _ID_HEADS[len(encoded)] + encoded
+        data, offsets = records.data, records.offsets
+        while entry:
+            if data.startswith(id_field, offsets[entry - 1]):  # a varint is never a prefix of another
+                return entry - 1
+            slot += 1
+            entry = slots[slot]
     return None
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from bench.catalog import generate, generate_products
 from catalog.catalog_pb2 import Product
 from service import catalog_file, store
 from service.catalog_file import load_catalog, parse_catalog
-from service.store import CatalogError, CatalogStore
+from service.store import CatalogError, CatalogStore, IdTable
 from tests.service.test_store_properties import PROPERTY_SETTINGS, catalogs, json_items, serialized
 
 COUNT = 3000
@@ -148,32 +150,40 @@ def test_ids_whose_hashes_collide_are_still_told_apart(products: list[Product]) 
 
 
 @pytest.mark.parametrize("count", [0, 1, 7, 3000])
-def test_every_id_is_found_through_its_bucket_and_no_other(count: int) -> None:
+def test_every_id_is_found_in_the_run_from_its_home_slot(count: int) -> None:
     products = generate_products(count)
     catalog = CatalogStore.from_products(products, search_index="never")
     assert [catalog.get(p.id) for p in products] == serialized(products)
     assert [catalog.get(f"absent-{i}") for i in range(1000)] == [None] * 1000
-    records = catalog._records
-    shift, starts = records.id_buckets
-    keys = [int(key) for key in records.id_keys]
-    assert shift >= records.position_bits  # an id's keys, which differ in position only, share a bucket
-    assert starts[0] == 0
-    assert starts[-1] == len(keys)
-    for bucket in range(len(starts) - 1):
-        assert all(key >> shift == bucket for key in keys[starts[bucket] : starts[bucket + 1]])
-    if count >= 8:
-        assert len(keys) / (len(starts) - 1) <= 8  # a bisection of a cache line of keys, not of them all
+    hash_mask, shift, slots = catalog._records.id_table
+    assert sorted(slots) == [0] * (len(slots) - count) + list(range(1, count + 1))  # each product once
+    assert slots[-1] == 0  # every run ends
+    assert count <= (len(slots) - 1 - store._OVERFLOW_SLOTS) // 2  # at most half the home slots taken
+    for position, product in enumerate(products):
+        slot = (zlib.crc32(product.id.encode()) & hash_mask) >> shift
+        run = slots[slot : slots.index(0, slot)]
+        assert position + 1 in run  # found before the run's end
 
 
-def test_only_a_store_to_be_served_makes_its_id_buckets_before_its_first_lookup() -> None:
+def test_runs_that_pass_the_room_after_the_last_home_slot_get_room_for_all() -> None:
+    # 200 keys, all of the highest hash: one run of 200 from the last home slot, past the 64 slots of room.
+    top_hash = 2**32 - 1
+    keys = array("d", [float(top_hash << 8 | position) for position in range(200)])
+    hash_mask, shift, slots = IdTable.of(keys, position_bits=8)
+    home = (top_hash & hash_mask) >> shift
+    assert list(slots[home : home + 201]) == [*range(1, 201), 0]
+    assert slots[-1] == 0
+
+
+def test_only_a_store_to_be_served_makes_its_id_table_before_its_first_lookup() -> None:
     products = generate_products(100)
     checked = CatalogStore.from_products(products, search_index="never")  # as the preview's check
-    assert "id_buckets" not in vars(checked._records)
-    assert checked.get(products[5].id) == serialized(products[5:6])[0]  # the first lookup makes them
-    assert "id_buckets" in vars(checked._records)
+    assert "id_table" not in vars(checked._records)
+    assert checked.get(products[5].id) == serialized(products[5:6])[0]  # the first lookup makes it
+    assert "id_table" in vars(checked._records)
     for indexing in ("now", "background"):
         served = CatalogStore.from_products(products, search_index=indexing)
-        assert "id_buckets" in vars(served._records)
+        assert "id_table" in vars(served._records)
 
 
 def test_the_first_duplicate_in_catalog_order_is_named() -> None:
