@@ -5,7 +5,7 @@ is for people and CI (and the Pulumi program, which runs it before it ships a fi
 
     python -m service.catalog check products.json          # exit 0: one summary line
     python -m service.catalog check products.json --json   # the same as one JSON object
-    python -m service.catalog save products.json           # products.json.saved-v2, beside it: read at start
+    python -m service.catalog save products.json           # products.json.saved-v3, beside it: read at start
 
 It exits 1 with the server's own message (the file, `products[3] (id '42')`, the field) for a file the
 server would refuse, because it is the server's loader (service.catalog_file) that reads it. Like that

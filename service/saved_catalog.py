@@ -5,7 +5,7 @@ CPU at every start. Where a catalog is deployed it is saved once, ready (`save`,
 `python -m service.catalog save` and by the Pulumi program), and every server that starts on that file
 reads the saved catalog instead (`read`): its bytes go straight into the store's arrays, nothing parsed.
 
-    FILE.saved-v2   beside FILE: a format line, a header (FILE's SHA-256, the products, each array's
+    FILE.saved-v3   beside FILE: a format line, a header (FILE's SHA-256, the products, each array's
                     length), the arrays, little-endian, one after the other; then the SHA-256 of all that
 
 A saved catalog is used only for the catalog file whose digest it records, only in this format, and only
@@ -31,12 +31,12 @@ from typing import BinaryIO, TypeAlias, TypeVar
 from service.search_index import SearchIndex, SearchTexts
 from service.store import CatalogRecords
 
-_FORMAT_VERSION = 2  # 1 held the search index alone
+_FORMAT_VERSION = 3  # 1 held the search index alone; 2, no id table
 SAVED_SUFFIX = f".saved-v{_FORMAT_VERSION}"
 _FORMAT_LINE = b"catalog saved for serving, format %d\n" % _FORMAT_VERSION
 # After the format line: the catalog file's SHA-256, the products, the id keys' position bits, and the
 # length in items of each of the arrays `save` lists.
-_ARRAYS = 11
+_ARRAYS = 12
 _HEADER = struct.Struct("<32sQQ" + "Q" * _ARRAYS)
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
@@ -76,6 +76,7 @@ def save(file: BinaryIO, records: CatalogRecords, index: SearchIndex, fingerprin
         b"\n".join(words),  # a word holds no whitespace
         array("I", map(len, words.values())),
         _joined(words.values()),
+        records.id_table.slots,  # made here if not yet: about 1 s a server need not spend at 1M products
     ]
     header = _HEADER.pack(fingerprint, len(records.id_keys), records.position_bits, *map(len, arrays))
     digest = hashlib.sha256()
@@ -98,6 +99,7 @@ def read(file: io.BufferedIOBase, fingerprint: bytes) -> tuple[CatalogRecords, S
     category_names, category_sizes, category_positions = arrays.bytes(), arrays.ints("I"), arrays.ints("I")
     texts, text_starts = arrays.bytes(), arrays.ints("Q")
     words, word_sizes, word_positions = arrays.bytes(), arrays.ints("I"), arrays.ints("I")
+    id_slots = arrays.ints("I")
     if file.read() != digest.digest():  # all that is left: the digest, and nothing after it
         raise SavedCatalogError("its bytes are not the ones saved: changed, or more than were saved")
     # The digest proves these are the bytes saved; a writer of this format makes them add up.
@@ -114,8 +116,10 @@ def read(file: io.BufferedIOBase, fingerprint: bytes) -> tuple[CatalogRecords, S
             position_bits=position_bits,
             positions_by_category=dict(categories),
             texts=SearchTexts(texts, text_starts),
+            saved_id_slots=id_slots,
         )
-    except ValueError:  # JSON or zip's: names and counts of another number
+        records.id_table  # noqa: B018  # checked now: slots that do not fit the keys are refused
+    except ValueError:  # JSON's, zip's (names and counts of another number) or the id table's
         raise _not_this_format() from None
     return records, SearchIndex(records.texts, positions_by_word)
 

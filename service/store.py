@@ -19,7 +19,7 @@ from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import accumulate, compress, count, islice, repeat
 from operator import add, and_, eq, lshift, or_, rshift, sub
@@ -97,15 +97,17 @@ class CatalogRecords:
     position_bits: int
     positions_by_category: dict[str, array[int]]  # in catalog order
     texts: SearchTexts  # what searches check, made while loading: about 1 s less to an index at 1M
+    # The id table's slots, as a saved catalog holds them (service/saved_catalog.py); else made when needed.
+    saved_id_slots: array[int] | None = field(default=None, repr=False)
 
     @cached_property  # made as a served store is, before SERVING: about 0.6 s and 8 MB at 1M products
     def id_table(self) -> IdTable:
         """Where GetProduct finds an id: an open-addressing table, made from the sorted keys.
 
-        A GetProduct reads one slot, most of the time, where a bisection of the keys took about three times
-        the Python operations, each as costly between gRPC's own work (docs/performance.md).
+        A GetProduct reads one slot, most of the time, where a bisection of the keys ran about three times
+        the Python operations (docs/performance.md). ValueError if saved slots do not fit the keys.
         """
-        return IdTable.of(self.id_keys, self.position_bits)
+        return IdTable.of(self.id_keys, self.position_bits, self.saved_id_slots)
 
 
 class IdTable(NamedTuple):
@@ -120,20 +122,25 @@ class IdTable(NamedTuple):
     slots: array[int]
 
     @classmethod
-    def of(cls, keys: array[float], position_bits: int) -> IdTable:
+    def of(cls, keys: array[float], position_bits: int, slots: array[int] | None = None) -> IdTable:
         """The table of these keys (CatalogRecords.id_keys), with no Python step per product.
 
         The keys are sorted by hash, so each goes to the later of its home and the slot after the previous
         one's: with i its index, slot - i is a running maximum of home - i, which `accumulate` computes.
+        `slots`, made so before (a saved catalog's), are used as they are: ValueError if they cannot be.
         """
         hash_mask = _hash_mask(position_bits)
         hash_bits = min(_ID_HASH_BITS, hash_mask.bit_length())
         slot_bits = min(hash_bits, len(keys).bit_length() + 1)
         shift = hash_bits - slot_bits
-        try:
-            slots = _filled(keys, position_bits, shift, (1 << slot_bits) + _OVERFLOW_SLOTS)
-        except IndexError:  # a run passes the room left for it: a catalog of a few hash bits (tests) does
-            slots = _filled(keys, position_bits, shift, (1 << slot_bits) + len(keys))
+        if slots is not None:
+            if len(slots) <= 1 << slot_bits or slots[-1]:
+                raise ValueError(f"{len(slots)} id table slots cannot hold {len(keys)} keys")
+        else:
+            try:
+                slots = _filled(keys, position_bits, shift, (1 << slot_bits) + _OVERFLOW_SLOTS)
+            except IndexError:  # a run passes the room left for it: a catalog of a few hash bits (tests) does
+                slots = _filled(keys, position_bits, shift, (1 << slot_bits) + len(keys))
         return cls(hash_mask, shift, slots)
 
 

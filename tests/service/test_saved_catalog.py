@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from catalog.catalog_pb2 import Product
 from service import catalog as checker
-from service import saved_catalog, search_index
+from service import saved_catalog, search_index, store
 from service.catalog_file import CatalogError, load_catalog
 from service.saved_catalog import SAVED_SUFFIX, SavedCatalogError, saved_catalog_path
 from service.store import CatalogRecords, CatalogStore
@@ -77,8 +77,10 @@ def typed(values: Any) -> Any:
 def assert_same_arrays(read: CatalogStore, built: CatalogStore) -> None:
     """Read back, a store holds what the built one does, array for array, of the same item types."""
     for field in dataclasses.fields(CatalogRecords):
-        if field.name != "texts":
+        if field.name not in ("texts", "saved_id_slots"):  # the built store made its id table, not read it
             assert typed(getattr(read._records, field.name)) == typed(getattr(built._records, field.name))
+    assert typed(read._records.id_table.slots) == typed(built._records.id_table.slots)
+    assert read._records.id_table[:2] == built._records.id_table[:2]
     assert [typed(part) for part in read._records.texts.parts] == [
         typed(part) for part in built._records.texts.parts
     ]
@@ -121,13 +123,17 @@ def test_a_big_endian_machine_writes_and_reads_the_same_little_endian_bytes(
 
 
 def test_reading_a_saved_catalog_builds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = saved_bytes(small_store())
+    built = small_store()
+    data = saved_bytes(built)
 
     def no_build(*_: object) -> None:
-        raise AssertionError("the index was built, not read")
+        raise AssertionError("an index was built, not read")
 
     monkeypatch.setattr(search_index, "_positions_by_word", no_build)
-    assert read_back(data).indexed
+    monkeypatch.setattr(store, "_filled", no_build)  # the id table's slots
+    catalog = read_back(data)
+    assert catalog.indexed
+    assert [catalog.get(f"p{i}") for i in range(6)] == [built.get(f"p{i}") for i in range(6)]
 
 
 def test_ids_are_found_in_a_process_with_another_string_hash(tmp_path: Path) -> None:
@@ -197,13 +203,14 @@ def test_another_catalogs_saved_catalog_is_refused_naming_both_digests() -> None
     assert other.hex() in message
 
 
-THIS_FORMAT = b"catalog saved for serving, format 2\n"
+THIS_FORMAT = b"catalog saved for serving, format 3\n"
 
 
 @pytest.mark.parametrize(
     ("start", "named"),
     [
-        (b"catalog saved for serving, format 3\n", b"catalog saved for serving, format 3\n"),
+        (b"catalog saved for serving, format 4\n", b"catalog saved for serving, format 4\n"),
+        (b"catalog saved for serving, format 2\n", b"catalog saved for serving, format 2\n"),  # no id table
         (b"catalog search index, format 1\n", b"catalog search index, format 1\n"),  # the index alone, before
         (b"", b""),
         (b"x" * 100, b"x" * 64),  # no line at all: its first 64 bytes
@@ -266,7 +273,7 @@ def with_array(data: bytes, number: int, replacement: bytes, items: int) -> byte
     )
 
 
-ARRAYS = "BQdBIIBQBII"  # save's arrays' item types, in order
+ARRAYS = "BQdBIIBQBIII"  # save's arrays' item types, in order
 
 
 def test_each_refusal_is_its_own_error_so_nothing_keeps_the_arrays_it_read() -> None:
@@ -287,8 +294,10 @@ def test_each_refusal_is_its_own_error_so_nothing_keeps_the_arrays_it_read() -> 
         (3, b"[]", 2),  # no name for the one count
         (3, b"not json", 8),
         (8, b"", 0),  # the words gone, their counts left
+        (11, bytes(4), 1),  # an id table of one slot
+        (11, bytes(4 * 99) + b"\x01\0\0\0", 100),  # the last slot, which ends every run, taken
     ],
-    ids=["a name more", "a name fewer", "names not JSON", "no words"],
+    ids=["a name more", "a name fewer", "names not JSON", "no words", "id slots too few", "id slots unended"],
 )
 def test_names_that_do_not_match_their_counts_are_refused(
     number: int, replacement: bytes, items: int
