@@ -38,7 +38,7 @@ MIB = 2**20
 # the model takes whichever of the two measured rates gives more, so a catalog of long descriptions is
 # not judged by the benchmark's short ones.
 BASELINE_BYTES = 48 * MIB  # the server on the embedded catalog: 41 MiB measured
-PEAK_BYTES_PER_PRODUCT = 600  # measured 395 (1M products) to 478 (100k); at 10k, 1488 of mostly fixed cost
+PEAK_BYTES_PER_PRODUCT = 600  # measured 402 (1M products) to 494 (100k); at 10k, 1553 of mostly fixed cost
 PEAK_BYTES_PER_FILE_BYTE = 3.5  # measured 1.7 to 2.4 (~210 bytes of JSON a product), 2.9 (2.7 KB each)
 # Cloud Storage FUSE runs inside the instance's memory: a 32 MB stat cache, a 4 MiB type cache and a
 # 1 MiB buffer per file read (cloud.google.com/run/docs/configuring/services/cloud-storage-volume-mounts).
