@@ -33,7 +33,7 @@ from pathlib import Path
 
 import grpc
 
-from bench import cases, h2load, hostile, own_work
+from bench import EXIT_TARGET_MISSED, cases, h2load, hostile, own_work
 from bench.catalog import generate, write_catalog
 from bench.servers import (
     BARE_AIO,
@@ -56,7 +56,6 @@ from service.config import Settings
 STARTUP_DEFAULT_TARGET = 1.5  # ours with the default catalog, vs the seed's
 STARTUP_LARGE_TARGET = 8  # ours with N products, vs the seed's with the default catalog
 RSS_TARGET_MB = 300
-EXIT_TARGET_MISSED = 3
 # Our server writes access lines up to AccessLog.FLUSH_SECONDS (20 ms) late: wait that many times over
 # before counting a case's status codes, so the previous case's last calls are not counted in it.
 LOG_SETTLE_SECONDS = 0.25
