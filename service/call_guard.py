@@ -136,6 +136,7 @@ class CallGuard:
             # if it needs them: for its line (1% of OK calls) or when it is abandoned. A span starts now.
             span = None if self._tracing is None else _start_span(self._tracing, method, context)
             code = _OK
+            facts: _CallFacts | Context = context  # read from it if its line is written
             admitted = False
             try:
                 if type(request) is _Malformed:
@@ -154,14 +155,15 @@ class CallGuard:
                 code = grpc.StatusCode.INTERNAL
                 code = await _fail_cleanly(method, context)
             except BaseException:  # asyncio.CancelledError: the client left or time ran out
-                code = _abandoned_code(self._facts(context, span), time.perf_counter())
+                facts = self._facts(context, span)  # read once, for its code and its line
+                code = _abandoned_code(facts, time.perf_counter())
                 raise
             finally:
                 if admitted:
                     self._in_flight -= 1
                     if self._drained is not None and not self._in_flight:
                         self._drained.set()
-                self._log(method, code, started, span, context)
+                self._log(method, code, started, span, facts)
 
         return unary
 

@@ -324,7 +324,7 @@ class CatalogStore:
         self._records = products
         if index is not None or search_index != "never":
             # Made now, on the loading thread, not by the first GetProduct. A store never to be searched is
-            # one being checked (service/catalog.py: preview, `check`), not served: 0.17 s less at 1M.
+            # one being checked (service/catalog.py: preview, `check`), not served: 0.6 s or more less at 1M.
             products.id_table  # noqa: B018
         self._data = memoryview(products.data)  # slices of it copy only the product asked for
         self._offsets = products.offsets
