@@ -13,8 +13,8 @@ import pytest
 from grpc_health.v1 import health_pb2
 from hyperframe.frame import SettingsFrame
 
+from bench import EXIT_TARGET_MISSED, bare, cases, h2load, hostile, own_work, thread_pool
 from bench import __main__ as bench_main
-from bench import bare, cases, h2load, hostile, own_work, thread_pool
 from bench.catalog import generate, generate_products, write_catalog
 from bench.rawh2 import RawConnection, grpc_message
 from bench.servers import (
@@ -457,7 +457,7 @@ def _run_short_bench(workdir: Path, cases_: str, *extra: str) -> subprocess.Comp
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     met = "targets: all met" in finished.stdout
     assert met or "targets missed: " in finished.stdout, finished.stdout + finished.stderr
-    assert finished.returncode == (0 if met else bench_main.EXIT_TARGET_MISSED), finished.stderr
+    assert finished.returncode == (0 if met else EXIT_TARGET_MISSED), finished.stderr
     return finished
 
 
