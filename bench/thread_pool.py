@@ -61,14 +61,18 @@ class _Model:
         self._lines: list[str] = []
         self._random = random.random  # sampling, as the call guard samples (not for secrets)
 
-    def GetProduct(self, request: catalog_pb2.GetProductRequest, context: grpc.ServicerContext) -> bytes:
+    def GetProduct(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """The request found from its bytes, as the server finds it (CatalogServicer.GetProduct)."""
         started, peer = self._begin(context)
         code = grpc.StatusCode.OK
         try:
-            product = self._store.get(request.id)
+            product = self._store.get_by_id_field(request)
+            if product is None:
+                product_id = catalog_pb2.GetProductRequest.FromString(request).id
+                product = self._store.get(product_id)
             if product is None:
                 code = grpc.StatusCode.NOT_FOUND
-                context.abort(code, f"product {request.id!r} not found")
+                context.abort(code, f"product {product_id!r} not found")
             return product
         finally:
             self._end(GET_PRODUCT_METHOD, code, started, peer)

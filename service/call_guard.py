@@ -140,7 +140,7 @@ class CallGuard:
             admitted = False
             try:
                 if type(request) is _Malformed:
-                    await _reject_malformed(request, context)
+                    await reject_malformed(context, request.message_name)
                 if limited:
                     if self._refusing or self._in_flight >= self._limit:
                         await self._refuse(context)
@@ -176,7 +176,7 @@ class CallGuard:
             progress: StreamProgress | None = None
             try:
                 if type(request) is _Malformed:
-                    await _reject_malformed(request, context)
+                    await reject_malformed(context, request.message_name)
                 if limited:
                     if self._refusing or self._in_flight >= self._limit:
                         await self._refuse(context)
@@ -278,9 +278,10 @@ def _start_span(tracing: CallTracing, method: str, context: Context) -> Span | N
     return tracing.start(method, context.invocation_metadata() or ())
 
 
-async def _reject_malformed(request: _Malformed, context: Context) -> NoReturn:
+async def reject_malformed(context: Context, message_name: str) -> NoReturn:
+    """End a call whose request bytes are not a `message_name` (a full name): INVALID_ARGUMENT."""
     await context.abort(
-        grpc.StatusCode.INVALID_ARGUMENT, f"the request body is not a valid {request.message_name} message"
+        grpc.StatusCode.INVALID_ARGUMENT, f"the request body is not a valid {message_name} message"
     )
     raise AssertionError("abort returns only by raising")  # pragma: no cover
 

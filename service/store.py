@@ -326,6 +326,7 @@ class CatalogStore:
             # Made now, on the loading thread, not by the first GetProduct. A store never to be searched is
             # one being checked (service/catalog.py: preview, `check`), not served: 0.6 s or more less at 1M.
             products.id_table  # noqa: B018
+        self._serialized = products.data
         self._data = memoryview(products.data)  # slices of it copy only the product asked for
         self._offsets = products.offsets
         self._all_positions = range(len(products.offsets) - 1)
@@ -358,8 +359,23 @@ class CatalogStore:
 
     def get(self, product_id: str) -> bytes | None:
         """The serialized product with this id, or None."""
-        position = _position_of(self._records, product_id)
-        return None if position is None else self._product(position)
+        encoded = product_id.encode("utf-8", "surrogatepass")  # a lone surrogate: bytes no product's id has
+        if not encoded:
+            return None  # no product has an empty id (CatalogBuilder refuses one)
+        return self._find(encoded, _ID_HEADS[len(encoded)] + encoded)
+
+    def get_by_id_field(self, id_field: bytes) -> bytes | None:
+        """The serialized product that begins with `id_field`: a Product's id field, as serialized.
+
+        That is its tag (field 1), the id's length in one byte, and the id: also a whole GetProductRequest
+        as clients write it (catalog.proto), which GetProduct hands here unparsed. None if no product
+        begins so, or if `id_field` is not such a field (an empty or a long id, other fields, bad bytes):
+        the caller parses the request then, and asks `get`.
+        """
+        size = len(id_field) - 2
+        if 0 < size < 0x80 and id_field[1] == size:  # a complete field: a prefix of one would match too
+            return self._find(id_field[2:], id_field)
+        return None
 
     def count(self, category: str) -> int:
         """How many products ListProducts matches for this category filter ("" = all)."""
@@ -406,6 +422,25 @@ class CatalogStore:
     def wait_indexed(self, timeout: float | None = None) -> bool:
         """Wait for the search index build to end (at once unless in the background); False on timeout."""
         return self._indexed.wait(timeout)
+
+    def _find(self, encoded_id: bytes, id_field: bytes) -> bytes | None:
+        """The serialized product with this UTF-8 id, whose id field is `id_field`, or None.
+
+        Every GetProduct runs this: as few Python operations as find an id (CatalogRecords.id_table).
+        """
+        hash_mask, shift, slots = self._records.id_table
+        slot = (_id_hash(encoded_id) & hash_mask) >> shift
+        entry = slots[slot]
+        offsets = self._offsets
+        while entry:
+            start = offsets[entry - 1]
+            # A serialized product begins with its id field, compared in place; a varint is never a prefix
+            # of another, so the whole field matching means the whole id does.
+            if self._serialized.startswith(id_field, start):
+                return self._data[start : offsets[entry]].tobytes()
+            slot += 1
+            entry = slots[slot]
+        return None
 
     def _product(self, position: int) -> bytes:
         offsets = self._offsets
@@ -477,26 +512,6 @@ def _product_problem(product_id: str, name: str, price: float) -> str | None:
         return "name: must not be empty"
     if not (math.isfinite(price) and price >= 0):
         return f"price: must be a finite number >= 0, got {price}"
-    return None
-
-
-def _position_of(records: CatalogRecords, product_id: str) -> int | None:
-    # Every GetProduct runs this: as few Python operations as can find an id (records.id_table).
-    if not product_id:
-        return None  # no product has an empty id (CatalogBuilder refuses one)
-    encoded = product_id.encode("utf-8", "surrogatepass")  # a lone surrogate: bytes no product's id has
-    hash_mask, shift, slots = records.id_table
-    slot = (_id_hash(encoded) & hash_mask) >> shift
-    entry = slots[slot]
-    if entry:
-        # A serialized product starts with its id field (field 1, never empty): compared in place.
-        id_field = _ID_HEADS[len(encoded)] + encoded
-        data, offsets = records.data, records.offsets
-        while entry:
-            if data.startswith(id_field, offsets[entry - 1]):  # a varint is never a prefix of another
-                return entry - 1
-            slot += 1
-            entry = slots[slot]
     return None
 
 

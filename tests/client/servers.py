@@ -184,7 +184,7 @@ class StallingServicer(CatalogServicer):
         super().__init__(load_catalog())
         self.release = threading.Event()
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
+    async def GetProduct(self, request: bytes, context: Any) -> bytes:
         await asyncio.to_thread(self.release.wait, 30)
         return await super().GetProduct(request, context)
 
@@ -227,7 +227,7 @@ class FlakyServicer(CatalogServicer):
         self.failures = failures
         self.calls = 0
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
+    async def GetProduct(self, request: bytes, context: Any) -> bytes:
         self.calls += 1
         if self.calls <= self.failures:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
@@ -242,6 +242,6 @@ class FailingServicer(CatalogServicer):
         self.code = code
         self.message = message
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Any) -> bytes:
+    async def GetProduct(self, request: bytes, context: Any) -> bytes:
         await context.abort(self.code, self.message)
         raise AssertionError("abort() raises")

@@ -34,7 +34,7 @@ class Failing(CatalogServicer):
         self.pushback_ms = pushback_ms
         self.attempts: list[float] = []
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Context) -> bytes:
+    async def GetProduct(self, request: bytes, context: Context) -> bytes:
         self.attempts.append(time.monotonic())
         if len(self.attempts) <= self.failures:
             trailers = () if self.pushback_ms is None else (("grpc-retry-pushback-ms", self.pushback_ms),)
@@ -118,7 +118,7 @@ class PeerRecording(CatalogServicer):
         with self._lock:
             self.peers.append(context.peer())
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Context) -> bytes:
+    async def GetProduct(self, request: bytes, context: Context) -> bytes:
         self._record(context)
         return await super().GetProduct(request, context)
 

@@ -131,7 +131,7 @@ class RepeatingToken(CatalogServicer):
 class WrongProduct(CatalogServicer):
     """GetProduct answers with a stale price."""
 
-    async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Context) -> bytes:
+    async def GetProduct(self, request: bytes, context: Context) -> bytes:
         product = catalog_pb2.Product.FromString(await super().GetProduct(request, context))
         product.price += 1
         return product.SerializeToString()

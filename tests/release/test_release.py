@@ -59,11 +59,17 @@ class WrongStore(CatalogStore):
     """A catalog that answers GetProduct with another product: a regression in a handler."""
 
     def get(self, product_id: str) -> bytes | None:
-        serialized = super().get(product_id)
-        if serialized is None:
-            return None
-        product = catalog_pb2.Product.FromString(serialized)
-        return catalog_pb2.Product(id=product.id, name=product.name + " (wrong)").SerializeToString()
+        return _wrong(super().get(product_id))
+
+    def get_by_id_field(self, id_field: bytes) -> bytes | None:
+        return _wrong(super().get_by_id_field(id_field))
+
+
+def _wrong(serialized: bytes | None) -> bytes | None:
+    if serialized is None:
+        return None
+    product = catalog_pb2.Product.FromString(serialized)
+    return catalog_pb2.Product(id=product.id, name=product.name + " (wrong)").SerializeToString()
 
 
 def gates(edge: Edge, clock: Clock, counts: CallCounts | None = None, min_calls: int = 20) -> list[Gate]:

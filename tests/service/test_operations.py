@@ -246,6 +246,9 @@ class _EndlessSearchStore:
     def get(self, product_id: str) -> bytes | None:
         return self.PRODUCT if product_id == "p1" else None
 
+    def get_by_id_field(self, id_field: bytes) -> bytes | None:
+        return self.PRODUCT if id_field == b"\n\x02p1" else None
+
     def count(self, category: str) -> int:
         return 1
 

@@ -237,6 +237,23 @@ def send_raw(channel: grpc.Channel, path: str, body: bytes, streaming: bool) -> 
         channel.unary_unary(path, _raw, _raw)(body, timeout=5)
 
 
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"\x0a\x011", "1"),  # as clients write it: found from its bytes
+        (b"\x0a\x011\x0a\x012", "2"),  # a field repeated: the last one counts, as protobuf says
+        (b"\x0a\x011\x10\x07", "1"),  # a field this server does not know, from a newer client
+        (b"\x10\x07\x0a\x011", "1"),  # the same, written first
+        (b"\x0a\x81\x00" + b"1", "1"),  # the id's length as a longer varint than it needs
+    ],
+)
+def test_get_product_answers_every_encoding_of_a_request_as_its_parsed_id(
+    channel: grpc.Channel, body: bytes, expected: str
+) -> None:
+    answer = channel.unary_unary(f"/{SERVICE_NAME}/GetProduct", _raw, _raw)(body, timeout=5)
+    assert catalog_pb2.Product.FromString(answer).id == expected
+
+
 @pytest.mark.parametrize("problem", [*MALFORMED, "endless varint"])
 @pytest.mark.parametrize("method", list(STRING_TAGS))
 def test_malformed_request_bytes_are_invalid_argument(
@@ -254,6 +271,9 @@ def test_malformed_request_bytes_are_invalid_argument(
 
 class _BrokenStore(CatalogStore):
     def get(self, product_id: str) -> bytes | None:
+        raise RuntimeError("secret internals")
+
+    def get_by_id_field(self, id_field: bytes) -> bytes | None:
         raise RuntimeError("secret internals")
 
 

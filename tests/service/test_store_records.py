@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from bench.cases import reference_search
 from bench.catalog import generate, generate_products
-from catalog.catalog_pb2 import Product
+from catalog.catalog_pb2 import GetProductRequest, Product
 from service import catalog_file, store
 from service.catalog_file import load_catalog, parse_catalog
 from service.store import CatalogError, CatalogStore, IdTable
@@ -163,6 +163,30 @@ def test_every_id_is_found_in_the_run_from_its_home_slot(count: int) -> None:
         slot = (zlib.crc32(product.id.encode()) & hash_mask) >> shift
         run = slots[slot : slots.index(0, slot)]
         assert position + 1 in run  # found before the run's end
+
+
+@PROPERTY_SETTINGS
+@given(
+    ids=st.lists(st.text(min_size=1, max_size=140), min_size=1, max_size=12, unique=True),
+    hash_mask=st.sampled_from([0b11, store._HASH_MASK]),
+)
+def test_a_product_is_found_by_its_id_field_only_when_that_is_whole(ids: list[str], hash_mask: int) -> None:
+    products = [Product(id=product_id, name="n") for product_id in ids]
+    original = store._HASH_MASK
+    store._HASH_MASK = hash_mask  # two hash bits: ids collide, so the compare tells them apart
+    try:
+        catalog = CatalogStore.from_products(products)  # as served: its id table made now, of these hashes
+    finally:
+        store._HASH_MASK = original
+    for product, answer in zip(products, serialized(products), strict=True):
+        request = GetProductRequest(id=product.id).SerializeToString()
+        encoded = product.id.encode()
+        # Found from the request's bytes while its length fits one byte, else only by the parsed id.
+        assert catalog.get_by_id_field(request) == (answer if len(encoded) < 0x80 else None)
+        assert catalog.get(product.id) == answer
+        # A field cut short, run on, or of another tag begins some product, or none: never found.
+        for other in (request[:-1], request + b"x", request + request, b"\x12" + request[1:], b"", b"\x0a"):
+            assert catalog.get_by_id_field(other) is None
 
 
 def test_runs_that_pass_the_room_after_the_last_home_slot_get_room_for_all() -> None:
