@@ -155,8 +155,8 @@ class CatalogServicer:
         """Return one product by id, from the request's bytes (`method_handlers` does not parse them).
 
         A GetProductRequest is one field, id, which is also a Product's first: the store finds a request as
-        clients write it at the start of its product. Anything else, and an id not found, is parsed to be
-        answered precisely, as it was before this shortcut.
+        clients write it at the start of its product. Anything else, and an id not found, is parsed and
+        answered by its parsed id, so every encoding of a request gets the answer protobuf reads in it.
         """
         product = self._store.get_by_id_field(request)
         if product is None:

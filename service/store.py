@@ -326,7 +326,7 @@ class CatalogStore:
             # Made now, on the loading thread, not by the first GetProduct. A store never to be searched is
             # one being checked (service/catalog.py: preview, `check`), not served: 0.6 s or more less at 1M.
             products.id_table  # noqa: B018
-        self._serialized = products.data
+        self._serialized = products.data  # compared in place by GetProduct (a memoryview has no startswith)
         self._data = memoryview(products.data)  # slices of it copy only the product asked for
         self._offsets = products.offsets
         self._all_positions = range(len(products.offsets) - 1)
