@@ -101,7 +101,11 @@ class SearchIndex:
       one, the words of its rarest trigrams, checked; for a 1- or 2-byte piece, the words of the trigrams
       containing it (and the words too short to have a trigram, indexed under their own substrings).
     - Those products, taken for the piece with the fewest, are the candidates; each one is checked
-      against the real text, so the index only ever narrows the search and never decides a match.
+      against the real text, so the index only narrows such a search and never decides a match.
+    - Except for the query users send most, one word: a needle without whitespace is its own only
+      piece, and a product holding a word that contains it contains it (a word is part of the text, and
+      the separator is in no word and no needle). Its candidates are its matches, sent unchecked:
+      checking one cost more than sending it.
 
     An absent substring, even one or two characters long, is answered without touching any product. A
     needle whose candidates are a large share of the catalog (a very common fragment) is answered by
@@ -151,33 +155,40 @@ class SearchIndex:
         A None between every two stretches of SEARCH_STEP candidates: see CatalogStore.search_in_steps.
         """
         contains = self._texts.contains
-        candidates = self._candidates(needle)
+        candidates, exact = self._candidates(needle)
         for start in range(0, len(candidates), SEARCH_STEP):
             if start:
                 yield None
-            for position in candidates[start : start + SEARCH_STEP]:
+            stretch = candidates[start : start + SEARCH_STEP]
+            if exact:
+                yield from stretch
+                continue
+            for position in stretch:
                 if contains(position, needle):
                     yield position
 
-    def _candidates(self, needle: bytes) -> Sequence[int]:
+    def _candidates(self, needle: bytes) -> tuple[Sequence[int], bool]:
+        """The positions that may contain `needle`, in order, and whether they all do (see the class)."""
+        pieces = set(needle.split())
         best: list[array[int]] | None = None
         best_total = self._count + 1
-        for piece in set(needle.split()):
+        for piece in pieces:
             postings = self._postings(piece)
             if postings is None:
                 continue  # a common fragment: it narrows the search too little to be worth collecting
             total = sum(map(len, postings))
             if total == 0:
-                return ()  # some piece occurs in no word: nothing can match
+                return (), True  # some piece occurs in no word: nothing can match
             if total < best_total:
                 best, best_total = postings, total
         if best is None:
-            return range(self._count)
+            return range(self._count), False
+        exact = pieces == {needle}  # one word's worth: every product listed holds the needle
         if len(best) == 1:
-            return best[0]  # one word's positions: already in catalog order
+            return best[0], exact  # one word's positions: already in catalog order
         # Sorted runs merge in near-linear time (a set union then a sort took 6x longer); the products
         # listed under more than one of the piece's words are then adjacent.
-        return list(_skip_repeats(sorted(chain.from_iterable(best))))
+        return list(_skip_repeats(sorted(chain.from_iterable(best)))), exact
 
     def _postings(self, piece: bytes) -> list[array[int]] | None:
         """The positions arrays of the words containing `piece`; None when they add up to a large share."""

@@ -152,6 +152,10 @@ def test_absent_text_finds_nothing_and_common_text_stops_at_the_limit() -> None:
     assert ids(store.search("COMMON", 3)) == ["0", "1", "2"]
     assert ids(store.search("m 4", 1000)) == [str(i) for i in range(500) if "m 4" in f"item {i}"]
     assert len(list(store.search("i", 1000))) == 500
+    # One word is answered from the index unchecked; whitespace around it is part of the query, checked.
+    assert len(list(store.search("word", 1000))) == 500
+    assert list(store.search("word ", 10)) == []
+    assert len(list(store.search(" word", 1000))) == 500
 
 
 @PROPERTY_SETTINGS
