@@ -105,6 +105,8 @@ class ServerResult:
     search_index_ready_s: float = 0.0  # ours only: when the background index build logged its end
     peak_rss_mb: float = 0.0
     cases: dict[str, CaseResult] = field(default_factory=dict)  # pinned: what the targets judge
+    # Pinned: every round of each case, in order, which the comparisons with the bare servers pair up.
+    rounds: dict[str, list[CaseResult]] = field(default_factory=dict)
     unpinned: dict[str, CaseResult] = field(default_factory=dict)
     # Ours only: GetProduct unpinned, by the number of server processes sharing the port (PROCESS_COUNTS).
     by_processes: dict[int, CaseResult] = field(default_factory=dict)
@@ -189,7 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds",
         type=int,
         default=3,
-        help="pinned rounds of every case on every server, taking turns; the median round counts (default 3)",
+        help=(
+            "pinned rounds of every case on every server, taking turns; the median round counts, "
+            "and the median of the rounds' ratios (default 3)"
+        ),
     )
     parser.add_argument(
         "--unpinned-duration",
@@ -327,6 +332,8 @@ def _measure(
         for (kind_name, name), measured_rounds in samples.items():
             median = median_round(measured_rounds)
             (results[kind_name].cases if pinned else results[kind_name].unpinned)[name] = median
+            if pinned:
+                results[kind_name].rounds[name] = measured_rounds
         for kind in kinds:
             result = results[kind.name]
             result.peak_rss_mb = max(result.peak_rss_mb, servers[kind.name].peak_rss_mb())
@@ -573,7 +580,8 @@ def render_report(
         "",
         f"{args.products} products, {args.streams} concurrent streams over {args.clients} connections, "
         f"pinned {args.rounds} round{'s' if args.rounds > 1 else ''} of {args.duration:g} s per case "
-        f"(the median round counts), unpinned {args.unpinned_duration:g} s, "
+        f"(the median round counts; a ratio, the median of the rounds'), "
+        f"unpinned {args.unpinned_duration:g} s, "
         f"after {args.warmup:g} s warm-up",
         f"our server: LOG_LEVEL={args.log_level} (access log to a file: every non-OK call, "
         f"{Settings().ok_log_sample_rate:.0%} of OK calls, all in the hostile cases), "
@@ -587,16 +595,12 @@ def render_report(
     bare_lines = _bare_lines(results, missed) if "get" in names else []
     # With bare servers measured, they judge GetProduct (_bare_lines); the table judges the rest.
     judged = [name for name in names if not (bare_lines and name == "get")]
-    lines += _case_table(
-        ours.cases, seed.cases if seed else None, names, missed=missed, extra_below=extra_below, judged=judged
-    )
+    lines += _case_table(ours, seed, names, missed=missed, extra_below=extra_below, judged=judged)
     lines += bare_lines
     lines += _bare_stream_lines(results) if "search-100" in names else []
     if ours.unpinned:
         lines += ["", "unpinned, a second view (no targets): the servers and h2load share every CPU"]
-        lines += _case_table(
-            ours.unpinned, seed.unpinned if seed else None, names, missed=None, extra_below=None, judged=[]
-        )
+        lines += _case_table(ours, seed, names, missed=None, extra_below=None, judged=[], pinned=False)
     lines += _processes_lines(ours)
     lines += [
         "",
@@ -640,15 +644,21 @@ def render_report(
 
 
 def _case_table(
-    mine: dict[str, CaseResult],
-    theirs: dict[str, CaseResult] | None,
+    ours_result: ServerResult,
+    seed_result: ServerResult | None,
     names: list[str],
     *,
     missed: list[str] | None,
     extra_below: list[str] | None,
     judged: list[str],
+    pinned: bool = True,
 ) -> list[str]:
-    """One view's table: ours beside the seed's; the `judged` cases' misses added to `missed`."""
+    """One view's table: ours beside the seed's; the `judged` cases' misses added to `missed`.
+
+    Each figure is its median round's; the ratio is the median of the rounds' ratios (`paired_ratio`).
+    """
+    mine = ours_result.cases if pinned else ours_result.unpinned
+    theirs = None if seed_result is None else seed_result.cases if pinned else seed_result.unpinned
     lines = [
         f"{'case':18} {'ours rps':>9} {'us/call':>8} {'p50 ms':>7} {'p99 ms':>7} "
         + (f"{'seed rps':>9} {'us/call':>8} {'p99 ms':>7} {'ratio':>7} " if theirs else "")
@@ -663,7 +673,11 @@ def _case_table(
         )
         if theirs:
             seed = theirs[name]
-            ratio = ours.load.requests_per_second / seed.load.requests_per_second
+            ratio, _ = (
+                _calls_ratio(ours_result, seed_result, name)
+                if pinned and seed_result is not None
+                else paired_ratio([ours.load.requests_per_second], [seed.load.requests_per_second])
+            )
             row += (
                 f"{seed.load.requests_per_second:9.0f} {seed.cpu_us_per_call:8.0f} {seed.load.p99_ms:7.1f} "
                 f"{ratio:6.2f}x "
@@ -682,6 +696,43 @@ def _case_table(
             row += f"; h2load: {ours.load.failed} failed, {ours.load.non_200} non-200"
         lines.append(row)
     return lines
+
+
+def paired_ratio(numerators: list[float], denominators: list[float]) -> tuple[float, list[float]]:
+    """The median of round-by-round ratios, and those ratios: how every target compares two servers.
+
+    The servers take turns within a round, seconds apart, so a slow spell of the machine weighs on both
+    sides of that round's ratio; medians taken apart could pair one server's slow round with the other's
+    fast one.
+    """
+    ratios = [
+        numerator / denominator for numerator, denominator in zip(numerators, denominators, strict=True)
+    ]
+    return statistics.median(ratios), ratios
+
+
+def _rounds(result: ServerResult, case: str) -> list[CaseResult]:
+    """Every pinned round of `case`, or its one result when the rounds were not kept (unpinned: one)."""
+    return result.rounds.get(case) or [result.cases[case]]
+
+
+def _calls_per_second(rounds: list[CaseResult]) -> list[float]:
+    return [round_.load.requests_per_second for round_ in rounds]
+
+
+def _calls_ratio(mine: ServerResult, theirs: ServerResult, case: str) -> tuple[float, list[float]]:
+    return paired_ratio(_calls_per_second(_rounds(mine, case)), _calls_per_second(_rounds(theirs, case)))
+
+
+def _cpu_ratio(mine: ServerResult, theirs: ServerResult, case: str) -> tuple[float, list[float]]:
+    return paired_ratio(
+        [round_.cpu_us_per_call for round_ in _rounds(mine, case)],
+        [round_.cpu_us_per_call for round_ in _rounds(theirs, case)],
+    )
+
+
+def _round_by_round(ratios: list[float]) -> str:
+    return "" if len(ratios) < 2 else f", round by round {', '.join(f'{ratio:.2f}x' for ratio in ratios)}"
 
 
 def _bare_servers(
@@ -728,8 +779,8 @@ def _bare_stream_lines(results: dict[str, ServerResult]) -> list[str]:
     lines, ours, _, bares = _bare_servers(results, "search-100", title)
     own = bares.get(OUR_MODEL.name)
     if ours is not None and own is not None:
-        ratio = ours.cpu_us_per_call / own.cpu_us_per_call
-        lines.append(f"  ours' CPU per call {ratio:.2f}x its model's bare server's")
+        ratio, ratios = _cpu_ratio(results["ours"], results[OUR_MODEL.name], "search-100")
+        lines.append(f"  ours' CPU per call {ratio:.2f}x its model's bare server's{_round_by_round(ratios)}")
         lines += _own_work_lines(results["ours"], "search-100", ours.cpu_us_per_call - own.cpu_us_per_call)
     return lines
 
@@ -751,28 +802,32 @@ def _bare_lines(results: dict[str, ServerResult], missed: list[str]) -> list[str
     target = cases.CASES["get"].target
     own = bares.get(OUR_MODEL.name)
     if own is not None:
-        cpu_ratio = ours.cpu_us_per_call / own.cpu_us_per_call
+        cpu_ratio, ratios = _cpu_ratio(results["ours"], results[OUR_MODEL.name], "get")
         lines.append(
-            f"  ours' CPU per call {cpu_ratio:.2f}x its model's bare server's "
-            f"(target <= {BARE_CPU_TARGET:g}x)"
+            f"  ours' CPU per call {cpu_ratio:.2f}x its model's bare server's"
+            f"{_round_by_round(ratios)} (target <= {BARE_CPU_TARGET:g}x)"
         )
         if cpu_ratio > BARE_CPU_TARGET:
             missed.append(f"get CPU per call {cpu_ratio:.2f}x {OUR_MODEL.name}'s > {BARE_CPU_TARGET:g}x")
         lines += _own_work_lines(results["ours"], "get", ours.cpu_us_per_call - own.cpu_us_per_call)
     if seed_get is None:
         return lines
-    seed_rps = seed_get.load.requests_per_second
-    ratio = ours.load.requests_per_second / seed_rps
-    best_name, best = max(bares.items(), key=lambda item: item[1].load.requests_per_second)
-    best_ratio = best.load.requests_per_second / seed_rps
+    seed = results["seed"]
+    ratio, _ = _calls_ratio(results["ours"], seed, "get")
+    best_name, _ = max(bares.items(), key=lambda item: item[1].load.requests_per_second)
+    best_ratio, _ = _calls_ratio(results[best_name], seed, "get")
     if ratio >= target:
         lines.append(f"  get {ratio:.2f}x the seed's calls/s (target >= {target:g}x): met")
     elif best_ratio < target:
-        of_best = best.load.requests_per_second / ours.load.requests_per_second
+        of_best, ratios = paired_ratio(
+            _calls_per_second(_rounds(results[best_name], "get")),
+            _calls_per_second(_rounds(results["ours"], "get")),
+        )
         lines.append(
             f"  get {ratio:.2f}x the seed's calls/s; no model's bare server reaches {target:g}x "
             f"(best: {best_name}, {best_ratio:.2f}x), so the limit is grpcio's: ours must be within "
             f"{BARE_FALLBACK_TARGET:g}x of {best_name}'s calls/s, which is {of_best:.2f}x ours"
+            f"{_round_by_round(ratios)}"
         )
         if of_best > BARE_FALLBACK_TARGET:
             missed.append(
