@@ -755,12 +755,14 @@ def _bare_servers(
     for model_name, model in models.items():
         calls = model.load.requests_per_second
         versus_seed = (
-            f", {calls / seed_case.load.requests_per_second:.2f}x the seed's calls/s" if seed_case else ""
+            f", {_calls_ratio(results[model_name], seed, name)[0]:.2f}x the seed's calls/s"
+            if seed is not None and seed_case is not None
+            else ""
         )
         if model_name == OUR_MODEL.name:
             versus_seed += " (ours' model)"
         elif model_name in _OUR_WORK_POOLS:
-            of_ours = model.cpu_us_per_call / ours.cpu_us_per_call
+            of_ours, _ = _cpu_ratio(results[model_name], results["ours"], name)
             versus_seed += (
                 f" (our work on the thread-pool model, {_OUR_WORK_POOLS[model_name]}: "
                 f"{of_ours:.2f}x ours' CPU per call)"
@@ -814,8 +816,7 @@ def _bare_lines(results: dict[str, ServerResult], missed: list[str]) -> list[str
         return lines
     seed = results["seed"]
     ratio, _ = _calls_ratio(results["ours"], seed, "get")
-    best_name, _ = max(bares.items(), key=lambda item: item[1].load.requests_per_second)
-    best_ratio, _ = _calls_ratio(results[best_name], seed, "get")
+    best_ratio, best_name = max((_calls_ratio(results[name], seed, "get")[0], name) for name in bares)
     if ratio >= target:
         lines.append(f"  get {ratio:.2f}x the seed's calls/s (target >= {target:g}x): met")
     elif best_ratio < target:
