@@ -105,7 +105,7 @@ class ServerResult:
     search_index_ready_s: float = 0.0  # ours only: when the background index build logged its end
     peak_rss_mb: float = 0.0
     cases: dict[str, CaseResult] = field(default_factory=dict)  # pinned: what the targets judge
-    # Pinned: every round of each case, in order, which the comparisons with the bare servers pair up.
+    # Pinned: every round of each case, in order: each ratio the report gives pairs two servers' rounds.
     rounds: dict[str, list[CaseResult]] = field(default_factory=dict)
     unpinned: dict[str, CaseResult] = field(default_factory=dict)
     # Ours only: GetProduct unpinned, by the number of server processes sharing the port (PROCESS_COUNTS).
