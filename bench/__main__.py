@@ -673,10 +673,10 @@ def _case_table(
         )
         if theirs:
             seed = theirs[name]
-            ratio, _ = (
-                _calls_ratio(ours_result, seed_result, name)
+            ratio = (
+                _calls_ratio(ours_result, seed_result, name)[0]
                 if pinned and seed_result is not None
-                else paired_ratio([ours.load.requests_per_second], [seed.load.requests_per_second])
+                else ours.load.requests_per_second / seed.load.requests_per_second  # unpinned: one round
             )
             row += (
                 f"{seed.load.requests_per_second:9.0f} {seed.cpu_us_per_call:8.0f} {seed.load.p99_ms:7.1f} "
@@ -716,12 +716,11 @@ def _rounds(result: ServerResult, case: str) -> list[CaseResult]:
     return result.rounds.get(case) or [result.cases[case]]
 
 
-def _calls_per_second(rounds: list[CaseResult]) -> list[float]:
-    return [round_.load.requests_per_second for round_ in rounds]
-
-
 def _calls_ratio(mine: ServerResult, theirs: ServerResult, case: str) -> tuple[float, list[float]]:
-    return paired_ratio(_calls_per_second(_rounds(mine, case)), _calls_per_second(_rounds(theirs, case)))
+    return paired_ratio(
+        [round_.load.requests_per_second for round_ in _rounds(mine, case)],
+        [round_.load.requests_per_second for round_ in _rounds(theirs, case)],
+    )
 
 
 def _cpu_ratio(mine: ServerResult, theirs: ServerResult, case: str) -> tuple[float, list[float]]:
@@ -820,10 +819,7 @@ def _bare_lines(results: dict[str, ServerResult], missed: list[str]) -> list[str
     if ratio >= target:
         lines.append(f"  get {ratio:.2f}x the seed's calls/s (target >= {target:g}x): met")
     elif best_ratio < target:
-        of_best, ratios = paired_ratio(
-            _calls_per_second(_rounds(results[best_name], "get")),
-            _calls_per_second(_rounds(results["ours"], "get")),
-        )
+        of_best, ratios = _calls_ratio(results[best_name], results["ours"], "get")
         lines.append(
             f"  get {ratio:.2f}x the seed's calls/s; no model's bare server reaches {target:g}x "
             f"(best: {best_name}, {best_ratio:.2f}x), so the limit is grpcio's: ours must be within "
