@@ -190,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rounds",
         type=int,
-        # 5, not 3: single rounds of one run spread by up to 0.4x on a shared host, and the median of 3
-        # moved GetProduct's ratio to its bare server from 1.07x to 1.20x between runs of the same code.
+        # 5, not 3: single rounds of one run spread by up to 0.4x on a shared host, which five steady the
+        # median against. A whole run still moves with the host (runs 21 and 22: docs/performance.md).
         default=5,
         help=(
             "pinned rounds of every case on every server, taking turns; the median round counts, "
