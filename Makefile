@@ -154,6 +154,10 @@ bench: $(VENV)/.installed ## Benchmark a 100k-product catalog against the seed's
 	status=0; $(PY) -m bench --compare || status=$$?; $(PY) -m bench.telemetry --only-new || status=$$?; \
 		exit $$status
 
+.PHONY: bench-instructions
+bench-instructions: $(VENV)/.installed ## Instructions per GetProduct under callgrind: ours, bare grpc.aio (needs valgrind).
+	$(PY) -m bench.instructions
+
 .PHONY: bench-memory
 bench-memory: $(VENV)/.installed ## Memory and time to SERVING at 10k, 100k and 1M products (docs/catalog.md).
 	$(PY) -m bench.memory

@@ -2,12 +2,16 @@
 
 GetProduct answers it; SearchProducts streams it max_results times (10 for 0, as the catalog does).
 
-    PORT=8080 python -m bench.bare aio      # grpc.aio on uvloop, as service/server.py runs
-    PORT=8080 python -m bench.bare sync     # grpc.server with a thread pool, as the seed runs
-    PORT=8080 python -m bench.bare grpclib  # grpclib on uvloop: HTTP/2 in Python (h2), no gRPC core
+    PORT=8080 python -m bench.bare aio          # grpc.aio on uvloop, as service/server.py runs
+    PORT=8080 python -m bench.bare sync         # grpc.server with a thread pool, as the seed runs
+    PORT=8080 python -m bench.bare grpclib      # grpclib on uvloop: HTTP/2 in Python (h2), no gRPC core
+    PORT=8080 python -m bench.bare aio-options  # aio, with our server's gRPC options
 
 No guard, no log, no limits, no store: the ceiling of each model, which the bench compares our server's
 CPU per call with (docs/performance.md). Health answers SERVING at once, so ServerProcess can time it.
+`aio-options` is the one exception, never a ceiling: `aio` with the options service/server.py sets (its
+connection limits make gRPC core do more on every call), so bench/instructions.py can tell core's work
+for those options from our server's own.
 """
 
 from __future__ import annotations
@@ -26,9 +30,13 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from catalog import GET_PRODUCT_METHOD, HEALTH_CHECK_METHOD, SEARCH_PRODUCTS_METHOD, SERVICE_NAME, catalog_pb2
+from service.config import Settings
+from service.server import grpc_options
 from service.thread_priority import lower_other_threads
 
-MODELS = ("aio", "sync", "grpclib")
+MODELS = ("aio", "sync", "grpclib", "aio-options")
+# The bare grpc.aio server's options: only a port of its own, as our server has (service/server.py).
+BARE_OPTIONS: list[tuple[str, int | str]] = [("grpc.so_reuseport", 0)]
 # The seed's thread count: the sync model as the seed runs it.
 SYNC_THREADS = 10
 ANSWER = catalog_pb2.Product(
@@ -77,8 +85,8 @@ async def aio_search(request: catalog_pb2.SearchRequest, _context: object) -> As
         yield ANSWER
 
 
-async def _serve_aio(port: int) -> None:
-    server = aio.server(handlers=[_handler(aio_get, aio_search)], options=[("grpc.so_reuseport", 0)])
+async def _serve_aio(port: int, options: list[tuple[str, int | str]]) -> None:
+    server = aio.server(handlers=[_handler(aio_get, aio_search)], options=options)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.add_insecure_port(f"[::]:{port}")
@@ -102,7 +110,7 @@ def _serve_sync(port: int) -> None:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=SYNC_THREADS),
         handlers=[_handler(get, search)],
-        options=[("grpc.so_reuseport", 0)],
+        options=BARE_OPTIONS,
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -172,7 +180,9 @@ def main(argv: list[str]) -> int:
         return 2
     port = int(os.environ.get("PORT", "8080"))
     if argv[0] == "aio":
-        uvloop.run(_serve_aio(port))
+        uvloop.run(_serve_aio(port, BARE_OPTIONS))
+    elif argv[0] == "aio-options":
+        uvloop.run(_serve_aio(port, grpc_options(Settings())))
     elif argv[0] == "grpclib":
         _serve_grpclib(port)
     else:

@@ -62,6 +62,36 @@ def run(
     Counts and percentiles cover the measured period only, after the warm-up. `cpus` pins h2load
     (`taskset -c`), off the server's CPU.
     """
+    period = [
+        f"--duration={round(duration_seconds * 1000)}ms",
+        f"--warm-up-time={round(warmup_seconds * 1000)}ms",
+    ]
+    pin = ["taskset", "-c", cpus] if cpus is not None else []
+    return _run(port, method, request, workdir, streams=streams, clients=clients, load=period, pin=pin)
+
+
+def run_requests(
+    port: int, method: str, request: Message, workdir: Path, *, requests: int, streams: int, clients: int
+) -> LoadResult:
+    """Send `method` exactly `requests` times, `streams` at once over `clients` connections.
+
+    For counting what each call costs rather than timing a period (bench/instructions.py).
+    """
+    load = [f"--requests={requests}"]
+    return _run(port, method, request, workdir, streams=streams, clients=clients, load=load, pin=[])
+
+
+def _run(
+    port: int,
+    method: str,
+    request: Message,
+    workdir: Path,
+    *,
+    streams: int,
+    clients: int,
+    load: list[str],
+    pin: list[str],
+) -> LoadResult:
     executable = shutil.which("h2load")
     if executable is None:
         raise H2loadError("h2load not found: install Debian's nghttp2-client")
@@ -72,13 +102,12 @@ def run(
     log = workdir / "h2load.log"
     log.unlink(missing_ok=True)
     command = [
-        *(["taskset", "-c", cpus] if cpus is not None else []),
+        *pin,
         executable,
         f"--clients={clients}",
         f"--max-concurrent-streams={streams // clients}",
         "--threads=1",
-        f"--duration={round(duration_seconds * 1000)}ms",
-        f"--warm-up-time={round(warmup_seconds * 1000)}ms",
+        *load,
         f"--data={body}",
         "--header=content-type: application/grpc",
         "--header=te: trailers",

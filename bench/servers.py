@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +61,8 @@ SEED = ServerKind("seed", "bench.seed_server", has_access_log=False)
 BARE_AIO = ServerKind("bare-aio", "bench.bare", has_access_log=False, args=("aio",))
 BARE_SYNC = ServerKind("bare-sync", "bench.bare", has_access_log=False, args=("sync",))
 BARE_GRPCLIB = ServerKind("bare-grpclib", "bench.bare", has_access_log=False, args=("grpclib",))
+# Bare grpc.aio with our server's gRPC options: what core's share of our cost is (bench/instructions.py).
+BARE_AIO_OPTIONS = ServerKind("bare-aio-options", "bench.bare", has_access_log=False, args=("aio-options",))
 # Our per-call work on the thread-pool model (bench/thread_pool.py): the other model, measured with our work,
 # on the seed's 10 threads, and on a thread for every call slot (what refusing stalled streams needs).
 POOL_WORK = ServerKind("pool-work", "bench.thread_pool", has_access_log=False, args=("shared",))
@@ -89,6 +91,7 @@ class ServerProcess:
         log_path: Path | None = None,
         stop_grace_seconds: float = 0,
         cpus: str | None = None,
+        under: Sequence[str] = (),
     ) -> None:
         env = dict(env or {})
         self.kind = kind
@@ -107,8 +110,9 @@ class ServerProcess:
         self._serving_seconds: float | None = None
         # Pinned (`taskset -c CPUS`), as a 1-vCPU instance runs; the processes it starts inherit it.
         pin = ["taskset", "-c", cpus] if cpus is not None else []
+        # `under`: a command that runs Python in its own process (valgrind), so `process.pid` is the server's.
         self.process = subprocess.Popen(
-            [*pin, sys.executable, "-m", kind.module, *kind.args],
+            [*pin, *under, sys.executable, "-m", kind.module, *kind.args],
             cwd=ROOT,
             env=full_env,
             stdout=self._log if self._log is not None else subprocess.PIPE,
@@ -295,6 +299,8 @@ def bench_server(
     log_path: Path,
     env: Mapping[str, str] | None = None,
     cpus: str | None = None,
+    *,
+    under: Sequence[str] = (),
 ) -> ServerProcess:
     """A server as the bench runs it: on `catalog` (None: the embedded one), its log in `log_path`.
 
@@ -303,7 +309,12 @@ def bench_server(
     compile_server_packages()
     catalog_env = {"CATALOG_PATH": str(catalog)} if catalog is not None else {}
     return ServerProcess(
-        {**(env or {}), **catalog_env}, kind=kind, log_path=log_path, stop_grace_seconds=15, cpus=cpus
+        {**(env or {}), **catalog_env},
+        kind=kind,
+        log_path=log_path,
+        stop_grace_seconds=15,
+        cpus=cpus,
+        under=under,
     )
 
 

@@ -291,6 +291,21 @@ async def run_server(
             server.telemetry.shutdown()  # the last points and spans, exported before the process ends
 
 
+def grpc_options(settings: Settings) -> list[tuple[str, int | str]]:
+    """The server's gRPC options (bench/bare.py gives a bare server the same, to count what they cost)."""
+    return [
+        # gRPC shares ports by default: a second server on a busy port would start and split the traffic.
+        # Only the processes of one server share it (service/processes.py).
+        ("grpc.so_reuseport", int(settings.reuse_port)),
+        # Hands socket writes to gRPC's own threads instead of the event loop's, which is the server's
+        # bottleneck under load (measured: about 10% more calls per second, about 20 us more per call
+        # on an idle connection).
+        ("grpc.optimization_target", "throughput"),
+        # What a hostile or broken client may cost: docs/hardening.md.
+        *server_options(settings.max_concurrent_rpcs, SPARE_CALLS, settings.connection_limits),
+    ]
+
+
 async def _start(settings: Settings, host: str, telemetry: Telemetry | None) -> CatalogServer:
     """Build, bind and start the server on the running loop (grpc.aio objects belong to it).
 
@@ -317,17 +332,7 @@ async def _start(settings: Settings, host: str, telemetry: Telemetry | None) -> 
         # No server-wide maximum_concurrent_rpcs: it counts calls until gRPC core ends them, and core keeps a
         # stream cancelled for stalling until its connection closes, so stalled clients would fill it and
         # refuse health checks. The guard limits catalog calls; the limits bound the rest per connection.
-        options=[
-            # gRPC shares ports by default: a second server on a busy port would start and split the traffic.
-            # Only the processes of one server share it (service/processes.py).
-            ("grpc.so_reuseport", int(settings.reuse_port)),
-            # Hands socket writes to gRPC's own threads instead of the event loop's, which is the server's
-            # bottleneck under load (measured: about 10% more calls per second, about 20 us more per call
-            # on an idle connection).
-            ("grpc.optimization_target", "throughput"),
-            # What a hostile or broken client may cost: docs/hardening.md.
-            *server_options(settings.max_concurrent_rpcs, SPARE_CALLS, settings.connection_limits),
-        ],
+        options=grpc_options(settings),
     )
     if settings.enable_reflection:
         # Imported only when asked for: it is off in production, and its import is 4% of start-up.

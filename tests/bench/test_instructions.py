@@ -1,0 +1,115 @@
+"""bench/instructions.py: instructions per GetProduct under callgrind; the bare server with our options."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import grpc
+import pytest
+
+from bench import instructions
+from bench.servers import BARE_AIO, BARE_AIO_OPTIONS, ServerKind, bench_server
+from catalog import catalog_pb2, catalog_pb2_grpc
+from service.limits import MAX_REQUEST_BYTES
+
+# A callgrind dump's head and tail as valgrind 3.19 writes them: its summary line may say 0.
+_DUMP = """# callgrind format
+version: 1
+creator: callgrind-3.19.0
+events: Ir
+summary: 0
+
+fn=(1) main
+1 5
+totals: 74466443
+"""
+
+
+def _args(**given: int) -> argparse.Namespace:
+    return instructions.build_parser().parse_args(
+        [f"--{name.replace('_', '-')}={value}" for name, value in given.items()]
+    )
+
+
+def test_a_dump_is_read_by_its_totals_line(tmp_path: Path) -> None:
+    dump = tmp_path / "ours.callgrind.1.1"
+    dump.write_text(_DUMP)
+    assert instructions._instructions(dump) == 74_466_443
+
+
+def test_a_file_without_totals_is_refused(tmp_path: Path) -> None:
+    dump = tmp_path / "ours.callgrind.1.1"
+    dump.write_text(_DUMP.replace("totals: 74466443\n", ""))
+    with pytest.raises(instructions.CountError, match="no totals line: not a callgrind dump"):
+        instructions._instructions(dump)
+
+
+def test_the_report_splits_ours_extra_between_core_and_our_own_work() -> None:
+    counts = [
+        instructions.Count("ours", 254_000 * 3000, 3000),
+        instructions.Count("bare-aio", 237_000 * 3000, 3000),
+        instructions.Count("bare-aio-options", 241_000 * 3000, 3000),
+    ]
+    report = instructions.render(counts, _args(calls=3000)).splitlines()
+    assert report[0].startswith("Instructions per GetProduct under callgrind: 100,000 products, 3,000 calls")
+    assert report[1].split() == ["ours", "254,000"]
+    assert report[2].split() == ["bare-aio", "237,000", "ours", "is", "1.072x", "this"]
+    assert report[3].split() == ["bare-aio-options", "241,000", "ours", "is", "1.054x", "this"]
+    assert report[4] == (
+        "  ours over bare-aio, +17,000: gRPC core's work for our options +4,000, our own work +13,000"
+    )
+
+
+@pytest.mark.parametrize("given", [["--calls", "0"], ["--warm-up-calls", "-1"], ["--products", "many"]])
+def test_arguments_that_count_nothing_are_refused(
+    given: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        instructions.main(given)
+    assert refused.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument {given[0]}" in error
+    assert "give 1 or more" in error or "not a whole number" in error
+
+
+@pytest.mark.parametrize(
+    ("kind", "refused"), [(BARE_AIO, False), (BARE_AIO_OPTIONS, True)], ids=["bare-aio", "bare-aio-options"]
+)
+def test_only_the_bare_server_with_our_options_refuses_a_request_over_our_limit(
+    kind: ServerKind, refused: bool, tmp_path: Path
+) -> None:
+    # gRPC ignores options it does not know, so only a limit acting shows that ours are set.
+    with bench_server(kind, None, tmp_path / "bare.log") as server:
+        server.wait_serving()
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = catalog_pb2_grpc.ProductCatalogStub(channel)
+            request = catalog_pb2.GetProductRequest(id="x" * MAX_REQUEST_BYTES)
+            if refused:
+                with pytest.raises(grpc.RpcError) as error:
+                    stub.GetProduct(request, timeout=10)
+                assert error.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            else:
+                assert stub.GetProduct(request, timeout=10).id == "p050000"
+
+
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None or shutil.which("h2load") is None,
+    reason="valgrind and h2load (nghttp2-client) are not installed",
+)
+def test_each_server_is_counted_and_ours_costs_more_than_either_bare_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = instructions.main(
+        ["--products", "2000", "--calls", "300", "--warm-up-calls", "100", "--workdir", str(tmp_path)]
+    )
+    assert status == 0
+    lines = capsys.readouterr().out.splitlines()
+    per_call = {line.split()[0]: float(line.split()[1].replace(",", "")) for line in lines[1:4]}
+    assert list(per_call) == ["ours", "bare-aio", "bare-aio-options"]
+    # Tens of thousands of instructions a call at the least (gRPC core's HTTP/2 alone), and ours does more
+    # than either bare server: the guard, the servicer and the store.
+    assert min(per_call.values()) > 50_000
+    assert per_call["ours"] > max(per_call["bare-aio"], per_call["bare-aio-options"])
+    assert lines[4].startswith("  ours over bare-aio, +")
