@@ -30,8 +30,6 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from catalog import GET_PRODUCT_METHOD, HEALTH_CHECK_METHOD, SEARCH_PRODUCTS_METHOD, SERVICE_NAME, catalog_pb2
-from service.config import Settings
-from service.server import grpc_options
 from service.thread_priority import lower_other_threads
 
 MODELS = ("aio", "sync", "grpclib", "aio-options")
@@ -182,6 +180,10 @@ def main(argv: list[str]) -> int:
     if argv[0] == "aio":
         uvloop.run(_serve_aio(port, BARE_OPTIONS))
     elif argv[0] == "aio-options":
+        # Imported here: the other models stay bare of the server's modules.
+        from service.config import Settings  # noqa: PLC0415
+        from service.server import grpc_options  # noqa: PLC0415
+
         uvloop.run(_serve_aio(port, grpc_options(Settings())))
     elif argv[0] == "grpclib":
         _serve_grpclib(port)
