@@ -200,11 +200,15 @@ class CallTracing:
         self._rate = sample_rate
         self._random = (rng or random.Random()).random  # noqa: S311 (sampling, not secrets)
 
-    def start(self, method: str, metadata: Iterable[tuple[str, str | bytes]]) -> Span | None:
-        """A started span for the call, or None when it is not sampled (no work beyond this test)."""
-        metadata = tuple(metadata)
-        if not (caller_sampled(metadata) or (self._rate and self._random() < self._rate)):
-            return None
+    def sampled(self, metadata: Iterable[tuple[str, str | bytes]]) -> bool:
+        """Whether to trace a call with this metadata: its caller sampled it, or the sample rate picks it.
+
+        Every call asks (an untraced call costs nothing more); only the sampled ones `start` a span.
+        """
+        return caller_sampled(metadata) or (self._rate > 0 and self._random() < self._rate)
+
+    def start(self, method: str, metadata: Iterable[tuple[str, str | bytes]]) -> Span:
+        """A started span for a sampled call, a child of the caller's span when it sent one."""
         parent = self._propagator.extract(_carrier(metadata))
         return self._tracer.start_span(method.lstrip("/"), context=parent, kind=self._server_kind)
 

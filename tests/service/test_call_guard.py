@@ -792,6 +792,40 @@ def test_only_unary_and_server_streaming_catalog_methods_are_wrapped() -> None:
     assert guard.wrap(GET_PRODUCT_METHOD, unary) is not unary
 
 
+@dataclass
+class _Details:
+    """What gRPC hands a method table for each call: the method and the request's metadata."""
+
+    method: str
+    invocation_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def test_the_table_picks_the_traced_handler_for_sampled_calls_only() -> None:
+    # The sampling decision reads the metadata gRPC hands the lookup, so an untraced call never asks its
+    # context for it (service/call_guard.py's GuardedHandlers says what that would cost).
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracing = Telemetry(None, CallTracing(provider.get_tracer("test"), sample_rate=0.0))
+    access_log = AccessLog(logging.getLogger(ACCESS_LOGGER))
+    trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"
+    sampled = (("traceparent", f"{trace}-01"),)
+    for telemetry in (tracing, None):
+        handlers = GuardedHandlers(CallGuard(1, None, access_log, telemetry=telemetry))
+        handlers.add(catalog_pb2_grpc.add_ProductCatalogServicer_to_server, _Scripted())
+        untraced = handlers.service(_Details(GET_PRODUCT_METHOD, (("traceparent", f"{trace}-00"),)))
+        chosen = handlers.service(_Details(GET_PRODUCT_METHOD, sampled))
+        assert untraced is not None
+        assert untraced is handlers.service(_Details(GET_PRODUCT_METHOD, ()))
+        if telemetry is None:  # no tracing: one handler, whatever the caller asks
+            assert chosen is untraced
+        else:
+            assert chosen is not None
+            assert chosen is not untraced
+            assert chosen is handlers.service(_Details(GET_PRODUCT_METHOD, sampled))
+        assert handlers.service(_Details("/tests.Other/Nothing", sampled)) is None
+
+
 # ---- What a real server cannot be made to do on demand ----
 
 
