@@ -39,6 +39,8 @@ from bench.servers import (
     BARE_AIO,
     BARE_GRPCLIB,
     BARE_SYNC,
+    CLOUD_RUN_TELEMETRY,
+    CLOUD_RUN_TRACE_HEADERS,
     OUR_WORK_MODELS,
     OURS,
     POOL_SLOTS,
@@ -227,19 +229,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _server_env(kind: ServerKind, args: argparse.Namespace, *, every_ok_line: bool = False) -> dict[str, str]:
-    """Our server's settings as in production; `every_ok_line` logs each OK call too (to count answers).
+    """Our server's settings as on Cloud Run; `every_ok_line` logs each OK call too (to count answers).
 
     The load cases count only non-OK codes from the log, which the server always logs, so they run with
-    production's sampled OK lines and measure the CPU a call costs there.
+    production's sampled OK lines and its telemetry, and measure the CPU a call costs there.
     """
     if kind not in (OURS, *OUR_WORK_MODELS):  # the model with our work runs with our settings too
         return {}
     ok_share = 1.0 if every_ok_line else Settings().ok_log_sample_rate
-    return {
+    env = {
         "LOG_LEVEL": args.log_level,
         "MAX_CONCURRENT_RPCS": str(args.max_concurrent_rpcs),
         "OK_LOG_SAMPLE_RATE": f"{ok_share:g}",
     }
+    if kind is OURS:
+        env.update(CLOUD_RUN_TELEMETRY)
+    return env
 
 
 def _time_starts(
@@ -302,6 +307,7 @@ def _measure(
             server.wait_serving()
             if kind == OURS:
                 server.wait_for_log(INDEX_READY)  # measure the steady state, not the scan before the index
+                server.trace_one_call()  # nor the first span's one-off work
             channel = stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
             servers[kind.name], stubs[kind.name] = server, catalog_pb2_grpc.ProductCatalogStub(channel)
         rounds = args.rounds if pinned else 1
@@ -437,6 +443,7 @@ def _load_case(
             duration_seconds=duration,
             warmup_seconds=args.warmup,
             cpus=cpus,
+            headers=CLOUD_RUN_TRACE_HEADERS,  # as Cloud Run's front end sends every server
         )
     finally:
         timer.cancel()

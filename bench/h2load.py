@@ -12,6 +12,7 @@ import re
 import shutil
 import statistics
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,29 +57,51 @@ def run(
     duration_seconds: float,
     warmup_seconds: float,
     cpus: str | None = None,
+    headers: Sequence[str] = (),
 ) -> LoadResult:
     """Load `method` ("/package.Service/Method") with `streams` concurrent streams over `clients` connections.
 
     Counts and percentiles cover the measured period only, after the warm-up. `cpus` pins h2load
-    (`taskset -c`), off the server's CPU.
+    (`taskset -c`), off the server's CPU. `headers` ("name: value") go on every request beside gRPC's own.
     """
     period = [
         f"--duration={round(duration_seconds * 1000)}ms",
         f"--warm-up-time={round(warmup_seconds * 1000)}ms",
     ]
     pin = ["taskset", "-c", cpus] if cpus is not None else []
-    return _run(port, method, request, workdir, streams=streams, clients=clients, load=period, pin=pin)
+    return _run(
+        port,
+        method,
+        request,
+        workdir,
+        streams=streams,
+        clients=clients,
+        load=period,
+        pin=pin,
+        headers=headers,
+    )
 
 
 def run_requests(
-    port: int, method: str, request: Message, workdir: Path, *, requests: int, streams: int, clients: int
+    port: int,
+    method: str,
+    request: Message,
+    workdir: Path,
+    *,
+    requests: int,
+    streams: int,
+    clients: int,
+    headers: Sequence[str] = (),
 ) -> LoadResult:
     """Send `method` exactly `requests` times, `streams` at once over `clients` connections.
 
-    For counting what each call costs rather than timing a period (bench/instructions.py).
+    For counting what each call costs rather than timing a period (bench/instructions.py). `headers`
+    ("name: value") go on every request beside gRPC's own.
     """
     load = [f"--requests={requests}"]
-    return _run(port, method, request, workdir, streams=streams, clients=clients, load=load, pin=[])
+    return _run(
+        port, method, request, workdir, streams=streams, clients=clients, load=load, pin=[], headers=headers
+    )
 
 
 def _run(
@@ -91,6 +114,7 @@ def _run(
     clients: int,
     load: list[str],
     pin: list[str],
+    headers: Sequence[str] = (),
 ) -> LoadResult:
     executable = shutil.which("h2load")
     if executable is None:
@@ -111,6 +135,7 @@ def _run(
         f"--data={body}",
         "--header=content-type: application/grpc",
         "--header=te: trailers",
+        *(f"--header={header}" for header in headers),
         f"--log-file={log}",
         f"http://127.0.0.1:{port}{method}",
     ]

@@ -10,12 +10,16 @@ counting off while it starts and while h2load warms it up (`--instr-atstart=no`)
 exactly --calls GetProduct calls (`callgrind_control --instr=on`, then `off`), and the count is divided by
 them. Two counts of one server differ by well under 1%.
 
-Three servers:
-- ours (`python -m service`), as deployed: production's settings, the catalog loaded from the file;
+Four servers, each call carrying the trace headers Cloud Run's front end adds (bench/servers.py), as
+`make bench` loads them:
+- ours (`python -m service`) as `make bench` runs it, as on Cloud Run: production's settings and its
+  telemetry, the catalog loaded from the file;
 - bare-aio (bench/bare.py): the ceiling `make bench` judges ours by, one fixed answer and no options;
 - bare-aio-options: the same bare server with our server's gRPC options (service/server.py). Its count
   over bare-aio's is gRPC core's work for those options (its connection limits add a filter to every call);
-  ours over it is our own work: the call guard, the servicer and the store.
+- ours-without-telemetry: ours with the "auto" exporters left off, as anywhere but Cloud Run. Its count over
+  bare-aio-options' is our own work (the call guard, the servicer and the store), and ours over it is
+  what telemetry costs a call.
 
 It prints each count and the ratios; it judges nothing. Instructions are not time: the kernel's share of a
 call (about a third of its CPU here) and cache misses are not in them. It exits 1 when a server does not
@@ -30,19 +34,28 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
 from bench import cases, h2load
 from bench.catalog import generate_products, write_catalog
-from bench.servers import BARE_AIO, BARE_AIO_OPTIONS, OURS, ServerKind, ServerProcess, bench_server
+from bench.servers import (
+    BARE_AIO,
+    BARE_AIO_OPTIONS,
+    CLOUD_RUN_TELEMETRY,
+    CLOUD_RUN_TRACE_HEADERS,
+    OURS,
+    ServerKind,
+    ServerProcess,
+    bench_server,
+)
 from catalog import catalog_pb2_grpc
 from catalog.catalog_pb2 import Product
 from service.config import Settings
 
-KINDS = (OURS, BARE_AIO, BARE_AIO_OPTIONS)
 # Under callgrind a server runs 50 to 100 times slower: loading 100,000 products takes a minute or more.
 START_TIMEOUT_SECONDS = 900
 # How long callgrind_control waits for the server to take a command: callgrind reads it between blocks.
@@ -52,6 +65,27 @@ _TOTALS = re.compile(r"^totals: (\d+)$", re.MULTILINE)
 
 class CountError(RuntimeError):
     """A count that would be wrong: a call failed, or callgrind did not do as told."""
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A server to count: which one, and its settings."""
+
+    name: str
+    kind: ServerKind
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def servers() -> tuple[Counted, ...]:
+    """The servers counted, in the order they are reported (the module's docstring says why each)."""
+    # Production's sampled OK lines: ServerProcess logs every OK call unless told otherwise.
+    production = {"OK_LOG_SAMPLE_RATE": f"{Settings().ok_log_sample_rate:g}"}
+    return (
+        Counted("ours", OURS, {**production, **CLOUD_RUN_TELEMETRY}),
+        Counted("bare-aio", BARE_AIO),
+        Counted("bare-aio-options", BARE_AIO_OPTIONS),
+        Counted("ours-without-telemetry", OURS, production),
+    )
 
 
 @dataclass(frozen=True)
@@ -83,12 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     catalog = write_catalog(workdir / f"catalog-{args.products}.json", args.products)
     products = generate_products(args.products)
     counts = []
-    for kind in KINDS:
-        print(f"counting {kind.name} under callgrind ...", file=sys.stderr, flush=True)
+    for server in servers():
+        print(f"counting {server.name} under callgrind ...", file=sys.stderr, flush=True)
         try:
-            counts.append(count(kind, catalog, products, workdir, args))
+            counts.append(count(server, catalog, products, workdir, args))
         except (RuntimeError, cases.WrongAnswerError) as error:  # CountError, StartError, H2loadError
-            print(f"{kind.name}: {error}", file=sys.stderr)
+            print(f"{server.name}: {error}", file=sys.stderr)
             return 1
     print(render(counts, args))
     return 0
@@ -127,21 +161,21 @@ def _positive(text: str) -> int:
 
 
 def count(
-    kind: ServerKind, catalog: Path, products: list[Product], workdir: Path, args: argparse.Namespace
+    counted: Counted, catalog: Path, products: list[Product], workdir: Path, args: argparse.Namespace
 ) -> Count:
-    """`kind`'s instructions over `args.calls` GetProduct calls, counted under callgrind."""
-    out = workdir / f"{kind.name}.callgrind"
+    """`counted`'s instructions over `args.calls` GetProduct calls, counted under callgrind."""
+    kind = counted.kind
+    out = workdir / f"{counted.name}.callgrind"
     under = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p"]
-    # Ours with production's settings (its OK lines sampled), as `make bench` measures it.
-    env = {"OK_LOG_SAMPLE_RATE": f"{Settings().ok_log_sample_rate:g}"} if kind is OURS else {}
-    log = workdir / f"{kind.name}.log"
-    with bench_server(kind, catalog if kind is OURS else None, log, env, under=under) as server:
+    log = workdir / f"{counted.name}.log"
+    with bench_server(kind, catalog if kind is OURS else None, log, dict(counted.env), under=under) as server:
         server.wait_serving(timeout=START_TIMEOUT_SECONDS)
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = catalog_pb2_grpc.ProductCatalogStub(channel)
             case = cases.build("get", products, kind, stub)
             if kind is OURS:  # a bare server answers one fixed product, whatever is asked
                 case.check(stub)
+        server.trace_one_call()
         _load(server, case, workdir, args, args.warm_up_calls)
         _control(server, "--instr=on")
         _load(server, case, workdir, args, args.calls)
@@ -151,7 +185,7 @@ def count(
         if not dumps:
             raise CountError(f"callgrind wrote no dump: see {log}")
         instructions = sum(_instructions(dump) for dump in dumps)
-    return Count(kind.name, instructions, args.calls)
+    return Count(counted.name, instructions, args.calls)
 
 
 def _load(
@@ -165,6 +199,7 @@ def _load(
         requests=calls,
         streams=args.streams,
         clients=args.clients,
+        headers=CLOUD_RUN_TRACE_HEADERS,
     )
     if result.requests != calls or result.failed or result.non_200:
         raise CountError(
@@ -200,23 +235,25 @@ def _instructions(dump: Path) -> int:
 
 
 def render(counts: list[Count], args: argparse.Namespace) -> str:
-    """Each server's count, ours against each bare one, and how ours' extra splits between core and us.
+    """Each server's count, ours against each of the others, and how ours' extra over bare-aio splits.
 
-    `counts` has every server of KINDS: main reports nothing when one could not be counted.
+    `counts` has every server of `servers()`: main reports nothing when one could not be counted.
     """
     lines = [
         f"Instructions per GetProduct under callgrind: {args.products:,} products, {args.calls:,} calls "
-        f"after {args.warm_up_calls:,}, {args.streams} streams over {args.clients} connections",
+        f"after {args.warm_up_calls:,}, {args.streams} streams over {args.clients} connections, "
+        "Cloud Run's trace headers on each",
     ]
     by_server = {count.server: count.per_call for count in counts}
-    ours = by_server[OURS.name]
+    ours, bare = by_server["ours"], by_server["bare-aio"]
+    with_options, untelemetered = by_server["bare-aio-options"], by_server["ours-without-telemetry"]
     for count in counts:
-        ratio = "" if count.server == OURS.name else f"   ours is {ours / count.per_call:.3f}x this"
-        lines.append(f"  {count.server:<18} {count.per_call:>10,.0f}{ratio}")
-    bare, with_options = by_server[BARE_AIO.name], by_server[BARE_AIO_OPTIONS.name]
+        ratio = "" if count.server == "ours" else f"   ours is {ours / count.per_call:.3f}x this"
+        lines.append(f"  {count.server:<22} {count.per_call:>10,.0f}{ratio}")
     lines.append(
         f"  ours over bare-aio, {ours - bare:+,.0f}: gRPC core's work for our options "
-        f"{with_options - bare:+,.0f}, our own work {ours - with_options:+,.0f}"
+        f"{with_options - bare:+,.0f}, our own work {untelemetered - with_options:+,.0f}, "
+        f"telemetry {ours - untelemetered:+,.0f}"
     )
     return "\n".join(lines)
 

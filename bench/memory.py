@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.catalog import write_catalog
-from bench.servers import OURS, SEED, bench_server
+from bench.servers import CLOUD_RUN_TELEMETRY, OURS, SEED, bench_server
 from service.catalog import memory_needed, save
 from service.saved_catalog import saved_catalog_path
 
@@ -68,9 +68,10 @@ def measure(
     """Start the server on `catalog` (None: the embedded one), wait for its index, read its memory.
 
     `index_line` is the log line that says the index is ready (SAVED_READ: read with the saved catalog).
+    The server runs with its telemetry as on Cloud Run, whose SDK is part of its memory and start-up there.
     """
     log = workdir / f"server-{products}.log"
-    with bench_server(OURS, catalog, log, env) as server:
+    with bench_server(OURS, catalog, log, {**CLOUD_RUN_TELEMETRY, **(env or {})}) as server:
         serving = server.seconds_to_serving(timeout=300)
         index_ready = server.seconds_to_log(index_line, timeout=300) if catalog is not None else serving
         status = _status(server.process.pid)

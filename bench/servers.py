@@ -69,6 +69,25 @@ POOL_WORK = ServerKind("pool-work", "bench.thread_pool", has_access_log=False, a
 POOL_SLOTS = ServerKind("pool-slots", "bench.thread_pool", has_access_log=False, args=("per-slot",))
 OUR_WORK_MODELS = (POOL_WORK, POOL_SLOTS)
 
+# The trace headers Cloud Run's front end adds to each request it forwards, unsampled (flags 00, o=0) as for
+# all but the few it samples. The bench's load sends them to every server: on Cloud Run, gRPC reads them for
+# every call, whatever the server does with them.
+CLOUD_RUN_TRACE_HEADERS = (
+    "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    "x-cloud-trace-context: 4bf92f3577b34da6a3ce929d0e0e4736/67667974448284343;o=0",
+)
+# A trace context its caller sampled (flags 01): our server traces a call that carries it.
+SAMPLED_TRACE_METADATA = (("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),)
+# Our server's telemetry as every Cloud Run deploy has it: the "auto" exporters turn on there, and the
+# program sets the project. Each call's duration is recorded and its trace sampling decided, and 0.1% of
+# calls are traced. The console's exporters stand in for Google Cloud's: metrics printed to the server's
+# log once a minute, sampled spans as they end.
+CLOUD_RUN_TELEMETRY = {
+    "GOOGLE_CLOUD_PROJECT": "bench-project",
+    "METRICS_EXPORTER": "console",
+    "TRACE_EXPORTER": "console",
+}
+
 
 class StartError(RuntimeError):
     """The server exited or did not report SERVING in time."""
@@ -156,6 +175,16 @@ class ServerProcess:
         """The port, once the health service answers SERVING for the whole server ("")."""
         self.seconds_to_serving(timeout)
         return self.port
+
+    def trace_one_call(self) -> None:
+        """Make one call its caller sampled, so the server traces it (ours; any other just answers).
+
+        The first span pays one-off work (the exporter's first use, lazy imports): millions of
+        instructions. Done before the measured calls, they cost what they do in a server long up.
+        """
+        request = health_pb2.HealthCheckRequest(service="")
+        with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            health_check(channel)(request, metadata=SAMPLED_TRACE_METADATA, timeout=10)
 
     def seconds_to_serving(self, timeout: float = 60) -> float:
         """Seconds from process start until its health service answers SERVING.

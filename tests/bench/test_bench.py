@@ -18,6 +18,8 @@ from bench import __main__ as bench_main
 from bench.catalog import generate, generate_products, write_catalog
 from bench.rawh2 import RawConnection, grpc_message
 from bench.servers import (
+    CLOUD_RUN_TELEMETRY,
+    CLOUD_RUN_TRACE_HEADERS,
     OUR_WORK_MODELS,
     OURS,
     POOL_SLOTS,
@@ -622,3 +624,26 @@ def test_the_bench_refuses_settings_that_measure_nothing(
         bench_main.main(given)
     assert refused.value.code == 2
     assert "--products must be at least 10, --startup-runs and --rounds at least 1" in capsys.readouterr().err
+
+
+def test_ours_runs_as_on_cloud_run_and_traces_the_call_its_caller_sampled(tmp_path: Path) -> None:
+    # The bench's settings for ours turn its telemetry on, as Cloud Run's "auto" does; a call carrying a
+    # sampled trace context is traced (so the first span's one-off work falls before the measured calls),
+    # and one carrying Cloud Run's unsampled headers is not.
+    args = bench_main.build_parser().parse_args([])
+    env = bench_main._server_env(OURS, args)
+    assert env.items() >= CLOUD_RUN_TELEMETRY.items()
+    assert bench_main._server_env(SEED, args) == {}  # the seed has no settings of ours
+    log = tmp_path / "ours.log"
+    # Only the caller's sampling decides here: at the default rate, one call in 1,000 would be traced too.
+    with bench_server(OURS, None, log, {**env, "TRACE_SAMPLE_RATE": "0"}) as server:
+        server.wait_serving()
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            unsampled = tuple(
+                (name, value) for name, value in (header.split(": ", 1) for header in CLOUD_RUN_TRACE_HEADERS)
+            )
+            health_check(channel)(health_pb2.HealthCheckRequest(), metadata=unsampled, timeout=10)
+        server.trace_one_call()
+    # The console's span exporter writes each span's JSON at the latest as the server shuts down.
+    spans = log.read_text().count('"name": "grpc.health.v1.Health/Check"')
+    assert spans == 1
