@@ -359,6 +359,9 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[
 class GuardedHandlers(grpc.GenericRpcHandler):
     """The server's method table: each method's handler, wrapped by the guard once, when it is added.
 
+    With tracing on, each method also has a traced handler, which the table picks for the calls the
+    guard's `sampled` picks.
+
     A servicer added later replaces the handlers of the same methods: the server starts with a catalog
     servicer that answers UNAVAILABLE and swaps in the real one once the catalog is loaded.
     """
