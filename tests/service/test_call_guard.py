@@ -548,12 +548,12 @@ def test_ok_lines_are_sampled_at_the_rate_and_every_other_line_is_kept(
     assert _lines(capsys) == expected
 
 
-def _tracing() -> tuple[Telemetry, InMemorySpanExporter]:
-    """Telemetry that traces every call into memory."""
+def _tracing(sample_rate: float = 1.0) -> tuple[Telemetry, InMemorySpanExporter]:
+    """Telemetry that traces into memory every call (or the share `sample_rate` picks, and the sampled)."""
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    return Telemetry(None, CallTracing(provider.get_tracer("test"), sample_rate=1.0)), spans
+    return Telemetry(None, CallTracing(provider.get_tracer("test"), sample_rate=sample_rate)), spans
 
 
 @pytest.mark.parametrize("project_id", ["my-project", None])
@@ -803,10 +803,7 @@ class _Details:
 def test_the_table_picks_the_traced_handler_for_sampled_calls_only() -> None:
     # The sampling decision reads the metadata gRPC hands the lookup, so an untraced call never asks its
     # context for it (service/call_guard.py's GuardedHandlers says what that would cost).
-    spans = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    tracing = Telemetry(None, CallTracing(provider.get_tracer("test"), sample_rate=0.0))
+    tracing, _spans = _tracing(sample_rate=0.0)  # only a caller's sampled flag traces a call
     access_log = AccessLog(logging.getLogger(ACCESS_LOGGER))
     trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"
     sampled = (("traceparent", f"{trace}-01"),)
