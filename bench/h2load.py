@@ -114,7 +114,7 @@ def _run(
     clients: int,
     load: list[str],
     pin: list[str],
-    headers: Sequence[str] = (),
+    headers: Sequence[str],
 ) -> LoadResult:
     executable = shutil.which("h2load")
     if executable is None:

@@ -69,15 +69,19 @@ POOL_WORK = ServerKind("pool-work", "bench.thread_pool", has_access_log=False, a
 POOL_SLOTS = ServerKind("pool-slots", "bench.thread_pool", has_access_log=False, args=("per-slot",))
 OUR_WORK_MODELS = (POOL_WORK, POOL_SLOTS)
 
+# One trace and its caller's span, as W3C's traceparent writes them (version, trace id, span id), before
+# the flags that say whether the caller sampled it.
+_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+_TRACEPARENT = f"00-{_TRACE_ID}-00f067aa0ba902b7"
 # The trace headers Cloud Run's front end adds to each request it forwards, unsampled (flags 00, o=0) as for
 # all but the few it samples. The bench's load sends them to every server: on Cloud Run, gRPC reads them for
 # every call, whatever the server does with them.
 CLOUD_RUN_TRACE_HEADERS = (
-    "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
-    "x-cloud-trace-context: 4bf92f3577b34da6a3ce929d0e0e4736/67667974448284343;o=0",
+    f"traceparent: {_TRACEPARENT}-00",
+    f"x-cloud-trace-context: {_TRACE_ID}/67667974448284343;o=0",
 )
 # A trace context its caller sampled (flags 01): our server traces a call that carries it.
-SAMPLED_TRACE_METADATA = (("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),)
+SAMPLED_TRACE_METADATA = (("traceparent", f"{_TRACEPARENT}-01"),)
 # Our server's telemetry as every Cloud Run deploy has it: the "auto" exporters turn on there, and the
 # program sets the project. Each call's duration is recorded and its trace sampling decided, and 0.1% of
 # calls are traced. The console's exporters stand in for Google Cloud's: metrics printed to the server's
